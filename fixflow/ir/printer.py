@@ -1,0 +1,234 @@
+"""The generic MLIR text printer (`"dialect.op"(%a) ({...}) {attrs} : (...) -> ...`)."""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, TextIO
+
+from .attributes import (ArrayAttr, Attribute, DenseResourceElementsAttr, DictionaryAttr, UnitAttr,
+                         attr_name_text, resource_key_text)
+from .core import Block, Operation, Region, Value
+from .types import function_type_text
+
+_HINT_OK = re.compile(r"[A-Za-z_$.][A-Za-z0-9_$.-]*\Z")
+
+
+class _Scope:
+    __slots__ = ("next_value", "next_arg", "next_block", "used")
+
+    def __init__(self):
+        self.next_value = 0
+        self.next_arg = 0
+        self.next_block = 0
+        self.used: set[str] = set()
+
+
+class Printer:
+    """Prints ops in MLIR's generic form.
+
+    `print_locations` adds `loc(...)` to every op (like `--mlir-print-debuginfo`);
+    `name_hints` prints values with their names (`%conv1`) where they have one.
+    """
+
+    def __init__(self, print_locations: bool = False, name_hints: bool = True, indent: str = "  "):
+        self.print_locations = print_locations
+        self.name_hints = name_hints
+        self.indent_unit = indent
+        self._names: dict[Value, str] = {}
+        self._blocks: dict[Block, str] = {}
+        self._scopes: list[_Scope] = [_Scope()]
+        self._ftypes: dict[tuple, str] = {}
+        self._resources: dict[str, DenseResourceElementsAttr] = {}
+        self._resource_keys: dict[int, str] = {}
+        self._out: list[str] = []
+
+    # ---- public -------------------------------------------------------------------------
+    def print_module(self, op: Operation) -> str:
+        """The op (usually a module) plus its `dialect_resources` section."""
+        self._out = []
+        self._print_op(op, "")
+        text = "".join(self._out)
+        if self._resources:
+            text += "\n" + self.resources_text()
+        return text
+
+    def print_op_to_string(self, op: Operation) -> str:
+        self._out = []
+        self._print_op(op, "")
+        return "".join(self._out).rstrip("\n")
+
+    def resources_text(self) -> str:
+        entries = ",\n".join(f"      {resource_key_text(k)}: \"{a.blob.hex() if a.blob else '0x04000000'}\""
+                             for k, a in self._resources.items())
+        return "{-#\n  dialect_resources: {\n    builtin: {\n" + entries + "\n    }\n  }\n#-}\n"
+
+    def value_name(self, v: Value) -> str:
+        name = self._names.get(v)
+        return name if name is not None else "<<UNKNOWN SSA VALUE>>"
+
+    # ---- naming -------------------------------------------------------------------------
+    def _name_results(self, op: Operation) -> str:
+        results = op.results
+        scope = self._scopes[-1]
+        if len(results) == 1:
+            r = results[0]
+            hint = r.name_hint
+            if hint is not None and self.name_hints:
+                name = self._unique(hint, scope)
+            else:
+                name = f"%{scope.next_value}"
+                scope.next_value += 1
+            self._names[r] = name
+            return name
+        base = f"%{scope.next_value}"
+        scope.next_value += 1
+        for i, r in enumerate(results):
+            self._names[r] = f"{base}#{i}"
+        return f"{base}:{len(results)}"
+
+    def _unique(self, hint: str, scope: _Scope) -> str:
+        if not _HINT_OK.match(hint):
+            hint = re.sub(r"[^A-Za-z0-9_$.-]", "_", hint)
+            if not hint or hint[0].isdigit() or hint[0] == "-":
+                hint = "_" + hint
+        name = hint
+        n = 1
+        while name in scope.used:
+            name = f"{hint}_{n}"
+            n += 1
+        scope.used.add(name)
+        return "%" + name
+
+    def _name_block(self, block: Block) -> str:
+        name = self._blocks.get(block)
+        if name is None:
+            scope = self._scopes[-1]
+            name = f"^bb{scope.next_block}"
+            scope.next_block += 1
+            self._blocks[block] = name
+        return name
+
+    # ---- ops ----------------------------------------------------------------------------
+    def _print_op(self, op: Operation, indent: str) -> None:
+        out = self._out
+        names = self._names
+        parts = [indent]
+        if op.results:
+            parts.append(self._name_results(op))
+            parts.append(" = ")
+        parts.append('"')
+        parts.append(op.name)
+        parts.append('"(')
+        try:
+            parts.append(", ".join([names[v] for v in op._operands]))
+        except KeyError:
+            parts.append(", ".join(self.value_name(v) for v in op._operands))
+        parts.append(")")
+        if op.successors:
+            parts.append("[" + ", ".join(self._name_block(b) for b in op.successors) + "]")
+        if op.regions:
+            out.append("".join(parts))
+            parts = []
+            self._print_regions(op, indent)
+        attrs = op.attributes
+        if attrs:
+            parts.append(" ")
+            parts.append(self._attr_dict(attrs))
+        key = (tuple([v.type for v in op._operands]), tuple([r.type for r in op.results]))
+        ft = self._ftypes.get(key)
+        if ft is None:
+            ft = self._ftypes[key] = function_type_text(key[0], key[1])
+        parts.append(" : ")
+        parts.append(ft)
+        if self.print_locations:
+            parts.append(" ")
+            parts.append(op.location.print())
+        parts.append("\n")
+        out.append("".join(parts))
+
+    def _print_regions(self, op: Operation, indent: str) -> None:
+        from .opdef import IsolatedFromAbove
+        isolated = IsolatedFromAbove in op.TRAITS
+        if isolated:
+            self._scopes.append(_Scope())
+        out = self._out
+        out.append(" (")
+        for i, region in enumerate(op.regions):
+            if i:
+                out.append(", ")
+            self._print_region(region, indent)
+        out.append(")")
+        if isolated:
+            self._scopes.pop()
+
+    def _print_region(self, region: Region, indent: str) -> None:
+        out = self._out
+        out.append("{\n")
+        inner = indent + self.indent_unit
+        scope = self._scopes[-1]
+        for bi, block in enumerate(region.blocks):
+            for a in block.args:
+                hint = a.name_hint
+                if hint is not None and self.name_hints:
+                    self._names[a] = self._unique(hint, scope)
+                else:
+                    self._names[a] = f"%arg{scope.next_arg}"
+                    scope.next_arg += 1
+            if bi > 0 or block.args:
+                label = self._name_block(block)
+                if block.args:
+                    args = ", ".join(f"{self._names[a]}: {a.type}" for a in block.args)
+                    out.append(f"{indent}{label}({args}):\n")
+                else:
+                    out.append(f"{indent}{label}:\n")
+            op = block.first_op
+            while op is not None:
+                self._print_op(op, inner)
+                op = op.next_op
+        out.append(indent + "}")
+
+    # ---- attributes ---------------------------------------------------------------------
+    def _attr_dict(self, attrs: dict[str, Attribute]) -> str:
+        items = []
+        for k, v in attrs.items():
+            key = attr_name_text(k)
+            if isinstance(v, UnitAttr):
+                items.append(key)
+            else:
+                items.append(f"{key} = {self.attr_text(v)}")
+        return "{" + ", ".join(items) + "}"
+
+    def attr_text(self, attr: Attribute) -> str:
+        if isinstance(attr, DenseResourceElementsAttr):
+            return f"dense_resource<{resource_key_text(self._resource_key(attr))}> : {attr.type}"
+        if isinstance(attr, ArrayAttr) and any(isinstance(a, (DenseResourceElementsAttr, ArrayAttr,
+                                                              DictionaryAttr)) for a in attr.value):
+            return "[" + ", ".join(self.attr_text(a) for a in attr.value) + "]"
+        if isinstance(attr, DictionaryAttr):
+            return self._attr_dict(attr.value)
+        return attr.text()
+
+    def _resource_key(self, attr: DenseResourceElementsAttr) -> str:
+        key = self._resource_keys.get(id(attr))
+        if key is not None:
+            return key
+        key = attr.key
+        existing = self._resources.get(key)
+        n = 1
+        while existing is not None and existing is not attr and existing.blob != attr.blob:
+            key = f"{attr.key}_{n}"
+            n += 1
+            existing = self._resources.get(key)
+        self._resources[key] = attr
+        self._resource_keys[id(attr)] = key
+        return key
+
+
+def print_module(op: Operation, *, print_locations: bool = False, name_hints: bool = True) -> str:
+    """Text of `op` (typically a `builtin.module`) with its resources section."""
+    return Printer(print_locations=print_locations, name_hints=name_hints).print_module(op)
+
+
+def print_ops(ops: Iterable[Operation], stream: TextIO, **kwargs) -> None:
+    for op in ops:
+        stream.write(print_module(op, **kwargs))

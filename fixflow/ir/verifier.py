@@ -1,0 +1,117 @@
+"""Structural and op-definition verification (SSA scoping, operand/result/attribute rules, traits)."""
+
+from __future__ import annotations
+
+from .core import Block, Operation, Value
+from .diagnostics import VerifyError
+from .opdef import (OPTIONAL, SINGLE, IsolatedFromAbove, Op, SameOperandsAndResultType, Terminator)
+
+
+def verify(root: Operation) -> None:
+    """Verify `root` and everything nested in it; raise `VerifyError` on the first problem."""
+    _verify_op(root, set())
+
+
+def _verify_op(op: Operation, visible: set[Value]) -> None:
+    for i, v in enumerate(op._operands):
+        if v not in visible:
+            raise VerifyError(f"operand #{i} does not dominate this use (it is defined later, "
+                              f"in another scope, or not at all)", op)
+    if isinstance(op, Op):
+        _verify_definition(op)
+    if op.regions:
+        isolated = IsolatedFromAbove in op.TRAITS
+        for region in op.regions:
+            inner = set() if isolated else visible
+            added: list[Value] = []
+            blocks = region.blocks
+            multi = len(blocks) > 1
+            for block in blocks:
+                for a in block.args:
+                    inner.add(a)
+                    added.append(a)
+                if multi:
+                    for child in block.ops:
+                        for r in child.results:
+                            inner.add(r)
+                            added.append(r)
+            for block in blocks:
+                _verify_block(block, inner, added, define=not multi)
+            if not isolated:
+                for v in added:
+                    visible.discard(v)
+
+
+def _verify_block(block: Block, visible: set[Value], added: list[Value], define: bool) -> None:
+    op = block.first_op
+    while op is not None:
+        if Terminator in op.TRAITS and op.next_op is not None:
+            raise VerifyError("must be the last operation in its block", op)
+        _verify_op(op, visible)
+        if define:
+            for r in op.results:
+                visible.add(r)
+                added.append(r)
+        op = op.next_op
+
+
+def _count_ok(n: int, defs: tuple) -> bool:
+    singles = sum(1 for d in defs if d.kind == SINGLE)
+    variadic = sum(1 for d in defs if d.kind != SINGLE)
+    if variadic == 0:
+        return n == singles
+    if all(d.kind == OPTIONAL or d.kind == SINGLE for d in defs) and variadic:
+        return singles <= n <= singles + variadic
+    return n >= singles
+
+
+def _verify_definition(op: Op) -> None:
+    cls = type(op)
+    if not _count_ok(len(op._operands), cls.OPERANDS):
+        names = ", ".join(d.name + ("?" if d.kind == OPTIONAL else "*" if d.kind != SINGLE else "")
+                          for d in cls.OPERANDS)
+        raise VerifyError(f"expects operands ({names}) but has {len(op._operands)}", op)
+    if not _count_ok(len(op.results), cls.RESULTS):
+        raise VerifyError(f"expects {len(cls.RESULTS)} result(s) but has {len(op.results)}", op)
+    for d in cls.OPERANDS:
+        if d.constraint is None:
+            continue
+        vals = d.__get__(op, cls)
+        vals = [vals] if isinstance(vals, Value) else (vals or [])
+        for v in vals:
+            if not isinstance(v.type, d.constraint):
+                raise VerifyError(f"operand '{d.name}' must be {_constraint_name(d.constraint)}, got {v.type}", op)
+    for d in cls.RESULTS:
+        if d.constraint is None:
+            continue
+        vals = d.__get__(op, cls)
+        vals = [vals] if isinstance(vals, Value) else (vals or [])
+        for v in vals:
+            if not isinstance(v.type, d.constraint):
+                raise VerifyError(f"result '{d.name}' must be {_constraint_name(d.constraint)}, got {v.type}", op)
+    for d in cls.ATTRS:
+        a = op.attributes.get(d.name)
+        if a is None:
+            if d.required:
+                raise VerifyError(f"requires attribute '{d.name}' ({d.kind.name})", op)
+            continue
+        problem = d.kind.check(a)
+        if problem:
+            raise VerifyError(f"attribute '{d.name}': {problem}", op)
+    if len(op.regions) != len(cls.REGIONS):
+        raise VerifyError(f"expects {len(cls.REGIONS)} region(s) but has {len(op.regions)}", op)
+    for d, r in zip(cls.REGIONS, op.regions):
+        if d.single_block and len(r.blocks) > 1:
+            raise VerifyError(f"region '{d.name}' must have at most one block, has {len(r.blocks)}", op)
+    if SameOperandsAndResultType in cls.TRAITS:
+        types = {v.type for v in op._operands} | {r.type for r in op.results}
+        if len(types) > 1:
+            raise VerifyError("requires the same type for all operands and results, got "
+                              + ", ".join(sorted(str(t) for t in types)), op)
+    op.verify_()
+
+
+def _constraint_name(c) -> str:
+    if isinstance(c, tuple):
+        return " or ".join(x.__name__ for x in c)
+    return c.__name__
