@@ -1,0 +1,349 @@
+"""Fixed-point numerics of the DPU flow (pure numpy, bit-exact).
+
+Implements `/work/shared/spec/numerics.md`: rounding modes, power-of-two quantization,
+the "diffs" fix_pos search of vai_q_pytorch, modal calibration across batches, the
+hardware legalization rules for fix positions and the average-pool / LeakyReLU
+multipliers. Nothing here knows about the IR.
+
+A value with format ``[bit_width, fix_pos]`` is ``q * 2**-fix_pos`` with
+``q in [-2**(bw-1), 2**(bw-1) - 1]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from fractions import Fraction
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "NumericsError",
+    "ROUND_MODES",
+    "LEAKY_RELU_ALPHA",
+    "round_mode",
+    "qrange",
+    "int_dtype",
+    "quantize",
+    "dequantize",
+    "fake_quantize",
+    "fix_pos_diffs",
+    "fix_pos_maxmin",
+    "fix_pos_cap",
+    "ModalFixPos",
+    "ConvFixPos",
+    "legalize_conv",
+    "legalize_hsigmoid",
+    "legalize_hswish",
+    "legalize_passthrough",
+    "conv_shifts",
+    "avgpool_multiplier",
+]
+
+ROUND_MODES = ("half_up", "std_round", "half_even", "half_down", "floor", "ceil")
+
+#: LeakyReLU slope the DPU implements (numerics.md): 26/256 = 0.1015625.
+LEAKY_RELU_ALPHA = Fraction(26, 256)
+
+_FLT_MIN = float(np.finfo(np.float32).tiny)
+
+
+class NumericsError(ValueError):
+    """A fixed-point configuration the DPU cannot represent (bad mode, shift out of range...)."""
+
+
+# ----------------------------------------------------------------------------- rounding
+
+
+def round_mode(x: np.ndarray | float, mode: str) -> np.ndarray:
+    """Round ``x`` to integers (as float64) with the named mode.
+
+    half_up: ties toward +inf, ``floor(x + 0.5)`` (DPU_ROUND: -2.5 -> -2, 2.5 -> 3);
+    std_round: ties away from zero (C ``round``: -2.5 -> -3); half_even: banker's;
+    half_down: ties toward -inf; floor; ceil.
+    """
+    a = np.asarray(x, dtype=np.float64)
+    if mode == "half_up":
+        # floor(a + 0.5) is inexact for a = 0.49999999999999994 (a + 0.5 rounds up to 1.0);
+        # decide ties on the exact fractional part instead.
+        f = np.floor(a)
+        return np.where(a - f >= 0.5, f + 1.0, f)
+    if mode == "half_down":
+        c = np.ceil(a)
+        return np.where(c - a >= 0.5, c - 1.0, c)
+    if mode == "std_round":
+        f = np.floor(np.abs(a))
+        r = np.where(np.abs(a) - f >= 0.5, f + 1.0, f)
+        return np.copysign(r, a) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if mode == "half_even":
+        return np.rint(a) + 0.0
+    if mode == "floor":
+        return np.floor(a)
+    if mode == "ceil":
+        return np.ceil(a) + 0.0
+    raise NumericsError(f"unknown rounding mode {mode!r}; expected one of {', '.join(ROUND_MODES)}")
+
+
+# ----------------------------------------------------------------------------- (de)quantization
+
+
+def qrange(bit_width: int) -> tuple[int, int]:
+    """Signed full range ``(-2**(bw-1), 2**(bw-1) - 1)``."""
+    if not isinstance(bit_width, (int, np.integer)) or not 2 <= bit_width <= 32:
+        raise NumericsError(f"bit_width must be an integer in [2, 32], got {bit_width!r}")
+    return -(1 << (bit_width - 1)), (1 << (bit_width - 1)) - 1
+
+
+def int_dtype(bit_width: int) -> np.dtype:
+    """Smallest numpy signed integer dtype holding ``bit_width`` bits."""
+    qrange(bit_width)
+    for dt in (np.int8, np.int16, np.int32):
+        if bit_width <= np.iinfo(dt).bits:
+            return np.dtype(dt)
+    return np.dtype(np.int64)
+
+
+def quantize(x: np.ndarray | float, bit_width: int, fix_pos: int, mode: str = "half_up") -> np.ndarray:
+    """``clamp(round_mode(x * 2**fix_pos), qmin, qmax)`` as an integer array.
+
+    The scaling by a power of two is exact in float64, so the result depends only on the
+    real value of ``x``.
+    """
+    lo, hi = qrange(bit_width)
+    scaled = np.asarray(x, dtype=np.float64) * math.ldexp(1.0, int(fix_pos))
+    q = np.clip(round_mode(scaled, mode), lo, hi)
+    return q.astype(int_dtype(bit_width))
+
+
+def dequantize(q: np.ndarray | int, fix_pos: int) -> np.ndarray:
+    """``q * 2**-fix_pos`` as float32 (exact for |q| < 2**24 and ordinary fix positions)."""
+    return (np.asarray(q, dtype=np.float64) * math.ldexp(1.0, -int(fix_pos))).astype(np.float32)
+
+
+def fake_quantize(x: np.ndarray | float, bit_width: int, fix_pos: int, mode: str = "half_up") -> np.ndarray:
+    """Quantize then dequantize; float32, identical to ``dequantize(quantize(...))``."""
+    return dequantize(quantize(x, bit_width, fix_pos, mode), fix_pos)
+
+
+# ----------------------------------------------------------------------------- fix_pos selection
+
+
+def fix_pos_cap(bit_width: int) -> int:
+    """Largest fix_pos the quantizer allows: 12 for bit widths <= 8, 15 for wider ones."""
+    return 12 if bit_width <= 8 else 15
+
+
+def fix_pos_diffs(x: np.ndarray, bit_width: int = 8, mode: str = "half_up", scope: int = 5) -> int:
+    """The vai_q_pytorch "diffs" fix_pos search (numerics.md, "Choosing fix_pos").
+
+    ``step = max(x_min / (-2**(bw-1) - 0.5), x_max / (2**(bw-1) - 0.5))``;
+    ``fp0 = floor(log2(1 / step))`` (18 when ``step <= FLT_MIN``, i.e. an all-zero tensor);
+    candidates ``fp0 .. fp0 + scope - 1`` are scored by the sum of squared quantization
+    errors with ``mode``; the first minimum wins; the result is capped by `fix_pos_cap`.
+    Negative results are allowed.
+    """
+    if scope < 1:
+        raise NumericsError(f"scope must be >= 1, got {scope}")
+    a = np.asarray(x, dtype=np.float64).ravel()
+    if a.size == 0:
+        raise NumericsError("cannot choose a fix_pos for an empty tensor")
+    if not np.all(np.isfinite(a)):
+        raise NumericsError("cannot choose a fix_pos for a tensor with NaN or inf values")
+    half = float(1 << (bit_width - 1))
+    step = max(float(a.min()) / (-half - 0.5), float(a.max()) / (half - 0.5))
+    if step <= _FLT_MIN:
+        fp0 = 18
+    else:
+        fp0 = math.floor(math.log2(1.0 / step))
+    best, best_err = fp0, math.inf
+    for fp in range(fp0, fp0 + scope):
+        err = float(np.sum((fake_quantize(a, bit_width, fp, mode).astype(np.float64) - a) ** 2))
+        if err < best_err:
+            best, best_err = fp, err
+    return min(best, fix_pos_cap(bit_width))
+
+
+def fix_pos_maxmin(x: np.ndarray, bit_width: int = 8, mode: str = "half_up") -> int:
+    """Mode ``maxmin``: the diffs search with scope 1 (just ``fp0``, capped)."""
+    return fix_pos_diffs(x, bit_width, mode, scope=1)
+
+
+class ModalFixPos:
+    """Calibration across batches: the fix_pos in force is the mode of all batches so far.
+
+    Ties go to the smaller fix_pos (numerics.md, "Calibration across batches").
+    """
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+
+    def update(self, fix_pos: int) -> int:
+        """Record one batch's fix_pos and return the modal value now in force."""
+        self._counts[int(fix_pos)] += 1
+        return self.value  # type: ignore[return-value]
+
+    @property
+    def value(self) -> int | None:
+        """Current modal fix_pos (None before the first batch)."""
+        if not self._counts:
+            return None
+        top = max(self._counts.values())
+        return min(fp for fp, n in self._counts.items() if n == top)
+
+    @property
+    def counts(self) -> dict[int, int]:
+        """How many batches chose each fix_pos."""
+        return dict(self._counts)
+
+    def __len__(self) -> int:
+        return sum(self._counts.values())
+
+
+# ----------------------------------------------------------------------------- legalization
+
+
+class ConvFixPos(NamedTuple):
+    """Fix positions of a conv-like op: input, weights, bias (None = no bias), output."""
+
+    i: int
+    w: int
+    b: int | None
+    o: int
+
+
+SHIFT_CUT_RANGE = (0, 16)
+SHIFT_BIAS_MAX = 16
+
+
+def _shift_bias_min(shift_cut: int) -> int:
+    return min(0, -(24 - (8 + shift_cut)))
+
+
+def legalize_conv(pos: ConvFixPos, name: str = "conv") -> tuple[ConvFixPos, list[str]]:
+    """Make ``shift_cut = w + i - o`` and ``shift_bias = w + i - b`` legal for the DPU.
+
+    Rules (vai_q_pytorch ``FixPosChecker.shift_cut_bias``, nndct_shared/quantization):
+    shift_cut < 0 -> lower o; shift_cut > 16 -> lower w;
+    shift_bias < min(0, -(24 - (8 + shift_cut))) -> lower b; shift_bias > 16 -> lower w.
+    Unlike vai_q_pytorch (one pass, bias bound from the unadjusted shift_cut) the rules
+    are applied until none fires, so the result is always legal. The input fix_pos
+    belongs to the producer and is never changed. Returns the new positions and one
+    human-readable reason per adjustment.
+    """
+    i, w, b, o = int(pos.i), int(pos.w), pos.b, int(pos.o)
+    reasons: list[str] = []
+    for _ in range(8):
+        changed = False
+        sc = w + i - o
+        if sc < SHIFT_CUT_RANGE[0]:
+            reasons.append(f"{name}: shift_cut {sc} < 0, output fix_pos lowered from {o} to {o + sc}")
+            o += sc
+            changed = True
+        elif sc > SHIFT_CUT_RANGE[1]:
+            new_w = w - (sc - SHIFT_CUT_RANGE[1])
+            reasons.append(f"{name}: shift_cut {sc} > 16, weight fix_pos lowered from {w} to {new_w}")
+            w = new_w
+            changed = True
+        if b is not None:
+            sc = w + i - o
+            sb = w + i - b
+            lo = _shift_bias_min(sc)
+            if sb < lo:
+                new_b = b + sb - lo
+                reasons.append(f"{name}: shift_bias {sb} < {lo}, bias fix_pos lowered from {b} to {new_b}")
+                b = new_b
+                changed = True
+            elif sb > SHIFT_BIAS_MAX:
+                new_w = w - (sb - SHIFT_BIAS_MAX)
+                reasons.append(f"{name}: shift_bias {sb} > 16, weight fix_pos lowered from {w} to {new_w}")
+                w = new_w
+                changed = True
+        if not changed:
+            return ConvFixPos(i, w, b, o), reasons
+    raise AssertionError("legalize_conv did not converge")  # each rule only lowers; unreachable
+
+
+def legalize_hsigmoid(fp_in: int, fp_out: int, name: str = "hsigmoid") -> tuple[int, int, list[str]]:
+    """Hard-sigmoid: output fix_pos >= 7, input fix_pos >= 0 (vai_q_pytorch FixPosChecker).
+
+    With ``fp_out >= 7`` the DPU's missing upper clamp is done by saturation, so the
+    hardware formula equals ``relu6(x + 3) * 2731 / 16384``.
+    """
+    reasons = []
+    if fp_out < 7:
+        reasons.append(f"{name}: output fix_pos raised from {fp_out} to 7 (DPU hsigmoid needs >= 7)")
+        fp_out = 7
+    if fp_in < 0:
+        reasons.append(f"{name}: input fix_pos raised from {fp_in} to 0 (DPU hsigmoid needs >= 0)")
+        fp_in = 0
+    return fp_in, fp_out, reasons
+
+
+def legalize_hswish(fp_in: int, fp_out: int, name: str = "hswish") -> tuple[int, int, list[str]]:
+    """Hard-swish: input fix_pos >= 0, output fix_pos <= input fix_pos + 7."""
+    reasons = []
+    if fp_in < 0:
+        reasons.append(f"{name}: input fix_pos raised from {fp_in} to 0 (DPU hswish needs >= 0)")
+        fp_in = 0
+    if fp_out > fp_in + 7:
+        reasons.append(f"{name}: output fix_pos lowered from {fp_out} to {fp_in + 7} (must be <= input + 7)")
+        fp_out = fp_in + 7
+    return fp_in, fp_out, reasons
+
+
+def legalize_passthrough(fp_in: int, fp_out: int, name: str = "op") -> tuple[int, list[str]]:
+    """Pad, nearest resize, strided slice: the output takes the input's fix_pos."""
+    if fp_out == fp_in:
+        return fp_out, []
+    return fp_in, [f"{name}: output fix_pos set from {fp_out} to the input's {fp_in}"]
+
+
+def conv_shifts(fp_in: int, fp_w: int, fp_out: int, fp_b: int | None = None,
+                check: bool = True) -> tuple[int, int | None]:
+    """``(shift_cut, shift_bias)`` of a conv-like op; with ``check``, raise if not legal."""
+    sc = fp_in + fp_w - fp_out
+    sb = None if fp_b is None else fp_in + fp_w - fp_b
+    if check:
+        if not SHIFT_CUT_RANGE[0] <= sc <= SHIFT_CUT_RANGE[1]:
+            raise NumericsError(f"shift_cut = {fp_in} + {fp_w} - {fp_out} = {sc} is outside [0, 16]")
+        if sb is not None and not _shift_bias_min(sc) <= sb <= SHIFT_BIAS_MAX:
+            raise NumericsError(
+                f"shift_bias = {fp_in} + {fp_w} - {fp_b} = {sb} is outside [{_shift_bias_min(sc)}, 16]")
+    return sc, sb
+
+
+# ----------------------------------------------------------------------------- multipliers
+
+# vai_q_pytorch pytorch_nndct/nn/modules/avgpool.py (and the DPU simulator's Pool.cpp:
+# kernel 3 -> 28/256 = 7/64, 5 -> 10/256, 6 -> 7/256, 7 -> 21/1024).
+_AVGPOOL_TABLE = {
+    (3, 3): (7, 6),
+    (5, 5): (10, 8),
+    (6, 6): (7, 8),
+    (3, 6): (7, 8),
+    (6, 3): (7, 8),
+    (7, 7): (21, 10),
+    (14, 14): (21, 12),
+}
+
+
+def avgpool_multiplier(kernel_h: int, kernel_w: int) -> tuple[int, int]:
+    """``(mult, shift)`` with ``1 / (kh * kw) ~= mult / 2**shift`` as the DPU computes it.
+
+    Table entries first; otherwise the search of vai_q_pytorch avgpool.py: for
+    ``s in range(ceil(log2(kh * kw * 128)))`` take ``m = round(2**s / (kh*kw))`` (Python
+    round) and keep the first ``s`` with the strictly smallest ``|m / 2**s - 1/(kh*kw)|``.
+    """
+    if kernel_h < 1 or kernel_w < 1:
+        raise NumericsError(f"pool kernel must be positive, got {kernel_h}x{kernel_w}")
+    if (kernel_h, kernel_w) in _AVGPOOL_TABLE:
+        return _AVGPOOL_TABLE[(kernel_h, kernel_w)]
+    rec = kernel_h * kernel_w
+    diff, mult, shift = 1.0, 0, 0
+    for s in range(math.ceil(math.log2(rec * 128))):
+        m = round((2**s) / rec)
+        d = abs(m / (2**s) - 1 / rec)
+        if d < diff:
+            diff, mult, shift = d, m, s
+    return mult, shift
