@@ -145,13 +145,16 @@ def _run(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``fixflow-xir``; returns the process exit code."""
-    from fixflow.backends.xmodel import XModelError
+    from fixflow.ir.diagnostics import FixflowError
 
     try:
         args = _parser().parse_args(argv)
         _run(args)
-    except (_UsageError, XModelError) as e:
+    except _UsageError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except FixflowError as e:
+        print(e.render(), file=sys.stderr)
         return 1
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0

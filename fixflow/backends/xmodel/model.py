@@ -42,9 +42,11 @@ from typing import Any
 
 import numpy as np
 
+from fixflow.ir.diagnostics import FixflowError
 
-class XModelError(Exception):
-    """A malformed XIR graph or .xmodel file (one clear, user-facing message)."""
+
+class XModelError(FixflowError):
+    """A malformed XIR graph or .xmodel file; ``.message`` is the one-line text."""
 
 
 SCALAR_KINDS = ("bool", "int32", "uint32", "int64", "uint64", "float", "double", "string", "bytes")
@@ -217,7 +219,7 @@ def to_attrs(attrs: Mapping[str, Any] | None, where: str = "") -> dict[str, XAtt
         try:
             out[k] = to_attr(v)
         except XModelError as e:
-            raise XModelError(f"{where}attribute {k!r}: {e}") from None
+            raise XModelError(f"{where}attribute {k!r}: {e.message}") from None
     return out
 
 

@@ -142,14 +142,18 @@ def _layers(g: XGraph) -> dict[str, int]:
 
 def to_dot(g: XGraph) -> str:
     """Graphviz dot text of the op graph."""
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace('"', '\\"')
+
     def q(s: str) -> str:
-        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f'"{esc(s)}"'
 
     lines = [f"digraph {q(g.name or 'xmodel')} {{", "  node [shape=box, style=rounded];"]
     for o in g.ops:
         t = o.output
-        label = f"{o.name}\\n{o.type}\\n{t.data_type}[{','.join(map(str, t.shape))}]"
-        lines.append(f"  {q(o.name)} [label=\"{label.replace(chr(34), '')}\"];")
+        parts = (o.name, o.type, f"{t.data_type}[{','.join(map(str, t.shape))}]")
+        label = "\\n".join(map(esc, parts))
+        lines.append(f'  {q(o.name)} [label="{label}"];')
     for o in g.ops:
         for arg, ps in o.inputs.items():
             for p in ps:

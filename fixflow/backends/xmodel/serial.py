@@ -91,7 +91,7 @@ def _get_attrs(pb_map: Any, where: str) -> dict[str, XAttr]:
         try:
             out[k] = attr_from_pb(pb_map[k])
         except XModelError as e:
-            raise XModelError(f"{where}attribute {k!r}: {e}") from None
+            raise XModelError(f"{where}attribute {k!r}: {e.message}") from None
     return out
 
 # ---------------------------------------------------------------------------- writer
@@ -169,7 +169,7 @@ def write_xmodel(graph: XGraph, path: str | os.PathLike, origin: str = "fixflow"
     try:
         data = xmodel_bytes(graph, origin)
     except XModelError as e:
-        raise XModelError(f"{os.fspath(path)}: cannot write xmodel: {e}") from None
+        raise XModelError(f"{os.fspath(path)}: cannot write xmodel: {e.message}") from None
     try:
         with open(path, "wb") as f:
             f.write(data)
@@ -203,7 +203,7 @@ def from_proto(pb: Any) -> XGraph:
         try:
             dtype = format_data_type(t.data_type, t.tensor_bit_width)
         except XModelError as e:
-            raise XModelError(f"{where}tensor {t.tensor_name!r}: {e}") from None
+            raise XModelError(f"{where}tensor {t.tensor_name!r}: {e.message}") from None
         tensor = XTensor(t.tensor_name, list(t.tensor_dim), dtype,
                          _get_attrs(t.tensor_attr, f"{where}tensor {t.tensor_name!r}: "))
         inputs: dict[str, list[str]] = {}
@@ -314,7 +314,7 @@ def read_xmodel_bytes(data: bytes, name: str = "<bytes>") -> XGraph:
     try:
         return from_proto(pb)
     except XModelError as e:
-        raise XModelError(f"{name}: invalid xmodel: {e}") from None
+        raise XModelError(f"{name}: invalid xmodel: {e.message}") from None
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
