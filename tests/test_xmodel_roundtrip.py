@@ -160,3 +160,22 @@ def test_random_attrs_round_trip(attrs, shape):
     assert g2.ops == g.ops
     assert {k: v for k, v in g2.attrs.items() if k != "origin"} == \
         {k: v for k, v in g.attrs.items() if k != "origin"}
+
+
+def test_op_with_empty_producer_list():
+    ops = [XOp("a", "data", output=XTensor("a", [1], "XINT8")),
+           XOp("b", "relu", inputs={"input": ["a"], "unused": []}, output=XTensor("b", [1], "XINT8"))]
+    g = XGraph("g", ops)
+    assert read_xmodel_bytes(xmodel_bytes(g)).ops == ops
+
+
+def test_package_docstring_example_runs(tmp_path, monkeypatch):
+    import textwrap
+
+    import fixflow.backends.xmodel as pkg
+
+    doc = pkg.__doc__
+    block = doc[doc.index("::\n") + 3: doc.index("\nModel (")]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(textwrap.dedent(block), "docstring", "exec"), {})
+    assert (tmp_path / "net.xmodel").exists()

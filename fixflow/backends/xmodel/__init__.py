@@ -2,7 +2,7 @@
 
 Build a graph (ops in topological order; each op has exactly one output tensor)::
 
-    from fixflow.backends.xmodel import XAttr, XGraph, XOp, XSubgraph, XTensor, write_xmodel
+    from fixflow.backends.xmodel import XGraph, XOp, XTensor, read_xmodel, write_xmodel
 
     x = XOp("x", "data-fix", {"shape": [1, 8, 8, 1], "data_type": "XINT8"},
             output=XTensor("x", [1, 8, 8, 1], "XINT8", {"fix_point": 7, "bit_width": 8}))
@@ -12,13 +12,15 @@ Build a graph (ops in topological order; each op has exactly one output tensor):
             inputs={"input": ["x"], "weights": ["w"]},
             output=XTensor("c", [1, 8, 8, 4], "XINT8", {"fix_point": 4}))
     g = XGraph("net", [x, w, c], {"origin": "fixflow"})   # root=None: default subgraph tree
-    write_xmodel(g, "net.xmodel")
-    g2 = read_xmodel("net.xmodel")                          # == g.with root filled in
+    write_xmodel(g, "net.xmodel")                           # also: xmodel_bytes(g)
+    g2 = read_xmodel("net.xmodel")                          # read_xmodel_bytes(data, name)
+    assert g2.ops == g.ops and g2.root == g.default_root()
 
 Model (``model.py``):
   ``XGraph(name, ops, attrs, root)``: ``op(name)``, ``op_map()``, ``consumers()``,
   ``toposorted()``, ``validate()``, ``default_root()``, ``root_or_default()``,
-  ``toposort_children(sg)``, ``subgraph_inputs(sg)``, ``subgraph_outputs(sg)``.
+  ``toposort_children(sg)``, ``subgraph_inputs(sg)``, ``subgraph_outputs(sg)`` (pass
+  ``index=g.index()`` when asking many times).
   ``XOp(name, type, attrs, inputs, *, output)``: ``inputs`` maps arg name -> producer op names.
   ``XTensor(name, shape, data_type, attrs)``: ``data_type`` like ``"XINT8"``/``"FLOAT32"``.
   ``XSubgraph(name, op_names, attrs, children)``: leaf xor inner node; ``walk()``,
@@ -35,14 +37,14 @@ Checks: ``netron_problems(path_or_bytes) -> list[str]`` (``netron.py``).
 Errors: every problem is an :class:`XModelError` with one message naming the file.
 """
 
-from .model import (ATTR_KINDS, DATA_TYPE_ENUM, XAttr, XGraph, XModelError, XOp, XSubgraph,
+from .model import (ATTR_KINDS, DATA_TYPE_ENUM, GraphIndex, XAttr, XGraph, XModelError, XOp, XSubgraph,
                     XTensor, format_data_type, infer_kind, parse_data_type, to_attr)
 from .netron import netron_problems
 from .serial import (from_proto, read_xmodel, read_xmodel_bytes, to_proto, write_xmodel,
                      xmodel_bytes)
 
 __all__ = [
-    "ATTR_KINDS", "DATA_TYPE_ENUM", "XAttr", "XGraph", "XModelError", "XOp", "XSubgraph",
+    "ATTR_KINDS", "DATA_TYPE_ENUM", "GraphIndex", "XAttr", "XGraph", "XModelError", "XOp", "XSubgraph",
     "XTensor", "format_data_type", "infer_kind", "parse_data_type", "to_attr",
     "netron_problems", "from_proto", "read_xmodel", "read_xmodel_bytes", "to_proto",
     "write_xmodel", "xmodel_bytes",

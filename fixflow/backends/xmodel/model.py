@@ -34,6 +34,7 @@ enum and bit width.
 
 from __future__ import annotations
 
+import heapq
 import re
 import struct
 from collections.abc import Iterator, Mapping
@@ -466,42 +467,66 @@ class XGraph(_HasAttrs):
         self.check_root()
 
     # -- subgraph queries -------------------------------------------------------
-    def subgraph_inputs(self, sg: XSubgraph) -> list[str]:
+    def index(self) -> "GraphIndex":
+        """Lookup tables for repeated subgraph queries (rebuild after editing the graph)."""
+        return GraphIndex(self.op_map(), {o.name: i for i, o in enumerate(self.ops)}, self.consumers())
+
+    def _ops_in(self, sg: XSubgraph, ix: "GraphIndex") -> list[str]:
+        return sorted((n for n in sg.all_op_names() if n in ix.ops), key=ix.position.__getitem__)
+
+    def subgraph_inputs(self, sg: XSubgraph, index: "GraphIndex | None" = None) -> list[str]:
         """Ops outside ``sg`` whose outputs ``sg`` reads (in first-use order)."""
-        inside = set(sg.all_op_names())
+        ix = index or self.index()
+        names = self._ops_in(sg, ix)
+        inside = set(names)
         out: dict[str, None] = {}
-        for o in self.ops:
-            if o.name in inside:
-                for p in o.input_ops():
-                    if p not in inside:
-                        out[p] = None
+        for n in names:
+            for p in ix.ops[n].input_ops():
+                if p not in inside:
+                    out[p] = None
         return list(out)
 
-    def subgraph_outputs(self, sg: XSubgraph) -> list[str]:
+    def subgraph_outputs(self, sg: XSubgraph, index: "GraphIndex | None" = None) -> list[str]:
         """Ops in ``sg`` read outside it, or read by nobody (graph outputs)."""
-        inside = set(sg.all_op_names())
-        cons = self.consumers()
-        return [o.name for o in self.ops if o.name in inside
-                and (not cons[o.name] or any(c not in inside for c in cons[o.name]))]
+        ix = index or self.index()
+        names = self._ops_in(sg, ix)
+        inside = set(names)
+        return [n for n in names
+                if not ix.consumers[n] or any(c not in inside for c in ix.consumers[n])]
 
-    def toposort_children(self, sg: XSubgraph | None = None) -> list[XSubgraph]:
-        """Children of ``sg`` (default root) in dependency order (stable, Kahn's algorithm)."""
+    def toposort_children(self, sg: XSubgraph | None = None,
+                          index: "GraphIndex | None" = None) -> list[XSubgraph]:
+        """Children of ``sg`` (default root) in dependency order (stable Kahn's algorithm)."""
         sg = sg or self.root_or_default()
+        ix = index or self.index()
         owner = {n: i for i, c in enumerate(sg.children) for n in c.all_op_names()}
-        deps: list[set[int]] = [set() for _ in sg.children]
-        ops = self.op_map()
+        users: list[set[int]] = [set() for _ in sg.children]
+        indeg = [0] * len(sg.children)
         for i, c in enumerate(sg.children):
-            for n in c.all_op_names():
-                for p in ops[n].input_ops() if n in ops else ():
-                    j = owner.get(p)
-                    if j is not None and j != i:
-                        deps[i].add(j)
+            deps = {owner[p] for n in c.all_op_names() if n in ix.ops
+                    for p in ix.ops[n].input_ops() if owner.get(p, i) != i}
+            indeg[i] = len(deps)
+            for j in deps:
+                users[j].add(i)
+        ready = [i for i, d in enumerate(indeg) if d == 0]
+        heapq.heapify(ready)
         done: list[int] = []
-        pending = list(range(len(sg.children)))
-        while pending:
-            ready = next((i for i in pending if deps[i] <= set(done)), None)
-            if ready is None:
-                raise XModelError(f"children of subgraph {sg.name!r} depend on each other cyclically")
-            done.append(ready)
-            pending.remove(ready)
+        while ready:
+            i = heapq.heappop(ready)
+            done.append(i)
+            for j in users[i]:
+                indeg[j] -= 1
+                if indeg[j] == 0:
+                    heapq.heappush(ready, j)
+        if len(done) != len(sg.children):
+            raise XModelError(f"children of subgraph {sg.name!r} depend on each other cyclically")
         return [sg.children[i] for i in done]
+
+
+@dataclass(frozen=True)
+class GraphIndex:
+    """Precomputed lookups of an :class:`XGraph` (see :meth:`XGraph.index`)."""
+
+    ops: dict[str, XOp]
+    position: dict[str, int]
+    consumers: dict[str, list[str]]

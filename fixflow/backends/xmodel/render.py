@@ -6,7 +6,7 @@ import hashlib
 from html import escape
 from typing import Any
 
-from .model import XAttr, XGraph, XSubgraph
+from .model import GraphIndex, XAttr, XGraph, XSubgraph
 
 
 def bytes_summary(b: bytes, edge: int = 16) -> str:
@@ -86,12 +86,12 @@ def attr_text(a: XAttr) -> str:
     return repr(v)
 
 
-def _tensor_text(g: XGraph, op_name: str) -> str:
-    t = g.op(op_name).output
+def _tensor_text(ix: GraphIndex, op_name: str) -> str:
+    t = ix.ops[op_name].output
     return f"{t.name}:{t.data_type}[{','.join(map(str, t.shape))}]"
 
 
-def subgraph_line(g: XGraph, sg: XSubgraph) -> str:
+def subgraph_line(g: XGraph, sg: XSubgraph, index: GraphIndex | None = None) -> str:
     """``name [device=DPU,fingerprint=0x...,DPU=...,I=[...],O=[...]]`` (as far as known)."""
     items = []
     if sg.has_attr("device"):
@@ -100,8 +100,9 @@ def subgraph_line(g: XGraph, sg: XSubgraph) -> str:
         items.append(f"fingerprint=0x{int(sg.attr('dpu_fingerprint')):016x}")
     if sg.has_attr("dpu_name"):
         items.append(f"DPU={sg.attr('dpu_name')}")
-    ins = ",".join(_tensor_text(g, n) for n in g.subgraph_inputs(sg))
-    outs = ",".join(_tensor_text(g, n) for n in g.subgraph_outputs(sg))
+    ix = index or g.index()
+    ins = ",".join(_tensor_text(ix, n) for n in g.subgraph_inputs(sg, ix))
+    outs = ",".join(_tensor_text(ix, n) for n in g.subgraph_outputs(sg, ix))
     items += [f"I=[{ins}]", f"O=[{outs}]"]
     return f"{sg.name} [{','.join(items)}]"
 
@@ -109,11 +110,12 @@ def subgraph_line(g: XGraph, sg: XSubgraph) -> str:
 def subgraph_tree(g: XGraph) -> list[str]:
     """Indented subgraph tree, children in topological order."""
     out: list[str] = []
+    ix = g.index()
 
     def rec(sg: XSubgraph, depth: int) -> None:
-        out.append("  " * depth + subgraph_line(g, sg))
+        out.append("  " * depth + subgraph_line(g, sg, ix))
         if sg.children:
-            for c in g.toposort_children(sg):
+            for c in g.toposort_children(sg, ix):
                 rec(c, depth + 1)
 
     rec(g.root_or_default(), 0)

@@ -115,8 +115,8 @@ def _op_defs(graph: XGraph, pb_graph: Any) -> None:
             counts = [len(o.inputs.get(arg, ())) for o in group]
             repeated, required = max(counts) > 1, min(counts) > 0
             occur = (3 if required else 2) if repeated else (0 if required else 1)
-            producer = next(o.inputs[arg][0] for o in group if o.inputs.get(arg))
-            dt = parse_data_type(ops[producer].output.data_type)[0]
+            producer = next((o.inputs[arg][0] for o in group if o.inputs.get(arg)), None)
+            dt = parse_data_type(ops[producer].output.data_type)[0] if producer else 0
             d.input_args.add(name=arg, occur_type=occur, data_type=dt)
         for k, kind in sorted(attrs.items()):
             ad = d.attrs.add(name=k, occur_type=0 if all(k in o.attrs for o in group) else 1)
