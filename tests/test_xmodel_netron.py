@@ -99,3 +99,10 @@ def test_attr_def_without_default_and_empty_attr_value():
     probs = netron_problems(pb.SerializeToString())
     assert "op 'input': attribute 'hollow' has no value" in probs
     assert f"op_def 'data-fix' attr '{pb.op_defs[0].attrs[0].name}': no default_value" in probs
+
+
+def test_missing_file_is_an_xmodel_error(tmp_path):
+    from fixflow.backends.xmodel import XModelError
+
+    with pytest.raises(XModelError, match="cannot read"):
+        netron_problems(tmp_path / "absent.xmodel")

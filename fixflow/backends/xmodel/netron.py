@@ -122,8 +122,9 @@ def netron_problems(src: str | os.PathLike | bytes) -> list[str]:
         path = os.fspath(src)
         if not path.endswith(".xmodel"):
             problems.append(f"file name {os.path.basename(path)!r} does not end in .xmodel")
-        with open(path, "rb") as fh:
-            data = fh.read()
+        from .serial import read_file_bytes
+
+        data = read_file_bytes(path)  # XModelError if unreadable
     try:
         top = wire.fields_by_number(data)
         ops = top.get(5, [])
