@@ -75,11 +75,10 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride:
     dh, dw = pair(dilation)
     c = x.shape[1]
     _, cg, kh, kw = w.shape
-    xp = _pad_spatial(x, pad4(padding))
     if cg == 1 and groups == c and groups > 1:
-        out = _depthwise(xp, w, oh, ow, sh, sw, dh, dw)
+        out = _depthwise(x, w, pad4(padding), oh, ow, sh, sw, dh, dw)
     else:
-        out = _im2col_conv(xp, w, groups, oh, ow, sh, sw, dh, dw)
+        out = _im2col_conv(_pad_spatial(x, pad4(padding)), w, groups, oh, ow, sh, sw, dh, dw)
     if b is not None:
         out += b.reshape(1, o, 1, 1)
     return out
@@ -118,20 +117,53 @@ def _gemm(wm: np.ndarray, cols: np.ndarray, g: int, out3: np.ndarray) -> None:
         np.matmul(wm, cols.reshape(n, g, k // g, p), out=out3.reshape(n, g, -1, p))
 
 
-def _depthwise(xp: np.ndarray, w: np.ndarray, oh: int, ow: int,
+def _depthwise(x: np.ndarray, w: np.ndarray, pads: Sequence[int], oh: int, ow: int,
                sh: int, sw: int, dh: int, dw: int) -> np.ndarray:
-    """Depthwise conv (groups == C, one input channel per group, multiplier m = O / C)."""
-    n, c = xp.shape[:2]
+    """Depthwise conv (groups == C, one input channel per group, multiplier m = O / C).
+
+    Accumulates ``tap * weight`` over kernel taps on blocks of (batch, channel) rows so the
+    working set stays in cache. With unit strides each tap is one contiguous slice of the
+    flattened padded image ("wide" rows of the padded width, cropped at the end).
+    """
+    n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
-    m = o // c
-    wt = w.reshape(c, m, kh, kw)
-    out = np.zeros((n, c, m, oh, ow), dtype=xp.dtype)
-    tmp = np.empty_like(out)
-    for i in range(kh):
-        for j in range(kw):
-            tap = _tap(xp, i * dh, j * dw, oh, ow, sh, sw)[:, :, None]
-            np.multiply(tap, wt[None, :, :, i, j, None, None], out=tmp)
-            out += tmp
+    if o != c:  # channel multiplier: output channel k reads input channel k // m
+        x = np.repeat(x, o // c, axis=1)
+    t, b, l, r = pads
+    hp, wp = h + t + b, wd + l + r
+    rows = n * o
+    taps = kh * kw
+    # weights as (tap, row, 1)
+    wr = np.ascontiguousarray(np.broadcast_to(w.reshape(1, o, taps), (n, o, taps)).reshape(rows, taps).T)[:, :, None]
+    wide = sh == 1 and sw == 1
+    if wide:
+        span = oh * wp
+        xp = np.zeros((rows, hp * wp + dw * (kw - 1)), dtype=x.dtype)
+        xp[:, :hp * wp].reshape(n, o, hp, wp)[:, :, t:t + h, l:l + wd] = x
+        out = np.empty((rows, span), dtype=x.dtype)
+    else:
+        xp = _pad_spatial(x, pads).reshape(rows, hp, wp)
+        out = np.empty((rows, oh, ow), dtype=x.dtype)
+        wr = wr[..., None]
+    block = max(1, min(rows, (1 << 16) // max(1, out[0].size)))
+    tmp = np.empty((block,) + out.shape[1:], dtype=x.dtype)
+    for r0 in range(0, rows, block):
+        r1 = min(rows, r0 + block)
+        acc, tb = out[r0:r1], tmp[:r1 - r0]
+        for k in range(taps):
+            i, j = divmod(k, kw)
+            if wide:
+                off = i * dh * wp + j * dw
+                src = xp[r0:r1, off:off + span]
+            else:
+                src = xp[r0:r1, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            if k == 0:
+                np.multiply(src, wr[k, r0:r1], out=acc)
+            else:
+                np.multiply(src, wr[k, r0:r1], out=tb)
+                acc += tb
+    if wide:
+        return np.ascontiguousarray(out.reshape(n, o, oh, wp)[:, :, :, :ow])
     return out.reshape(n, o, oh, ow)
 
 
