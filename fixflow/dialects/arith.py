@@ -124,3 +124,10 @@ class MulIOp(_BinaryIntOp):
         if a == 0 or b == 0:
             return [IntegerAttr(0, t)]
         return None
+
+
+def _materialize(value: Attribute, type: Type, location) -> ConstantOp:
+    return ConstantOp.build(value=value, result_types=[type], location=location)
+
+
+arith.constant_builder = _materialize

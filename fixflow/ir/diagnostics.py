@@ -30,6 +30,8 @@ def source_line(filename: str, line: int) -> str | None:
         except (OSError, UnicodeDecodeError):
             return None
     lines = text.splitlines()
+    if line == len(lines) + 1:
+        return ""  # the end of a text that ends with a newline
     return lines[line - 1] if 0 < line <= len(lines) else None
 
 
@@ -90,3 +92,55 @@ class VerifyError(FixflowError):
 
 class PassError(FixflowError):
     """A pass could not do its job on valid input (e.g. a pattern driver that does not converge)."""
+
+
+# ---- warnings and remarks -----------------------------------------------------------------
+class Diagnostic:
+    """A non-fatal diagnostic (warning, remark, note) emitted by a pass."""
+
+    __slots__ = ("severity", "message", "location")
+
+    def __init__(self, severity: str, message: str, location: Location | None):
+        self.severity = severity
+        self.message = message
+        self.location = location
+
+    def render(self) -> str:
+        return format_diagnostic(self.severity, self.message, self.location)
+
+    def __repr__(self) -> str:
+        return f"<{self.severity}: {self.message}>"
+
+
+_HANDLERS: list[list[Diagnostic]] = []
+
+
+def emit(severity: str, message: str, location: Location | None = None) -> Diagnostic:
+    """Report a warning/remark: to the innermost `capture_diagnostics()` block, or to stderr."""
+    import sys
+    d = Diagnostic(severity, message, location)
+    if _HANDLERS:
+        _HANDLERS[-1].append(d)
+    else:
+        sys.stderr.write(d.render() + "\n")
+    return d
+
+
+def emit_warning(message: str, location: Location | None = None) -> Diagnostic:
+    return emit("warning", message, location)
+
+
+def emit_remark(message: str, location: Location | None = None) -> Diagnostic:
+    return emit("remark", message, location)
+
+
+class capture_diagnostics:
+    """`with capture_diagnostics() as diags:` collects warnings instead of printing them."""
+
+    def __enter__(self) -> list[Diagnostic]:
+        self.diags: list[Diagnostic] = []
+        _HANDLERS.append(self.diags)
+        return self.diags
+
+    def __exit__(self, *exc) -> None:
+        _HANDLERS.remove(self.diags)

@@ -417,6 +417,8 @@ class Dialect:
         self.name = name
         self.description = description
         self.ops: dict[str, type[Op]] = {}
+        #: `f(value_attr, type, location) -> Operation` that materializes folded constants
+        self.constant_builder: Callable[[Attribute, Type, Location], Operation] | None = None
         _DIALECTS[name] = self
 
     def op(self, cls: type[Op]) -> type[Op]:

@@ -1,0 +1,200 @@
+"""`fixflow-opt`: parse text IR, run a pass pipeline, print (modelled on mlir-opt)."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Sequence
+
+from ..ir.diagnostics import FixflowError, capture_diagnostics
+
+_EXPECTED = re.compile(r"//\s*expected-(error|warning|note|remark)\s*(@[+-]\d+|@above|@below)?\s*\{\{(.*?)\}\}")
+_SPLIT = re.compile(r"^// -----.*$", re.M)
+
+
+class _PassFlag(argparse.Action):
+    """`--<pass-name>[=options]`: appends the pass to the pipeline in command-line order."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        items = getattr(namespace, "pass_flags", None) or []
+        items.append((self.metavar, values or ""))
+        namespace.pass_flags = items
+
+
+def _build_parser(passes: dict) -> argparse.ArgumentParser:
+    from ..ir.passes import _format_option
+    epilog = ["passes (also usable as --<name>[=\"key=value ...\"], in command-line order):"]
+    for name, cls in passes.items():
+        epilog.append(f"  {name:<26} {cls.SUMMARY}")
+        for oname, typ, default, help_ in cls.option_fields():
+            tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
+            epilog.append(f"      {oname}=<{tname}>  (default {_format_option(default)}) {help_}".rstrip())
+    p = argparse.ArgumentParser(
+        prog="fixflow-opt", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Parse fixflow/MLIR generic text IR, run a pass pipeline, and print the result.",
+        epilog="\n".join(epilog))
+    p.add_argument("input", nargs="?", default="-", help="input file ('-' for stdin)")
+    p.add_argument("-o", dest="output", default="-", help="output file (default stdout)")
+    p.add_argument("--pass-pipeline", "-p", dest="pipeline", default=None,
+                   help='pipeline, e.g. "builtin.module(canonicalize,cse)" or "canonicalize,cse"')
+    p.add_argument("--allow-unregistered-dialect", action="store_true",
+                   help="keep ops of unknown dialects as opaque generic ops")
+    p.add_argument("--split-input-file", action="store_true",
+                   help="split the input at '// -----' lines and process each chunk separately")
+    p.add_argument("--verify-diagnostics", action="store_true",
+                   help="check that the diagnostics match the '// expected-error {{...}}' comments")
+    p.add_argument("--no-verify-each", "--verify-each=false", dest="verify_each", action="store_false",
+                   help="do not verify the IR after each pass")
+    p.add_argument("--print-ir-before", default="", metavar="PASSES", help="comma-separated pass names")
+    p.add_argument("--print-ir-after", default="", metavar="PASSES", help="comma-separated pass names")
+    p.add_argument("--print-ir-before-all", action="store_true")
+    p.add_argument("--print-ir-after-all", action="store_true")
+    p.add_argument("--timing", "--mlir-timing", dest="timing", action="store_true",
+                   help="print a per-pass execution time report to stderr")
+    p.add_argument("--print-debuginfo", "--mlir-print-debuginfo", dest="debuginfo", action="store_true",
+                   help="print op locations")
+    p.add_argument("--mlir-print-op-generic", action="store_true", help="accepted; output is always generic")
+    p.add_argument("--load-pass-plugin", action="append", default=[], metavar="FILE.py",
+                   help="load a Python file that registers passes/dialects")
+    for name in passes:
+        p.add_argument(f"--{name}", dest=f"pass_{name}", metavar=name, nargs="?", const="", action=_PassFlag,
+                       help=argparse.SUPPRESS)
+    return p
+
+
+def _chunks(text: str, split: bool) -> list[str]:
+    if not split:
+        return [text]
+    out, last = [], 0
+    for m in _SPLIT.finditer(text):
+        out.append(text[last:m.start()])
+        last = m.end()
+    out.append(text[last:])
+    padded, line = [], 0
+    for chunk in out:
+        padded.append("\n" * line + chunk)
+        line += chunk.count("\n")
+    return padded
+
+
+def _process(chunk: str, filename: str, args: argparse.Namespace, passes) -> str:
+    from ..ir import parse_module, print_module
+    from ..ir.passes import PassManager
+    module = parse_module(chunk, filename, allow_unregistered=args.allow_unregistered_dialect)
+    module.verify()
+    pm = PassManager(passes, verify_each=args.verify_each,
+                     print_before=[s for s in args.print_ir_before.split(",") if s],
+                     print_after=[s for s in args.print_ir_after.split(",") if s],
+                     print_before_all=args.print_ir_before_all, print_after_all=args.print_ir_after_all,
+                     print_locations=args.debuginfo)
+    pm.run(module)
+    if args.timing:
+        sys.stderr.write(pm.timing_report())
+    return print_module(module, print_locations=args.debuginfo)
+
+
+def _check_expectations(chunk: str, produced: list[tuple[str, int, str]], filename: str) -> list[str]:
+    expected = []
+    for lineno, line in enumerate(chunk.split("\n"), start=1):
+        for m in _EXPECTED.finditer(line):
+            sev, offset, msg = m.groups()
+            target = lineno
+            if offset == "@above":
+                target = lineno - 1
+            elif offset == "@below":
+                target = lineno + 1
+            elif offset:
+                target = lineno + int(offset[1:])
+            expected.append([sev, target, msg, False, lineno])
+    problems = []
+    for sev, line, msg in produced:
+        for e in expected:
+            if not e[3] and e[0] == sev and e[1] == line and e[2] in msg:
+                e[3] = True
+                break
+        else:
+            problems.append(f"{filename}:{line}: unexpected {sev}: {msg}")
+    for sev, line, msg, matched, at in expected:
+        if not matched:
+            problems.append(f"{filename}:{at}: expected {sev} \"{msg}\" was not produced")
+    return problems
+
+
+def _run_verify_diagnostics(chunks: list[str], filename: str, args, passes_factory) -> int:
+    problems: list[str] = []
+    for chunk in chunks:
+        produced: list[tuple[str, int, str]] = []
+        with capture_diagnostics() as diags:
+            try:
+                _process(chunk, filename, args, passes_factory())
+            except FixflowError as e:
+                flc = e.location.file_line_col() if e.location is not None else None
+                produced.append(("error", flc.line if flc else 0, e.message))
+                for msg, loc in e.notes:
+                    nflc = loc.file_line_col() if loc is not None else None
+                    if nflc is not None:
+                        produced.append(("note", nflc.line, msg))
+        for d in diags:
+            flc = d.location.file_line_col() if d.location is not None else None
+            produced.append((d.severity, flc.line if flc else 0, d.message))
+        problems += _check_expectations(chunk, produced, filename)
+    for p in problems:
+        sys.stderr.write(p + "\n")
+    return 1 if problems else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `fixflow-opt`."""
+    from ..ir.passes import load_pass_plugin, parse_pipeline, registered_passes
+    argv = list(sys.argv[1:] if argv is None else argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--load-pass-plugin", action="append", default=[])
+    known, _ = pre.parse_known_args(argv)
+    try:
+        for path in known.load_pass_plugin:
+            load_pass_plugin(path)
+        passes = registered_passes()
+    except FixflowError as e:
+        sys.stderr.write(e.render() + "\n")
+        return 1
+    parser = _build_parser(passes)
+    args = parser.parse_args(argv)
+    flags = getattr(args, "pass_flags", None) or []
+    if args.pipeline and flags:
+        parser.error("use either --pass-pipeline or individual pass flags, not both")
+
+    def make_passes():
+        if args.pipeline:
+            return parse_pipeline(args.pipeline)
+        return [passes[name].from_option_string(opts) if opts else passes[name]() for name, opts in flags]
+
+    try:
+        make_passes()  # report pipeline errors before reading input
+        if args.input == "-":
+            text, filename = sys.stdin.read(), "<stdin>"
+        else:
+            try:
+                with open(args.input, encoding="utf-8") as f:
+                    text = f.read()
+            except OSError as e:
+                raise FixflowError(f"cannot read '{args.input}': {e.strerror}") from None
+            filename = args.input
+        chunks = _chunks(text, args.split_input_file)
+        if args.verify_diagnostics:
+            return _run_verify_diagnostics(chunks, filename, args, make_passes)
+        outputs = [_process(c, filename, args, make_passes()) for c in chunks]
+    except FixflowError as e:
+        sys.stderr.write(e.render() + "\n")
+        return 1
+    result = "// -----\n".join(outputs)
+    if args.output == "-":
+        sys.stdout.write(result)
+    else:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
