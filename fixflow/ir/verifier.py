@@ -40,6 +40,8 @@ def _verify_op(op: Operation, visible: set[Value]) -> None:
             if not isolated:
                 for v in added:
                     visible.discard(v)
+    if isinstance(op, Op):
+        op.verify_()  # after the nested ops, so the innermost problem is reported
 
 
 def _verify_block(block: Block, visible: set[Value], added: list[Value], define: bool) -> None:
@@ -108,7 +110,6 @@ def _verify_definition(op: Op) -> None:
         if len(types) > 1:
             raise VerifyError("requires the same type for all operands and results, got "
                               + ", ".join(sorted(str(t) for t in types)), op)
-    op.verify_()
 
 
 def _constraint_name(c) -> str:
