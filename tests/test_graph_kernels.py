@@ -498,3 +498,87 @@ def test_non_float_input_computes_float32():
     got = K.conv2d(x, np.ones((1, 3, 1, 1), np.float32))
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got[:, 0], x.sum(axis=1))
+
+
+# ----------------------------------------------------------------------------- randomized (hypothesis)
+
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FAST
+@given(st.data())
+def test_conv2d_random(data):
+    g = data.draw(st.sampled_from([1, 2, 3]))
+    cg, og = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw, dh, dw = (data.draw(st.integers(1, 3)) for _ in range(4))
+    pads = tuple(data.draw(st.integers(0, 3)) for _ in range(4))
+    h, w = data.draw(st.integers(1, 10)), data.draw(st.integers(1, 10))
+    n = data.draw(st.integers(1, 2))
+    assume(h + pads[0] + pads[1] >= dh * (kh - 1) + 1 and w + pads[2] + pads[3] >= dw * (kw - 1) + 1)
+    x, wt, b = rand(n, cg * g, h, w), rand(og * g, cg, kh, kw), rand(og * g)
+    ref = F.conv2d(F.pad(t(x), (pads[2], pads[3], pads[0], pads[1])), t(wt), t(b), (sh, sw), 0, (dh, dw), g)
+    check(K.conv2d(x, wt, b, (sh, sw), pads, (dh, dw), g), ref)
+
+
+@FAST
+@given(st.data())
+def test_pools_random(data):
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    ph, pw = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    dh, dw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    h, w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    ceil, cip = data.draw(st.booleans()), data.draw(st.booleans())
+    x = rand(2, 2, h, w)
+    try:
+        ref = F.max_pool2d(t(x), (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode=ceil)
+    except RuntimeError:
+        ref = None
+    if ref is not None:
+        check(K.max_pool2d(x, (kh, kw), (sh, sw), sym4((ph, pw)), (dh, dw), ceil), ref)
+    try:
+        ref = F.avg_pool2d(t(x), (kh, kw), (sh, sw), (ph, pw), ceil, cip)
+    except RuntimeError:
+        ref = None
+    if ref is not None:
+        check(K.avg_pool2d(x, (kh, kw), (sh, sw), sym4((ph, pw)), ceil, cip), ref)
+
+
+@FAST
+@given(st.data())
+def test_upsample_random(data):
+    h, w = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    mode = data.draw(st.sampled_from(["nearest", "nearest-exact", "bilinear"]))
+    ac = data.draw(st.booleans()) if mode == "bilinear" else None
+    x = rand(1, 2, h, w)
+    if data.draw(st.booleans()):
+        sf = (data.draw(st.floats(0.3, 4.0)), data.draw(st.floats(0.3, 4.0)))
+        assume(int(h * sf[0]) > 0 and int(w * sf[1]) > 0)
+        ref = F.interpolate(t(x), scale_factor=sf, mode=mode, align_corners=ac)
+        check(K.upsample(x, None, sf, mode, ac), ref)
+    else:
+        size = (data.draw(st.integers(1, 12)), data.draw(st.integers(1, 12)))
+        ref = F.interpolate(t(x), size=size, mode=mode, align_corners=ac)
+        check(K.upsample(x, size, None, mode, ac), ref)
+
+
+@FAST
+@given(st.data())
+def test_conv_transpose2d_random(data):
+    g = data.draw(st.sampled_from([1, 2]))
+    cg, og = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
+    kh, kw = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 4))
+    sh, sw, dh, dw = (data.draw(st.integers(1, 3)) for _ in range(4))
+    oph, opw = data.draw(st.integers(0, max(sh, dh) - 1)), data.draw(st.integers(0, max(sw, dw) - 1))
+    ph, pw = data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2))
+    h, w = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    oh = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    ow = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    assume(oh > 0 and ow > 0)
+    x, wt, b = rand(2, cg * g, h, w), rand(cg * g, og, kh, kw), rand(og * g)
+    ref = F.conv_transpose2d(t(x), t(wt), t(b), (sh, sw), (ph, pw), (oph, opw), g, (dh, dw))
+    check(K.conv_transpose2d(x, wt, b, (sh, sw), (ph, pw), (oph, opw), (dh, dw), g), ref)
