@@ -112,6 +112,10 @@ def format_float(value: float, type: Type = f64) -> str:
         return r
     if isinstance(type, FloatType) and type.kind == "f32":
         return "0x%08X" % struct.unpack("<I", struct.pack("<f", value))[0]
+    if isinstance(type, FloatType) and type.kind == "f16":
+        return "0x%04X" % int(np.array(value, np.float16).view(np.uint16))
+    if isinstance(type, FloatType) and type.kind == "bf16":
+        return "0x%04X" % (struct.unpack("<I", struct.pack("<f", value))[0] >> 16)
     return "0x%016X" % struct.unpack("<Q", struct.pack("<d", value))[0]
 
 
@@ -233,6 +237,8 @@ class DenseArrayAttr(Attribute):
         return f"array<{self.element_type}: {body}>"
 
     def _key(self) -> tuple:
+        if isinstance(self.element_type, FloatType):
+            return (self.element_type, tuple("nan" if math.isnan(v) else v for v in self.value))
         return (self.element_type, self.value)
 
     def __len__(self) -> int:

@@ -73,7 +73,8 @@ class _Scope:
 class Parser:
     """Parses one source text. Use `parse_module()` / `parse_type()` / `parse_attribute()` helpers."""
 
-    def __init__(self, text: str, filename: str = "<stdin>", allow_unregistered: bool = False):
+    def __init__(self, text: str, filename: str = "<stdin>", allow_unregistered: bool = False,
+                 register: bool = True):
         self.text = text
         self.filename = filename
         self.allow_unregistered = allow_unregistered
@@ -81,6 +82,7 @@ class Parser:
         self._line_starts: list[int] | None = None
         self._scopes: list[_Scope] = [_Scope(True)]
         self._blocks: list[dict[str, Block]] = []
+        self._block_pos: list[dict[str, int]] = []
         self._type_cache: dict[str, tuple[Type, ...]] = {}
         self._attr_cache: dict[str, dict[str, Attribute]] = {}
         self._op_classes: dict[str, type | None] = {}
@@ -89,7 +91,8 @@ class Parser:
         self._attr_aliases: dict[str, Attribute] = {}
         self._type_aliases: dict[str, Type] = {}
         self._loc_aliases: dict[str, Location] = {}
-        register_source(filename, text)
+        if register:  # sub-parsers of fragments must not replace the file's text used for carets
+            register_source(filename, text)
 
     # ---- errors and positions -----------------------------------------------------------
     def line_col(self, pos: int) -> tuple[int, int]:
@@ -388,7 +391,7 @@ class Parser:
         return op
 
     def _parse_types_text(self, text: str, pos: int) -> tuple[Type, ...] | None:
-        sub = Parser(text, self.filename, self.allow_unregistered)
+        sub = Parser(text, self.filename, self.allow_unregistered, register=False)
         sub._type_aliases = self._type_aliases
         try:
             types = []
@@ -462,7 +465,7 @@ class Parser:
                 cm = self.match(_CARET_ID)
                 if cm is None:
                     raise self.error(f"expected a block name, found {self._found()}")
-                successors.append(self._block_ref(cm.group(1)))
+                successors.append(self._block_ref(cm.group(1), cm.start()))
                 if self.accept("]"):
                     break
                 self.expect(",")
@@ -509,11 +512,13 @@ class Parser:
         return op
 
     # ---- regions and blocks -------------------------------------------------------------
-    def _block_ref(self, name: str) -> Block:
+    def _block_ref(self, name: str, pos: int | None = None) -> Block:
         blocks = self._blocks[-1]
         b = blocks.get(name)
         if b is None:
             b = blocks[name] = Block()
+            if pos is not None:
+                self._block_pos[-1][name] = pos
         return b
 
     def parse_region(self, isolated: bool = False) -> Region:
@@ -521,10 +526,12 @@ class Parser:
         region = Region()
         self._scopes.append(_Scope(isolated))
         self._blocks.append({})
+        self._block_pos.append({})
         defined: set[str] = set()
         if self.accept("}"):
             self._scopes.pop()
             self._blocks.pop()
+            self._block_pos.pop()
             return region
         block: Block | None = None
         if not self.peek("^"):
@@ -567,10 +574,11 @@ class Parser:
             block.append(self.parse_operation())
         for label, b in self._blocks[-1].items():
             if label not in defined:
-                raise self.error(f"reference to an undefined block '^{label}'")
+                raise self.error(f"reference to an undefined block '^{label}'", self._block_pos[-1].get(label))
         self._check_forward_refs(self._scopes[-1])
         self._scopes.pop()
         self._blocks.pop()
+        self._block_pos.pop()
         return region
 
     # ---- attributes ---------------------------------------------------------------------
@@ -706,10 +714,10 @@ class Parser:
         is_float_lit = any(ch in lit for ch in ".eEn") and "x" not in lit
         if isinstance(typ, FloatType):
             if "x" in lit and not is_float_lit:
-                bits = int(lit, 16)
-                if typ.kind == "f32":
-                    return FloatAttr(struct.unpack("<f", struct.pack("<I", bits))[0], typ)
-                return FloatAttr(struct.unpack("<d", struct.pack("<Q", bits))[0], typ)
+                try:
+                    return FloatAttr(_hex_float(int(lit, 16), typ), typ)
+                except ValueError as e:
+                    raise self.error(str(e), npos) from None
             return FloatAttr(float(lit), typ)
         if is_float_lit:
             if typ is not None and not isinstance(typ, FloatType):
@@ -722,6 +730,12 @@ class Parser:
             return BoolAttr(bool(value))
         if not isinstance(typ, (IntegerType, IndexType)):
             raise self.error(f"integer literal with type {typ}", npos)
+        if isinstance(typ, IntegerType):
+            w = typ.width
+            lo = 0 if typ.signedness == "unsigned" else -(1 << (w - 1))
+            hi = (1 << (w - 1)) - 1 if typ.signedness == "signed" else (1 << w) - 1
+            if not lo <= value <= hi:
+                raise self.error(f"integer constant {value} out of range for {typ}", npos)
         return IntegerAttr(value, typ)
 
     def _parse_dense_array(self) -> DenseArrayAttr:
@@ -731,15 +745,17 @@ class Parser:
         self.expect(":", "after the dense array element type")
         body = self._until(">")
         items = [s.strip() for s in body.split(",")]
-        if isinstance(et, FloatType):
-            values = [float(s) for s in items]
-        elif et == i1:
-            values = [s == "true" for s in items]
-        else:
-            try:
-                values = [int(s) for s in items]
-            except ValueError:
-                raise self.error(f"bad integer in array<{et}: {body}>") from None
+        try:
+            if isinstance(et, FloatType):
+                values = [_float_token(s, et) for s in items]
+            elif et == i1:
+                if any(s not in ("true", "false") for s in items):
+                    raise ValueError("expected true or false")
+                values = [s == "true" for s in items]
+            else:
+                values = [int(s, 16) if "x" in s else int(s) for s in items]
+        except ValueError:
+            raise self.error(f"bad element in array<{et}: {body}>") from None
         return DenseArrayAttr(et, values)
 
     def _until(self, ch: str) -> str:
@@ -828,10 +844,13 @@ class Parser:
                 parts = [p.strip() for p in params.split(",")]
                 try:
                     bw, fp = int(parts[0]), int(parts[1])
-                    return FixedPointType(bw, fp, body == "xint")
                 except (ValueError, IndexError):
                     raise self.error(f"bad fixed-point type !fix.{body}<{params}>: "
                                      f"expected <bit_width, fix_pos>", pos) from None
+                if len(parts) != 2 or not 1 <= bw <= 32:
+                    raise self.error(f"bad fixed-point type !fix.{body}<{params}>: expected <bit_width, fix_pos> "
+                                     f"with a bit width in [1, 32]", pos)
+                return FixedPointType(bw, fp, body == "xint")
             return OpaqueType(dm.group(1), body + (f"<{params}>" if params is not None else ""))
         m = _BARE_ID.match(text, pos)
         if m is None:
@@ -930,11 +949,23 @@ class Parser:
 
 def _float_token(tok: str, et: Type) -> float:
     if tok.startswith("0x") or tok.startswith("-0x"):
-        bits = int(tok, 16)
-        if isinstance(et, FloatType) and et.kind == "f32":
-            return struct.unpack("<f", struct.pack("<I", bits))[0]
-        return struct.unpack("<d", struct.pack("<Q", bits))[0]
+        return _hex_float(int(tok, 16), et)
     return float(tok)
+
+
+def _hex_float(bits: int, et: Type) -> float:
+    """The float whose IEEE bits (of `et`'s width) are `bits`; ValueError when they do not fit."""
+    kind = et.kind if isinstance(et, FloatType) else "f64"
+    width = 16 if kind in ("f16", "bf16") else 32 if kind == "f32" else 64
+    if not 0 <= bits < 1 << width:
+        raise ValueError(f"hexadecimal float literal 0x{bits:X} does not fit in {kind}")
+    if kind == "f16":
+        return float(np.array(bits, np.uint16).view(np.float16))
+    if kind == "bf16":
+        return struct.unpack("<f", struct.pack("<I", bits << 16))[0]
+    if kind == "f32":
+        return struct.unpack("<f", struct.pack("<I", bits))[0]
+    return struct.unpack("<d", struct.pack("<Q", bits))[0]
 
 
 def parse_module(text: str, filename: str = "<stdin>", *, allow_unregistered: bool = False) -> Operation:

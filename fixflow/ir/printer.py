@@ -69,6 +69,9 @@ class Printer:
     # ---- naming -------------------------------------------------------------------------
     def _name_results(self, op: Operation) -> str:
         results = op.results
+        named = self._names.get(results[0])
+        if named is not None:  # pre-named (a multi-block region may use it before its definition)
+            return named if len(results) == 1 else f"{named.split('#')[0]}:{len(results)}"
         scope = self._scopes[-1]
         if len(results) == 1:
             r = results[0]
@@ -161,19 +164,38 @@ class Printer:
         if isolated:
             self._scopes.pop()
 
+    def _name_args(self, block: Block, scope: _Scope) -> None:
+        for a in block.args:
+            if a in self._names:
+                continue
+            hint = a.name_hint
+            if hint is not None and self.name_hints:
+                self._names[a] = self._unique(hint, scope)
+            else:
+                self._names[a] = f"%arg{scope.next_arg}"
+                scope.next_arg += 1
+
+    def _prename_region(self, region: Region, scope: _Scope) -> None:
+        """Name values in printing order before printing: later blocks may define values used earlier."""
+        from .opdef import IsolatedFromAbove
+        for block in region.blocks:
+            self._name_args(block, scope)
+            for op in block.ops:
+                if op.results:
+                    self._name_results(op)
+                if op.regions and IsolatedFromAbove not in op.TRAITS:
+                    for r in op.regions:
+                        self._prename_region(r, scope)
+
     def _print_region(self, region: Region, indent: str) -> None:
         out = self._out
         out.append("{\n")
         inner = indent + self.indent_unit
         scope = self._scopes[-1]
+        if len(region.blocks) > 1:
+            self._prename_region(region, scope)
         for bi, block in enumerate(region.blocks):
-            for a in block.args:
-                hint = a.name_hint
-                if hint is not None and self.name_hints:
-                    self._names[a] = self._unique(hint, scope)
-                else:
-                    self._names[a] = f"%arg{scope.next_arg}"
-                    scope.next_arg += 1
+            self._name_args(block, scope)
             if bi > 0 or block.args:
                 label = self._name_block(block)
                 if block.args:

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
-from .core import Block, Operation, Value
+from .core import Block, BlockArgument, Operation, OpResult, Value
 from .diagnostics import VerifyError
 from .opdef import (OPTIONAL, SINGLE, IsolatedFromAbove, Op, SameOperandsAndResultType, Terminator)
 
 
 def verify(root: Operation) -> None:
-    """Verify `root` and everything nested in it; raise `VerifyError` on the first problem."""
-    _verify_op(root, set())
+    """Verify `root` and everything nested in it; raise `VerifyError` on the first problem.
+
+    When `root` is nested in a block, values defined outside it (above it) are taken as given."""
+    _verify_op(root, set(), root if root.parent is not None else None)
 
 
-def _verify_op(op: Operation, visible: set[Value]) -> None:
+def _from_outside(v: Value, root: Operation | None) -> bool:
+    """Is `v` defined outside the nested op `root` being verified (so not ours to check)?"""
+    if root is None:
+        return False
+    if isinstance(v, OpResult):
+        owner = v.op
+        if owner.parent is None:
+            return False
+    elif isinstance(v, BlockArgument):
+        if v.block.parent is None:
+            return False
+        owner = v.block.parent_op
+        if owner is None:
+            return True
+    else:
+        return False
+    return not root.is_ancestor_of(owner)
+
+
+def _verify_op(op: Operation, visible: set[Value], root: Operation | None = None) -> None:
     for i, v in enumerate(op._operands):
-        if v not in visible:
+        if v not in visible and not _from_outside(v, root):
             raise VerifyError(f"operand #{i} does not dominate this use (it is defined later, "
                               f"in another scope, or not at all)", op)
     if isinstance(op, Op):
@@ -36,7 +57,7 @@ def _verify_op(op: Operation, visible: set[Value]) -> None:
                             inner.add(r)
                             added.append(r)
             for block in blocks:
-                _verify_block(block, inner, added, define=not multi)
+                _verify_block(block, inner, added, not multi, root)
             if not isolated:
                 for v in added:
                     visible.discard(v)
@@ -44,12 +65,13 @@ def _verify_op(op: Operation, visible: set[Value]) -> None:
         op.verify_()  # after the nested ops, so the innermost problem is reported
 
 
-def _verify_block(block: Block, visible: set[Value], added: list[Value], define: bool) -> None:
+def _verify_block(block: Block, visible: set[Value], added: list[Value], define: bool,
+                  root: Operation | None = None) -> None:
     op = block.first_op
     while op is not None:
         if Terminator in op.TRAITS and op.next_op is not None:
             raise VerifyError("must be the last operation in its block", op)
-        _verify_op(op, visible)
+        _verify_op(op, visible, root)
         if define:
             for r in op.results:
                 visible.add(r)
