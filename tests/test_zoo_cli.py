@@ -35,6 +35,8 @@ def test_show(capsys):
     code, out, _ = run(capsys, "show", "resnet50")
     assert code == 0
     assert "8.178" in out and "published GOPs: 8.2" in out and "seeded random" in out
+    code, out, _ = run(capsys, "show", "tiny_mobilenet", "--layers")
+    assert code == 0 and "blocks.0.dw  dwconv3x3/2  1x16x14x14  28,224" in out
     code, out, _ = run(capsys, "show", "digits_cnn", "--json")
     d = json.loads(out)
     assert d["float_accuracy"] == registry.float_accuracy("digits_cnn")

@@ -141,3 +141,33 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path, models):
     np.savez(tmp_path / "shape.npz", **arrays)
     with pytest.raises(CheckpointError, match="classifier.weight has shape"):
         load_npz(fresh, tmp_path / "shape.npz")
+
+
+def test_sample_inputs_and_load_data():
+    x = registry.sample_inputs("digits_cnn", 5, seed=1)
+    assert x.shape == (5, 1, 28, 28) and x.dtype == np.float32
+    train_x, _ = registry.load_data("digits_cnn", "train")
+    assert all(any(np.array_equal(xi, t) for t in train_x) for xi in x)
+    np.testing.assert_array_equal(x, registry.sample_inputs("digits_cnn", 5, seed=1))
+    r = registry.sample_inputs("resnet18_cifar", 3)
+    assert r.shape == (3, 3, 32, 32) and r.dtype == np.float32
+    assert abs(float(r.std()) - 1.0) < 0.05
+    with pytest.raises(ZooError, match="not a digits model"):
+        registry.load_data("resnet50")
+    with pytest.raises(ZooError, match="at least one"):
+        registry.sample_inputs("resnet50", 0)
+
+
+def test_layer_table_sums_to_gops():
+    rows = registry.layer_table("resnet50")
+    assert len(rows) == 54  # 53 convs + fc
+    assert rows[0] == {"layer": "conv1", "type": "conv7x7/2", "output_shape": [1, 64, 112, 112],
+                       "macs": 112 * 112 * 64 * 3 * 49}
+    assert 2 * sum(r["macs"] for r in rows) / 1e9 == pytest.approx(registry.gops("resnet50"))
+    assert sum(r["type"].startswith("dwconv") for r in registry.layer_table("mobilenet_v2")) == 17
+
+
+def test_missing_bundled_weights_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ZooError, match=r"'digits_cnn': bundled weights .* are missing"):
+        zoo.get_model("digits_cnn")

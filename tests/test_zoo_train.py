@@ -56,3 +56,15 @@ def test_errors():
         train("resnet50", epochs=1)
     with pytest.raises(ZooError, match="bad training settings"):
         train("digits_cnn", epochs=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_cnn", "tiny_mobilenet"])
+def test_recipe_reproduces_bundled_accuracy(name):
+    """Retraining with the default recipe reaches the accuracy recorded for the bundled weights
+    (bit-identical on the machine that trained them; within a sample or two elsewhere)."""
+    from fixflow.zoo.registry import float_accuracy, manifest
+
+    res = train(name)
+    assert res.test_accuracy == pytest.approx(float_accuracy(name), abs=2.5 / 359)
+    assert res.losses[-1] == pytest.approx(manifest()[name]["final_loss"], rel=0.5, abs=1e-3)

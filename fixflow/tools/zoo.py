@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("show", help="everything about one model")
     c.add_argument("name")
     c.add_argument("--json", action="store_true", help="print as JSON")
+    c.add_argument("--layers", action="store_true", help="also list conv/linear layers with MACs")
     c = sub.add_parser("train", help="train a digits model deterministically and save its weights")
     c.add_argument("name")
     c.add_argument("--epochs", type=int, help="number of epochs (default: the model's recipe)")
@@ -74,10 +75,12 @@ def _list(as_json: bool) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _show(name: str, as_json: bool) -> None:
-    from fixflow.zoo.registry import describe
+def _show(name: str, as_json: bool, layers: bool) -> None:
+    from fixflow.zoo.registry import describe, layer_table
 
     d = describe(name)
+    if layers:
+        d["layers"] = layer_table(name)
     if as_json:
         print(json.dumps(d, indent=2))
         return
@@ -103,6 +106,14 @@ def _show(name: str, as_json: bool) -> None:
                                   f"batch {t['batch_size']}, seed {t['seed']}, {t['train_seconds']}s"))
     for key, val in lines:
         print(f"{key + ':':<16}{_fmt(val)}")
+    if layers:
+        rows = [(r["layer"], r["type"], "x".join(map(str, r["output_shape"])), f"{r['macs']:,}")
+                for r in d["layers"]]
+        table = [("layer", "type", "output", "MACs"), *rows]
+        widths = [max(len(row[i]) for row in table) for i in range(4)]
+        print()
+        for row in table:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -153,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "list":
             _list(args.json)
         elif args.cmd == "show":
-            _show(args.name, args.json)
+            _show(args.name, args.json, args.layers)
         elif args.cmd == "train":
             _train(args)
         elif args.cmd == "eval":

@@ -21,6 +21,8 @@ _EXPORTS = {
     "gops": "registry",
     "count_macs": "registry",
     "float_accuracy": "registry",
+    "load_data": "registry",
+    "sample_inputs": "registry",
     "ModelSpec": "registry",
     "load_digits": "data",
     "batches": "data",

@@ -191,6 +191,35 @@ def get_model(name: str, pretrained: bool = True, *, seed: int | None = None) ->
     return randomize(model, seed, spec.input_shape)
 
 
+def load_data(name: str, split: str = "test") -> tuple[Any, Any]:
+    """``(images, labels)`` of a digits split, preprocessed as model ``name`` expects (numpy)."""
+    from fixflow.zoo import data
+
+    spec = get_spec(name)
+    if spec.dataset != "digits":
+        raise ZooError(f"model {spec.name!r} is not a digits model: no bundled data for {spec.dataset}")
+    pre = spec.preprocess
+    return data.load_digits(split, size=pre.get("size", 8), normalize=pre.get("normalize", False))
+
+
+def sample_inputs(name: str, n: int = 8, *, seed: int = 0, split: str = "train") -> Any:
+    """``n`` float32 NCHW inputs for model ``name`` (e.g. for calibration or comparisons).
+
+    Digits models: ``n`` images of ``split`` chosen by a seeded permutation. Other models:
+    seeded N(0, 1) tensors, the distribution their seeded BatchNorm statistics were measured on.
+    """
+    import numpy as np
+
+    spec = get_spec(name)
+    if n < 1:
+        raise ZooError(f"need at least one input, got n={n}")
+    rng = np.random.default_rng(seed)
+    if spec.dataset == "digits":
+        x, _ = load_data(spec.name, split)
+        return np.ascontiguousarray(x[np.sort(rng.permutation(len(x))[:n])])
+    return rng.standard_normal((n, *spec.input_shape[1:])).astype(np.float32)
+
+
 def count_macs(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     """MACs per Conv2d / Linear module (qualified name -> count) for one forward at ``input_shape``.
 
@@ -225,6 +254,38 @@ def count_macs(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
         for h in handles:
             h.remove()
     return counts
+
+
+def layer_table(name: str) -> list[dict[str, Any]]:
+    """Per conv/linear layer of ``name`` at batch 1: qualified name, type, output shape, MACs."""
+    import torch
+    from torch import nn
+
+    spec = get_spec(name)
+    with torch.device("meta"):
+        model = _constructor(spec)(num_classes=spec.num_classes).eval()
+    shapes: dict[str, list[int]] = {}
+    handles = [
+        m.register_forward_hook(lambda _m, _i, out, n=n: shapes.__setitem__(n, list(out.shape)))
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    try:
+        macs = count_macs(model, spec.input_shape)
+    finally:
+        for h in handles:
+            h.remove()
+    mods = dict(model.named_modules())
+    rows = []
+    for n, count in macs.items():
+        m = mods[n]
+        if isinstance(m, nn.Conv2d):
+            kind = "dwconv" if m.groups > 1 and m.groups == m.in_channels else "conv"
+            kind += f"{m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}"
+        else:
+            kind = "linear"
+        rows.append({"layer": n, "type": kind, "output_shape": shapes[n], "macs": count})
+    return rows
 
 
 @functools.lru_cache(maxsize=None)

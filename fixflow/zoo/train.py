@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from fixflow.zoo import data
 from fixflow.zoo.errors import ZooError
-from fixflow.zoo.registry import MANIFEST, WEIGHTS_DIR, build, get_spec
+from fixflow.zoo.registry import MANIFEST, WEIGHTS_DIR, build, get_spec, load_data
 
 # epochs, Adam learning rate (cosine-annealed to 0), batch size
 RECIPES: dict[str, dict[str, Any]] = {
@@ -57,16 +56,11 @@ def _deterministic(threads: int) -> Iterator[None]:
         torch.use_deterministic_algorithms(old_det)
 
 
-def _data(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    pre = get_spec(name).preprocess
-    return data.load_digits(split, size=pre.get("size", 8), normalize=pre.get("normalize", False))
-
-
 def evaluate(model: Any, name: str, split: str = "test", batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` on a digits split, preprocessed as registry model ``name`` is."""
     import torch
 
-    x, y = _data(name, split)
+    x, y = load_data(name, split)
     was_training = model.training
     model.eval()
     correct = 0
@@ -103,7 +97,7 @@ def train(
     if cfg["epochs"] < 1 or cfg["batch_size"] < 1 or cfg["lr"] <= 0:
         raise ZooError(f"bad training settings: {cfg}")
     cfg.update(seed=seed, threads=threads, optimizer="Adam", schedule="cosine")
-    x, y = _data(spec.name, "train")
+    x, y = load_data(spec.name, "train")
     start = time.perf_counter()
     losses: list[float] = []
     with _deterministic(threads):
