@@ -30,7 +30,10 @@ class ModuleOp(Op):
 
     @property
     def body(self) -> Block:
-        return self.regions[0].blocks[0]
+        region = self.regions[0]
+        if not region.blocks:  # `({\n})` parses as an empty region; a module always has its block
+            region.add_block(Block())
+        return region.blocks[0]
 
     def functions(self) -> list["FuncOp"]:
         return [op for op in self.body.ops if isinstance(op, FuncOp)]
@@ -44,7 +47,7 @@ class ModuleOp(Op):
         return None
 
     def verify_(self) -> None:
-        if len(self.regions) != 1 or len(self.regions[0].blocks) != 1:
+        if len(self.regions) != 1 or len(self.regions[0].blocks) > 1:
             raise self.error("expects one region with one block")
         if self.results or self.operands:
             raise self.error("takes no operands and has no results")
