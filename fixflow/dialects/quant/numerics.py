@@ -301,7 +301,13 @@ def legalize_passthrough(fp_in: int, fp_out: int, name: str = "op") -> tuple[int
 
 def conv_shifts(fp_in: int, fp_w: int, fp_out: int, fp_b: int | None = None,
                 check: bool = True) -> tuple[int, int | None]:
-    """``(shift_cut, shift_bias)`` of a conv-like op; with ``check``, raise if not legal."""
+    """``(shift_cut, shift_bias)`` of a conv-like op; with ``check``, raise if not legal.
+
+    These are the XIR-level values (y = (acc + b * 2**shift_bias) / 2**shift_cut). The
+    DPUCZDX8G CONVINIT/DWINIT instruction computes ``(2*acc + b*2**field) / 2**(shift_cut+1)``
+    (vart sim-runner Conv.cpp ``Conv<DPUV2>::bias``), so its ``shift_bias`` field is
+    ``shift_bias + 1``.
+    """
     sc = fp_in + fp_w - fp_out
     sb = None if fp_b is None else fp_in + fp_w - fp_b
     if check:
