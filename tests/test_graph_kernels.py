@@ -335,7 +335,8 @@ def test_concat(axis):
         s[axis] = n
         xs.append(rand(*s))
     ref = torch.cat([t(v) for v in xs], dim=axis)
-    check(K.concat(xs, axis), ref)
+    check(K.concat(xs, axis=axis), ref)
+    check(K.concat(*xs, axis=axis), ref)
     assert S.concat_shape([v.shape for v in xs], axis) == tuple(ref.shape)
     with pytest.raises(ValueError, match="concat: input 1 has shape"):
         S.concat_shape([(2, 3, 4), (2, 5, 5)], 0)

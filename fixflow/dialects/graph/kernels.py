@@ -442,8 +442,10 @@ div = _binary("div", np.divide)
 
 # --------------------------------------------------------------------------- data movement
 
-def concat(xs: Sequence[np.ndarray], axis: int = 0) -> np.ndarray:
-    """``torch.cat`` along ``axis``."""
+def concat(*xs: Union[np.ndarray, Sequence[np.ndarray]], axis: int = 0) -> np.ndarray:
+    """``torch.cat`` along ``axis``: ``concat(a, b, c, axis=1)`` or ``concat([a, b, c], axis=1)``."""
+    if len(xs) == 1 and isinstance(xs[0], (list, tuple)):
+        xs = tuple(xs[0])
     arrs = [np.asarray(v) for v in xs]
     S.concat_shape([a.shape for a in arrs], axis)
     return np.concatenate(arrs, axis=axis)
@@ -553,18 +555,26 @@ def upsample(x: np.ndarray, size: Union[None, int, Sequence[int]] = None,
     _, sf = S.upsample_output_size(x.shape, size, scale_factor)
     if recompute_scale_factor:
         sf = None
+    if mode in ("nearest", "nearest-exact"):
+        idxs = [_nearest_index(x.shape[ax], shp[ax], None if sf is None else sf[ax - 2],
+                               mode == "nearest-exact") for ax in range(2, x.ndim)]
+        reps = [shp[ax] // x.shape[ax] for ax in range(2, x.ndim)]
+        if all(r >= 1 and np.array_equal(i, np.arange(len(i)) // r) for i, r in zip(idxs, reps)):
+            # integer replication (e.g. 2x): one broadcast copy instead of gathers
+            ex = x.reshape(sum(((d, 1) for d in x.shape[2:]), x.shape[:2]))
+            full = sum(((d, r) for d, r in zip(x.shape[2:], reps)), x.shape[:2])
+            return np.broadcast_to(ex, full).reshape(shp)
+        out = x
+        for ax, idx in zip(range(2, x.ndim), idxs):
+            out = np.take(out, idx, axis=ax)
+        return out
     out = x
     for ax in range(2, x.ndim):
-        ins, outs = x.shape[ax], shp[ax]
         scale = None if sf is None else sf[ax - 2]
-        if mode in ("nearest", "nearest-exact"):
-            idx = _nearest_index(ins, outs, scale, mode == "nearest-exact")
-            out = np.take(out, idx, axis=ax)
-        else:
-            i0, i1, l0, l1 = _linear_weights(ins, outs, scale, bool(align_corners))
-            bshape = (outs,) + (1,) * (x.ndim - 1 - ax)
-            out = np.take(out, i0, axis=ax) * l0.astype(x.dtype).reshape(bshape) + \
-                np.take(out, i1, axis=ax) * l1.astype(x.dtype).reshape(bshape)
+        i0, i1, l0, l1 = _linear_weights(x.shape[ax], shp[ax], scale, bool(align_corners))
+        bshape = (shp[ax],) + (1,) * (x.ndim - 1 - ax)
+        out = np.take(out, i0, axis=ax) * l0.astype(x.dtype).reshape(bshape) + \
+            np.take(out, i1, axis=ax) * l1.astype(x.dtype).reshape(bshape)
     return out
 
 
