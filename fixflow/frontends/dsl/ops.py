@@ -1,0 +1,657 @@
+"""The DSL's ops: friendly parameters, argument checking, and lowering to graph ops.
+
+Each op is an `OpSpec`: positional tensor inputs, keyword parameters with kinds and defaults, and a
+lowering function `(NetBuilder, Bound) -> Value`. `OPS` is the table the docs and error messages use.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from ...ir.attributes import DenseElementsAttr
+from ...ir.core import Value
+from .lower import NetBuilder, did_you_mean, literal_array
+from .syntax import Assign, Lit, Ref
+
+REQUIRED = object()
+
+#: what each parameter kind accepts, in words (for error messages and docs)
+KIND_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "str": "a string",
+    "pair": "an integer or an [h, w] pair",
+    "pad": "an integer, [h, w], [top, bottom, left, right] or \"same\"",
+    "ints": "a list of integers",
+    "floats": "a number or a list of numbers",
+    "tensor": "a tensor name or a nested list of numbers",
+    "bias": "true, false, a tensor name or a list of numbers",
+    "literal": "a number or a nested list of numbers",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    kind: str
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple[str, ...] = ()
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass
+class OpSpec:
+    name: str
+    summary: str
+    inputs: tuple[str, ...]
+    params: tuple[Param, ...]
+    lower: Callable[[NetBuilder, "Bound"], Value]
+    variadic: bool = False            # any number (>= 1) of tensor inputs (concat)
+    scalar_inputs: bool = False       # a number may stand for an input tensor (add/sub/mul)
+    positional_param: str | None = None   # a literal allowed positionally after the inputs
+    graph_op: str = ""
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def signature(self) -> str:
+        ins = ", ".join(self.inputs) + (", ..." if self.variadic else "")
+        ps = []
+        for p in self.params:
+            if p.required:
+                ps.append(f"{p.name}=<{p.kind}>")
+            elif p.default is None:
+                ps.append(f"{p.name}=none")
+            else:
+                ps.append(f"{p.name}={_show(p.default)}")
+        return f"{self.name}({', '.join([ins] + ps) if ins else ', '.join(ps)})"
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    return str(v)
+
+
+@dataclass
+class Bound:
+    """A statement's arguments after checking: `inputs` (Values) and `p` (parameter values)."""
+
+    stmt: Assign
+    inputs: list[Value]
+    p: dict[str, Any] = field(default_factory=dict)
+    pos: dict[str, Any] = field(default_factory=dict)   # parameter -> position of its value
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["p"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+OPS: dict[str, OpSpec] = {}
+
+
+def op(name: str, summary: str, inputs: tuple[str, ...] = ("input",), params: tuple[Param, ...] = (),
+       graph_op: str = "", **kw: Any) -> Callable:
+    def deco(fn: Callable[[NetBuilder, Bound], Value]) -> Callable:
+        OPS[name] = OpSpec(name, summary, inputs, params, fn, graph_op=graph_op or f"graph.{name}", **kw)
+        return fn
+    return deco
+
+
+# ---- argument checking -----------------------------------------------------------------------
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _convert(nb: NetBuilder, spec: OpSpec, p: Param, v: Lit | Ref) -> Any:
+    def bad(extra: str = "") -> Exception:
+        got = f"'{v.name}'" if isinstance(v, Ref) else _show(v.py())
+        return nb.error(f"'{p.name}' expects {KIND_WORDS[p.kind]}, got {got}{extra}", v.pos)
+
+    if p.kind in ("tensor", "bias"):
+        if isinstance(v, Ref):
+            return nb.tensor(v)
+        if p.kind == "bias" and isinstance(v.value, bool):
+            return v.value
+        if isinstance(v.value, list):
+            literal_array(nb, v, p.name)  # checks it is numeric and rectangular
+            return v
+        raise bad()
+    if p.kind == "literal":
+        if isinstance(v, Lit) and (_is_num(v.value) or isinstance(v.value, list)):
+            return v
+        raise bad()
+    if isinstance(v, Ref):
+        if p.kind == "str":
+            raise bad(f' (strings are quoted: "{v.name}")')
+        raise bad()
+    x = v.py()
+    if p.default is None and x is None:
+        return None
+    if p.kind == "int" and _is_int(x):
+        return x
+    if p.kind == "float" and _is_num(x):
+        return float(x)
+    if p.kind == "bool" and isinstance(x, bool):
+        return x
+    if p.kind == "str" and isinstance(x, str):
+        if p.choices and x not in p.choices:
+            raise nb.error(f"'{p.name}' must be one of {', '.join(_show(c) for c in p.choices)}, got {_show(x)}",
+                           v.pos)
+        return x
+    if p.kind == "pair":
+        if _is_int(x):
+            return (x, x)
+        if isinstance(x, list) and len(x) in (1, 2) and all(_is_int(e) for e in x):
+            return (x[0], x[-1])
+    if p.kind == "pad":
+        if _is_int(x):
+            return (x, x, x, x)
+        if isinstance(x, list) and all(_is_int(e) for e in x):
+            if len(x) == 2:
+                return (x[0], x[0], x[1], x[1])
+            if len(x) == 4:
+                return tuple(x)
+        if x in ("same", "valid"):
+            return x
+    if p.kind == "ints":
+        if _is_int(x):
+            return [x]
+        if isinstance(x, list) and all(_is_int(e) for e in x):
+            return list(x)
+    if p.kind == "floats":
+        if _is_num(x):
+            return [float(x)]
+        if isinstance(x, list) and x and all(_is_num(e) for e in x):
+            return [float(e) for e in x]
+    raise bad()
+
+
+def bind(nb: NetBuilder, spec: OpSpec, stmt: Assign) -> Bound:
+    """Check a statement's arguments against the op's spec."""
+    inputs: list[Value] = []
+    b = Bound(stmt, inputs)
+    given: dict[str, Any] = {}
+    tensor_params = [p for p in spec.params if p.kind in ("tensor", "bias")]
+    n_pos = 0
+    for arg in stmt.args:
+        if arg.key is None:
+            if n_pos < len(spec.inputs) or spec.variadic:
+                v = arg.value
+                if isinstance(v, Ref):
+                    inputs.append(nb.tensor(v))
+                elif spec.scalar_inputs and isinstance(v, Lit) and _is_num(v.value):
+                    inputs.append(v)  # materialized by the lowering (needs the other operand's type)
+                elif spec.positional_param and not spec.variadic and isinstance(v, Lit):
+                    raise nb.error(f"'{spec.inputs[n_pos]}' must be a tensor name, got {_show(v.py())}", v.pos)
+                else:
+                    what = spec.inputs[min(n_pos, len(spec.inputs) - 1)] if spec.inputs else "input"
+                    raise nb.error(f"'{what}' must be a tensor name, got {_show(v.py())}", v.pos)
+                n_pos += 1
+                continue
+            extra = n_pos - len(spec.inputs)
+            target = None
+            if isinstance(arg.value, Ref) and extra < len(tensor_params):
+                target = tensor_params[extra]
+            elif spec.positional_param and spec.positional_param not in given:
+                target = spec.param(spec.positional_param)
+            if target is None:
+                raise nb.error(f"too many positional arguments; {spec.name} takes "
+                               f"{len(spec.inputs)}: {spec.signature()}", arg.pos)
+            given[target.name] = arg.value
+            n_pos += 1
+            continue
+        p = spec.param(arg.key)
+        if p is None:
+            names = [q.name for q in spec.params]
+            takes = f"; it takes {', '.join(names)}" if names else "; it takes no parameters"
+            raise nb.error(f"unknown parameter '{arg.key}'{did_you_mean(arg.key, names)}{takes}", arg.pos)
+        if p.name in given:
+            raise nb.error(f"'{p.name}' is given twice", arg.pos)
+        given[p.name] = arg.value
+    if n_pos < len(spec.inputs) or (spec.variadic and not inputs):
+        need = len(spec.inputs) if not spec.variadic else 1
+        raise nb.error(f"expects {need} tensor input{'s' if need > 1 else ''} "
+                       f"({', '.join(spec.inputs)}), got {len(inputs)}: {spec.signature()}", stmt.op_pos)
+    for p in spec.params:
+        if p.name in given:
+            b.p[p.name] = _convert(nb, spec, p, given[p.name])
+            b.pos[p.name] = given[p.name].pos
+        elif p.required:
+            raise nb.error(f"missing parameter '{p.name}' ({p.doc or KIND_WORDS[p.kind]}): {spec.signature()}",
+                           stmt.op_pos)
+        else:
+            b.p[p.name] = p.default
+    return b
+
+
+def lower_statement(nb: NetBuilder, stmt: Assign) -> Value:
+    spec = OPS.get(stmt.op)
+    if spec is None:
+        names = sorted(OPS)
+        raise nb.error(f"unknown op '{stmt.op}'{did_you_mean(stmt.op, names)}; the ops are: {', '.join(names)}",
+                       stmt.op_pos)
+    return spec.lower(nb, bind(nb, spec, stmt))
+
+
+# ---- shape helpers ------------------------------------------------------------------------
+def type_text(shape: tuple[int, ...]) -> str:
+    return "f32[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _rank(nb: NetBuilder, b: Bound, v: Value, ranks: tuple[int, ...], what: str) -> tuple[int, ...]:
+    s = nb.shape(v)
+    if len(s) not in ranks:
+        r = " or ".join(f"{r}-D" for r in ranks)
+        raise nb.error(f"expects a {r} {what} input, got {type_text(s)}")
+    return s
+
+
+def _nchw(nb: NetBuilder, b: Bound) -> tuple[int, ...]:
+    return _rank(nb, b, b.inputs[0], (4,), "NCHW")
+
+
+def _same_pad(nb: NetBuilder, b: Bound, kernel: tuple[int, int], stride: tuple[int, int],
+              dilation: tuple[int, int], name: str = "pad") -> tuple[int, int, int, int]:
+    pad = b.p[name]
+    if pad == "valid":
+        return (0, 0, 0, 0)
+    if pad == "same":
+        if stride != (1, 1):
+            raise nb.error(f'{name}="same" needs stride 1, got {list(stride)}', b.pos.get(name))
+        th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    return pad
+
+
+def _weight_shape(nb: NetBuilder, b: Bound) -> tuple[int, ...] | None:
+    w = b.p.get("weight")
+    if isinstance(w, Value):
+        return nb.shape(w)
+    if isinstance(w, Lit):
+        return literal_array(nb, w, "weight").shape
+    return None
+
+
+def _bias(nb: NetBuilder, b: Bound, n: int, fan_in: int) -> Value | None:
+    bias = b.p.get("bias", True)
+    if bias is False:
+        return None
+    return nb.param("bias", (n,), "bias", fan_in, None if bias is True else bias)
+
+
+# ---- convolutions and products ----------------------------------------------------------------
+_CONV_PARAMS = (
+    Param("out", "int", None, "output channels (taken from 'weight' when given)"),
+    Param("kernel", "pair", None, "kernel size (taken from 'weight' when given)"),
+    Param("stride", "pair", (1, 1)),
+    Param("pad", "pad", (0, 0, 0, 0), "padding: n, [h, w], [top, bottom, left, right] or \"same\""),
+    Param("dilation", "pair", (1, 1)),
+    Param("groups", "int", 1, "channel groups; groups = input channels gives a depthwise conv"),
+    Param("bias", "bias", True, "false for none, or the bias values"),
+    Param("weight", "tensor", None, "the weights [out, in/groups, kh, kw] (default: weights file or random)"),
+)
+
+
+def _conv_common(nb: NetBuilder, b: Bound, transpose: bool) -> Value:
+    x = b.inputs[0]
+    n, c, h, w = _nchw(nb, b)
+    groups = b.groups
+    if groups < 1 or c % groups:
+        raise nb.error(f"groups={groups} must divide the {c} input channels", b.pos.get("groups"))
+    ws = _weight_shape(nb, b)
+    out, kernel = b.out, b.kernel
+    if ws is not None:
+        if len(ws) != 4:
+            raise nb.error(f"'weight' must be 4-D, got {type_text(ws)}", b.pos.get("weight"))
+        w_out = ws[1] * groups if transpose else ws[0]
+        out = w_out if out is None else out
+        kernel = (ws[2], ws[3]) if kernel is None else kernel
+    if out is None:
+        raise nb.error(f"missing parameter 'out' (the number of output channels): {OPS[b.stmt.op].signature()}",
+                       b.stmt.op_pos)
+    if kernel is None:
+        raise nb.error(f"missing parameter 'kernel' (the kernel size): {OPS[b.stmt.op].signature()}",
+                       b.stmt.op_pos)
+    if out < 1 or out % groups:
+        raise nb.error(f"out={out} must be a positive multiple of groups={groups}", b.pos.get("out"))
+    if min(kernel) < 1:
+        raise nb.error(f"kernel must be positive, got {list(kernel)}", b.pos.get("kernel"))
+    if transpose:
+        if b.pad in ("same", "valid") and b.pad != "valid":
+            raise nb.error('pad="same" is not supported for conv_transpose2d', b.pos.get("pad"))
+        pad = (0, 0, 0, 0) if b.pad == "valid" else b.pad
+        wshape = (c, out // groups, kernel[0], kernel[1])
+        fan_in = (c // groups) * kernel[0] * kernel[1] // max(b.stride[0] * b.stride[1], 1)
+    else:
+        pad = _same_pad(nb, b, kernel, b.stride, b.dilation)
+        wshape = (out, c // groups, kernel[0], kernel[1])
+        fan_in = (c // groups) * kernel[0] * kernel[1]
+    weight = nb.param("weight", wshape, "kaiming", fan_in, b.weight)
+    bias = _bias(nb, b, out, fan_in)
+    if transpose:
+        return nb.emit("graph.conv_transpose2d", x, weight, bias, stride=b.stride, padding=pad,
+                       output_padding=b.output_pad, dilation=b.dilation, groups=groups)
+    return nb.emit("graph.conv2d", x, weight, bias, stride=b.stride, padding=pad, dilation=b.dilation,
+                   groups=groups)
+
+
+@op("conv2d", "2-D convolution (torch.nn.Conv2d); in channels come from the input", params=_CONV_PARAMS)
+def _conv2d(nb: NetBuilder, b: Bound) -> Value:
+    return _conv_common(nb, b, transpose=False)
+
+
+@op("depthwise_conv2d", "depthwise convolution: conv2d with groups = in channels, out = in * multiplier",
+    params=(Param("kernel", "pair", None, "kernel size"), Param("stride", "pair", (1, 1)),
+            Param("pad", "pad", (0, 0, 0, 0)), Param("dilation", "pair", (1, 1)),
+            Param("multiplier", "int", 1, "output channels per input channel"),
+            Param("bias", "bias", True), Param("weight", "tensor", None, "[in * multiplier, 1, kh, kw]")),
+    graph_op="graph.conv2d")
+def _depthwise(nb: NetBuilder, b: Bound) -> Value:
+    c = _nchw(nb, b)[1]
+    if b.multiplier < 1:
+        raise nb.error(f"multiplier must be positive, got {b.multiplier}", b.pos.get("multiplier"))
+    b.p.update(groups=c, out=c * b.multiplier)
+    return _conv_common(nb, b, transpose=False)
+
+
+@op("conv_transpose2d", "transposed convolution (torch.nn.ConvTranspose2d)",
+    params=tuple(p for p in _CONV_PARAMS if p.name != "weight") + (
+        Param("output_pad", "pair", (0, 0), "extra rows/columns at the bottom/right of the output"),
+        Param("weight", "tensor", None, "[in, out/groups, kh, kw]")))
+def _conv_transpose2d(nb: NetBuilder, b: Bound) -> Value:
+    return _conv_common(nb, b, transpose=True)
+
+
+@op("linear", "fully connected layer (torch.nn.Linear) on a 2-D [batch, features] input",
+    params=(Param("out", "int", None, "output features (taken from 'weight' when given)"),
+            Param("bias", "bias", True), Param("weight", "tensor", None, "[out, in]")))
+def _linear(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = nb.shape(x)
+    if len(s) != 2:
+        raise nb.error(f"expects a 2-D [batch, features] input, got {type_text(s)}; flatten it first")
+    ws = _weight_shape(nb, b)
+    out = b.out if b.out is not None else (ws[0] if ws is not None and len(ws) == 2 else None)
+    if out is None:
+        raise nb.error(f"missing parameter 'out' (the number of output features): {OPS['linear'].signature()}",
+                       b.stmt.op_pos)
+    if out < 1:
+        raise nb.error(f"out must be positive, got {out}", b.pos.get("out"))
+    weight = nb.param("weight", (out, s[1]), "kaiming", s[1], b.weight)
+    return nb.emit("graph.linear", x, weight, _bias(nb, b, out, s[1]))
+
+
+@op("matmul", "matrix product (torch.matmul, batched and broadcasting)", inputs=("lhs", "rhs"))
+def _matmul(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.matmul", *b.inputs)
+
+
+@op("batch_norm", "inference batch norm over channels (axis 1)",
+    params=(Param("eps", "float", 1e-5), Param("mean", "tensor", None, "running mean [C]"),
+            Param("var", "tensor", None, "running variance [C]"), Param("gamma", "tensor", None, "scale [C]"),
+            Param("beta", "tensor", None, "shift [C]")))
+def _batch_norm(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = nb.shape(x)
+    if len(s) < 2:
+        raise nb.error(f"expects an input with a channel axis (rank >= 2), got {type_text(s)}")
+    if b.eps <= 0:
+        raise nb.error(f"eps must be positive, got {b.eps}", b.pos.get("eps"))
+    c = s[1]
+    mean = nb.param("mean", (c,), "bn_shift", given=b.mean)
+    var = nb.param("var", (c,), "bn_var", given=b.var)
+    gamma = nb.param("gamma", (c,), "bn_gamma", given=b.gamma)
+    beta = nb.param("beta", (c,), "bn_shift", given=b.beta)
+    if isinstance(b.var, Lit) and (literal_array(nb, b.var, "var") < 0).any():
+        raise nb.error("'var' must not be negative", b.pos.get("var"))
+    return nb.emit("graph.batch_norm", x, mean, var, gamma, beta, eps=b.eps)
+
+
+# ---- activations ------------------------------------------------------------------------------
+def _unary(name: str, summary: str) -> None:
+    def lower(nb: NetBuilder, b: Bound) -> Value:
+        return nb.emit(f"graph.{name}", b.inputs[0])
+    op(name, summary)(lower)
+
+
+for _name, _summary in [("relu", "max(x, 0)"), ("relu6", "min(max(x, 0), 6)"), ("sigmoid", "1 / (1 + exp(-x))"),
+                        ("tanh", "tanh(x)"), ("silu", "x * sigmoid(x)"),
+                        ("hardsigmoid", "relu6(x + 3) / 6 (torch.nn.Hardsigmoid)"),
+                        ("hardswish", "x * relu6(x + 3) / 6"), ("identity", "x (a no-op)")]:
+    _unary(_name, _summary)
+
+
+@op("leaky_relu", "x if x >= 0 else alpha * x", params=(Param("alpha", "float", 0.01, "negative slope"),))
+def _leaky_relu(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.leaky_relu", b.inputs[0], alpha=b.alpha)
+
+
+@op("prelu", "leaky ReLU with a learned slope (torch.nn.PReLU; slope 0.25 unless given)",
+    params=(Param("per_channel", "bool", False, "one slope per channel instead of one in all"),
+            Param("slope", "tensor", None, "the slopes [1] or [C]")))
+def _prelu(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = nb.shape(x)
+    n = 1
+    if b.per_channel:
+        if len(s) < 2:
+            raise nb.error(f"per_channel needs an input with a channel axis, got {type_text(s)}")
+        n = s[1]
+    if isinstance(b.slope, Value):
+        slope = b.slope
+    else:
+        shape = (n,)
+        if isinstance(b.slope, Lit) and not b.per_channel:
+            shape = literal_array(nb, b.slope, "slope").shape
+        slope = nb.param("slope", shape, "const:0.25", given=b.slope)
+    return nb.emit("graph.prelu", x, slope)
+
+
+@op("dropout", "identity at inference (kept for fidelity to the source model)",
+    params=(Param("p", "float", 0.5, "drop probability in training"),))
+def _dropout(nb: NetBuilder, b: Bound) -> Value:
+    if not 0.0 <= b.p["p"] <= 1.0:
+        raise nb.error(f"p must be in [0, 1], got {b.p['p']}", b.pos.get("p"))
+    return nb.emit("graph.dropout", b.inputs[0], p=b.p["p"])
+
+
+@op("softmax", "softmax along an axis", params=(Param("axis", "int", -1),))
+def _softmax(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.softmax", b.inputs[0], axis=b.axis)
+
+
+# ---- pooling ---------------------------------------------------------------------------------
+_POOL_PARAMS = (
+    Param("kernel", "pair", REQUIRED, "window size"),
+    Param("stride", "pair", None, "default: the kernel size"),
+    Param("pad", "pad", (0, 0, 0, 0), "padding: n, [h, w], [top, bottom, left, right] or \"same\""),
+    Param("ceil_mode", "bool", False, "round the output size up"),
+)
+
+
+@op("max_pool2d", "max pooling (torch.nn.MaxPool2d)",
+    params=_POOL_PARAMS[:3] + (Param("dilation", "pair", (1, 1)),) + _POOL_PARAMS[3:])
+def _max_pool2d(nb: NetBuilder, b: Bound) -> Value:
+    _nchw(nb, b)
+    stride = b.stride or b.kernel
+    pad = _same_pad(nb, b, b.kernel, stride, b.dilation)
+    return nb.emit("graph.max_pool2d", b.inputs[0], kernel=b.kernel, stride=stride, padding=pad,
+                   dilation=b.dilation, ceil_mode=b.ceil_mode)
+
+
+@op("avg_pool2d", "average pooling (torch.nn.AvgPool2d)",
+    params=_POOL_PARAMS + (Param("count_include_pad", "bool", True, "count padded zeros in the average"),
+                           Param("divisor", "int", None, "divide by this instead of the window size")))
+def _avg_pool2d(nb: NetBuilder, b: Bound) -> Value:
+    _nchw(nb, b)
+    stride = b.stride or b.kernel
+    pad = _same_pad(nb, b, b.kernel, stride, (1, 1))
+    if b.divisor is not None and b.divisor < 1:
+        raise nb.error(f"divisor must be positive, got {b.divisor}", b.pos.get("divisor"))
+    return nb.emit("graph.avg_pool2d", b.inputs[0], kernel=b.kernel, stride=stride, padding=pad,
+                   ceil_mode=b.ceil_mode, count_include_pad=b.count_include_pad, divisor_override=b.divisor)
+
+
+@op("adaptive_avg_pool2d", "average pooling to a fixed output size (torch.nn.AdaptiveAvgPool2d)",
+    params=(Param("size", "pair", REQUIRED, "output size (h, w)"),))
+def _adaptive_avg_pool2d(nb: NetBuilder, b: Bound) -> Value:
+    _nchw(nb, b)
+    return nb.emit("graph.adaptive_avg_pool2d", b.inputs[0], output_size=b.size)
+
+
+@op("global_avg_pool2d", "average over H and W, keeping [N, C, 1, 1] (adaptive_avg_pool2d(size=1))",
+    graph_op="graph.adaptive_avg_pool2d")
+def _global_avg_pool2d(nb: NetBuilder, b: Bound) -> Value:
+    _nchw(nb, b)
+    return nb.emit("graph.adaptive_avg_pool2d", b.inputs[0], output_size=(1, 1))
+
+
+# ---- elementwise and shape ops --------------------------------------------------------------
+def _binary(name: str, summary: str) -> None:
+    def lower(nb: NetBuilder, b: Bound) -> Value:
+        ops = list(b.inputs)
+        if all(isinstance(v, Lit) for v in ops):
+            raise nb.error("needs at least one tensor operand", ops[0].pos)
+        for i, v in enumerate(ops):
+            if isinstance(v, Lit):
+                ops[i] = nb.emit("graph.constant", value=DenseElementsAttr.from_array(
+                    np.asarray(v.value, dtype=np.float32)), name=f"{b.stmt.target}.scalar")
+        return nb.emit(f"graph.{name}", *ops)
+    op(name, summary + " (numpy broadcasting; a number may stand for either operand)", inputs=("lhs", "rhs"),
+       scalar_inputs=True)(lower)
+
+
+for _name, _summary in [("add", "lhs + rhs"), ("sub", "lhs - rhs"), ("mul", "lhs * rhs")]:
+    _binary(_name, _summary)
+
+
+@op("concat", "concatenate tensors along an axis", inputs=("inputs",), variadic=True,
+    params=(Param("axis", "int", 1),))
+def _concat(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.concat", list(b.inputs), axis=b.axis)
+
+
+@op("reshape", "reshape (-1 = inferred, 0 = keep that input dimension); a leading dimension equal to the "
+    "input's batch is kept as the batch", params=(Param("shape", "ints", REQUIRED, "the new shape"),),
+    positional_param="shape")
+def _reshape(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = nb.shape(x)
+    shape = list(b.shape)
+    if shape and s and shape[0] == s[0]:
+        shape[0] = 0  # the batch dimension: any batch size runs
+    return nb.emit("graph.reshape", x, shape=shape)
+
+
+@op("flatten", "flatten dimensions start_dim..end_dim into one", params=(Param("start_dim", "int", 1),
+                                                                       Param("end_dim", "int", -1)))
+def _flatten(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.flatten", b.inputs[0], start_dim=b.start_dim, end_dim=b.end_dim)
+
+
+@op("transpose", "permute dimensions (torch.permute)", params=(Param("perm", "ints", REQUIRED, "the new order"),),
+    positional_param="perm")
+def _transpose(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.transpose", b.inputs[0], perm=b.perm)
+
+
+@op("pad", "pad with a constant or by reflecting/replicating the edges (torch.nn.functional.pad)",
+    params=(Param("pads", "ints", REQUIRED, "F.pad order: (left, right, top, bottom, ...) from the last dim"),
+            Param("mode", "str", "constant", choices=("constant", "reflect", "replicate")),
+            Param("value", "float", 0.0, "fill value for mode \"constant\"")),
+    positional_param="pads")
+def _pad(nb: NetBuilder, b: Bound) -> Value:
+    if len(b.pads) % 2:
+        raise nb.error(f"pads needs an even number of values (pairs), got {len(b.pads)}", b.pos.get("pads"))
+    return nb.emit("graph.pad", b.inputs[0], pads=b.pads, mode=b.mode, value=b.value)
+
+
+@op("upsample", "resize by a scale factor or to a size (torch.nn.functional.interpolate)",
+    params=(Param("scale", "floats", None, "scale factor, or [sh, sw]"),
+            Param("size", "pair", None, "output size (h, w)"),
+            Param("mode", "str", "nearest", choices=("nearest", "bilinear")),
+            Param("align_corners", "bool", False, "bilinear only")))
+def _upsample(nb: NetBuilder, b: Bound) -> Value:
+    n, c, h, w = _nchw(nb, b)
+    if (b.scale is None) == (b.size is None):
+        raise nb.error("give exactly one of 'scale' and 'size'")
+    if b.align_corners and b.mode != "bilinear":
+        raise nb.error('align_corners=true needs mode="bilinear"', b.pos.get("align_corners"))
+    scale = None
+    if b.scale is not None:
+        scale = list(b.scale)
+        if len(scale) == 1:
+            scale *= 2
+        if len(scale) != 2 or min(scale) <= 0:
+            raise nb.error(f"scale must be a positive number or [sh, sw], got {scale}", b.pos.get("scale"))
+        size = (int(math.floor(h * scale[0])), int(math.floor(w * scale[1])))
+        if min(size) < 1:
+            raise nb.error(f"scale {scale} gives an empty output for a {h}x{w} input", b.pos.get("scale"))
+    else:
+        size = b.size
+        if min(size) < 1:
+            raise nb.error(f"size must be positive, got {list(size)}", b.pos.get("size"))
+    return nb.emit("graph.upsample", b.inputs[0], mode=b.mode, size=size, align_corners=b.align_corners,
+                   scale_factor=scale)
+
+
+@op("mean", "average over axes", params=(Param("axes", "ints", REQUIRED, "the axes to reduce"),
+                                         Param("keepdim", "bool", False, "keep reduced axes with size 1")))
+def _mean(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.mean", b.inputs[0], axes=b.axes, keepdim=b.keepdim)
+
+
+# ---- constants ------------------------------------------------------------------------------
+@op("const", "a constant tensor: const([[1, 2], [3, 4]]) inline, or const(shape=[..]) from the weights file "
+    "(key <name>) or seeded-random", inputs=(),
+    params=(Param("value", "literal", None, "the values (nested lists)"),
+            Param("shape", "ints", None, "the shape, when the values come from the weights or are random"),
+            Param("init", "str", "normal", "random values when not in the weights",
+                  choices=("normal", "uniform", "zeros", "ones"))),
+    positional_param="value", graph_op="graph.constant")
+def _const(nb: NetBuilder, b: Bound) -> Value:
+    if (b.value is None) == (b.shape is None):
+        raise nb.error("give exactly one of a value (const([...])) and shape=[...]")
+    if b.value is not None:
+        arr = literal_array(nb, b.value, "value")
+        return nb.constant(arr, None, resource=arr.size > 16)
+    if any(d < 1 for d in b.shape):
+        raise nb.error(f"shape must be positive, got {b.shape}", b.pos.get("shape"))
+    hit = nb.store.lookup(nb.net.name, b.stmt.target, "value") or _const_key(nb, b.stmt.target)
+    if hit is not None:
+        key, arr = hit
+        if tuple(arr.shape) != tuple(b.shape):
+            raise nb.error(f"weights entry '{key}' has shape {list(arr.shape)} but {b.shape} is needed")
+        return nb.constant(arr, None)
+    from .weights import random_param
+    arr = random_param(nb.seed, nb.net.name, b.stmt.target, "value", tuple(b.shape), b.init)
+    return nb.constant(arr, None)
+
+
+def _const_key(nb: NetBuilder, name: str) -> tuple[str, np.ndarray] | None:
+    """A const's entry in the weights: key `<name>` (or `<net>.<name>`)."""
+    for key in (f"{nb.net.name}.{name}", name):
+        if key in nb.store.weights:
+            nb.store.used.add(key)
+            return key, np.asarray(nb.store.weights[key])
+    return None
