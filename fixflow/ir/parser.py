@@ -485,6 +485,7 @@ class Parser:
         if self.accept("{"):
             attrs.update(self._parse_attr_dict_body())
         self.expect(":", "before the operation's function type")
+        self.skip()
         tpos = self.pos
         ftype = self.parse_type()
         if not isinstance(ftype, FunctionType):
@@ -682,6 +683,7 @@ class Parser:
                 raise self.error("expected a resource key")
             self.expect(">")
             self.expect(":", "after dense_resource<...>")
+            self.skip()
             tpos = self.pos
             t = self.parse_type()
             if not isinstance(t, TensorType):
@@ -770,6 +772,7 @@ class Parser:
         bpos = self.pos
         body = self.balanced("<", ">").strip()
         self.expect(":", "after dense<...>")
+        self.skip()
         tpos = self.pos
         t = self.parse_type()
         if not isinstance(t, TensorType):
