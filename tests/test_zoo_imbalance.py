@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from fixflow import zoo  # noqa: E402
+from fixflow.zoo import registry  # noqa: E402
 from fixflow.zoo.data import load_digits  # noqa: E402
 from fixflow.zoo.imbalance import find_dw_bn_relu_conv_chains, make_imbalanced  # noqa: E402
 
@@ -34,7 +35,8 @@ def _folded_dw_range_spread(model, dw_name, bn_name):
 def test_chains_found(base):
     chains = find_dw_bn_relu_conv_chains(base)
     assert chains == [(f"blocks.{i}.dw", f"blocks.{i}.dw_bn", f"blocks.{i}.pw") for i in range(4)]
-    assert find_dw_bn_relu_conv_chains(zoo.get_model("resnet18_cifar")) == []
+    assert find_dw_bn_relu_conv_chains(registry.build("resnet18_cifar")) == []
+    assert find_dw_bn_relu_conv_chains(registry.build("mobilenet_v2")) == []  # ReLU6 does not commute
 
 
 def test_function_preserved(base, x_test):
