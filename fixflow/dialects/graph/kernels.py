@@ -237,7 +237,9 @@ def batch_norm(x: np.ndarray, mean: np.ndarray, var: np.ndarray, gamma: Optional
     if beta is not None:
         shift = shift + np.asarray(beta, dtype=np.float64)
     bshape = (1, -1) + (1,) * (x.ndim - 2)
-    return x * scale.astype(x.dtype).reshape(bshape) + shift.astype(x.dtype).reshape(bshape)
+    out = np.multiply(x, scale.astype(x.dtype).reshape(bshape))
+    out += shift.astype(x.dtype).reshape(bshape)
+    return out
 
 
 # --------------------------------------------------------------------------- activations
