@@ -1,0 +1,214 @@
+"""Graph-level passes: infer-shapes, fold-bn, remove-dropout.
+
+Each pass is a thin wrapper around a function of the same job (`infer_shapes`, `fold_batch_norm`,
+`remove_dropout`) that can also be called directly on a module.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from ..dialects.graph import (BatchNormOp, ConstantOp, Conv2dOp, ConvTranspose2dOp, DropoutOp, IdentityOp,
+                              LinearOp)
+from ..ir.attributes import DenseResourceElementsAttr
+from ..ir.core import IRError, Operation, Value
+from ..ir.diagnostics import FixflowError
+from ..ir.opdef import ConstantLike, Op, Terminator
+from ..ir.passes import Pass, register_pass
+from ..ir.types import TensorType
+
+#: suffix of the resource keys of weights and biases rewritten by fold-bn
+FOLD_BN_SUFFIX = "_bnfold"
+
+
+def _functions(module: Operation) -> list[Operation]:
+    return [op for op in module.walk() if op.name == "func.func"]
+
+
+# ---- infer-shapes -----------------------------------------------------------------------------
+def infer_shapes(module: Operation, batch: int = 0) -> None:
+    """Recompute every result type from its operand types (in program order), then the function types.
+
+    `batch > 0` first sets dimension 0 of every tensor function argument to `batch`.
+    Ops that cannot infer their types (unregistered, no shape function) keep them.
+    """
+    for func in _functions(module):
+        if batch > 0:
+            for arg in func.body.args:
+                if isinstance(arg.type, TensorType) and arg.type.rank >= 1:
+                    arg.type = arg.type.with_shape((batch,) + arg.type.shape[1:])
+        for op in func.walk():
+            if op is func or not isinstance(op, Op) or not op.results:
+                continue
+            if ConstantLike in op.TRAITS or Terminator in op.TRAITS:
+                continue
+            try:
+                types = op.infer_types()
+            except IRError:
+                continue
+            for r, t in zip(op.results, types):
+                r.type = t
+        if hasattr(func, "update_function_type"):
+            func.update_function_type()
+
+
+@register_pass
+class InferShapes(Pass):
+    NAME = "infer-shapes"
+    SUMMARY = "Recompute result types from operand types (e.g. after changing the input shape or batch)"
+
+    @attrs.define
+    class Options:
+        batch: int = attrs.field(default=0, metadata={"help": "set the batch size (dimension 0) of every "
+                                                                "function input first; 0 keeps it"})
+
+    def run(self, module: Operation) -> None:
+        infer_shapes(module, self.options.batch)
+
+
+# ---- fold-bn ----------------------------------------------------------------------------------
+def _const_array(v: Value | None) -> np.ndarray | None:
+    owner = getattr(v, "op", None)
+    if not isinstance(owner, ConstantOp):
+        return None
+    return np.asarray(owner.attributes["value"].array, dtype=np.float64)
+
+
+def _resource_keys(module: Operation) -> set[str]:
+    keys = set()
+    for op in module.walk(ConstantOp):
+        v = op.attributes["value"]
+        if isinstance(v, DenseResourceElementsAttr):
+            keys.add(v.key)
+    return keys
+
+
+def _unique_key(base: str, used: set[str]) -> str:
+    key, n = base, 1
+    while key in used:
+        n += 1
+        key = f"{base}{n}"
+    used.add(key)
+    return key
+
+
+def _resource_key(v: Value | None) -> str | None:
+    owner = getattr(v, "op", None)
+    attr = owner.attributes.get("value") if owner is not None else None
+    return attr.key if isinstance(attr, DenseResourceElementsAttr) else None
+
+
+def _scaled_weight(conv: Operation, w: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The weight with output channel o multiplied by s[o]."""
+    if isinstance(conv, ConvTranspose2dOp):
+        g = conv.groups
+        cin, og = w.shape[0], w.shape[1]
+        return (w.reshape(g, cin // g, og, *w.shape[2:]) * s.reshape(g, 1, og, 1, 1)).reshape(w.shape)
+    return w * s.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _foldable(bn: BatchNormOp) -> tuple[Operation, list[np.ndarray]] | None:
+    conv = getattr(bn.input, "op", None)
+    if not isinstance(conv, (Conv2dOp, ConvTranspose2dOp, LinearOp)):
+        return None
+    if conv.output.num_uses != 1:
+        return None
+    if isinstance(conv, LinearOp) and conv.output.type.rank != 2:
+        return None  # batch_norm's channel axis 1 is not linear's feature axis
+    params = [_const_array(v) for v in (bn.mean, bn.var, bn.gamma, bn.beta, conv.weight)]
+    if any(p is None for p in params):
+        return None
+    if conv.bias is not None and _const_array(conv.bias) is None:
+        return None
+    return conv, params
+
+
+def fold_batch_norm(module: Operation) -> int:
+    """Fold each graph.batch_norm into the conv2d / conv_transpose2d / linear that feeds only it.
+
+    s = gamma / sqrt(var + eps); W' = W * s per output channel; b' = b * s + beta - mean * s (a
+    conv without bias gets one). The new weights are `dense_resource`s keyed like the originals plus
+    `_bnfold`. Returns the number of folded batch norms; others (non-constant parameters, a conv
+    with other users) are left alone.
+    """
+    used = _resource_keys(module)
+    folded = 0
+    for bn in list(module.walk(BatchNormOp)):
+        found = _foldable(bn)
+        if found is None:
+            continue
+        conv, (mean, var, gamma, beta, w) = found
+        s = gamma / np.sqrt(var + bn.eps)
+        b = _const_array(conv.bias) if conv.bias is not None else np.zeros_like(mean)
+        new_w = _scaled_weight(conv, w, s).astype(np.float32)
+        new_b = (b * s + beta - mean * s).astype(np.float32)
+        hint = conv.output.name_hint or bn.output.name_hint or "conv"
+        w_key = _resource_key(conv.weight) or f"{hint}.weight"
+        if _resource_key(conv.bias):
+            b_key = _resource_key(conv.bias)
+        elif w_key.endswith("weight"):
+            b_key = w_key[: -len("weight")] + "bias"
+        else:
+            b_key = f"{w_key}.bias"
+        block = conv.parent
+        w_op = ConstantOp.from_array(new_w, _unique_key(w_key + FOLD_BN_SUFFIX, used), conv.weight.op.location)
+        b_op = ConstantOp.from_array(new_b, _unique_key(b_key + FOLD_BN_SUFFIX, used), bn.location)
+        block.insert_before(conv, w_op)
+        block.insert_before(conv, b_op)
+        new_conv = type(conv).build(conv.input, w_op.result, b_op.result, attributes=dict(conv.attributes),
+                                    result_types=[bn.output.type], location=conv.location)
+        new_conv.result.name_hint = conv.output.name_hint or bn.output.name_hint
+        block.insert_before(conv, new_conv)
+        old_inputs = [conv.weight, conv.bias, bn.mean, bn.var, bn.gamma, bn.beta]
+        bn.output.replace_all_uses_with(new_conv.result)
+        bn.erase()
+        conv.erase()
+        for v in old_inputs:
+            owner = getattr(v, "op", None)
+            if isinstance(owner, ConstantOp) and owner.parent is not None and not owner.output.uses:
+                owner.erase()
+        folded += 1
+    return folded
+
+
+@register_pass
+class FoldBatchNorm(Pass):
+    NAME = "fold-bn"
+    SUMMARY = "Fold graph.batch_norm into the preceding conv2d / conv_transpose2d / linear"
+
+    @attrs.define
+    class Options:
+        strict: bool = attrs.field(default=False, metadata={"help": "fail if a batch_norm cannot be folded"})
+
+    def run(self, module: Operation) -> None:
+        fold_batch_norm(module)
+        if self.options.strict:
+            for bn in module.walk(BatchNormOp):
+                raise FixflowError("fold-bn: this graph.batch_norm cannot be folded (its input is not a conv2d, "
+                                   "conv_transpose2d or rank-2 linear used only by it, or a parameter is not "
+                                   "a constant)", bn.location)
+
+
+# ---- remove-dropout ---------------------------------------------------------------------------
+def remove_dropout(module: Operation) -> int:
+    """Replace every graph.dropout and graph.identity by its input; returns how many were removed."""
+    n = 0
+    for op in list(module.walk((DropoutOp, IdentityOp))):
+        op.output.replace_all_uses_with(op.input)
+        op.erase()
+        n += 1
+    return n
+
+
+@register_pass
+class RemoveDropout(Pass):
+    NAME = "remove-dropout"
+    SUMMARY = "Remove graph.dropout and graph.identity (inference)"
+
+    def run(self, module: Operation) -> None:
+        remove_dropout(module)
+
+
+__all__ = ["infer_shapes", "fold_batch_norm", "remove_dropout", "InferShapes", "FoldBatchNorm", "RemoveDropout",
+           "FOLD_BN_SUFFIX"]
