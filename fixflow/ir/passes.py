@@ -149,6 +149,7 @@ _PASS_MODULES: list[str] = [
     "fixflow.passes.quantize",
     "fixflow.passes.equalize",
     "fixflow.passes.calibrate",
+    "fixflow.passes.legalize",
 ]
 _loaded_all = False
 
