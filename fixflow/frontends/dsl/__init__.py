@@ -23,7 +23,7 @@ import numpy as np
 
 from .syntax import GRAMMAR_PATH, DslError, parse_program
 
-__all__ = ["import_dsl", "import_dsl_file", "parse_program", "DslError", "GRAMMAR_PATH", "op_names"]
+__all__ = ["import_dsl", "import_dsl_file", "export_weights", "parse_program", "DslError", "GRAMMAR_PATH", "op_names"]
 
 
 def import_dsl(text: str, filename: str = "<dsl>", weights: Mapping[str, np.ndarray] | None = None,
@@ -59,3 +59,15 @@ def op_names() -> list[str]:
     """The DSL's op names."""
     from .ops import OPS
     return sorted(OPS)
+
+
+def export_weights(module) -> dict[str, np.ndarray]:
+    """The module's `dense_resource` constants by key (the `.npz` keys `import_dsl` reads back)."""
+    from ...ir.attributes import DenseResourceElementsAttr
+    out: dict[str, np.ndarray] = {}
+    for op in module.walk():
+        if op.name == "graph.constant":
+            v = op.attributes.get("value")
+            if isinstance(v, DenseResourceElementsAttr):
+                out[v.key] = np.array(v.array)
+    return out

@@ -72,7 +72,7 @@ class OpSpec:
             elif p.default is None:
                 ps.append(f"{p.name}=none")
             else:
-                ps.append(f"{p.name}={_show(p.default)}")
+                ps.append(f"{p.name}={_show_default(p.default)}")
         return f"{self.name}({', '.join([ins] + ps) if ins else ', '.join(ps)})"
 
 
@@ -84,6 +84,15 @@ def _show(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_show(x) for x in v) + "]"
     return str(v)
+
+
+def _show_default(v: Any) -> str:
+    """A default as the user would write it: (1, 1) -> 1, None -> none."""
+    if v is None:
+        return "none"
+    if isinstance(v, tuple) and v and all(e == v[0] for e in v):
+        return _show(v[0])
+    return _show(v)
 
 
 @dataclass
@@ -303,12 +312,12 @@ def _bias(nb: NetBuilder, b: Bound, n: int, fan_in: int) -> Value | None:
 _CONV_PARAMS = (
     Param("out", "int", None, "output channels (taken from 'weight' when given)"),
     Param("kernel", "pair", None, "kernel size (taken from 'weight' when given)"),
-    Param("stride", "pair", (1, 1)),
+    Param("stride", "pair", (1, 1), "step (h, w)"),
     Param("pad", "pad", (0, 0, 0, 0), "padding: n, [h, w], [top, bottom, left, right] or \"same\""),
-    Param("dilation", "pair", (1, 1)),
+    Param("dilation", "pair", (1, 1), "spacing between kernel taps"),
     Param("groups", "int", 1, "channel groups; groups = input channels gives a depthwise conv"),
-    Param("bias", "bias", True, "false for none, or the bias values"),
     Param("weight", "tensor", None, "the weights [out, in/groups, kh, kw] (default: weights file or random)"),
+    Param("bias", "bias", True, "false for none, or the bias values"),
 )
 
 
@@ -361,10 +370,13 @@ def _conv2d(nb: NetBuilder, b: Bound) -> Value:
 
 
 @op("depthwise_conv2d", "depthwise convolution: conv2d with groups = in channels, out = in * multiplier",
-    params=(Param("kernel", "pair", None, "kernel size"), Param("stride", "pair", (1, 1)),
-            Param("pad", "pad", (0, 0, 0, 0)), Param("dilation", "pair", (1, 1)),
+    params=(Param("kernel", "pair", None, "kernel size (taken from 'weight' when given)"),
+            Param("stride", "pair", (1, 1), "step (h, w)"),
+            Param("pad", "pad", (0, 0, 0, 0), "as for conv2d"),
+            Param("dilation", "pair", (1, 1), "spacing between kernel taps"),
             Param("multiplier", "int", 1, "output channels per input channel"),
-            Param("bias", "bias", True), Param("weight", "tensor", None, "[in * multiplier, 1, kh, kw]")),
+            Param("weight", "tensor", None, "[in * multiplier, 1, kh, kw]"),
+            Param("bias", "bias", True, "false for none, or the bias values")),
     graph_op="graph.conv2d")
 def _depthwise(nb: NetBuilder, b: Bound) -> Value:
     c = _nchw(nb, b)[1]
@@ -375,16 +387,17 @@ def _depthwise(nb: NetBuilder, b: Bound) -> Value:
 
 
 @op("conv_transpose2d", "transposed convolution (torch.nn.ConvTranspose2d)",
-    params=tuple(p for p in _CONV_PARAMS if p.name != "weight") + (
+    params=_CONV_PARAMS[:-2] + (
         Param("output_pad", "pair", (0, 0), "extra rows/columns at the bottom/right of the output"),
-        Param("weight", "tensor", None, "[in, out/groups, kh, kw]")))
+        Param("weight", "tensor", None, "[in, out/groups, kh, kw]"), _CONV_PARAMS[-1]))
 def _conv_transpose2d(nb: NetBuilder, b: Bound) -> Value:
     return _conv_common(nb, b, transpose=True)
 
 
 @op("linear", "fully connected layer (torch.nn.Linear) on a 2-D [batch, features] input",
     params=(Param("out", "int", None, "output features (taken from 'weight' when given)"),
-            Param("bias", "bias", True), Param("weight", "tensor", None, "[out, in]")))
+            Param("weight", "tensor", None, "[out, in]"),
+            Param("bias", "bias", True, "false for none, or the bias values")))
 def _linear(nb: NetBuilder, b: Bound) -> Value:
     x = b.inputs[0]
     s = nb.shape(x)
@@ -407,7 +420,7 @@ def _matmul(nb: NetBuilder, b: Bound) -> Value:
 
 
 @op("batch_norm", "inference batch norm over channels (axis 1)",
-    params=(Param("eps", "float", 1e-5), Param("mean", "tensor", None, "running mean [C]"),
+    params=(Param("eps", "float", 1e-5, "added to the variance"), Param("mean", "tensor", None, "running mean [C]"),
             Param("var", "tensor", None, "running variance [C]"), Param("gamma", "tensor", None, "scale [C]"),
             Param("beta", "tensor", None, "shift [C]")))
 def _batch_norm(nb: NetBuilder, b: Bound) -> Value:
@@ -475,7 +488,7 @@ def _dropout(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.dropout", b.inputs[0], p=b.p["p"])
 
 
-@op("softmax", "softmax along an axis", params=(Param("axis", "int", -1),))
+@op("softmax", "softmax along an axis", params=(Param("axis", "int", -1, "the axis that sums to 1"),))
 def _softmax(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.softmax", b.inputs[0], axis=b.axis)
 
@@ -490,7 +503,7 @@ _POOL_PARAMS = (
 
 
 @op("max_pool2d", "max pooling (torch.nn.MaxPool2d)",
-    params=_POOL_PARAMS[:3] + (Param("dilation", "pair", (1, 1)),) + _POOL_PARAMS[3:])
+    params=_POOL_PARAMS[:3] + (Param("dilation", "pair", (1, 1), "spacing between window taps"),) + _POOL_PARAMS[3:])
 def _max_pool2d(nb: NetBuilder, b: Bound) -> Value:
     _nchw(nb, b)
     stride = b.stride or b.kernel
@@ -546,7 +559,7 @@ for _name, _summary in [("add", "lhs + rhs"), ("sub", "lhs - rhs"), ("mul", "lhs
 
 
 @op("concat", "concatenate tensors along an axis", inputs=("inputs",), variadic=True,
-    params=(Param("axis", "int", 1),))
+    params=(Param("axis", "int", 1, "the axis to join along"),))
 def _concat(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.concat", list(b.inputs), axis=b.axis)
 
@@ -563,8 +576,8 @@ def _reshape(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.reshape", x, shape=shape)
 
 
-@op("flatten", "flatten dimensions start_dim..end_dim into one", params=(Param("start_dim", "int", 1),
-                                                                       Param("end_dim", "int", -1)))
+@op("flatten", "flatten dimensions start_dim..end_dim into one", params=(Param("start_dim", "int", 1, "first dimension to merge"),
+                                                                       Param("end_dim", "int", -1, "last dimension to merge")))
 def _flatten(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.flatten", b.inputs[0], start_dim=b.start_dim, end_dim=b.end_dim)
 
@@ -577,7 +590,7 @@ def _transpose(nb: NetBuilder, b: Bound) -> Value:
 
 @op("pad", "pad with a constant or by reflecting/replicating the edges (torch.nn.functional.pad)",
     params=(Param("pads", "ints", REQUIRED, "F.pad order: (left, right, top, bottom, ...) from the last dim"),
-            Param("mode", "str", "constant", choices=("constant", "reflect", "replicate")),
+            Param("mode", "str", "constant", "how to fill the border", choices=("constant", "reflect", "replicate")),
             Param("value", "float", 0.0, "fill value for mode \"constant\"")),
     positional_param="pads")
 def _pad(nb: NetBuilder, b: Bound) -> Value:
@@ -589,7 +602,7 @@ def _pad(nb: NetBuilder, b: Bound) -> Value:
 @op("upsample", "resize by a scale factor or to a size (torch.nn.functional.interpolate)",
     params=(Param("scale", "floats", None, "scale factor, or [sh, sw]"),
             Param("size", "pair", None, "output size (h, w)"),
-            Param("mode", "str", "nearest", choices=("nearest", "bilinear")),
+            Param("mode", "str", "nearest", "interpolation", choices=("nearest", "bilinear")),
             Param("align_corners", "bool", False, "bilinear only")))
 def _upsample(nb: NetBuilder, b: Bound) -> Value:
     n, c, h, w = _nchw(nb, b)
@@ -655,3 +668,25 @@ def _const_key(nb: NetBuilder, name: str) -> tuple[str, np.ndarray] | None:
             nb.store.used.add(key)
             return key, np.asarray(nb.store.weights[key])
     return None
+
+
+def reference_markdown() -> str:
+    """The op reference of docs/dsl.md, generated from `OPS` (a test keeps the docs in sync)."""
+    lines = []
+    for name in sorted(OPS):
+        spec = OPS[name]
+        lines.append(f"### `{spec.signature()}`")
+        lines.append("")
+        lines.append(f"{spec.summary}. Lowers to `{spec.graph_op}`.")
+        if spec.params:
+            lines.append("")
+            lines.append("| parameter | accepts | default | meaning |")
+            lines.append("|---|---|---|---|")
+            for p in spec.params:
+                default = "required" if p.required else _show_default(p.default)
+                accepts = KIND_WORDS[p.kind]
+                if p.choices:
+                    accepts = " / ".join(_show(c) for c in p.choices)
+                lines.append(f"| `{p.name}` | {accepts} | `{default}` | {p.doc} |".replace("`required`", "required"))
+        lines.append("")
+    return "\n".join(lines)

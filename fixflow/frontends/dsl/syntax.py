@@ -170,14 +170,17 @@ def _syntax_error(err: lark.exceptions.UnexpectedInput, text: str, filename: str
         if tok.type == "$END":
             lines = text.splitlines() or [""]
             line, col = len(lines), len(lines[-1]) + 1
-        msg = f"expected {_expected_words(set(err.expected))}, found {_found(tok)}"
+            missing = " (is a '}' missing?)" if "RBRACE" in err.expected else ""
+            msg = f"unexpected end of file{missing}; expected {_expected_words(set(err.expected))}"
+        else:
+            msg = f"expected {_expected_words(set(err.expected))}, found {_found(tok)}"
     else:  # UnexpectedEOF
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         msg = f"unexpected end of file; expected {_expected_words(set(err.expected))}"
     if line is None or line < 1:
         line, col = 1, 1
-    return DslError(f"syntax error: {msg}", FileLineColLoc(filename, line, col))
+    return DslError(msg, FileLineColLoc(filename, line, col))
 
 
 def parse_program(text: str, filename: str = "<dsl>") -> list[Net]:
