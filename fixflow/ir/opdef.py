@@ -160,7 +160,11 @@ class _Field:
         self.name = name
 
 
-class OperandDef(_Field):
+class _ValueDef(_Field):
+    """An operand or result group: single, optional or variadic, with an optional type constraint."""
+
+    WHICH = ""
+
     def __init__(self, kind: str = SINGLE, constraint: type | tuple | None = None, doc: str = ""):
         super().__init__()
         self.kind = kind
@@ -168,34 +172,27 @@ class OperandDef(_Field):
         self.doc = doc
         self.index = 0
 
-    def __get__(self, op: Operation | None, owner: type) -> Any:
-        if op is None:
-            return self
-        start, size = op._segment("operand", self.index)
-        if self.kind == SINGLE:
-            return op._operands[start]
-        if self.kind == OPTIONAL:
-            return op._operands[start] if size else None
-        return op._operands[start:start + size]
-
-
-class ResultDef(_Field):
-    def __init__(self, kind: str = SINGLE, constraint: type | tuple | None = None, doc: str = ""):
-        super().__init__()
-        self.kind = kind
-        self.constraint = constraint
-        self.doc = doc
-        self.index = 0
+    def _values(self, op: Operation) -> list:
+        return op._operands if self.WHICH == "operand" else op.results
 
     def __get__(self, op: Operation | None, owner: type) -> Any:
         if op is None:
             return self
-        start, size = op._segment("result", self.index)
+        start, size = op._segment(self.WHICH, self.index)
+        values = self._values(op)
         if self.kind == SINGLE:
-            return op.results[start]
+            return values[start]
         if self.kind == OPTIONAL:
-            return op.results[start] if size else None
-        return op.results[start:start + size]
+            return values[start] if size else None
+        return values[start:start + size]
+
+
+class OperandDef(_ValueDef):
+    WHICH = "operand"
+
+
+class ResultDef(_ValueDef):
+    WHICH = "result"
 
 
 class AttrDef(_Field):

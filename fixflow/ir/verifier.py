@@ -97,22 +97,16 @@ def _verify_definition(op: Op) -> None:
         raise VerifyError(f"expects operands ({names}) but has {len(op._operands)}", op)
     if not _count_ok(len(op.results), cls.RESULTS):
         raise VerifyError(f"expects {len(cls.RESULTS)} result(s) but has {len(op.results)}", op)
-    for d in cls.OPERANDS:
-        if d.constraint is None:
-            continue
-        vals = d.__get__(op, cls)
-        vals = [vals] if isinstance(vals, Value) else (vals or [])
-        for v in vals:
-            if not isinstance(v.type, d.constraint):
-                raise VerifyError(f"operand '{d.name}' must be {_constraint_name(d.constraint)}, got {v.type}", op)
-    for d in cls.RESULTS:
-        if d.constraint is None:
-            continue
-        vals = d.__get__(op, cls)
-        vals = [vals] if isinstance(vals, Value) else (vals or [])
-        for v in vals:
-            if not isinstance(v.type, d.constraint):
-                raise VerifyError(f"result '{d.name}' must be {_constraint_name(d.constraint)}, got {v.type}", op)
+    for group, what in ((cls.OPERANDS, "operand"), (cls.RESULTS, "result")):
+        for d in group:
+            if d.constraint is None:
+                continue
+            vals = d.__get__(op, cls)
+            vals = [vals] if isinstance(vals, Value) else (vals or [])
+            for v in vals:
+                if not isinstance(v.type, d.constraint):
+                    raise VerifyError(f"{what} '{d.name}' must be {_constraint_name(d.constraint)}, "
+                                      f"got {v.type}", op)
     for d in cls.ATTRS:
         a = op.attributes.get(d.name)
         if a is None:
