@@ -314,6 +314,15 @@ def test_every_op_is_tested_and_documented():
     for name in op_names():
         assert f"`{name}(" in doc, name
     assert GRAMMAR_PATH.read_text().strip() in doc  # the docs quote the grammar verbatim
+    from fixflow.frontends.dsl.ops import reference_markdown
+    assert reference_markdown() in doc  # the op reference is generated from the op table
+
+
+def test_docs_example_imports():
+    doc = (ROOT / "docs/dsl.md").read_text()
+    example = doc.split("```\n", 2)[1].split("```")[0]
+    m = import_dsl(example, "doc.ffn")
+    assert run(m, rand(2, 1, 28, 28))[0].shape == (2, 10)
 
 
 # ---- errors ---------------------------------------------------------------------------------
