@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +396,34 @@ def test_unknown_op_lists_the_ops():
     with pytest.raises(DslError) as info:
         import_dsl("net N(x: f32[1, 4]) { y = conv3d(x)\n return y }")
     assert ", ".join(op_names()) in info.value.message
+
+
+def test_positional_weight_and_bias_literals():
+    m = import_dsl("net N(x: f32[1, 2]) { y = linear(x, [[1, 2]], [3])\n return y }")
+    np.testing.assert_allclose(run(m, [[1.0, 1.0]])[0], [[6.0]])
+
+
+def test_module_main_prints_ir_or_one_error(tmp_path, capsys):
+    from fixflow.frontends.dsl.__main__ import main
+    out = tmp_path / "cnn.mlir"
+    assert main([str(EXAMPLES / "cnn.ffn"), "--seed", "2", "-o", str(out)]) == 0
+    assert print_module(parse_module(out.read_text(), "cnn.mlir")) == out.read_text()
+    bad = tmp_path / "bad.ffn"
+    bad.write_text("net N(x: f32[1, 2]) {\n  y = lin(x)\n  return y\n}\n")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}:2:7: error: unknown op 'lin' (did you mean 'linear'?)") and "Traceback" not in err
+
+
+@pytest.mark.mlir
+@pytest.mark.skipif(shutil.which("mlir-opt-22") is None, reason="mlir-opt-22 not installed")
+@pytest.mark.parametrize("name", ["cnn.ffn", "resblock.ffn"])
+def test_mlir_opt_accepts_the_output(tmp_path, name):
+    path = tmp_path / "m.mlir"
+    path.write_text(print_module(import_dsl_file(EXAMPLES / name), print_locations=True))
+    proc = subprocess.run(["mlir-opt-22", "--allow-unregistered-dialect", str(path), "-o", os.devnull],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_missing_file_is_a_dsl_error(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 from ...ir.attributes import DenseElementsAttr
 from ...ir.core import Value
 from .lower import NetBuilder, did_you_mean, literal_array
-from .syntax import Assign, Lit, Ref
+from .syntax import Assign, DslError, Lit, Ref
 
 REQUIRED = object()
 
@@ -210,8 +210,6 @@ def bind(nb: NetBuilder, spec: OpSpec, stmt: Assign) -> Bound:
                     inputs.append(nb.tensor(v))
                 elif spec.scalar_inputs and isinstance(v, Lit) and _is_num(v.value):
                     inputs.append(v)  # materialized by the lowering (needs the other operand's type)
-                elif spec.positional_param and not spec.variadic and isinstance(v, Lit):
-                    raise nb.error(f"'{spec.inputs[n_pos]}' must be a tensor name, got {_show(v.py())}", v.pos)
                 else:
                     what = spec.inputs[min(n_pos, len(spec.inputs) - 1)] if spec.inputs else "input"
                     raise nb.error(f"'{what}' must be a tensor name, got {_show(v.py())}", v.pos)
@@ -219,10 +217,13 @@ def bind(nb: NetBuilder, spec: OpSpec, stmt: Assign) -> Bound:
                 continue
             extra = n_pos - len(spec.inputs)
             target = None
-            if isinstance(arg.value, Ref) and extra < len(tensor_params):
+            is_tensor = isinstance(arg.value, Ref) or (isinstance(arg.value, Lit) and isinstance(arg.value.value, list))
+            if is_tensor and extra < len(tensor_params) and not spec.positional_param:
                 target = tensor_params[extra]
             elif spec.positional_param and spec.positional_param not in given:
                 target = spec.param(spec.positional_param)
+            if target is not None and target.name in given:
+                raise nb.error(f"'{target.name}' is given twice", arg.pos)
             if target is None:
                 raise nb.error(f"too many positional arguments; {spec.name} takes "
                                f"{len(spec.inputs)}: {spec.signature()}", arg.pos)
@@ -257,8 +258,8 @@ def lower_statement(nb: NetBuilder, stmt: Assign) -> Value:
     spec = OPS.get(stmt.op)
     if spec is None:
         names = sorted(OPS)
-        raise nb.error(f"unknown op '{stmt.op}'{did_you_mean(stmt.op, names)}; the ops are: {', '.join(names)}",
-                       stmt.op_pos)
+        raise DslError(f"unknown op '{stmt.op}'{did_you_mean(stmt.op, names)}; the ops are: {', '.join(names)}",
+                       nb.loc(stmt.op_pos))
     return spec.lower(nb, bind(nb, spec, stmt))
 
 
