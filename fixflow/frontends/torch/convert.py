@@ -1,0 +1,828 @@
+"""Conversion of a traced torch.fx graph to the `graph` dialect.
+
+Handlers are registered per nn.Module type, per function and per tensor-method name; each takes the
+converter, the fx node (and the module for module calls) and returns the result `Value`. Nodes whose
+value is not a tensor (shape queries such as `x.size(0)`) are static Python values; nodes that depend
+only on parameters and literals are folded to constants.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
+from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, BatchNormOp, ConcatOp, ConstantOp,
+                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardsigmoidOp, HardswishOp,
+                                    IdentityOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MulOp, PadOp,
+                                    PreluOp, Relu6Op, ReluOp, ReshapeOp, SigmoidOp, SiluOp, SoftmaxOp, SubOp, TanhOp,
+                                    TransposeOp, UpsampleOp)
+from fixflow.ir.attributes import DenseElementsAttr
+from fixflow.ir.core import Block, Value
+from fixflow.ir.location import NameLoc
+from fixflow.ir.types import TensorType, f32
+
+from .errors import FrontendError
+from .tracing import location_of
+
+Handler = Callable[..., Value]
+_MODULES: dict[type, Handler] = {}
+_FUNCTIONS: dict[Any, Handler] = {}
+_METHODS: dict[str, Handler] = {}
+_MISSING = object()
+#: folded constants up to this many elements are printed inline (`dense<...>`), larger ones as resources
+_INLINE_MAX = 16
+
+
+def _on_module(*types: type) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for t in types:
+            _MODULES[t] = fn
+        return fn
+    return deco
+
+
+def _on_function(*fns: Any) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for f in fns:
+            if f is not None:
+                _FUNCTIONS[f] = fn
+        return fn
+    return deco
+
+
+def _on_method(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            _METHODS[n] = fn
+        return fn
+    return deco
+
+
+def _arg(node: torch.fx.Node, i: int, name: str, default: Any = _MISSING) -> Any:
+    """Argument `i` (positional) or `name` (keyword) of an fx node."""
+    if i < len(node.args):
+        return node.args[i]
+    if name in node.kwargs:
+        return node.kwargs[name]
+    if default is _MISSING:
+        raise FrontendError(f"'{node.target}' is missing its argument '{name}'", location_of(node))
+    return default
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, int):
+        return (v, v)
+    t = tuple(int(e) for e in v)
+    return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
+
+
+def _pads4(padding: Any) -> tuple[int, int, int, int]:
+    ph, pw = _pair(padding)
+    return (ph, ph, pw, pw)
+
+
+def _conv_pads(padding: Any, kernel: Any, dilation: Any) -> tuple[int, int, int, int]:
+    """Conv padding (int, pair, 'valid', 'same') as (top, bottom, left, right); 'same' puts the odd pixel last."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        out: list[int] = []
+        for k, d in zip(_pair(kernel), _pair(dilation)):
+            total = d * (k - 1)
+            out += [total // 2, total - total // 2]
+        return tuple(out)  # type: ignore[return-value]
+    return _pads4(padding)
+
+
+def _qualified(obj: Any) -> str:
+    """A readable name of a torch callable or module class: `torch.topk`, `torch.nn.GRU`, `F.gelu`."""
+    mod = getattr(obj, "__module__", None) or ""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+    if isinstance(obj, type) and mod.startswith("torch.nn.modules"):
+        return f"torch.nn.{name}"
+    if mod in ("torch._C._nn", "torch.nn.functional"):
+        return f"torch.nn.functional.{name}"
+    short = getattr(obj, "__name__", name)
+    if mod.startswith("torch._C") or name.startswith("_VariableFunctionsClass.") or not mod:
+        return f"torch.{short}" if hasattr(torch, short) else short
+    if mod == "_operator":
+        return f"operator.{name}"
+    return f"{mod}.{name}"
+
+
+def supported_ops() -> dict[str, list[str]]:
+    """The supported modules, functions and tensor methods (for error messages and docs)."""
+    mods = sorted({_qualified(t).replace("torch.nn.", "") for t in _MODULES})
+    fns = sorted({_qualified(f) for f in _FUNCTIONS})
+    return {"modules": mods, "functions": fns, "methods": sorted(_METHODS)}
+
+
+def _supported_text() -> str:
+    s = supported_ops()
+    return ("supported modules: " + ", ".join(s["modules"]) + "; functions: " + ", ".join(s["functions"])
+            + "; tensor methods: " + ", ".join(s["methods"]))
+
+
+def _where(node: torch.fx.Node, model_name: str) -> str:
+    path = node.meta.get("fixflow_path", "")
+    return f"module '{path}'" if path else f"{model_name}.forward"
+
+
+class Converter:
+    """Builds one `func.func` from a traced GraphModule whose nodes carry shapes and values."""
+
+    def __init__(self, gm: torch.fx.GraphModule, const: set, static: set, name: str):
+        self.gm = gm
+        self.const = const
+        self.static = static
+        self.name = name
+        self.modules = dict(gm.named_modules())
+        self.env: dict[torch.fx.Node, Value] = {}
+        self.params: dict[str, Value] = {}
+        self.block: Block | None = None
+        self.node: torch.fx.Node | None = None
+        self.loc = None
+
+    # ---- errors ---------------------------------------------------------------------------------
+    def error(self, message: str, node: torch.fx.Node | None = None) -> FrontendError:
+        node = node or self.node
+        return FrontendError(message, location_of(node) if node is not None else None)
+
+    def unsupported(self, what: str, detail: str = "") -> FrontendError:
+        node = self.node
+        msg = f"unsupported operation {what} in {_where(node, self.name)}"
+        if detail:
+            msg += f": {detail}"
+        return self.error(f"{msg} ({_supported_text()})")
+
+    # ---- values ---------------------------------------------------------------------------------
+    def static_value(self, arg: Any) -> Any:
+        """The Python value of an argument (literal, shape query, constant), recursively for lists."""
+        if isinstance(arg, torch.fx.Node):
+            if arg in self.static or (arg in self.const and not isinstance(arg.meta.get("fixflow_const"),
+                                                                           torch.Tensor)):
+                return arg.meta.get("fixflow_value", arg.meta.get("fixflow_const"))
+            if arg in self.const:
+                return arg.meta["fixflow_const"]
+            raise self.error(f"'{self.node.target}' needs a value known at import time for this argument, "
+                             f"but '{arg.name}' is computed from the input")
+        if isinstance(arg, (list, tuple)):
+            return type(arg)(self.static_value(a) for a in arg)
+        return arg
+
+    def is_tensor(self, arg: Any) -> bool:
+        return isinstance(arg, torch.fx.Node) and "fixflow_shape" in arg.meta
+
+    def shape(self, arg: torch.fx.Node) -> tuple[int, ...]:
+        return arg.meta["fixflow_shape"]
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.node.meta["fixflow_shape"]
+
+    def x(self, arg: Any) -> Value:
+        """The IR value of a tensor argument; literals and constant nodes become `graph.constant`s."""
+        if isinstance(arg, torch.fx.Node):
+            v = self.env.get(arg)
+            if v is not None:
+                return v
+            if arg in self.const or arg in self.static:
+                value = arg.meta.get("fixflow_const", arg.meta.get("fixflow_value"))
+                if isinstance(value, torch.Tensor):
+                    key = str(arg.target) if arg.op == "get_attr" else None
+                    if key is None and value.numel() > _INLINE_MAX:
+                        key = location_of(arg).name
+                    v = self.constant(value, key, hint=arg.name)
+                    self.env[arg] = v
+                    return v
+                return self.scalar(value)
+            raise self.error(f"internal error: '{arg.name}' used before it was converted", arg)
+        if isinstance(arg, (bool, int, float)):
+            return self.scalar(arg)
+        raise self.error(f"'{self.node.target}': expected a tensor operand, got {type(arg).__name__} {arg!r}")
+
+    def scalar(self, value: Any) -> Value:
+        """A rank-0 float32 constant."""
+        arr = np.asarray(float(value), dtype=np.float32)
+        op = ConstantOp.build(value=DenseElementsAttr(TensorType((), f32), arr), location=self.loc)
+        self.block.append(op)
+        op.result.name_hint = f"{self.node.name}_c"
+        return op.result
+
+    def constant(self, tensor: torch.Tensor, key: str | None, hint: str | None = None) -> Value:
+        """A float32 constant: a `dense_resource<key>` when keyed (cached per key), else inline."""
+        if key is not None and key in self.params:
+            return self.params[key]
+        arr = tensor.detach().to(torch.float32).contiguous().numpy()
+        loc = NameLoc(key, self.loc.child) if key is not None else self.loc
+        op = ConstantOp.from_array(arr, key=key, location=loc)
+        self.block.append(op)
+        op.result.name_hint = (key or hint or "cst").replace(".", "_")
+        if key is not None:
+            self.params[key] = op.result
+        return op.result
+
+    def param(self, module: nn.Module, attr: str) -> Value | None:
+        """A parameter/buffer of the current module call as a constant keyed `<module path>.<attr>`."""
+        t = getattr(module, attr, None)
+        if t is None:
+            return None
+        return self.constant(t, f"{self.node.target}.{attr}")
+
+    def emit(self, cls: type, *operands: Any, suffix: str | None = None, **attrs: Any) -> Value:
+        """Build `cls` at the current node's location and append it; returns its result."""
+        op = cls.build(*operands, location=self.loc, **attrs)
+        self.block.append(op)
+        op.result.name_hint = self.node.name if suffix is None else f"{self.node.name}_{suffix}"
+        return op.result
+
+    # ---- driver ---------------------------------------------------------------------------------
+    def convert(self) -> ModuleOp:
+        graph = self.gm.graph
+        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        in_types = []
+        for n in placeholders:
+            if "fixflow_shape" not in n.meta:
+                raise self.error(f"input '{n.name}' must be a tensor (got {type(n.meta.get('fixflow_value')).__name__})",
+                                 n)
+            self._check_dtype(n)
+            in_types.append(TensorType(n.meta["fixflow_shape"], f32))
+        module = ModuleOp.empty()
+        func = FuncOp.create_function(self.name, in_types, [])
+        module.body.append(func)
+        self.block = func.body
+        for n, arg in zip(placeholders, func.args):
+            arg.name_hint = n.name
+            self.env[n] = arg
+        results: list[Value] = []
+        for node in graph.nodes:
+            self.node = node
+            self.loc = location_of(node)
+            if node.op == "placeholder":
+                continue
+            if node.op == "output":
+                results = [self.x(a) for a in self._flatten_outputs(node.args[0])]
+                continue
+            if node in self.static or node in self.const:
+                continue  # a Python value or a constant, materialized where a tensor is needed
+            self._convert_node(node)
+        self.node = None
+        self.block.append(ReturnOp.build(results, location=func.location))
+        func.update_function_type()
+        return module
+
+    def _flatten_outputs(self, out: Any) -> list[Any]:
+        if isinstance(out, (list, tuple)):
+            return [x for o in out for x in self._flatten_outputs(o)]
+        if isinstance(out, torch.fx.Node) or isinstance(out, (int, float)):
+            return [out]
+        raise self.error(f"the model must return a tensor or a tuple/list of tensors, got {type(out).__name__}")
+
+    def _check_dtype(self, node: torch.fx.Node) -> None:
+        dt = node.meta.get("fixflow_dtype")
+        if dt is not None and dt != torch.float32:
+            what = "input" if node.op == "placeholder" else f"'{node.name}'"
+            raise self.error(f"{what} has dtype {dt}; fixflow imports float32 models "
+                             "(call model.float() and pass float32 example inputs)", node)
+
+    def _convert_node(self, node: torch.fx.Node) -> None:
+        autograd_fn = node.meta.get("fixflow_autograd")
+        if autograd_fn is not None:
+            raise self.unsupported(f"custom autograd function '{autograd_fn}'",
+                                   "its forward would be traced without its backward and any code outside torch")
+        if "fixflow_shape" not in node.meta:
+            kind = type(node.meta.get("fixflow_value")).__name__
+            raise self.unsupported(self._describe(node), f"it returns a {kind} computed from tensor data, "
+                                   "not a tensor")
+        self._check_dtype(node)
+        if node.op == "call_module":
+            mod = self.modules[node.target]
+            handler = _MODULES.get(type(mod))
+            if handler is None:
+                raise self.unsupported(self._describe(node))
+            value = handler(self, node, mod)
+            inplace = bool(getattr(mod, "inplace", False))
+        elif node.op == "call_function":
+            handler = _FUNCTIONS.get(node.target)
+            if handler is None:
+                raise self.unsupported(self._describe(node))
+            value = handler(self, node)
+            name = getattr(node.target, "__name__", "")
+            inplace = bool(node.kwargs.get("inplace")) or (name.endswith("_") and not name.endswith("__")) \
+                or name.startswith("__i")
+        elif node.op == "call_method":
+            handler = _METHODS.get(node.target)
+            if handler is None:
+                raise self.unsupported(self._describe(node))
+            value = handler(self, node)
+            inplace = node.target.endswith("_") and not node.target.endswith("__")
+        else:  # pragma: no cover - get_attr nodes are constants
+            raise self.unsupported(self._describe(node))
+        got = value.type.shape if isinstance(value.type, TensorType) else None
+        if got != tuple(self.out_shape):
+            raise self.error(f"internal error converting {self._describe(node)}: the IR shape {got} differs "
+                             f"from PyTorch's {tuple(self.out_shape)}")
+        self.env[node] = value
+        if inplace and node.args and isinstance(node.args[0], torch.fx.Node):
+            self.env[node.args[0]] = value  # later uses of the mutated tensor see the result
+
+    def _describe(self, node: torch.fx.Node) -> str:
+        if node.op == "call_module":
+            return f"'{_qualified(type(self.modules[node.target]))}'"
+        if node.op == "call_method":
+            return f"'Tensor.{node.target}'"
+        if node.target is operator.getitem:
+            return "'operator.getitem' (tensor indexing/slicing)"
+        return f"'{_qualified(node.target)}'"
+
+
+# ======================= handlers ===================================================================
+# ---- convolution and linear ------------------------------------------------------------------------
+@_on_module(nn.Conv2d)
+def _conv2d_module(cv: Converter, node: torch.fx.Node, m: nn.Conv2d) -> Value:
+    x = cv.x(node.args[0])
+    if m.padding_mode != "zeros":
+        if m.padding_mode not in ("reflect", "replicate"):
+            raise cv.unsupported("'torch.nn.Conv2d'", f"padding_mode='{m.padding_mode}' (use zeros, reflect "
+                                 "or replicate)")
+        x = cv.emit(PadOp, x, suffix="pad", pads=tuple(m._reversed_padding_repeated_twice), mode=m.padding_mode)
+        pads = (0, 0, 0, 0)
+    else:
+        pads = _conv_pads(m.padding, m.kernel_size, m.dilation)
+    return cv.emit(Conv2dOp, x, cv.param(m, "weight"), cv.param(m, "bias"), stride=_pair(m.stride),
+                   padding=pads, dilation=_pair(m.dilation), groups=m.groups)
+
+
+@_on_function(F.conv2d, torch.conv2d)
+def _conv2d_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    x, w = cv.x(_arg(node, 0, "input")), cv.x(_arg(node, 1, "weight"))
+    b = _arg(node, 2, "bias", None)
+    stride = cv.static_value(_arg(node, 3, "stride", 1))
+    padding = cv.static_value(_arg(node, 4, "padding", 0))
+    dilation = cv.static_value(_arg(node, 5, "dilation", 1))
+    groups = cv.static_value(_arg(node, 6, "groups", 1))
+    kernel = w.type.shape[2:]
+    return cv.emit(Conv2dOp, x, w, None if b is None else cv.x(b), stride=_pair(stride),
+                   padding=_conv_pads(padding, kernel, dilation), dilation=_pair(dilation), groups=groups)
+
+
+@_on_module(nn.ConvTranspose2d)
+def _conv_transpose2d_module(cv: Converter, node: torch.fx.Node, m: nn.ConvTranspose2d) -> Value:
+    if _arg(node, 1, "output_size", None) is not None:
+        raise cv.unsupported("'torch.nn.ConvTranspose2d'", "the output_size argument (set output_padding instead)")
+    if m.padding_mode != "zeros":
+        raise cv.unsupported("'torch.nn.ConvTranspose2d'", f"padding_mode='{m.padding_mode}'")
+    return cv.emit(ConvTranspose2dOp, cv.x(node.args[0]), cv.param(m, "weight"), cv.param(m, "bias"),
+                   stride=_pair(m.stride), padding=_pads4(m.padding), output_padding=_pair(m.output_padding),
+                   dilation=_pair(m.dilation), groups=m.groups)
+
+
+@_on_function(F.conv_transpose2d, torch.conv_transpose2d)
+def _conv_transpose2d_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    x, w = cv.x(_arg(node, 0, "input")), cv.x(_arg(node, 1, "weight"))
+    b = _arg(node, 2, "bias", None)
+    sv = cv.static_value
+    return cv.emit(ConvTranspose2dOp, x, w, None if b is None else cv.x(b),
+                   stride=_pair(sv(_arg(node, 3, "stride", 1))), padding=_pads4(sv(_arg(node, 4, "padding", 0))),
+                   output_padding=_pair(sv(_arg(node, 5, "output_padding", 0))),
+                   groups=sv(_arg(node, 6, "groups", 1)), dilation=_pair(sv(_arg(node, 7, "dilation", 1))))
+
+
+@_on_module(nn.Linear)
+def _linear_module(cv: Converter, node: torch.fx.Node, m: nn.Linear) -> Value:
+    return cv.emit(LinearOp, cv.x(node.args[0]), cv.param(m, "weight"), cv.param(m, "bias"))
+
+
+@_on_function(F.linear)
+def _linear_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    b = _arg(node, 2, "bias", None)
+    return cv.emit(LinearOp, cv.x(_arg(node, 0, "input")), cv.x(_arg(node, 1, "weight")),
+                   None if b is None else cv.x(b))
+
+
+@_on_function(torch.matmul, operator.matmul, torch.mm, torch.bmm)
+@_on_method("matmul", "mm", "bmm")
+def _matmul(cv: Converter, node: torch.fx.Node) -> Value:
+    rhs = node.args[1] if len(node.args) > 1 else node.kwargs.get("other", node.kwargs.get("mat2"))
+    return cv.emit(MatmulOp, cv.x(_arg(node, 0, "input")), cv.x(rhs))
+
+
+# ---- normalization ------------------------------------------------------------------------------
+@_on_module(nn.BatchNorm1d, nn.BatchNorm2d)
+def _batch_norm_module(cv: Converter, node: torch.fx.Node, m: nn.modules.batchnorm._BatchNorm) -> Value:
+    if m.running_mean is None or m.running_var is None:
+        raise cv.unsupported(f"'{_qualified(type(m))}'", "track_running_stats=False normalizes with the "
+                             "statistics of each batch, which has no inference form")
+    c = m.num_features
+    gamma = cv.param(m, "weight") if m.affine else cv.constant(torch.ones(c), None, hint=f"{node.name}_gamma")
+    beta = cv.param(m, "bias") if m.affine else cv.constant(torch.zeros(c), None, hint=f"{node.name}_beta")
+    return cv.emit(BatchNormOp, cv.x(node.args[0]), cv.param(m, "running_mean"), cv.param(m, "running_var"),
+                   gamma, beta, eps=float(m.eps))
+
+
+@_on_function(F.batch_norm)
+def _batch_norm_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    x = _arg(node, 0, "input")
+    if cv.static_value(_arg(node, 5, "training", False)):
+        raise cv.unsupported("'torch.nn.functional.batch_norm'", "training=True uses batch statistics")
+    c = cv.shape(x)[1]
+    w, b = _arg(node, 3, "weight", None), _arg(node, 4, "bias", None)
+    gamma = cv.x(w) if w is not None else cv.constant(torch.ones(c), None, hint=f"{node.name}_gamma")
+    beta = cv.x(b) if b is not None else cv.constant(torch.zeros(c), None, hint=f"{node.name}_beta")
+    return cv.emit(BatchNormOp, cv.x(x), cv.x(_arg(node, 1, "running_mean")), cv.x(_arg(node, 2, "running_var")),
+                   gamma, beta, eps=float(cv.static_value(_arg(node, 7, "eps", 1e-5))))
+
+
+# ---- activations --------------------------------------------------------------------------------
+_UNARY_MODULES = {nn.ReLU: ReluOp, nn.ReLU6: Relu6Op, nn.Sigmoid: SigmoidOp, nn.Tanh: TanhOp, nn.SiLU: SiluOp,
+                  nn.Hardsigmoid: HardsigmoidOp, nn.Hardswish: HardswishOp}
+_UNARY_FUNCTIONS = {F.relu: ReluOp, torch.relu: ReluOp, F.relu_: ReluOp, torch.relu_: ReluOp, F.relu6: Relu6Op,
+                    torch.sigmoid: SigmoidOp, F.sigmoid: SigmoidOp, torch.tanh: TanhOp, F.tanh: TanhOp,
+                    F.silu: SiluOp, F.hardsigmoid: HardsigmoidOp, F.hardswish: HardswishOp}
+_UNARY_METHODS = {"relu": ReluOp, "relu_": ReluOp, "sigmoid": SigmoidOp, "sigmoid_": SigmoidOp, "tanh": TanhOp,
+                  "tanh_": TanhOp}
+
+
+@_on_module(*_UNARY_MODULES)
+def _unary_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(_UNARY_MODULES[type(m)], cv.x(node.args[0]))
+
+
+@_on_function(*_UNARY_FUNCTIONS)
+def _unary_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(_UNARY_FUNCTIONS[node.target], cv.x(_arg(node, 0, "input")))
+
+
+@_on_method(*_UNARY_METHODS)
+def _unary_method(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(_UNARY_METHODS[node.target], cv.x(node.args[0]))
+
+
+def _clamp_to_op(cv: Converter, what: str, lo: Any, hi: Any, x: Any) -> Value:
+    if lo == 0 and hi is None:
+        return cv.emit(ReluOp, cv.x(x))
+    if lo == 0 and hi == 6:
+        return cv.emit(Relu6Op, cv.x(x))
+    raise cv.unsupported(what, f"only the ranges [0, inf) (relu) and [0, 6] (relu6) are supported, got [{lo}, {hi}]")
+
+
+@_on_module(nn.Hardtanh)
+def _hardtanh_module(cv: Converter, node: torch.fx.Node, m: nn.Hardtanh) -> Value:
+    return _clamp_to_op(cv, f"'{_qualified(type(m))}'", m.min_val, m.max_val, node.args[0])
+
+
+@_on_function(F.hardtanh)
+def _hardtanh_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return _clamp_to_op(cv, "'torch.nn.functional.hardtanh'", sv(_arg(node, 1, "min_val", -1.0)),
+                        sv(_arg(node, 2, "max_val", 1.0)), _arg(node, 0, "input"))
+
+
+@_on_function(torch.clamp, torch.clip)
+@_on_method("clamp", "clip", "clamp_")
+def _clamp(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return _clamp_to_op(cv, f"'{node.target if isinstance(node.target, str) else 'torch.clamp'}'",
+                        sv(_arg(node, 1, "min", None)), sv(_arg(node, 2, "max", None)), _arg(node, 0, "input"))
+
+
+@_on_module(nn.LeakyReLU)
+def _leaky_relu_module(cv: Converter, node: torch.fx.Node, m: nn.LeakyReLU) -> Value:
+    return cv.emit(LeakyReluOp, cv.x(node.args[0]), alpha=float(m.negative_slope))
+
+
+@_on_function(F.leaky_relu)
+def _leaky_relu_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(LeakyReluOp, cv.x(_arg(node, 0, "input")),
+                   alpha=float(cv.static_value(_arg(node, 1, "negative_slope", 0.01))))
+
+
+@_on_module(nn.PReLU)
+def _prelu_module(cv: Converter, node: torch.fx.Node, m: nn.PReLU) -> Value:
+    return cv.emit(PreluOp, cv.x(node.args[0]), cv.param(m, "weight"))
+
+
+@_on_function(F.prelu, torch.prelu)
+def _prelu_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(PreluOp, cv.x(_arg(node, 0, "input")), cv.x(_arg(node, 1, "weight")))
+
+
+# ---- pooling --------------------------------------------------------------------------------------
+def _max_pool(cv: Converter, x: Any, kernel: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any,
+              return_indices: Any) -> Value:
+    if return_indices:
+        raise cv.unsupported("'max_pool2d'", "return_indices=True")
+    return cv.emit(MaxPool2dOp, cv.x(x), kernel=_pair(kernel), stride=_pair(stride or kernel),
+                   padding=_pads4(padding), dilation=_pair(dilation), ceil_mode=bool(ceil_mode))
+
+
+@_on_module(nn.MaxPool2d)
+def _max_pool_module(cv: Converter, node: torch.fx.Node, m: nn.MaxPool2d) -> Value:
+    return _max_pool(cv, node.args[0], m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
+                     m.return_indices)
+
+
+@_on_function(F.max_pool2d, getattr(F, "_max_pool2d", None), torch.max_pool2d)
+def _max_pool_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return _max_pool(cv, _arg(node, 0, "input"), sv(_arg(node, 1, "kernel_size")), sv(_arg(node, 2, "stride", None)),
+                     sv(_arg(node, 3, "padding", 0)), sv(_arg(node, 4, "dilation", 1)),
+                     sv(_arg(node, 5, "ceil_mode", False)), sv(_arg(node, 6, "return_indices", False)))
+
+
+def _avg_pool(cv: Converter, x: Any, kernel: Any, stride: Any, padding: Any, ceil_mode: Any, include_pad: Any,
+              divisor: Any) -> Value:
+    return cv.emit(AvgPool2dOp, cv.x(x), kernel=_pair(kernel), stride=_pair(stride or kernel), padding=_pads4(padding),
+                   ceil_mode=bool(ceil_mode), count_include_pad=bool(include_pad),
+                   divisor_override=None if divisor is None else int(divisor))
+
+
+@_on_module(nn.AvgPool2d)
+def _avg_pool_module(cv: Converter, node: torch.fx.Node, m: nn.AvgPool2d) -> Value:
+    return _avg_pool(cv, node.args[0], m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
+                     m.divisor_override)
+
+
+@_on_function(F.avg_pool2d, torch.avg_pool2d if hasattr(torch, "avg_pool2d") else None)
+def _avg_pool_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return _avg_pool(cv, _arg(node, 0, "input"), sv(_arg(node, 1, "kernel_size")), sv(_arg(node, 2, "stride", None)),
+                     sv(_arg(node, 3, "padding", 0)), sv(_arg(node, 4, "ceil_mode", False)),
+                     sv(_arg(node, 5, "count_include_pad", True)), sv(_arg(node, 6, "divisor_override", None)))
+
+
+@_on_module(nn.AdaptiveAvgPool2d)
+def _adaptive_avg_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(AdaptiveAvgPool2dOp, cv.x(node.args[0]), output_size=tuple(cv.out_shape[-2:]))
+
+
+@_on_function(F.adaptive_avg_pool2d)
+def _adaptive_avg_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(AdaptiveAvgPool2dOp, cv.x(_arg(node, 0, "input")), output_size=tuple(cv.out_shape[-2:]))
+
+
+# ---- no-ops -----------------------------------------------------------------------------------------
+@_on_module(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+def _dropout_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(DropoutOp, cv.x(node.args[0]), p=float(m.p))
+
+
+@_on_function(F.dropout, F.dropout2d, F.dropout1d)
+def _dropout_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    if cv.static_value(_arg(node, 2, "training", True)):
+        raise cv.unsupported(f"'{_qualified(node.target)}'", "training=True drops values at random even in "
+                             "eval mode; pass training=self.training")
+    return cv.emit(DropoutOp, cv.x(_arg(node, 0, "input")), p=float(cv.static_value(_arg(node, 1, "p", 0.5))))
+
+
+@_on_module(nn.Identity)
+def _identity_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(IdentityOp, cv.x(node.args[0]))
+
+
+@_on_method("contiguous", "clone", "detach", "float", "to", "type_as", "cpu")
+@_on_function(torch.clone)
+def _alias(cv: Converter, node: torch.fx.Node) -> Value:
+    # dtype changes other than to float32 are caught by the dtype check of the node's result
+    return cv.x(node.args[0])
+
+
+# ---- shapes -------------------------------------------------------------------------------------------
+def _reshape(cv: Converter, x: Any, requested: Any = None) -> Value:
+    """Reshape to the traced output shape, with 0 for a kept batch dim and -1 where the user wrote it."""
+    in_shape, out = cv.shape(x), list(cv.out_shape)
+    req = list(requested) if isinstance(requested, (list, tuple)) and len(requested) == len(out) else None
+    shape = list(out)
+    if req is not None and -1 in req:
+        shape[req.index(-1)] = -1
+    if in_shape and out and out[0] == in_shape[0] and shape[0] != -1:
+        shape[0] = 0
+    return cv.emit(ReshapeOp, cv.x(x), shape=tuple(shape))
+
+
+def _shape_args(cv: Converter, node: torch.fx.Node, start: int, kw: str) -> Any:
+    args = node.args[start:]
+    if len(args) == 1 and isinstance(args[0], (list, tuple, torch.fx.Node)):
+        args = args[0]
+    elif not args:
+        args = node.kwargs.get(kw, ())
+    value = cv.static_value(args)
+    return tuple(value) if isinstance(value, (list, tuple, torch.Size)) else (value,)
+
+
+@_on_method("view", "reshape")
+def _view_method(cv: Converter, node: torch.fx.Node) -> Value:
+    return _reshape(cv, node.args[0], _shape_args(cv, node, 1, "shape" if node.target == "reshape" else "size"))
+
+
+@_on_function(torch.reshape)
+def _reshape_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return _reshape(cv, _arg(node, 0, "input"), cv.static_value(_arg(node, 1, "shape")))
+
+
+@_on_function(torch.squeeze, torch.unsqueeze)
+@_on_method("squeeze", "unsqueeze")
+def _squeeze(cv: Converter, node: torch.fx.Node) -> Value:
+    return _reshape(cv, node.args[0])
+
+
+@_on_module(nn.Unflatten)
+def _unflatten_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return _reshape(cv, node.args[0])
+
+
+@_on_module(nn.Flatten)
+def _flatten_module(cv: Converter, node: torch.fx.Node, m: nn.Flatten) -> Value:
+    return cv.emit(FlattenOp, cv.x(node.args[0]), start_dim=m.start_dim, end_dim=m.end_dim)
+
+
+@_on_function(torch.flatten)
+@_on_method("flatten")
+def _flatten(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return cv.emit(FlattenOp, cv.x(_arg(node, 0, "input")), start_dim=sv(_arg(node, 1, "start_dim", 0)),
+                   end_dim=sv(_arg(node, 2, "end_dim", -1)))
+
+
+@_on_function(torch.permute)
+@_on_method("permute")
+def _permute(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    rank = len(cv.shape(x))
+    dims = _shape_args(cv, node, 1, "dims")
+    return cv.emit(TransposeOp, cv.x(x), perm=tuple(d % rank for d in dims))
+
+
+@_on_function(torch.transpose)
+@_on_method("transpose")
+def _transpose(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    rank = len(cv.shape(x))
+    d0 = cv.static_value(_arg(node, 1, "dim0")) % rank
+    d1 = cv.static_value(_arg(node, 2, "dim1")) % rank
+    perm = list(range(rank))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return cv.emit(TransposeOp, cv.x(x), perm=tuple(perm))
+
+
+@_on_function(torch.t)
+@_on_method("t")
+def _t(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    if len(cv.shape(x)) < 2:
+        return cv.x(x)
+    return cv.emit(TransposeOp, cv.x(x), perm=(1, 0))
+
+
+@_on_function(torch.cat, torch.concat, getattr(torch, "concatenate", None))
+def _cat(cv: Converter, node: torch.fx.Node) -> Value:
+    tensors = _arg(node, 0, "tensors")
+    dim = cv.static_value(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0)))
+    rank = len(cv.out_shape)
+    return cv.emit(ConcatOp, [cv.x(t) for t in tensors], axis=dim % rank)
+
+
+@_on_function(torch.mean)
+@_on_method("mean")
+def _mean(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    rank = len(cv.shape(x))
+    dim = cv.static_value(_arg(node, 1, "dim", None))
+    keepdim = bool(cv.static_value(_arg(node, 2, "keepdim", False)))
+    if node.kwargs.get("dtype") not in (None, torch.float32):
+        raise cv.unsupported("'mean'", "dtype other than float32")
+    axes = tuple(range(rank)) if dim is None else ((dim,) if isinstance(dim, int) else tuple(dim))
+    return cv.emit(MeanOp, cv.x(x), axes=tuple(sorted(a % rank for a in axes)), keepdim=keepdim)
+
+
+def _softmax_dim(dim: Any, rank: int) -> int:
+    if dim is None:  # PyTorch's legacy implicit dimension
+        dim = 0 if rank in (0, 1, 3) else 1
+    return int(dim) % rank
+
+
+@_on_module(nn.Softmax)
+def _softmax_module(cv: Converter, node: torch.fx.Node, m: nn.Softmax) -> Value:
+    return cv.emit(SoftmaxOp, cv.x(node.args[0]), axis=_softmax_dim(m.dim, len(cv.out_shape)))
+
+
+@_on_function(F.softmax, torch.softmax)
+@_on_method("softmax")
+def _softmax(cv: Converter, node: torch.fx.Node) -> Value:
+    if _arg(node, 3 if node.target is F.softmax else 2, "dtype", None) not in (None, torch.float32):
+        raise cv.unsupported("'softmax'", "dtype other than float32")
+    dim = cv.static_value(_arg(node, 1, "dim", None))
+    return cv.emit(SoftmaxOp, cv.x(node.args[0]), axis=_softmax_dim(dim, len(cv.out_shape)))
+
+
+# ---- padding and resizing -------------------------------------------------------------------------------
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "replicate"}
+
+
+@_on_module(nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+def _pad_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    mode = {nn.ReflectionPad2d: "reflect", nn.ReplicationPad2d: "replicate"}.get(type(m), "constant")
+    value = float(getattr(m, "value", 0.0) or 0.0)
+    return cv.emit(PadOp, cv.x(node.args[0]), pads=tuple(m.padding), mode=mode, value=value)
+
+
+@_on_function(F.pad)
+def _pad_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    mode = sv(_arg(node, 2, "mode", "constant"))
+    if mode not in _PAD_MODES:
+        raise cv.unsupported("'torch.nn.functional.pad'", f"mode='{mode}' (use constant, reflect or replicate)")
+    value = sv(_arg(node, 3, "value", None))
+    return cv.emit(PadOp, cv.x(_arg(node, 0, "input")), pads=tuple(sv(_arg(node, 1, "pad"))), mode=mode,
+                   value=float(value or 0.0))
+
+
+def _upsample(cv: Converter, what: str, x: Any, scale_factor: Any, mode: str, align_corners: Any,
+              recompute: Any = None, antialias: Any = False) -> Value:
+    if mode not in ("nearest", "bilinear"):
+        raise cv.unsupported(what, f"mode='{mode}' (use nearest or bilinear)")
+    if antialias:
+        raise cv.unsupported(what, "antialias=True")
+    rank = len(cv.shape(x))
+    if rank != 4:
+        raise cv.unsupported(what, f"a rank-{rank} input (NCHW images only)")
+    sf = None
+    if scale_factor is not None and not recompute:
+        sf = tuple(float(s) for s in (scale_factor if isinstance(scale_factor, (list, tuple))
+                                      else (scale_factor, scale_factor)))
+    return cv.emit(UpsampleOp, cv.x(x), mode=mode, size=tuple(cv.out_shape[2:]),
+                   align_corners=bool(align_corners) if mode == "bilinear" else False, scale_factor=sf)
+
+
+@_on_module(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+def _upsample_module(cv: Converter, node: torch.fx.Node, m: nn.Upsample) -> Value:
+    return _upsample(cv, f"'{_qualified(type(m))}'", node.args[0], m.scale_factor, m.mode,
+                     m.align_corners, getattr(m, "recompute_scale_factor", None))
+
+
+@_on_function(F.interpolate, F.upsample)
+def _interpolate(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    return _upsample(cv, f"'{_qualified(node.target)}'", _arg(node, 0, "input"),
+                     sv(_arg(node, 2, "scale_factor", None)), sv(_arg(node, 3, "mode", "nearest")),
+                     sv(_arg(node, 4, "align_corners", None)), sv(_arg(node, 5, "recompute_scale_factor", None)),
+                     sv(node.kwargs.get("antialias", False)))
+
+
+@_on_function(F.upsample_nearest)
+def _upsample_nearest(cv: Converter, node: torch.fx.Node) -> Value:
+    return _upsample(cv, "'upsample_nearest'", node.args[0], cv.static_value(_arg(node, 2, "scale_factor", None)),
+                     "nearest", None)
+
+
+@_on_function(F.upsample_bilinear)
+def _upsample_bilinear(cv: Converter, node: torch.fx.Node) -> Value:
+    return _upsample(cv, "'upsample_bilinear'", node.args[0], cv.static_value(_arg(node, 2, "scale_factor", None)),
+                     "bilinear", True)
+
+
+# ---- elementwise arithmetic ------------------------------------------------------------------------------
+_BINARY = {operator.add: AddOp, operator.iadd: AddOp, torch.add: AddOp, operator.sub: SubOp, operator.isub: SubOp,
+           torch.sub: SubOp, torch.subtract: SubOp, operator.mul: MulOp, operator.imul: MulOp, torch.mul: MulOp,
+           torch.multiply: MulOp, "add": AddOp, "add_": AddOp, "sub": SubOp, "sub_": SubOp, "mul": MulOp,
+           "mul_": MulOp}
+
+
+@_on_function(*(k for k in _BINARY if not isinstance(k, str)))
+@_on_method(*(k for k in _BINARY if isinstance(k, str)))
+def _binary(cv: Converter, node: torch.fx.Node) -> Value:
+    cls = _BINARY[node.target]
+    lhs, rhs = cv.x(node.args[0]), _arg(node, 1, "other")
+    alpha = node.kwargs.get("alpha", 1)
+    rhs_v = cv.x(rhs)
+    if cv.static_value(alpha) != 1:
+        rhs_v = cv.emit(MulOp, rhs_v, cv.scalar(cv.static_value(alpha)), suffix="alpha")
+    return cv.emit(cls, lhs, rhs_v)
+
+
+@_on_function(operator.truediv, operator.itruediv, torch.div, torch.true_divide)
+@_on_method("div", "div_", "true_divide")
+def _div(cv: Converter, node: torch.fx.Node) -> Value:
+    divisor = _arg(node, 1, "other")
+    if node.kwargs.get("rounding_mode") is not None:
+        raise cv.unsupported("'div'", "rounding_mode")
+    if cv.is_tensor(divisor) and divisor not in cv.const:
+        raise cv.unsupported("'div'", "division by a tensor computed from the input (divide by a constant)")
+    if cv.is_tensor(divisor):
+        recip = 1.0 / divisor.meta["fixflow_const"]
+        key = f"{cv.loc.name}.recip" if recip.numel() > _INLINE_MAX else None
+        return cv.emit(MulOp, cv.x(node.args[0]), cv.constant(recip, key, hint=f"{node.name}_recip"))
+    return cv.emit(MulOp, cv.x(node.args[0]), cv.scalar(1.0 / float(cv.static_value(divisor))))
+
+
+@_on_function(operator.neg, torch.neg)
+@_on_method("neg")
+def _neg(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(MulOp, cv.x(node.args[0]), cv.scalar(-1.0))

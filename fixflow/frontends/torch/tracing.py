@@ -1,0 +1,193 @@
+"""torch.fx tracing with user source locations, and value propagation on the example inputs.
+
+`trace(model)` symbolically traces a module; every node gets `node.meta["fixflow_src"]` (the user's
+innermost `(file, line, col)` outside torch and this package) and `node.meta["fixflow_path"]` (the
+module path). `propagate(gm, inputs)` runs the traced graph once and records, per node, the output
+shape of tensors (`fixflow_shape`) or the Python value of everything else (`fixflow_value`), and the
+value of nodes that depend only on parameters and literals (`fixflow_const`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import CodeType, FrameType, TracebackType
+from typing import Any
+
+import torch
+import torch.fx
+
+from fixflow.ir.location import UNKNOWN_LOC, FileLineColLoc, Location, NameLoc
+
+from .errors import FrontendError
+
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_AUTOGRAD_FILE = os.path.join(_TORCH_DIR, "autograd", "function.py")
+_POSITIONS: dict[CodeType, list] = {}
+
+Src = tuple[str, int, int]
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(_TORCH_DIR) or filename.startswith(_HERE) or filename.startswith("<")
+
+
+def _position(code: CodeType, lasti: int, lineno: int | None) -> Src:
+    """(file, line, col) of the instruction at byte offset `lasti` (col is 1-based)."""
+    line, col = lineno or code.co_firstlineno, 1
+    if hasattr(code, "co_positions") and lasti >= 0:
+        pos = _POSITIONS.get(code)
+        if pos is None:
+            pos = _POSITIONS[code] = list(code.co_positions())
+        idx = lasti // 2
+        if idx < len(pos):
+            pl, _, pc, _ = pos[idx]
+            if pl is not None:
+                line = pl
+            if pc is not None:
+                col = pc + 1
+    return (code.co_filename, line, col)
+
+
+def _user_frame(frame: FrameType | None) -> tuple[Src | None, str | None]:
+    """The innermost user frame's position, and the custom autograd Function being traced, if any.
+
+    Inside a custom `torch.autograd.Function`, the position is the call site of its `.apply`.
+    """
+    src: Src | None = None
+    autograd_fn = None
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename == _AUTOGRAD_FILE and code.co_name == "apply" and "cls" in frame.f_locals:
+            autograd_fn = getattr(frame.f_locals["cls"], "__qualname__", "autograd.Function")
+            src = None
+        elif src is None and not _internal(code.co_filename):
+            src = _position(code, frame.f_lasti, frame.f_lineno)
+        frame = frame.f_back
+    return src, autograd_fn
+
+
+class LocatingTracer(torch.fx.Tracer):
+    """A `torch.fx.Tracer` that records the user's source position and module path on every node."""
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):  # type: ignore[override]
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
+        src, autograd_fn = _user_frame(sys._getframe(1))
+        node.meta["fixflow_src"] = src
+        if autograd_fn is not None:
+            node.meta["fixflow_autograd"] = autograd_fn
+        if kind == "call_module":
+            path = str(target)
+        else:
+            stack = node.meta.get("nn_module_stack") or {}
+            path = next(reversed(stack.values()))[0] if stack else ""
+        node.meta["fixflow_path"] = path
+        return node
+
+
+def location_of(node: torch.fx.Node) -> Location:
+    """`NameLoc(path, FileLineColLoc(file, line, col))` for a traced node.
+
+    The name is the module path for module calls, `<enclosing path>.<node name>` for functions and
+    methods (just the node name at the top level).
+    """
+    path = node.meta.get("fixflow_path", "")
+    if node.op != "call_module":
+        path = f"{path}.{node.name}" if path else node.name
+    src = node.meta.get("fixflow_src")
+    child = FileLineColLoc(*src) if src else UNKNOWN_LOC
+    return NameLoc(path, child)
+
+
+def traceback_location(tb: TracebackType | None) -> Location:
+    """The innermost user frame of an exception's traceback (outside torch and this package)."""
+    best = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if not _internal(code.co_filename):
+            best = _position(code, tb.tb_lasti, tb.tb_lineno)
+        tb = tb.tb_next
+    return FileLineColLoc(*best) if best else UNKNOWN_LOC
+
+
+def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
+    """Symbolically trace `model`; tracing failures become `FrontendError` at the user's source line."""
+    tracer = LocatingTracer()
+    try:
+        graph = tracer.trace(model)
+    except torch.fx.proxy.TraceError as e:
+        msg = str(e)
+        if "control flow" in msg:
+            msg = ("data-dependent control flow is not supported: a traced tensor is used in a Python "
+                   "condition (if/while/bool/and/or); compute both branches or move the decision out of forward()")
+        elif "iterated" in msg or "iterate" in msg:
+            msg = f"cannot trace the model: {msg} (iterating over a tensor depends on its values)"
+        else:
+            msg = f"cannot trace the model: {msg}"
+        raise FrontendError(msg, traceback_location(e.__traceback__)) from None
+    except FrontendError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure inside the user's forward
+        raise FrontendError(f"cannot trace the model with torch.fx: {type(e).__name__}: {e}",
+                            traceback_location(e.__traceback__)) from None
+    name = type(model).__name__
+    return torch.fx.GraphModule(tracer.root, graph, name)
+
+
+_SHAPE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})
+_SHAPE_ATTRS = frozenset({"shape", "ndim", "dtype", "device", "is_cuda"})
+
+
+def _node_inputs(node: torch.fx.Node) -> list[torch.fx.Node]:
+    return list(node.all_input_nodes)
+
+
+def is_shape_query(node: torch.fx.Node) -> bool:
+    """`x.size()`, `x.shape`, `x.dim()`, ...: a static property of a tensor, not a data dependence."""
+    if node.op == "call_method" and node.target in _SHAPE_METHODS:
+        return True
+    if node.op == "call_function" and node.target is getattr and len(node.args) > 1:
+        return node.args[1] in _SHAPE_ATTRS
+    if node.op == "call_function" and node.target is len:
+        return True
+    return False
+
+
+class _Propagator(torch.fx.Interpreter):
+    """Runs the graph once, recording shapes of tensors and values of static/constant nodes."""
+
+    def __init__(self, gm: torch.fx.GraphModule):
+        super().__init__(gm)
+        self.const: set[torch.fx.Node] = set()
+        self.static: set[torch.fx.Node] = set()
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        try:
+            value = super().run_node(n)
+        except FrontendError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise FrontendError(f"running the traced model on the example inputs failed at "
+                                f"'{n.format_node()}': {type(e).__name__}: {e}", location_of(n)) from None
+        ins = _node_inputs(n)
+        if n.op == "get_attr" or (n.op in ("call_function", "call_method", "call_module")
+                                  and all(i in self.const for i in ins)):
+            self.const.add(n)
+            n.meta["fixflow_const"] = value
+        if isinstance(value, torch.Tensor):
+            n.meta["fixflow_shape"] = tuple(value.shape)
+            n.meta["fixflow_dtype"] = value.dtype
+        elif n.op != "output":
+            if is_shape_query(n) or all(i in self.static or i in self.const for i in ins):
+                self.static.add(n)
+            n.meta["fixflow_value"] = value
+        return value
+
+
+def propagate(gm: torch.fx.GraphModule, inputs: tuple) -> tuple[set, set, Any]:
+    """Run `gm` on `inputs` (no grad); returns (constant nodes, static nodes, the outputs)."""
+    prop = _Propagator(gm)
+    with torch.no_grad():
+        out = prop.run(*inputs)
+    return prop.const, prop.static, out
