@@ -1,0 +1,11 @@
+"""The `fix` dialect (quant level): fixed-point tensors with power-of-two scales, NHWC, XIR-like ops.
+
+Importing this package registers the dialect (ops in `ops.py`). `numerics.py` holds the number format
+and the legalization rules, `kernels.py` the bit-exact integer kernels and their float twins,
+`execute.py` runs a quantized module (integer or simulated), `constraints.py` the DPU limits.
+"""
+
+from .ops import *  # noqa: F401,F403
+from .ops import __all__ as _ops_all
+
+__all__ = list(_ops_all)

@@ -1,0 +1,501 @@
+"""The quantized model as an XIR graph: `fix` dialect module <-> `XGraph` (the `_int.xmodel`).
+
+XIR conventions (spec/xmodel.md): one op per IR op, in program order, each with one output tensor
+named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first, `pad`
+{left, right, top, bottom}; tensors carry `fix_point`, `bit_width`, `if_signed`, `round_mode`;
+`const-fix` holds little-endian integer bytes.
+
+| fix op | XIR op type | notes |
+|---|---|---|
+| fix.data | data-fix | the function argument; `layout = "NCHW"` when the float input is NCHW |
+| fix.const | const-fix | `data`: int8 (or int16/int32) little-endian |
+| fix.conv2d / depthwise_conv2d | conv2d-fix / depthwise-conv2d-fix | depthwise weights [1, KH, KW, C] |
+| fix.transposed_conv2d | transposed-conv2d-fix | XIR weights are spatially flipped, `pad` = XIR's k-1-actual |
+| fix.dense | inner-product-fix | `axis = 1` (XIR inner-product) |
+| fix.pool / eltwise / concat / reshape / upsample / pad | pool-fix / eltwise-fix / concat-fix / reshape-fix / upsample-fix / pad-fix | |
+| fix.hard_sigmoid / hard_swish | hard-sigmoid-fix / hard-swish-fix | |
+| fix.transpose | transpose (`order`) | |
+| fix.fix / fix.float | fix / fix2float | |
+| graph.* (CPU fallback) | the graph op's short name | float tensors, attrs by the op definition |
+
+`device` and `fix.reason` op attributes are kept. Graph attributes `__fixflow_function`,
+`__fixflow_inputs` and `__fixflow_outputs` (private keys) restore the function signature.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from ...dialects.builtin import FuncOp, ModuleOp, ReturnOp
+from ...dialects.quant import ops as Q
+from ...ir.attributes import (BoolAttr, DenseArrayAttr, DenseElementsAttr, DenseResourceElementsAttr, FloatAttr,
+                              IntegerAttr, StringAttr)
+from ...ir.core import Operation, Value
+from ...ir.location import UNKNOWN_LOC, NameLoc
+from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
+from ...ir.types import FixedPointType, FloatType, TensorType, f32
+from .model import XAttr, XGraph, XModelError, XOp, XTensor
+from .serial import read_xmodel, write_xmodel
+
+ROUND_TO_XIR = {"std_round": "STD_ROUND", "half_up": "DPU_ROUND", "half_even": "PY3_ROUND"}
+ROUND_FROM_XIR = {v: k for k, v in ROUND_TO_XIR.items()}
+PAD_MODES = {"constant": "CONSTANT", "reflect": "REFLECT", "symmetric": "SYMMETRIC", "edge": "EDGE"}
+_FIX_TYPES = {
+    "fix.conv2d": "conv2d-fix", "fix.depthwise_conv2d": "depthwise-conv2d-fix",
+    "fix.transposed_conv2d": "transposed-conv2d-fix", "fix.dense": "inner-product-fix", "fix.pool": "pool-fix",
+    "fix.eltwise": "eltwise-fix", "fix.concat": "concat-fix", "fix.reshape": "reshape-fix",
+    "fix.upsample": "upsample-fix", "fix.pad": "pad-fix", "fix.hard_sigmoid": "hard-sigmoid-fix",
+    "fix.hard_swish": "hard-swish-fix", "fix.transpose": "transpose", "fix.fix": "fix", "fix.float": "fix2float",
+    "fix.const": "const-fix", "fix.data": "data-fix",
+}
+_KEEP = ("device", "fix.reason")
+
+
+def _wh(pair) -> list[int]:
+    return [int(pair[1]), int(pair[0])]
+
+
+def _lrtb(pad) -> list[int]:
+    t, b, l, r = (int(p) for p in pad)
+    return [l, r, t, b]
+
+
+def _tblr(pad) -> tuple[int, int, int, int]:
+    l, r, t, b = (int(p) for p in pad)
+    return (t, b, l, r)
+
+
+def _tensor(name: str, t: TensorType, round_mode: str = "DPU_ROUND") -> XTensor:
+    ft = Q.fixed_type(t)
+    if ft is not None:
+        return XTensor(name, list(t.shape), f"XINT{ft.bit_width}",
+                       {"fix_point": ft.fix_pos, "bit_width": ft.bit_width, "if_signed": True,
+                        "round_mode": round_mode})
+    et = t.element_type
+    if not isinstance(et, FloatType):
+        raise XModelError(f"tensor {name!r}: cannot export element type {et}")
+    return XTensor(name, list(t.shape), f"FLOAT{et.width}")
+
+
+def _int_bytes(q: np.ndarray, bit_width: int) -> bytes:
+    dt = "<i1" if bit_width <= 8 else "<i2" if bit_width <= 16 else "<i4"
+    return np.ascontiguousarray(q, dtype=dt).tobytes()
+
+
+def _xir_round(mode: str, where: str) -> str:
+    try:
+        return ROUND_TO_XIR[mode]
+    except KeyError:
+        raise XModelError(f"{where}: round mode {mode!r} has no XIR name (STD_ROUND, DPU_ROUND, PY3_ROUND)") from None
+
+
+def _plain_attr(name: str, a, where: str) -> Any:
+    if isinstance(a, BoolAttr):
+        return a.value
+    if isinstance(a, IntegerAttr):
+        return int(a.value)
+    if isinstance(a, FloatAttr):
+        return float(a.value)
+    if isinstance(a, StringAttr):
+        return a.value
+    if isinstance(a, DenseArrayAttr):
+        vals = list(a.value)
+        if isinstance(a.element_type, FloatType):
+            return XAttr("double_vec", [float(v) for v in vals])
+        return XAttr("int32_vec", [int(v) for v in vals])
+    raise XModelError(f"{where}: attribute {name!r} ({a.text()}) cannot be exported")
+
+
+# ---- module -> XGraph ----------------------------------------------------------------------------
+class _Exporter:
+    def __init__(self, func: Operation):
+        self.func = func
+        self.names: dict[Value, str] = {}
+        self.used: set[str] = set()
+        self.ops: list[XOp] = []
+        self.inputs: list[str] = []
+
+    def name(self, v: Value, default: str) -> str:
+        if v in self.names:
+            return self.names[v]
+        base = (v.name_hint or default).replace(" ", "_")
+        n, i = base, 1
+        while n in self.used:
+            i += 1
+            n = f"{base}_{i}"
+        self.used.add(n)
+        self.names[v] = n
+        return n
+
+    def ref(self, v: Value, op: Operation) -> str:
+        if v not in self.names:
+            raise XModelError(f"'{op.name}': an operand is a function argument not read by fix.data "
+                              "(only quantized inputs can be exported)")
+        return self.names[v]
+
+    def run(self) -> tuple[list[XOp], list[str], list[str]]:
+        for op in self.func.regions[0].blocks[0].ops:
+            if op.name == "func.return":
+                return self.ops, self.inputs, [self.ref(v, op) for v in op.operands]
+            self.export(op)
+        raise XModelError("the function has no func.return")
+
+    def export(self, op: Operation) -> None:
+        out = op.results[0]
+        name = self.name(out, op.name.split(".")[-1])
+        where = f"op {name!r} ({op.name})"
+        attrs: dict[str, Any] = {k: op.attributes[k].value for k in _KEEP if k in op.attributes}
+        inputs: dict[str, list[str]] = {}
+        rmode = "DPU_ROUND"
+        typ = _FIX_TYPES.get(op.name)
+        if op.name == "fix.data":
+            if not isinstance(op.input, Value) or op.input not in self.func.regions[0].blocks[0].args:
+                raise XModelError(f"{where}: fix.data must read a function argument")
+            attrs.update(shape=list(out.type.shape), data_type=f"XINT{op.bw}")
+            if op.layout == "NCHW":
+                attrs["layout"] = "NCHW"
+            rmode = _xir_round(op.round_mode, where)
+            self.inputs.append(name)
+        elif op.name == "fix.const":
+            q = op.ints
+            if op.name == "fix.const" and self._tconv_weight(op):
+                q = q[:, ::-1, ::-1, :]
+            attrs.update(data=_int_bytes(q, op.bw), shape=list(out.type.shape), data_type=f"XINT{op.bw}")
+            rmode = "STD_ROUND"
+        elif op.name in ("fix.conv2d", "fix.depthwise_conv2d", "fix.transposed_conv2d", "fix.dense"):
+            inputs = {"input": [self.ref(op.input, op)], "weights": [self.ref(op.weights, op)]}
+            if op.bias is not None:
+                inputs["bias"] = [self.ref(op.bias, op)]
+            attrs["nonlinear"] = op.nonlinear
+            if op.name == "fix.dense":
+                attrs["axis"] = 1
+            else:
+                pad = tuple(op.pad)
+                if op.name == "fix.transposed_conv2d":
+                    (kh, kw), (dh, dw), (oph, opw) = op.kernel, op.dilation, op.output_padding
+                    t, b, l, r = pad
+                    # XIR pad = kernel - 1 - (the padding of the equivalent conv on the dilated input)
+                    pad = (kh - 1 - (dh * (kh - 1) - t), kh - 1 - (dh * (kh - 1) - b + oph),
+                           kw - 1 - (dw * (kw - 1) - l), kw - 1 - (dw * (kw - 1) - r + opw))
+                attrs.update(kernel=_wh(op.kernel), stride=_wh(op.stride), dilation=_wh(op.dilation),
+                             pad=XAttr("int32_vec", _lrtb(pad)), pad_mode="FLOOR")
+                if op.name == "fix.conv2d":
+                    attrs["group"] = int(op.group)
+        elif op.name == "fix.pool":
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs.update(type=op.type, kernel=_wh(op.kernel), stride=_wh(op.stride),
+                         pad=XAttr("int32_vec", _lrtb(op.pad)), pad_mode="FLOOR", **{"global": bool(op.is_global)})
+        elif op.name in ("fix.eltwise", "fix.concat"):
+            inputs = {"input": [self.ref(v, op) for v in op.operands]}
+            if op.name == "fix.eltwise":
+                attrs.update(type=op.type, nonlinear=op.nonlinear)
+            else:
+                attrs["axis"] = int(op.axis)
+        elif op.name == "fix.reshape":
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs["shape"] = list(out.type.shape)
+        elif op.name == "fix.transpose":
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs["order"] = [int(p) for p in op.perm]
+        elif op.name == "fix.upsample":
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs.update(mode="NEAREST", scale=XAttr("float_vec", [float(s) for s in _wh(op.scale)]))
+        elif op.name == "fix.pad":
+            inputs = {"input": [self.ref(op.input, op)]}
+            t, b, l, r = op.pad
+            attrs.update(paddings=XAttr("int32_vec", [0, 0, t, b, l, r, 0, 0]), mode=PAD_MODES[op.mode],
+                         constant_values=bytes([int(op.value) & 0xFF] * 8))
+        elif op.name in ("fix.hard_sigmoid", "fix.hard_swish"):
+            inputs = {"input": [self.ref(op.input, op)]}
+        elif op.name in ("fix.fix", "fix.float"):
+            inputs = {"input": [self.ref(op.input, op)]}
+            ft = op.fmt(0) if op.name == "fix.float" else op.out_fmt
+            mode = op.round_mode if op.name == "fix.fix" and not op.requantizes else "half_up"
+            attrs.update(fix_point=ft.fix_pos, bit_width=ft.bit_width, if_signed=True,
+                         round_mode=_xir_round(mode, where))
+            if op.layout == "NCHW":
+                attrs["layout"] = "NCHW"
+        elif op.name == "graph.constant":
+            arr = np.asarray(op.attributes["value"].array, dtype=np.float32)
+            typ = "const"
+            attrs.update(data=arr.astype("<f4").tobytes(), shape=list(arr.shape), data_type="FLOAT32")
+        elif op.name.startswith("graph."):
+            typ = op.name.split(".", 1)[1]
+            for d, v in zip(type(op).OPERANDS, op.operands):
+                inputs.setdefault(d.name, []).append(self.ref(v, op))
+            for k, a in op.attributes.items():
+                if k not in _KEEP and k != "operandSegmentSizes":
+                    attrs[k] = _plain_attr(k, a, where)
+        else:
+            raise XModelError(f"{where}: no XIR equivalent")
+        self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, out.type, rmode)))
+
+    def _tconv_weight(self, op: Operation) -> bool:
+        return any(u.name == "fix.transposed_conv2d" and u.operands[1] is op.results[0] for u in op.results[0].users)
+
+
+def _the_function(module: Operation) -> Operation:
+    funcs = [op for op in module.regions[0].blocks[0].ops if op.name == "func.func" and op.regions[0].blocks]
+    if len(funcs) != 1:
+        raise XModelError(f"an _int.xmodel holds one function, the module has {len(funcs)}")
+    return funcs[0]
+
+
+def module_to_xgraph(module: Operation, name: str | None = None) -> XGraph:
+    """The quantized function of `module` as an `XGraph` (XIR `*-fix` ops, NHWC)."""
+    func = _the_function(module)
+    ops, ins, outs = _Exporter(func).run()
+    fname = func.attributes["sym_name"].value
+    attrs = {"origin": "fixflow", "__fixflow_function": fname}
+    if ins:
+        attrs["__fixflow_inputs"] = ins
+    if outs:
+        attrs["__fixflow_outputs"] = outs
+    return XGraph(name or fname, ops, attrs)
+
+
+def write_int_xmodel(module: Operation, path: str | os.PathLike, name: str | None = None) -> None:
+    """Write the quantized module as an `_int.xmodel`."""
+    write_xmodel(module_to_xgraph(module, name), path)
+
+
+# ---- XGraph -> module ----------------------------------------------------------------------------
+def _need(xop: XOp, key: str) -> Any:
+    if not xop.has_attr(key):
+        raise XModelError(f"op {xop.name!r} ({xop.type}) has no attribute {key!r}")
+    return xop.attr(key)
+
+
+def _hw(v) -> tuple[int, int]:
+    return (int(v[1]), int(v[0]))
+
+
+def _fix_type_of(xop: XOp) -> TensorType:
+    t = xop.output
+    if t.data_type.startswith("FLOAT"):
+        return TensorType(t.shape, f32)
+    if not t.data_type.startswith("XINT"):
+        raise XModelError(f"op {xop.name!r}: tensor data type {t.data_type} is not supported")
+    if not t.has_attr("fix_point"):
+        raise XModelError(f"op {xop.name!r}: XINT tensor without a fix_point attribute")
+    return Q.fix_tensor(t.shape, t.bit_width, int(t.attr("fix_point")))
+
+
+class _Importer:
+    def __init__(self, g: XGraph):
+        self.g = g
+        self.values: dict[str, Value] = {}
+        self.ops: list[Operation] = []
+        self.args: list[tuple[str, TensorType]] = []
+
+    def val(self, xop: XOp, arg: str, i: int = 0) -> Value:
+        names = xop.inputs.get(arg, [])
+        if len(names) <= i:
+            raise XModelError(f"op {xop.name!r} ({xop.type}) has no input {arg!r}")
+        return self.values[names[i]]
+
+    def opt(self, xop: XOp, arg: str) -> Value | None:
+        names = xop.inputs.get(arg, [])
+        return self.values[names[0]] if names else None
+
+    def add(self, xop: XOp, op: Operation) -> None:
+        for k in _KEEP:
+            if xop.has_attr(k):
+                op.attributes[k] = StringAttr(str(xop.attr(k)))
+        op.results[0].name_hint = xop.name
+        self.ops.append(op)
+        self.values[xop.name] = op.results[0]
+
+    def build(self, cls, xop: XOp, *operands, **attrs) -> Operation:
+        try:
+            return cls.build(*operands, result_types=[_fix_type_of(xop)], location=NameLoc(xop.name, UNKNOWN_LOC),
+                             **attrs)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise XModelError(f"op {xop.name!r} ({xop.type}): {e}") from None
+
+    def run(self) -> ModuleOp:
+        from ...ir.diagnostics import FixflowError
+        arg_values: list[tuple[Value, Operation]] = []
+        func_name = str(self.g.attr("__fixflow_function", self.g.name)) or "main"
+        pending_args = []
+        for xop in self.g.ops:
+            missing = [p for p in xop.input_ops() if p not in self.values]
+            if missing:
+                raise XModelError(f"op {xop.name!r} reads {missing[0]!r}, which is not defined before it")
+            try:
+                self.convert(xop, pending_args)
+            except FixflowError as e:
+                if isinstance(e, XModelError):
+                    raise
+                raise XModelError(f"op {xop.name!r} ({xop.type}): {e.message}") from None
+        func = FuncOp.create_function(func_name, [t for t, _ in pending_args], [])
+        for arg, (_, data_op) in zip(func.body.args, pending_args):
+            data_op.set_operand(0, arg)
+            arg.name_hint = data_op.results[0].name_hint
+        for op in self.ops:
+            func.body.append(op)
+        outs = self.g.attr("__fixflow_outputs")
+        if outs is None:
+            consumers = self.g.consumers()
+            outs = [o.name for o in self.g.ops if not consumers.get(o.name) and o.type not in ("const-fix", "const")]
+        try:
+            func.body.append(ReturnOp.build([self.values[n] for n in outs]))
+        except KeyError as e:
+            raise XModelError(f"graph output {e.args[0]!r} is not an op") from None
+        func.update_function_type()
+        m = ModuleOp.empty()
+        m.body.append(func)
+        try:
+            m.verify()
+        except FixflowError as e:
+            raise XModelError(f"the graph does not form a valid quantized module: {e.message}") from None
+        return m
+
+    def convert(self, xop: XOp, pending_args: list) -> None:
+        t = xop.type
+        if t == "data-fix":
+            ft = _fix_type_of(xop)
+            layout = str(xop.attr("layout", "NHWC"))
+            shape = ft.shape if layout != "NCHW" or len(ft.shape) != 4 else tuple(ft.shape[p] for p in Q.TO_NCHW)
+            placeholder = Operation("fixflow.placeholder", [], [TensorType(shape, f32)])
+            op = self.build(Q.DataOp, xop, placeholder.results[0], layout=layout,
+                            round_mode=ROUND_FROM_XIR.get(str(xop.output.attr("round_mode", "STD_ROUND")),
+                                                          "std_round"))
+            pending_args.append((TensorType(shape, f32), op))
+            self.add(xop, op)
+        elif t == "const-fix":
+            ft = _fix_type_of(xop)
+            bw = ft.element_type.bit_width
+            dt = "<i1" if bw <= 8 else "<i2" if bw <= 16 else "<i4"
+            data = _need(xop, "data")
+            n = int(np.prod(ft.shape))
+            if len(data) != n * np.dtype(dt).itemsize:
+                raise XModelError(f"op {xop.name!r}: data has {len(data)} bytes, shape {list(ft.shape)} needs "
+                                  f"{n * np.dtype(dt).itemsize}")
+            q = np.frombuffer(data, dtype=dt).reshape(ft.shape).astype(np.dtype(dt).newbyteorder("="))
+            consumers = [self.g.op(c) for c in self.g.consumers().get(xop.name, [])]
+            if any(c.type == "transposed-conv2d-fix" and c.inputs.get("weights") == [xop.name] for c in consumers):
+                q = q[:, ::-1, ::-1, :]
+            self.add(xop, Q.ConstOp.from_ints(np.ascontiguousarray(q), bw, ft.element_type.fix_pos, key=xop.name,
+                                              location=NameLoc(xop.name, UNKNOWN_LOC)))
+        elif t == "const":
+            from ...dialects.graph import ConstantOp
+            arr = np.frombuffer(_need(xop, "data"), dtype="<f4").reshape(xop.output.shape).astype(np.float32)
+            self.add(xop, ConstantOp.from_array(arr, key=xop.name, location=NameLoc(xop.name, UNKNOWN_LOC)))
+        elif t in ("conv2d-fix", "depthwise-conv2d-fix", "transposed-conv2d-fix"):
+            cls = {"conv2d-fix": Q.Conv2dOp, "depthwise-conv2d-fix": Q.DepthwiseConv2dOp,
+                   "transposed-conv2d-fix": Q.TransposedConv2dOp}[t]
+            kernel, stride = _hw(_need(xop, "kernel")), _hw(_need(xop, "stride"))
+            dil = _hw(xop.attr("dilation", [1, 1]))
+            pad = _tblr(xop.attr("pad", [0, 0, 0, 0]))
+            kw: dict[str, Any] = {}
+            if t == "transposed-conv2d-fix":
+                (kh, kwd), (dh, dw) = kernel, dil
+                xt, xb, xl, xr = pad
+                top, left = dh * (kh - 1) - (kh - 1 - xt), dw * (kwd - 1) - (kwd - 1 - xl)
+                bot, right = dh * (kh - 1) - (kh - 1 - xb), dw * (kwd - 1) - (kwd - 1 - xr)
+                kw["output_padding"] = (max(0, -bot), max(0, -right))
+                pad = (top, max(0, bot), left, max(0, right))
+            if t == "conv2d-fix":
+                kw["group"] = int(xop.attr("group", 1))
+            self.add(xop, self.build(cls, xop, self.val(xop, "input"), self.val(xop, "weights"),
+                                     self.opt(xop, "bias"), kernel=kernel, stride=stride, dilation=dil, pad=pad,
+                                     nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE", **kw))
+        elif t == "inner-product-fix":
+            self.add(xop, self.build(Q.DenseOp, xop, self.val(xop, "input"), self.val(xop, "weights"),
+                                     self.opt(xop, "bias"), nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE"))
+        elif t == "pool-fix":
+            self.add(xop, self.build(Q.PoolOp, xop, self.val(xop, "input"), type=str(_need(xop, "type")),
+                                     kernel=_hw(_need(xop, "kernel")), stride=_hw(_need(xop, "stride")),
+                                     pad=_tblr(xop.attr("pad", [0, 0, 0, 0])), is_global=bool(xop.attr("global", False))))
+        elif t == "eltwise-fix":
+            ins = [self.values[n] for n in xop.inputs.get("input", [])]
+            self.add(xop, self.build(Q.EltwiseOp, xop, ins, type=str(xop.attr("type", "ADD")),
+                                     nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE"))
+        elif t == "concat-fix":
+            ins = [self.values[n] for n in xop.inputs.get("input", [])]
+            self.add(xop, self.build(Q.ConcatOp, xop, ins, axis=int(_need(xop, "axis"))))
+        elif t == "reshape-fix":
+            x = self.val(xop, "input")
+            shape = [int(d) for d in _need(xop, "shape")]
+            if shape and x.type.rank and shape[0] == x.type.shape[0]:
+                shape[0] = 0
+            self.add(xop, self.build(Q.ReshapeOp, xop, x, shape=shape))
+        elif t == "transpose":
+            self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=list(_need(xop, "order"))))
+        elif t == "upsample-fix":
+            sw, sh = (float(s) for s in _need(xop, "scale"))
+            if sw != int(sw) or sh != int(sh) or str(xop.attr("mode", "NEAREST")) != "NEAREST":
+                raise XModelError(f"op {xop.name!r}: only NEAREST upsampling by integer factors is supported")
+            self.add(xop, self.build(Q.UpsampleOp, xop, self.val(xop, "input"), scale=(int(sh), int(sw))))
+        elif t == "pad-fix":
+            p = [int(v) for v in _need(xop, "paddings")]
+            if len(p) != 8 or any(p[:2]) or any(p[6:]):
+                raise XModelError(f"op {xop.name!r}: only H/W padding of NHWC feature maps is supported")
+            modes = {v: k for k, v in PAD_MODES.items()}
+            cv = bytes(xop.attr("constant_values", b"\x00"))
+            value = int(np.frombuffer(cv[:1] or b"\x00", dtype=np.int8)[0])
+            self.add(xop, self.build(Q.PadOp, xop, self.val(xop, "input"), pad=(p[2], p[3], p[4], p[5]),
+                                     mode=modes.get(str(_need(xop, "mode")), "constant"), value=value))
+        elif t in ("hard-sigmoid-fix", "hard-swish-fix"):
+            cls = Q.HardSigmoidOp if t == "hard-sigmoid-fix" else Q.HardSwishOp
+            self.add(xop, self.build(cls, xop, self.val(xop, "input")))
+        elif t in ("fix", "fix2float"):
+            x = self.val(xop, "input")
+            layout = str(xop.attr("layout", "NHWC"))
+            if t == "fix2float":
+                op = Q.FloatOp.build(x, layout=layout, location=NameLoc(xop.name, UNKNOWN_LOC))
+            else:
+                mode = ROUND_FROM_XIR.get(str(xop.attr("round_mode", "DPU_ROUND")), "half_up")
+                op = self.build(Q.FixOpQ, xop, x, layout=layout, round_mode=mode)
+            self.add(xop, op)
+        else:
+            self.add(xop, self.graph_op(xop))
+
+    def graph_op(self, xop: XOp) -> Operation:
+        cls = lookup_op_class("graph." + xop.type)
+        if cls is None:
+            raise XModelError(f"op {xop.name!r}: op type {xop.type!r} is not supported by the reader")
+        operands = []
+        for d in cls.OPERANDS:
+            names = xop.inputs.get(d.name, [])
+            vs = [self.values[n] for n in names]
+            operands.append(vs if d.kind == "variadic" else (vs[0] if vs else None))
+        attrs = {}
+        for d in cls.ATTRS:
+            if xop.has_attr(d.name):
+                v = xop.attr(d.name)
+                if d.kind in (INT, I32):
+                    v = int(v)
+                elif d.kind is FLOAT:
+                    v = float(v)
+                elif d.kind is BOOL:
+                    v = bool(v)
+                elif isinstance(v, (list, tuple)):
+                    v = list(v)
+                attrs[d.name] = v
+        try:
+            return cls.build(*operands, result_types=[_fix_type_of(xop)], location=NameLoc(xop.name, UNKNOWN_LOC),
+                             **attrs)
+        except (ValueError, TypeError, KeyError) as e:
+            raise XModelError(f"op {xop.name!r} ({xop.type}): {e}") from None
+
+
+def xgraph_to_module(g: XGraph) -> ModuleOp:
+    """Rebuild the quantized module from an `XGraph` written by `module_to_xgraph` (or XIR-alike)."""
+    return _Importer(g).run()
+
+
+def read_int_xmodel(path: str | os.PathLike) -> ModuleOp:
+    """Read an `_int.xmodel` into a fix-dialect module; every problem is an `XModelError` naming the file."""
+    g = read_xmodel(path)
+    try:
+        return xgraph_to_module(g)
+    except XModelError as e:
+        raise XModelError(f"{os.fspath(path)}: {e.message}") from None
+
+
+__all__ = ["module_to_xgraph", "xgraph_to_module", "write_int_xmodel", "read_int_xmodel", "ROUND_TO_XIR"]

@@ -1,0 +1,704 @@
+"""The `quantize` pass: a calibrated graph module (NCHW float, `fix.*` annotations as in the
+quantization contract) -> the `fix` dialect (NHWC, integer semantics).
+
+- Function inputs become `fix.data` (std_round, the `fix.inputs` positions, NCHW -> NHWC); results
+  are dequantized by `fix.float` (back to NCHW for rank-4 tensors), so the quantized function takes
+  and returns the same tensors as the float one.
+- conv2d / depthwise / conv_transpose2d / linear take their `fix.weight` / `fix.bias` positions
+  (std_round) with weights in XIR layout, and fuse a following relu / relu6 / leaky_relu into
+  `nonlinear`; add (+ relu) / mul become `fix.eltwise`; pools, concat, pad, nearest upsample,
+  hardsigmoid / hardswish map one to one; adaptive_avg_pool2d and mean over H, W become pools.
+- Rank-4 values are stored NHWC; a flatten / reshape of a feature map keeps torch's (NCHW) element
+  order: it folds the permutation into the following linear's weight columns when it can, else it
+  transposes back to NCHW first (`fix.transpose`).
+- Ops the DPU cannot run stay, with a warning naming the reason: fix ops that break an engine limit
+  get `device = "CPU"` and `fix.reason`; ops without a fixed-point form (sigmoid, tanh, softmax...)
+  are kept as float graph ops between `fix.float` and `fix.fix`, also marked.
+- batch_norm must have been folded; any other op is an error naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..dialects import graph as _graph  # noqa: F401  (registers the graph dialect)
+from ..dialects.graph import kernels as GK
+from ..dialects.builtin import FuncOp, ReturnOp
+from ..dialects.quant import ops as Q
+from ..dialects.quant.constraints import dpu_violation
+from ..dialects.quant.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
+from ..ir.attributes import DenseResourceElementsAttr, StringAttr
+from ..ir.core import BlockArgument, Operation, OpResult, Value
+from ..ir.diagnostics import FixflowError, emit_warning
+from ..ir.passes import Pass, register_pass
+
+#: ops that join their producer's quantization group (numerics.md)
+JOINING = {"graph.relu", "graph.relu6", "graph.leaky_relu", "graph.flatten", "graph.reshape", "graph.transpose",
+           "graph.pad", "graph.upsample", "graph.dropout", "graph.identity"}
+CONV_ACTS = {"graph.relu": "RELU", "graph.relu6": "RELU6", "graph.leaky_relu": "LEAKYRELU"}
+#: graph ops without a fixed-point form: kept as float CPU ops
+CPU_ONLY = {
+    "graph.sigmoid": "sigmoid is not supported by the DPU",
+    "graph.tanh": "tanh is not supported by the DPU",
+    "graph.silu": "silu is not supported by the DPU",
+    "graph.softmax": "softmax is not supported by the DPU",
+    "graph.prelu": "prelu is not supported by this DPU configuration",
+    "graph.sub": "the DPU element-wise engine has no subtraction",
+    "graph.matmul": "a matmul of two feature maps is not supported by the DPU",
+}
+_NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
+
+
+class QuantizeError(FixflowError):
+    """The graph cannot be lowered to the fix dialect (missing annotation, unfolded batch_norm...)."""
+
+
+def _const_array(v: Value | None) -> np.ndarray | None:
+    if v is None:
+        return None
+    owner = v.op if isinstance(v, OpResult) else None
+    if owner is None or owner.name != "graph.constant":
+        return None
+    return np.asarray(owner.attributes["value"].array, dtype=np.float64)
+
+
+def _key_of(v: Value, fallback: str) -> str:
+    owner = v.op if isinstance(v, OpResult) else None
+    a = owner.attributes.get("value") if owner is not None else None
+    return a.key if isinstance(a, DenseResourceElementsAttr) else fallback
+
+
+def _pair_attr(op: Operation, name: str) -> tuple[int, int] | None:
+    a = op.attributes.get(name)
+    if a is None:
+        return None
+    vals = tuple(int(x) for x in a.value)
+    if len(vals) != 2:
+        raise QuantizeError(f"'{op.name}': attribute {name} must be [bit_width, fix_pos], got {a.text()}",
+                            op.location)
+    return vals
+
+
+class _Lowering:
+    """Lowers one graph function into a new function of fix ops."""
+
+    def __init__(self, func: Operation, module: Operation):
+        self.func = func
+        self.module = module
+        self.new = FuncOp.create_function(func.attributes["sym_name"].value,
+                                          [a.type for a in func.body.args], [], func.location)
+        for k, v in func.attributes.items():
+            if k not in ("sym_name", "function_type"):
+                self.new.attributes[k] = v
+        self.block = self.new.body
+        self.map: dict[Value, Value] = {}
+        self.float_of: dict[Value, Value] = {}
+        self.fused: set[Operation] = set()
+        self.dense_perm: dict[Value, tuple[int, int, int]] = {}
+        self.keys: set[str] = set()
+        self.input_fmts = self._input_fmts()
+
+    # ---- annotations ----------------------------------------------------------------------
+    def _input_fmts(self) -> list[tuple[int, int] | None]:
+        a = self.func.attributes.get("fix.inputs")
+        n = len(self.func.body.args)
+        if a is None:
+            return [None] * n
+        vals = [tuple(int(x) for x in e.value) for e in a.value]
+        if len(vals) != n:
+            raise QuantizeError(f"fix.inputs has {len(vals)} entries for {n} function arguments", self.func.location)
+        return vals
+
+    def fmt_or_none(self, v: Value) -> tuple[int, int] | None:
+        """[bit_width, fix_pos] of the quantization point that `v` belongs to."""
+        if isinstance(v, BlockArgument):
+            return self.input_fmts[v.index]
+        op = v.op
+        f = _pair_attr(op, "fix.out")
+        if f is not None:
+            return f
+        users = v.users
+        if len(users) == 1 and v.num_uses == 1 and users[0].name in JOINING:
+            return self.fmt_or_none(users[0].results[0])
+        return None
+
+    def fmt(self, v: Value, op: Operation) -> tuple[int, int]:
+        f = self.fmt_or_none(v)
+        if f is None:
+            what = (f"input #{v.index}" if isinstance(v, BlockArgument) else f"the output of '{v.op.name}'")
+            raise QuantizeError(f"{what} has no fix.out annotation (run calibrate before quantize)",
+                                v.op.location if isinstance(v, OpResult) else op.location)
+        return f
+
+    # ---- emission ---------------------------------------------------------------------------
+    def emit(self, cls, *operands, loc, hint: str | None = None, result_types=None, **attrs) -> Value:
+        op = cls.build(*operands, result_types=result_types, location=loc, **attrs)
+        self.block.append(op)
+        if hint:
+            op.results[0].name_hint = hint
+        op.verify()
+        return op.results[0]
+
+    def mark_cpu(self, value: Value, reason: str, loc) -> None:
+        op = value.op
+        op.attributes["device"] = StringAttr("CPU")
+        op.attributes["fix.reason"] = StringAttr(reason)
+        emit_warning(f"'{op.name}' stays on the CPU: {reason}", loc)
+
+    def check_dpu(self, value: Value, loc) -> Value:
+        reason = dpu_violation(value.op)
+        if reason is not None:
+            self.mark_cpu(value, reason, loc)
+        return value
+
+    def unique_key(self, key: str) -> str:
+        k, i = key, 1
+        while k in self.keys:
+            i += 1
+            k = f"{key}_{i}"
+        self.keys.add(k)
+        return k
+
+    def const(self, q: np.ndarray, bw: int, fp: int, key: str, loc) -> Value:
+        c = Q.ConstOp.from_ints(q, bw, fp, key=self.unique_key(key), location=loc)
+        self.block.append(c)
+        c.results[0].name_hint = key.replace(".", "_")
+        return c.results[0]
+
+    def requant(self, v: Value, f: tuple[int, int] | None, loc, hint=None) -> Value:
+        """`v` converted to format `f` (a fix.fix when the formats differ)."""
+        ft = Q.fixed_type(v.type)
+        if f is None or (ft.bit_width, ft.fix_pos) == f:
+            return v
+        return self.emit(Q.FixOpQ, v, loc=loc, hint=hint, result_types=[Q.fix_tensor(v.type.shape, *f)])
+
+    def fix_in(self, gv: Value, op: Operation) -> Value:
+        """The lowered fixed-point value of graph value `gv`."""
+        if gv in self.map:
+            v = self.map[gv]
+            if Q.fixed_type(v.type) is not None:
+                return v
+            f = self.fmt(gv, op)
+            layout = "NCHW" if v.type.rank == 4 else "NHWC"
+            shape = tuple(v.type.shape[p] for p in Q.TO_NHWC) if layout == "NCHW" else v.type.shape
+            q = self.emit(Q.FixOpQ, v, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout)
+            self.map[gv] = q
+            self.float_of[q] = v
+            return q
+        arr = _const_array(gv)
+        if arr is not None:
+            return self.const_operand(gv, arr, op)
+        raise QuantizeError(f"'{op.name}': operand is produced by an op that was not lowered", op.location)
+
+    def const_operand(self, gv: Value, arr: np.ndarray, op: Operation) -> Value:
+        """A graph.constant used as a feature map (e.g. an add's operand): its own fix position."""
+        f = _pair_attr(gv.op, "fix.out") or (8, fix_pos_diffs(arr, 8, "std_round"))
+        a = arr
+        if a.ndim == 4:
+            a = a.transpose(Q.TO_NHWC)
+        c = self.const(quantize(a, f[0], f[1], "std_round"), f[0], f[1], _key_of(gv, gv.name_hint or "const"),
+                       gv.op.location)
+        self.map[gv] = c
+        return c
+
+    def float_in(self, gv: Value, op: Operation) -> Value:
+        """The lowered float (graph layout) value of graph value `gv`."""
+        if gv not in self.map:
+            owner = gv.op if isinstance(gv, OpResult) else None
+            if owner is not None and owner.name == "graph.constant":
+                c = owner.clone()
+                self.block.append(c)
+                self.map[gv] = c.results[0]
+                return c.results[0]
+            raise QuantizeError(f"'{op.name}': operand is produced by an op that was not lowered", op.location)
+        v = self.map[gv]
+        if Q.fixed_type(v.type) is None:
+            return v
+        if v not in self.float_of:
+            layout = "NCHW" if v.type.rank == 4 else "NHWC"
+            self.float_of[v] = self.emit(Q.FloatOp, v, loc=op.location, layout=layout)
+        return self.float_of[v]
+
+    # ---- driver -------------------------------------------------------------------------------
+    def run(self) -> FuncOp:
+        for arg, new_arg in zip(self.func.body.args, self.block.args):
+            new_arg.name_hint = arg.name_hint
+            f = self.input_fmts[arg.index]
+            if f is None:
+                self.map[arg] = new_arg
+                continue
+            layout = "NCHW" if arg.type.rank == 4 else "NHWC"
+            shape = tuple(arg.type.shape[p] for p in Q.TO_NHWC) if layout == "NCHW" else arg.type.shape
+            self.map[arg] = self.emit(Q.DataOp, new_arg, loc=self.func.location, hint=arg.name_hint,
+                                      result_types=[Q.fix_tensor(shape, *f)], layout=layout)
+        for op in list(self.func.body.ops):
+            if op in self.fused or op.name == "graph.constant":
+                continue
+            if op.name == "func.return":
+                self.lower_return(op)
+                continue
+            handler = _HANDLERS.get(op.name)
+            if op.name in CPU_ONLY:
+                self.cpu_op(op, CPU_ONLY[op.name])
+            elif handler is None:
+                if op.name == "graph.batch_norm":
+                    raise QuantizeError("graph.batch_norm must be folded into the preceding conv/linear before "
+                                        "quantize (run fold-bn)", op.location)
+                raise QuantizeError(f"'{op.name}' cannot be quantized (no fix-dialect lowering)", op.location)
+            else:
+                handler(self, op)
+        return self.new
+
+    def lower_return(self, op: Operation) -> None:
+        outs = []
+        for gv in op.operands:
+            v = self.map.get(gv)
+            if v is None:
+                v = self.float_in(gv, op)
+            elif Q.fixed_type(v.type) is not None:
+                layout = "NCHW" if v.type.rank == 4 else "NHWC"
+                v = self.emit(Q.FloatOp, v, loc=op.location, layout=layout,
+                              hint=(gv.name_hint + "_float") if gv.name_hint else None)
+            outs.append(v)
+        self.block.append(ReturnOp.build(outs, location=op.location))
+        self.new.update_function_type()
+
+    def bind(self, op: Operation, value: Value) -> None:
+        value.name_hint = op.results[0].name_hint or value.name_hint
+        self.map[op.results[0]] = value
+
+    def cpu_op(self, op: Operation, reason: str) -> None:
+        """Keep a graph op as a float CPU op between fix.float and fix.fix."""
+        vm = {gv: self.float_in(gv, op) for gv in op.operands}
+        c = op.clone(vm)
+        for k in [k for k in c.attributes if k.startswith("fix.")]:
+            del c.attributes[k]
+        self.block.append(c)
+        self.mark_cpu(c.results[0], reason, op.location)
+        out = c.results[0]
+        f = self.fmt_or_none(op.results[0])
+        if f is not None:
+            layout = "NCHW" if out.type.rank == 4 else "NHWC"
+            shape = tuple(out.type.shape[p] for p in Q.TO_NHWC) if layout == "NCHW" else out.type.shape
+            q = self.emit(Q.FixOpQ, out, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout,
+                          hint=op.results[0].name_hint)
+            self.float_of[q] = out
+            self.map[op.results[0]] = q
+        else:
+            self.map[op.results[0]] = out
+
+    # ---- fused activation ---------------------------------------------------------------------
+    def fused_act(self, op: Operation, allowed: dict[str, str]) -> tuple[str, Operation | None]:
+        r = op.results[0]
+        if "fix.out" in op.attributes or r.num_uses != 1:
+            return "NONE", None
+        user = r.users[0]
+        if user.name not in allowed:
+            return "NONE", None
+        if user.name == "graph.leaky_relu" and abs(user.alpha - float(LEAKY_RELU_ALPHA)) > 1e-12:
+            emit_warning(f"leaky_relu slope {user.alpha} is replaced by the DPU's 26/256 = 0.1015625", user.location)
+        self.fused.add(user)
+        return allowed[user.name], user
+
+    def result_of(self, op: Operation, act_op: Operation | None) -> Value:
+        return (act_op or op).results[0]
+
+
+# ---- handlers ----------------------------------------------------------------------------------
+_HANDLERS: dict[str, Callable[[_Lowering, Operation], None]] = {}
+
+
+def _handles(*names: str):
+    def deco(fn):
+        for n in names:
+            _HANDLERS[n] = fn
+        return fn
+    return deco
+
+
+def _conv_params(L: _Lowering, op: Operation):
+    w = _const_array(op.weight)
+    if w is None:
+        raise QuantizeError(f"'{op.name}': the weight must be a graph.constant", op.location)
+    b = _const_array(op.bias)
+    if op.bias is not None and b is None:
+        raise QuantizeError(f"'{op.name}': the bias must be a graph.constant", op.location)
+    fw = _pair_attr(op, "fix.weight")
+    if fw is None:
+        raise QuantizeError(f"'{op.name}' has no fix.weight annotation (run calibrate before quantize)", op.location)
+    fb = _pair_attr(op, "fix.bias")
+    if b is not None and fb is None:
+        raise QuantizeError(f"'{op.name}' has no fix.bias annotation (run calibrate before quantize)", op.location)
+    return w, b, fw, fb
+
+
+def _emit_params(L: _Lowering, op: Operation, w_xir: np.ndarray, b, fw, fb) -> tuple[Value, Value | None]:
+    name = op.results[0].name_hint or "conv"
+    wc = L.const(quantize(w_xir, fw[0], fw[1], "std_round"), fw[0], fw[1], _key_of(op.weight, f"{name}.weight"),
+                 op.location)
+    bc = None
+    if b is not None:
+        bc = L.const(quantize(b, fb[0], fb[1], "std_round"), fb[0], fb[1], _key_of(op.bias, f"{name}.bias"),
+                     op.location)
+    return wc, bc
+
+
+@_handles("graph.conv2d")
+def _conv2d(L: _Lowering, op: Operation) -> None:
+    w, b, fw, fb = _conv_params(L, op)
+    x = L.fix_in(op.input, op)
+    c_in = op.input.type.shape[1]
+    oc = w.shape[0]
+    g = op.groups
+    if g == 1:
+        cls, w_xir = Q.Conv2dOp, w.transpose(0, 2, 3, 1)
+    elif g == c_in and oc == c_in and w.shape[1] == 1:
+        cls, w_xir = Q.DepthwiseConv2dOp, w.transpose(1, 2, 3, 0)     # [1, KH, KW, C]
+    else:
+        L.cpu_op(op, f"grouped convolution (groups={g}) is not supported by the DPU")
+        return
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    wc, bc = _emit_params(L, op, w_xir, b, fw, fb)
+    t = op.results[0].type.shape
+    y = L.emit(cls, x, wc, bc, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor((t[0], t[2], t[3], t[1]), *f)],
+               kernel=w.shape[2:4], stride=op.stride, pad=op.padding, dilation=op.dilation, nonlinear=act)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
+@_handles("graph.conv_transpose2d")
+def _conv_transpose2d(L: _Lowering, op: Operation) -> None:
+    if op.groups != 1:
+        L.cpu_op(op, f"grouped transposed convolution (groups={op.groups}) is not supported by the DPU")
+        return
+    w, b, fw, fb = _conv_params(L, op)
+    x = L.fix_in(op.input, op)
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    wc, bc = _emit_params(L, op, w.transpose(1, 2, 3, 0), b, fw, fb)    # [IC, OC, KH, KW] -> [OC, KH, KW, IC]
+    t = op.results[0].type.shape
+    y = L.emit(Q.TransposedConv2dOp, x, wc, bc, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor((t[0], t[2], t[3], t[1]), *f)], kernel=w.shape[2:4], stride=op.stride,
+               pad=op.padding, dilation=op.dilation, output_padding=op.output_padding, nonlinear=act)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
+@_handles("graph.linear")
+def _linear(L: _Lowering, op: Operation) -> None:
+    if op.input.type.rank != 2:
+        L.cpu_op(op, f"inner product on a rank-{op.input.type.rank} input (the DPU takes [N, features])")
+        return
+    w, b, fw, fb = _conv_params(L, op)
+    x = L.fix_in(op.input, op)
+    perm = L.dense_perm.get(op.input)
+    if perm is not None:  # the input is a feature map flattened in NHWC order
+        c, h, wd = perm
+        w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    wc, bc = _emit_params(L, op, w, b, fw, fb)
+    y = L.emit(Q.DenseOp, x, wc, bc, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor(op.results[0].type.shape, *f)], nonlinear=act)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
+@_handles("graph.relu", "graph.relu6", "graph.leaky_relu")
+def _activation(L: _Lowering, op: Operation) -> None:
+    if op.name != "graph.relu":
+        L.cpu_op(op, f"a standalone {op.name.split('.')[1]} (not after a conv or inner product) is not "
+                     "supported by the DPU")
+        return
+    x = L.fix_in(op.input, op)
+    f = L.fmt(op.results[0], op)
+    y = L.emit(Q.EltwiseOp, [x], loc=op.location, hint=op.results[0].name_hint,
+               result_types=[Q.fix_tensor(x.type.shape, *f)], type="ADD", nonlinear="RELU")
+    L.map[op.results[0]] = L.check_dpu(y, op.location)
+
+
+@_handles("graph.identity", "graph.dropout")
+def _identity(L: _Lowering, op: Operation) -> None:
+    if op.input in L.map:
+        L.map[op.results[0]] = L.map[op.input]
+    else:
+        L.map[op.results[0]] = L.fix_in(op.input, op)
+
+
+def _nhwc(shape):
+    return (shape[0], shape[2], shape[3], shape[1])
+
+
+def _pool(L: _Lowering, op: Operation, ptype: str, kernel, stride, pad, is_global=False) -> None:
+    x = L.fix_in(op.input, op)
+    f = L.fmt(op.results[0], op)
+    y = L.emit(Q.PoolOp, x, loc=op.location, hint=op.results[0].name_hint,
+               result_types=[Q.fix_tensor(_nhwc(op.results[0].type.shape), *f)], type=ptype, kernel=kernel,
+               stride=stride, pad=pad, is_global=is_global)
+    L.map[op.results[0]] = L.check_dpu(y, op.location)
+
+
+def _ceil_pad(op: Operation, kernel, stride, pad) -> tuple[int, int, int, int]:
+    """Padding that gives the graph op's output size (extra bottom/right rows for ceil_mode)."""
+    _, _, h, w = op.input.type.shape
+    _, _, oh, ow = op.results[0].type.shape
+    pt, pb, pl, pr = pad
+    eh = max(0, (oh - 1) * stride[0] + kernel[0] - (h + pt + pb))
+    ew = max(0, (ow - 1) * stride[1] + kernel[1] - (w + pl + pr))
+    return (pt, pb + eh, pl, pr + ew)
+
+
+@_handles("graph.max_pool2d")
+def _max_pool(L: _Lowering, op: Operation) -> None:
+    if tuple(op.dilation) != (1, 1):
+        L.cpu_op(op, f"max pooling with dilation {tuple(op.dilation)} is not supported by the DPU")
+        return
+    k = tuple(op.kernel)
+    s = tuple(op.stride) if op.stride is not None else k
+    _pool(L, op, "MAX", k, s, _ceil_pad(op, k, s, tuple(op.padding)))
+
+
+@_handles("graph.avg_pool2d")
+def _avg_pool(L: _Lowering, op: Operation) -> None:
+    k = tuple(op.kernel)
+    s = tuple(op.stride) if op.stride is not None else k
+    pad = tuple(op.padding)
+    full = _ceil_pad(op, k, s, pad)
+    if op.divisor_override is not None:
+        L.cpu_op(op, "avg pooling with divisor_override is not supported by the DPU")
+    elif full != pad:
+        L.cpu_op(op, "avg pooling with ceil_mode windows is not supported by the DPU (it divides by k*k)")
+    elif not op.count_include_pad and any(pad):
+        L.cpu_op(op, "avg pooling with count_include_pad=False and padding is not supported by the DPU")
+    else:
+        _pool(L, op, "AVG", k, s, pad)
+
+
+@_handles("graph.adaptive_avg_pool2d")
+def _adaptive_avg_pool(L: _Lowering, op: Operation) -> None:
+    _, _, h, w = op.input.type.shape
+    oh, ow = op.output_size
+    if h % oh or w % ow:
+        L.cpu_op(op, f"adaptive avg pooling {h}x{w} -> {oh}x{ow} has uneven windows")
+        return
+    k = (h // oh, w // ow)
+    _pool(L, op, "AVG", k, k, (0, 0, 0, 0), is_global=(oh, ow) == (1, 1))
+
+
+@_handles("graph.mean")
+def _mean(L: _Lowering, op: Operation) -> None:
+    r = op.input.type.rank
+    axes = sorted(a % r for a in op.axes) if r else []
+    if r != 4 or axes != [2, 3]:
+        L.cpu_op(op, f"mean over axes {tuple(op.axes)} is not supported by the DPU (only over H and W)")
+        return
+    n, c, h, w = op.input.type.shape
+    x = L.fix_in(op.input, op)
+    f = L.fmt(op.results[0], op)
+    y = L.emit(Q.PoolOp, x, loc=op.location, result_types=[Q.fix_tensor((n, 1, 1, c), *f)], type="AVG",
+               kernel=(h, w), stride=(h, w), pad=(0, 0, 0, 0), is_global=True)
+    L.check_dpu(y, op.location)
+    if not op.keepdim:
+        y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=(0, c))
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
+
+
+def _broadcast_operand(L: _Lowering, gv: Value, rank: int, op: Operation) -> Value:
+    """A lower-rank operand of a rank-4 element-wise op, aligned as torch broadcasting does, in NHWC."""
+    arr = _const_array(gv)
+    if arr is not None and gv not in L.map:
+        a = arr.reshape((1,) * (rank - arr.ndim) + arr.shape)
+        return L.const_operand(gv, a, op)
+    x = L.fix_in(gv, op)
+    if x.type.rank == rank:
+        return x
+    shape4 = (1,) * (rank - x.type.rank) + x.type.shape
+    y = L.emit(Q.ReshapeOp, x, loc=op.location, shape=shape4)
+    if shape4[1] != 1 and shape4[2:] != (1, 1):
+        y = L.emit(Q.TransposeOp, y, loc=op.location, perm=Q.TO_NHWC)
+        L.check_dpu(y, op.location)
+    else:
+        y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=_nhwc(shape4))
+    return y
+
+
+@_handles("graph.add", "graph.mul")
+def _eltwise(L: _Lowering, op: Operation) -> None:
+    rank = op.results[0].type.rank
+    ins = []
+    for gv in op.operands:
+        if rank == 4 and gv.type.rank < 4:
+            ins.append(_broadcast_operand(L, gv, rank, op))
+        else:
+            ins.append(L.fix_in(gv, op))
+    typ = "ADD" if op.name == "graph.add" else "MUL"
+    act, act_op = L.fused_act(op, {"graph.relu": "RELU"} if typ == "ADD" else {})
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    shape = op.results[0].type.shape
+    y = L.emit(Q.EltwiseOp, ins, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor(_nhwc(shape) if rank == 4 else shape, *f)], type=typ, nonlinear=act)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
+@_handles("graph.concat")
+def _concat(L: _Lowering, op: Operation) -> None:
+    ins = [L.fix_in(gv, op) for gv in op.operands]
+    rank = op.results[0].type.rank
+    axis = op.axis % rank
+    shape = op.results[0].type.shape
+    if rank == 4:
+        axis, shape = _NHWC_AXIS[axis], _nhwc(shape)
+    f = L.fmt(op.results[0], op)
+    y = L.emit(Q.ConcatOp, ins, loc=op.location, hint=op.results[0].name_hint,
+               result_types=[Q.fix_tensor(shape, *f)], axis=axis)
+    L.map[op.results[0]] = L.check_dpu(y, op.location)
+
+
+def _reshape_to(L: _Lowering, op: Operation, out_shape: tuple[int, ...]) -> None:
+    """Reshape with torch (NCHW) element order, on NHWC-stored rank-4 values."""
+    x = L.fix_in(op.input, op)
+    in_shape = op.input.type.shape
+    batch_kept = len(out_shape) > 0 and len(in_shape) > 0 and out_shape[0] == in_shape[0]
+
+    def target(shape):
+        return (0,) + tuple(shape[1:]) if batch_kept else tuple(shape)
+
+    y = x
+    if len(in_shape) == 4:
+        _, c, h, w = in_shape
+        users = op.results[0].users
+        fold = (len(out_shape) == 2 and batch_kept and
+                all(u.name == "graph.linear" and u.input is op.results[0] and _const_array(u.weight) is not None
+                    for u in users) and users)
+        if c == 1 or (h == 1 and w == 1):
+            pass  # NHWC and NCHW orders agree
+        elif fold:
+            L.dense_perm[op.results[0]] = (c, h, w)
+        else:
+            y = L.emit(Q.TransposeOp, y, loc=op.location, perm=Q.TO_NCHW)
+            L.check_dpu(y, op.location)
+        logical = out_shape
+    else:
+        logical = out_shape
+    if len(logical) == 4:
+        _, c, h, w = logical
+        if c == 1 or (h == 1 and w == 1):
+            y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(_nhwc(logical)))
+        else:
+            y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(logical))
+            y = L.emit(Q.TransposeOp, y, loc=op.location, perm=Q.TO_NHWC)
+            L.check_dpu(y, op.location)
+    elif tuple(y.type.shape) != tuple(logical):
+        y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(logical))
+    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
+
+
+@_handles("graph.flatten", "graph.reshape")
+def _reshape(L: _Lowering, op: Operation) -> None:
+    _reshape_to(L, op, op.results[0].type.shape)
+
+
+@_handles("graph.transpose")
+def _transpose(L: _Lowering, op: Operation) -> None:
+    x = L.fix_in(op.input, op)
+    r = op.input.type.rank
+    p = [a % r for a in op.perm]
+    if r == 4:
+        q = [Q.TO_NCHW[p[Q.TO_NHWC[i]]] for i in range(4)]
+    else:
+        q = p
+    y = x
+    if q != list(range(r)):
+        y = L.emit(Q.TransposeOp, x, loc=op.location, perm=q)
+        L.check_dpu(y, op.location)
+    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
+
+
+@_handles("graph.pad")
+def _pad(L: _Lowering, op: Operation) -> None:
+    r = op.input.type.rank
+    pairs = [tuple(int(v) for v in p) for p in GK.torch_pad_to_pairs(op.pads, r)]
+    if r != 4 or any(pairs[0]) or any(pairs[1]) or min(min(p) for p in pairs) < 0:
+        L.cpu_op(op, "padding other than non-negative H/W padding of a feature map is not supported by the DPU")
+        return
+    x = L.fix_in(op.input, op)
+    ft = Q.fixed_type(x.type)
+    mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[op.mode]
+    value = int(quantize(op.value, ft.bit_width, ft.fix_pos, "half_up")) if mode == "constant" else 0
+    if mode == "constant" and value * 2.0 ** -ft.fix_pos != op.value:
+        emit_warning(f"pad value {op.value} is not representable at fix_pos {ft.fix_pos}; using "
+                     f"{value * 2.0 ** -ft.fix_pos}", op.location)
+    (pt, pb), (pl, pr) = pairs[2], pairs[3]
+    y = L.emit(Q.PadOp, x, loc=op.location, hint=op.results[0].name_hint, pad=(pt, pb, pl, pr), mode=mode,
+               value=value)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+
+
+@_handles("graph.upsample")
+def _upsample(L: _Lowering, op: Operation) -> None:
+    _, _, h, w = op.input.type.shape
+    _, _, oh, ow = op.results[0].type.shape
+    if op.mode != "nearest" or oh % h or ow % w:
+        L.cpu_op(op, f"{op.mode} resize {h}x{w} -> {oh}x{ow} is not supported by the DPU (nearest, integer "
+                     "factors only)")
+        return
+    x = L.fix_in(op.input, op)
+    y = L.emit(Q.UpsampleOp, x, loc=op.location, hint=op.results[0].name_hint, scale=(oh // h, ow // w))
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+
+
+@_handles("graph.hardsigmoid", "graph.hardswish")
+def _hard(L: _Lowering, op: Operation) -> None:
+    x = L.fix_in(op.input, op)
+    f = L.fmt(op.results[0], op)
+    cls = Q.HardSigmoidOp if op.name == "graph.hardsigmoid" else Q.HardSwishOp
+    y = L.emit(cls, x, loc=op.location, hint=op.results[0].name_hint, result_types=[Q.fix_tensor(x.type.shape, *f)])
+    L.map[op.results[0]] = L.check_dpu(y, op.location)
+
+
+# ---- the pass ------------------------------------------------------------------------------------
+def quantize_module(module: Operation) -> None:
+    """Lower every function of a calibrated graph module to the fix dialect, in place."""
+    body = module.regions[0].blocks[0]
+    for func in [op for op in body.ops if op.name == "func.func" and op.regions and op.regions[0].blocks]:
+        if len(func.regions[0].blocks) != 1:
+            raise QuantizeError("quantize handles single-block functions only", func.location)
+        new = _Lowering(func, module).run()
+        body.insert_before(func, new)
+        func.erase()
+
+
+@register_pass
+class Quantize(Pass):
+    NAME = "quantize"
+    SUMMARY = "Lower a calibrated graph module (fix.* annotations) to the fix dialect (NHWC, integer ops)"
+
+    def run(self, module: Operation) -> None:
+        quantize_module(module)
+
+
+__all__ = ["Quantize", "QuantizeError", "quantize_module", "JOINING", "CPU_ONLY"]
