@@ -137,3 +137,30 @@ def test_infer_shapes_after_changing_an_input_type():
     arg.type = TensorType((2, 5, 16, 10), f32)
     with pytest.raises(VerifyError, match="conv2d: input has 5 channels but weight expects 3"):
         infer_shapes(m)
+
+
+def test_fixflow_opt_runs_graph_passes(tmp_path):
+    import subprocess
+    import sys
+    m, _, _ = every_op_model()
+    src = tmp_path / "every.mlir"
+    src.write_text(print_module(m))
+    cmd = [sys.executable, "-m", "fixflow.tools.opt", str(src),
+           "--pass-pipeline=builtin.module(fold-bn,remove-dropout,infer-shapes{batch=3})"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = parse_module(proc.stdout)
+    out.verify()
+    assert not list(out.walk((G.BatchNormOp, G.DropoutOp, G.IdentityOp)))
+    assert out.functions()[0].args[0].type.shape == (3, 3, 8, 8)
+    mean_arg = tmp_path / "arg.mlir"
+    g = GraphBuilder([(1, 4, 6, 6), (4,)])
+    w = g.w("w", rand(np.random.default_rng(0), 4, 4, 1, 1))
+    y = g.op(G.Conv2dOp, g.args[0], w)
+    mean_arg.write_text(print_module(g.ret(g.op(G.BatchNormOp, y, g.args[1], g.args[1], g.args[1], g.args[1]))))
+    proc = subprocess.run([sys.executable, "-m", "fixflow.tools.opt", str(mean_arg),
+                           "--pass-pipeline=builtin.module(fold-bn{strict=true})"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "error: fold-bn: this graph.batch_norm cannot be folded" in proc.stderr
+    assert "Traceback" not in proc.stderr
