@@ -321,11 +321,14 @@ def test_every_op_is_tested_and_documented():
     assert reference_markdown() in doc  # the op reference is generated from the op table
 
 
-def test_docs_example_imports():
+def test_docs_examples_import():
     doc = (ROOT / "docs/dsl.md").read_text()
-    example = doc.split("```\n", 2)[1].split("```")[0]
-    m = import_dsl(example, "doc.ffn")
+    blocks = [b.split("```")[0] for b in doc.split("```\n")[1:] if re.match(r"(#.*\n)*net \w+\(", b)]
+    assert len(blocks) == 2
+    m = import_dsl(blocks[0], "doc.ffn")
     assert run(m, rand(2, 1, 28, 28))[0].shape == (2, 10)
+    m = import_dsl(blocks[1], "doc2.ffn")
+    assert run(m, rand(2, 3, 8, 8), function="Stack")[0].shape == (2, 16, 8, 8)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -429,3 +432,77 @@ def test_mlir_opt_accepts_the_output(tmp_path, name):
 def test_missing_file_is_a_dsl_error(tmp_path):
     with pytest.raises(DslError, match="cannot read"):
         import_dsl_file(tmp_path / "nope.ffn")
+
+
+def test_mangled_programs_give_dsl_errors_only():
+    """Random edits of a valid program either import or raise DslError: never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    base = (EXAMPLES / "resblock.ffn").read_text()
+    base = base.replace("x: f32[1, 16, 16, 16]", "x: f32[1, 16, 8, 8]")
+    alphabet = st.sampled_from(list("()[]{},=:;#\"'-.0123456789 \nxyzfabr_") + ["relu", "conv2d", "out=", "net "])
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.integers(0, len(base)), st.integers(0, 4), alphabet), min_size=1, max_size=4))
+    def check(edits):
+        text = base
+        for at, cut, ins in edits:
+            at = min(at, len(text))
+            text = text[:at] + ins + text[at + cut:]
+        try:
+            import_dsl(text, "fuzz.ffn")
+        except DslError as e:
+            assert e.location is None or e.location.file_line_col() is not None
+            e.render()
+
+    check()
+
+
+CALLS = """net Block(x: f32[1, 4, 5, 5]) {
+  c = conv2d(x, out=4, kernel=3, pad=1)
+  r = relu(c)
+  s = add(r, x)
+  return s
+}
+
+net Net(x: f32[1, 2, 5, 5]) {
+  stem = conv2d(x, out=4, kernel=1, bias=false)
+  b1 = Block(stem)
+  b2 = Block(b1)
+  return b2
+}
+"""
+
+
+def test_calling_a_net_inlines_it_with_its_own_weights():
+    m = import_dsl(CALLS, "calls.ffn")
+    w = {k: t(v) for k, v in export_weights(m).items()}
+    assert {"Net.b1.c.weight", "Net.b2.c.weight", "Block.c.weight"} <= set(w)
+    assert not torch.equal(w["Net.b1.c.weight"], w["Net.b2.c.weight"])
+    net = m.lookup("Net")
+    assert not [op for op in net.walk() if op.name == "func.call"]
+    b1 = next(op for op in net.walk() if op.results and op.results[0].name_hint == "b1.c")
+    assert b1.location.file_line_col() == FileLineColLoc("calls.ffn", 2, 3)
+    assert "callsite(\"calls.ffn\":2:3 at \"calls.ffn\":10:3)" in print_module(m, print_locations=True)
+    text = print_module(m, print_locations=True)
+    assert print_module(parse_module(text, "c.mlir"), print_locations=True) == text
+
+    def block(h, p):
+        return F.relu(F.conv2d(h, w[f"{p}.c.weight"], w[f"{p}.c.bias"], padding=1)) + h
+
+    x = t(rand(3, 2, 5, 5))
+    ref = block(block(F.conv2d(x, w["Net.stem.weight"]), "Net.b1"), "Net.b2").numpy()
+    np.testing.assert_allclose(run(m, x.numpy(), function="Net")[0], ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("old,new,line,col,fragment", [
+    ("b2 = Block(b1)", "b2 = Block(b1, b1)", 11, 8, "net 'Block' takes 1 input(s) (x), got 2"),
+    ("b2 = Block(b1)", "b2 = Block(x)", 11, 14, "net 'Block' input 'x' is f32[1, 4, 5, 5] but 'x' is f32[1, 2, 5, 5]"),
+    ("b2 = Block(b1)", "b2 = Block(b1, k=1)", 11, 18, "a call to net 'Block' takes tensor names only"),
+    ("s = add(r, x)", "s = Block(r)", 4, 7, "net 'Block' calls itself"),
+])
+def test_call_errors(old, new, line, col, fragment):
+    with pytest.raises(DslError) as info:
+        import_dsl(CALLS.replace(old, new), "calls.ffn")
+    assert info.value.location == FileLineColLoc("calls.ffn", line, col), info.value.render()
+    assert fragment in info.value.message

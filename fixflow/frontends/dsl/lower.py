@@ -10,7 +10,7 @@ import numpy as np
 from ...ir.attributes import DenseElementsAttr, DenseResourceElementsAttr
 from ...ir.core import IRError, Value
 from ...ir.diagnostics import FixflowError, VerifyError
-from ...ir.location import FileLineColLoc, NameLoc
+from ...ir.location import CallSiteLoc, FileLineColLoc, NameLoc
 from ...ir.opdef import lookup_op_class
 from ...ir.types import TensorType, f32
 from .syntax import Arg, Assign, DslError, Lit, Net, Pos, Ref, Return, parse_program
@@ -33,15 +33,42 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 class NetBuilder:
     """Builds one net's function body; ops call `emit`, `param` and `error` while lowering a statement."""
 
-    def __init__(self, net: Net, filename: str, store: WeightStore, seed: int, key_prefix: str):
+    def __init__(self, net: Net, filename: str, store: WeightStore, seed: int, key_prefix: str,
+                 nets: dict[str, Net] | None = None):
         self.net = net
         self.filename = filename
         self.store = store
         self.seed = seed
         self.key_prefix = key_prefix
+        self.nets = nets or {}
         self.env: dict[str, tuple[Value, Pos]] = {}
         self.stmt: Assign | None = None
         self.block = None
+        # when this builder inlines a called net: the top-level net (weights, seed), a prefix for the
+        # statement names (`<call target>.`) and the call sites (locations, notes, recursion check)
+        self.owner = net.name
+        self.prefix = ""
+        self.calls: list[tuple[str, FileLineColLoc]] = []
+
+    def child(self, callee: Net, call: Assign) -> "NetBuilder":
+        """A builder that inlines `callee` for the call statement `call` (into the same block)."""
+        nb = NetBuilder(callee, self.filename, self.store, self.seed, self.key_prefix, self.nets)
+        nb.block = self.block
+        nb.owner = self.owner
+        nb.prefix = f"{self.prefix}{call.target}."
+        nb.calls = self.calls + [(self.net.name, self.loc(call.pos))]
+        return nb
+
+    def qual(self, name: str) -> str:
+        """A statement name as it appears in the IR and weight keys (prefixed inside inlined nets)."""
+        return self.prefix + name
+
+    def op_loc(self, pos: Pos):
+        """An op's location: the statement, wrapped in call-site locations when inlined."""
+        loc = self.loc(pos)
+        for _, call_loc in reversed(self.calls):
+            loc = CallSiteLoc(loc, call_loc)
+        return loc
 
     # ---- helpers for op lowerings ----------------------------------------------------------
     def loc(self, pos: Pos) -> FileLineColLoc:
@@ -53,7 +80,13 @@ class NetBuilder:
         if pos is None:
             pos = stmt.pos if stmt is not None else self.net.pos
         prefix = f"{stmt.op}: " if stmt is not None and not message.startswith(stmt.op + ":") else ""
-        return DslError(prefix + message, self.loc(pos))
+        return self.fail(prefix + message, pos)
+
+    def fail(self, message: str, pos: Pos) -> DslError:
+        """A DslError at `pos`, with a note per call site when inside an inlined net."""
+        callees = [caller for caller, _ in self.calls[1:]] + [self.net.name]
+        notes = [(f"in net '{callee}', called here", loc) for callee, (_, loc) in zip(callees, self.calls)]
+        return DslError(message, self.loc(pos), notes[::-1])
 
     @staticmethod
     def shape(v: Value) -> tuple[int, ...]:
@@ -64,7 +97,7 @@ class NetBuilder:
         hit = self.env.get(ref.name)
         if hit is None:
             known = list(self.env)
-            raise DslError(f"unknown name '{ref.name}'{did_you_mean(ref.name, known)}", self.loc(ref.pos))
+            raise self.fail(f"unknown name '{ref.name}'{did_you_mean(ref.name, known)}", ref.pos)
         return hit[0]
 
     def emit(self, op_name: str, *operands: Any, name: str | None = None, **attrs: Any) -> Value:
@@ -73,7 +106,7 @@ class NetBuilder:
         if cls is None:  # pragma: no cover - the graph dialect defines every op we emit
             raise self.error(f"the graph dialect has no op '{op_name}'")
         stmt = self.stmt
-        loc = self.loc(stmt.pos) if stmt is not None else self.loc(self.net.pos)
+        loc = self.op_loc(stmt.pos if stmt is not None else self.net.pos)
         attrs = {k: v for k, v in attrs.items() if v is not None}
         try:
             op = cls.build(*operands, location=loc, **attrs)
@@ -86,7 +119,7 @@ class NetBuilder:
             raise self.error(_strip(str(e), op_name)) from None
         self.block.append(op)
         if op.results:
-            op.results[0].name_hint = name if name is not None else (stmt.target if stmt else None)
+            op.results[0].name_hint = name if name is not None else (self.qual(stmt.target) if stmt else None)
             return op.results[0]
         return None  # pragma: no cover
 
@@ -94,9 +127,10 @@ class NetBuilder:
         """A `graph.constant` holding `array` (a dense_resource keyed `<stmt>.<role>` when `resource`)."""
         stmt = self.stmt
         array = np.ascontiguousarray(array, dtype=np.float32)
-        key = f"{self.key_prefix}{stmt.target}" + (f".{role}" if role else "")
+        name = self.qual(stmt.target)
+        key = f"{self.key_prefix}{name}" + (f".{role}" if role else "")
         attr = DenseResourceElementsAttr.from_array(key, array) if resource else DenseElementsAttr.from_array(array)
-        hint = f"{stmt.target}.{role}" if role else stmt.target
+        hint = f"{name}.{role}" if role else name
         return self.emit("graph.constant", value=attr, name=hint)
 
     def param(self, role: str, shape: tuple[int, ...], init: str, fan_in: int = 1,
@@ -114,7 +148,7 @@ class NetBuilder:
                 raise self.error(f"inline '{role}' has shape {list(arr.shape)} but {list(shape)} is needed",
                                  given.pos)
             return self.constant(arr, role)
-        hit = self.store.lookup(self.net.name, stmt.target, role)
+        hit = self.store.lookup(self.owner, self.qual(stmt.target), role)
         if hit is not None:
             key, arr = hit
             if tuple(arr.shape) != shape:
@@ -123,7 +157,7 @@ class NetBuilder:
             if not np.issubdtype(arr.dtype, np.number):
                 raise self.error(f"weights entry '{key}' is not numeric ({arr.dtype})")
             return self.constant(arr, role)
-        arr = random_param(self.seed, self.net.name, stmt.target, role, shape, init, fan_in)
+        arr = random_param(self.seed, self.owner, self.qual(stmt.target), role, shape, init, fan_in)
         return self.constant(arr, role)
 
     # ---- statements ----------------------------------------------------------------------
@@ -131,8 +165,7 @@ class NetBuilder:
         prev = self.env.get(name)
         if prev is not None:
             where = f"line {prev[1].line}"
-            raise DslError(f"'{name}' is already defined (at {where}); every name is assigned once",
-                           self.loc(pos))
+            raise self.fail(f"'{name}' is already defined (at {where}); every name is assigned once", pos)
         self.env[name] = (value, pos)
 
 
@@ -184,6 +217,7 @@ def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarr
     store = WeightStore(weights)
     seen: dict[str, Pos] = {}
     multi = len(nets) > 1
+    by_name = {net.name: net for net in reversed(nets)}
     for net in nets:
         loc = FileLineColLoc(filename, net.pos.line, net.pos.col)
         if net.name in seen:
@@ -192,7 +226,7 @@ def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarr
         _check_options(net, filename)
         opt = _option(net, filename, "seed")
         net_seed = seed if seed is not None else (opt.value if opt is not None else 0)
-        nb = NetBuilder(net, filename, store, net_seed, f"{net.name}." if multi else "")
+        nb = NetBuilder(net, filename, store, net_seed, f"{net.name}." if multi else "", by_name)
         in_types = []
         for inp in net.inputs:
             et = ELEMENT_TYPES.get(inp.dtype)

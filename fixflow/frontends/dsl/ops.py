@@ -256,11 +256,57 @@ def bind(nb: NetBuilder, spec: OpSpec, stmt: Assign) -> Bound:
 
 def lower_statement(nb: NetBuilder, stmt: Assign) -> Value:
     spec = OPS.get(stmt.op)
+    if spec is None and stmt.op in nb.nets:
+        return inline_net(nb, stmt)
     if spec is None:
         names = sorted(OPS)
-        raise DslError(f"unknown op '{stmt.op}'{did_you_mean(stmt.op, names)}; the ops are: {', '.join(names)}",
-                       nb.loc(stmt.op_pos))
+        nets = f"; or call one of the nets {', '.join(sorted(nb.nets))}" if nb.nets else ""
+        raise nb.fail(f"unknown op '{stmt.op}'{did_you_mean(stmt.op, names + sorted(nb.nets))}; the ops are: "
+                      f"{', '.join(names)}{nets}", stmt.op_pos)
     return spec.lower(nb, bind(nb, spec, stmt))
+
+
+def inline_net(nb: NetBuilder, stmt: Assign) -> Value:
+    """`y = Block(a, b)`: the statements of net `Block` inlined here, each named and keyed `y.<stmt>`."""
+    callee = nb.nets[stmt.op]
+    if callee.name == nb.net.name or any(c == callee.name for c, _ in nb.calls):
+        raise nb.fail(f"net '{callee.name}' calls itself (recursion is not allowed)", stmt.op_pos)
+    args: list[Value] = []
+    for arg in stmt.args:
+        if arg.key is not None or not isinstance(arg.value, Ref):
+            raise nb.fail(f"a call to net '{callee.name}' takes tensor names only "
+                          f"({', '.join(i.name for i in callee.inputs)})", arg.pos)
+        args.append(nb.tensor(arg.value))
+    if len(args) != len(callee.inputs):
+        raise nb.fail(f"net '{callee.name}' takes {len(callee.inputs)} input(s) "
+                      f"({', '.join(i.name for i in callee.inputs)}), got {len(args)}", stmt.op_pos)
+    child = nb.child(callee, stmt)
+    for inp, v, arg in zip(callee.inputs, args, stmt.args):
+        s = nb.shape(v)
+        if len(s) != len(inp.shape) or s[1:] != inp.shape[1:]:
+            raise nb.fail(f"net '{callee.name}' input '{inp.name}' is {type_text(inp.shape)} "
+                          f"but '{arg.value.name}' is {type_text(s)}", arg.pos)
+        child.env[inp.name] = (v, inp.pos)
+    ret = None
+    from .syntax import Return
+    for s_ in callee.body:
+        if isinstance(s_, Return):
+            ret = s_
+            break
+        child.stmt = s_
+        value = lower_statement(child, s_)
+        child.stmt = None
+        child.define(s_.target, value, s_.pos)
+    if ret is None:
+        raise nb.fail(f"net '{callee.name}' has no 'return' statement", stmt.op_pos)
+    if len(ret.names) != 1:
+        raise nb.fail(f"net '{callee.name}' returns {len(ret.names)} values; a call needs exactly one",
+                      stmt.op_pos)
+    name, pos = ret.names[0]
+    result = child.tensor(Ref(name, pos))
+    if all(result is not a for a in args):
+        result.name_hint = nb.qual(stmt.target)
+    return result
 
 
 # ---- shape helpers ------------------------------------------------------------------------
@@ -549,7 +595,7 @@ def _binary(name: str, summary: str) -> None:
         for i, v in enumerate(ops):
             if isinstance(v, Lit):
                 ops[i] = nb.emit("graph.constant", value=DenseElementsAttr.from_array(
-                    np.asarray(v.value, dtype=np.float32)), name=f"{b.stmt.target}.scalar")
+                    np.asarray(v.value, dtype=np.float32)), name=f"{nb.qual(b.stmt.target)}.scalar")
         return nb.emit(f"graph.{name}", *ops)
     op(name, summary + " (numpy broadcasting; a number may stand for either operand)", inputs=("lhs", "rhs"),
        scalar_inputs=True)(lower)
@@ -651,20 +697,20 @@ def _const(nb: NetBuilder, b: Bound) -> Value:
         return nb.constant(arr, None, resource=arr.size > 16)
     if any(d < 1 for d in b.shape):
         raise nb.error(f"shape must be positive, got {b.shape}", b.pos.get("shape"))
-    hit = nb.store.lookup(nb.net.name, b.stmt.target, "value") or _const_key(nb, b.stmt.target)
+    hit = nb.store.lookup(nb.owner, nb.qual(b.stmt.target), "value") or _const_key(nb, nb.qual(b.stmt.target))
     if hit is not None:
         key, arr = hit
         if tuple(arr.shape) != tuple(b.shape):
             raise nb.error(f"weights entry '{key}' has shape {list(arr.shape)} but {b.shape} is needed")
         return nb.constant(arr, None)
     from .weights import random_param
-    arr = random_param(nb.seed, nb.net.name, b.stmt.target, "value", tuple(b.shape), b.init)
+    arr = random_param(nb.seed, nb.owner, nb.qual(b.stmt.target), "value", tuple(b.shape), b.init)
     return nb.constant(arr, None)
 
 
 def _const_key(nb: NetBuilder, name: str) -> tuple[str, np.ndarray] | None:
     """A const's entry in the weights: key `<name>` (or `<net>.<name>`)."""
-    for key in (f"{nb.net.name}.{name}", name):
+    for key in (f"{nb.owner}.{name}", name):
         if key in nb.store.weights:
             nb.store.used.add(key)
             return key, np.asarray(nb.store.weights[key])
