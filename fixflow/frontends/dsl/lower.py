@@ -13,7 +13,7 @@ from ...ir.diagnostics import FixflowError, VerifyError
 from ...ir.location import CallSiteLoc, FileLineColLoc, NameLoc
 from ...ir.opdef import lookup_op_class
 from ...ir.types import TensorType, f32
-from .syntax import Arg, Assign, DslError, Lit, Net, Pos, Ref, Return, parse_program
+from .syntax import Assign, DslError, Lit, Net, Pos, Ref, Return, parse_program
 from .weights import WeightStore, random_param
 
 ELEMENT_TYPES = {"f32": f32}
@@ -185,7 +185,7 @@ def literal_array(nb: NetBuilder, lit: Lit, what: str) -> np.ndarray:
         raise nb.error(f"'{what}' is not rectangular (rows of different lengths)", lit.pos) from None
 
 
-def _option(net: Net, filename: str, key: str) -> Lit | None:
+def _option(net: Net, key: str) -> Lit | None:
     for arg in net.options:
         if arg.key == key:
             return arg.value
@@ -224,7 +224,7 @@ def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarr
             raise DslError(f"net '{net.name}' is already defined at line {seen[net.name].line}", loc)
         seen[net.name] = net.pos
         _check_options(net, filename)
-        opt = _option(net, filename, "seed")
+        opt = _option(net, "seed")
         net_seed = seed if seed is not None else (opt.value if opt is not None else 0)
         nb = NetBuilder(net, filename, store, net_seed, f"{net.name}." if multi else "", by_name)
         in_types = []

@@ -15,7 +15,7 @@ import numpy as np
 from ...ir.attributes import DenseElementsAttr
 from ...ir.core import Value
 from .lower import NetBuilder, did_you_mean, literal_array
-from .syntax import Assign, DslError, Lit, Ref
+from .syntax import Assign, Lit, Ref, Return
 
 REQUIRED = object()
 
@@ -288,7 +288,6 @@ def inline_net(nb: NetBuilder, stmt: Assign) -> Value:
                           f"but '{arg.value.name}' is {type_text(s)}", arg.pos)
         child.env[inp.name] = (v, inp.pos)
     ret = None
-    from .syntax import Return
     for s_ in callee.body:
         if isinstance(s_, Return):
             ret = s_
