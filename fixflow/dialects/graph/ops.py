@@ -2,7 +2,7 @@
 
 Each op declares its operands, attributes and traits; shape inference and verification go through
 `shapes.py`, the numpy semantics (`evaluate`) through `kernels.py`. The op contract is
-`/work/prompts/graph_ops_spec.md` (see also `docs/`): attribute names and defaults are fixed there.
+`docs/graph-dialect.md`: attribute names and defaults are fixed there.
 
 `evaluate` works for any batch size N even though the IR types carry the traced batch: no
 attribute depends on the batch (`graph.reshape` uses 0 = "copy the input's dimension").
