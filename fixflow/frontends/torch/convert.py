@@ -117,11 +117,23 @@ def _qualified(obj: Any) -> str:
     return f"{mod}.{name}"
 
 
+def _display_name(fn: Any) -> str | None:
+    """`F.relu`, `torch.cat`, `operator.add`: the public name of a registered function (None for aliases
+    of private or in-place variants)."""
+    for prefix, ns in (("F", F), ("torch", torch), ("operator", operator)):
+        for name, value in vars(ns).items():
+            inplace_op = ns is operator and name.startswith("i") and name[1:] in vars(operator)
+            if value is fn and not name.startswith("_") and not name.endswith("_") and not inplace_op:
+                return f"{prefix}.{name}"
+    return None
+
+
 def supported_ops() -> dict[str, list[str]]:
     """The supported modules, functions and tensor methods (for error messages and docs)."""
     mods = sorted({_qualified(t).replace("torch.nn.", "") for t in _MODULES})
-    fns = sorted({_qualified(f) for f in _FUNCTIONS})
-    return {"modules": mods, "functions": fns, "methods": sorted(_METHODS)}
+    fns = sorted({n for n in map(_display_name, _FUNCTIONS) if n})
+    methods = sorted(m for m in _METHODS if not m.endswith("_"))
+    return {"modules": mods, "functions": fns, "methods": methods}
 
 
 def _supported_text() -> str:
@@ -297,10 +309,17 @@ class Converter:
         if autograd_fn is not None:
             raise self.unsupported(f"custom autograd function '{autograd_fn}'",
                                    "its forward would be traced without its backward and any code outside torch")
+        if node.op == "call_module":
+            known = type(self.modules[node.target]) in _MODULES
+        elif node.op == "call_function":
+            known = node.target in _FUNCTIONS
+        else:
+            known = node.target in _METHODS
+        if not known:
+            raise self.unsupported(self._describe(node))
         if "fixflow_shape" not in node.meta:
             kind = type(node.meta.get("fixflow_value")).__name__
-            raise self.unsupported(self._describe(node), f"it returns a {kind} computed from tensor data, "
-                                   "not a tensor")
+            raise self.unsupported(self._describe(node), f"this use returns a {kind}, not a tensor")
         self._check_dtype(node)
         if node.op == "call_module":
             mod = self.modules[node.target]
