@@ -1,0 +1,152 @@
+"""`fixflow-quantize`: post-training quantization of a PyTorch model (calib / test modes), like the
+`python quantize.py --quant_mode calib|test` scripts of the Vitis AI tutorials.
+
+    fixflow-quantize --model digits_cnn --data digits --mode calib --output-dir build/quant_model
+    fixflow-quantize --model digits_cnn --data digits --mode test  --output-dir build/quant_model
+    fixflow-quantize --model net.py:Net --weights net.pt --data inputs.npz --mode calib
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .common import ArgumentParser, ToolError, argv_list, run_tool
+
+__all__ = ["main"]
+
+
+def _load_model(spec: str, weights: str | None) -> tuple[Any, str | None]:
+    """(model, zoo name or None)."""
+    import torch
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        path, cls_name = spec.rsplit(":", 1)
+        if not os.path.exists(path):
+            raise ToolError(f"--model: file {path} not found")
+        mspec = importlib.util.spec_from_file_location("_fixflow_user_model", path)
+        mod = importlib.util.module_from_spec(mspec)
+        try:
+            mspec.loader.exec_module(mod)
+        except Exception as e:  # noqa: BLE001 - the user's file
+            raise ToolError(f"--model: importing {path} failed: {type(e).__name__}: {e}") from None
+        cls = getattr(mod, cls_name, None)
+        if cls is None:
+            raise ToolError(f"--model: {path} has no class '{cls_name}'")
+        try:
+            model = cls()
+        except Exception as e:  # noqa: BLE001
+            raise ToolError(f"--model: {cls_name}() failed: {type(e).__name__}: {e}") from None
+        zoo_name = None
+    else:
+        from fixflow.zoo import get_model
+        model = get_model(spec)
+        zoo_name = spec
+    if weights:
+        if not os.path.exists(weights):
+            raise ToolError(f"--weights: file {weights} not found")
+        try:
+            if weights.endswith(".npz"):
+                with np.load(weights) as z:
+                    state = {k: torch.from_numpy(z[k]) for k in z.files}
+            else:
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001
+            raise ToolError(f"--weights: cannot load {weights}: {' '.join(str(e).split())}") from None
+    return model.eval(), zoo_name
+
+
+def _data(args, model_input_shape: tuple[int, ...], zoo_name: str | None):
+    """(calibration images, test images or None, test labels or None)."""
+    if args.data == "digits":
+        from fixflow.zoo.data import load_digits
+        if zoo_name is not None:
+            from fixflow.zoo import load_data
+            xtr, _ = load_data(zoo_name, "train")
+            xte, yte = load_data(zoo_name, "test")
+        else:
+            size = model_input_shape[-1]
+            xtr, _ = load_digits("train", size=size)
+            xte, yte = load_digits("test", size=size)
+        return np.asarray(xtr, np.float32), np.asarray(xte, np.float32), np.asarray(yte)
+    if not os.path.exists(args.data):
+        raise ToolError(f"--data: file {args.data} not found (use 'digits' or a .npz of inputs)")
+    try:
+        with np.load(args.data) as z:
+            key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
+            if key is None:
+                raise ToolError(f"--data: {args.data} holds no arrays")
+            x = np.asarray(z[key], np.float32)
+            y = np.asarray(z["y"]) if "y" in z.files else None
+    except (OSError, ValueError) as e:
+        raise ToolError(f"--data: cannot read {args.data}: {e}") from None
+    return x, (x if y is not None else None), y
+
+
+def _input_shape(zoo_name: str | None, args) -> tuple[int, ...]:
+    if zoo_name is not None:
+        from fixflow.zoo import get_spec
+        return tuple(get_spec(zoo_name).input_shape)
+    if args.input_shape:
+        from .common import parse_shape
+        return parse_shape(args.input_shape)
+    if args.data == "digits":
+        return (1, 1, 28, 28)
+    return ()
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    p = ArgumentParser(prog="fixflow-quantize", description="Post-training quantization for the DPU (calib / test)")
+    p.add_argument("--model", required=True, help="zoo model name or file.py:Class")
+    p.add_argument("--weights", help="state dict (.pt or .npz) for --model file.py:Class")
+    p.add_argument("--data", default="digits", help="'digits' or an .npz of inputs (x, optional labels y)")
+    p.add_argument("--mode", choices=("calib", "test"), default="calib")
+    p.add_argument("--output-dir", default="quantize_result")
+    p.add_argument("--config", help="quantizer config JSON")
+    p.add_argument("--calib-batches", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--input-shape", help="example input shape, e.g. 1,1,28,28 (default from the zoo/data)")
+    p.add_argument("--no-xmodel", action="store_true", help="test mode: do not write the _int.xmodel")
+    args = p.parse_args(argv_list(argv))
+    if args.calib_batches < 1 or args.batch_size < 1:
+        raise ToolError("--calib-batches and --batch-size must be >= 1")
+    import torch
+    from fixflow.quantizer import Quantizer
+    model, zoo_name = _load_model(args.model, args.weights)
+    shape = _input_shape(zoo_name, args)
+    xcal, xte, yte = _data(args, shape, zoo_name)
+    if shape and tuple(xcal.shape[1:]) != tuple(shape[1:]):
+        raise ToolError(f"--data: inputs of shape {tuple(xcal.shape[1:])} do not fit the model input {tuple(shape[1:])}")
+    example = (torch.from_numpy(xcal[:1]),)
+    q = Quantizer(model, example, mode=args.mode, output_dir=args.output_dir, config=args.config)
+    if args.mode == "calib":
+        n = min(len(xcal), args.calib_batches * args.batch_size)
+        for i in range(0, n, args.batch_size):
+            q.quant_model(torch.from_numpy(xcal[i:i + args.batch_size]))
+        q.export_quant_config()
+    if xte is not None and yte is not None:
+        with torch.no_grad():
+            yf = model(torch.from_numpy(xte)).numpy()
+        if args.mode == "calib":
+            yq = np.concatenate([q.runner.forward([xte[i:i + 256]])[0] for i in range(0, len(xte), 256)])
+        else:
+            yq = np.concatenate([q.quant_model(xte[i:i + 256]) for i in range(0, len(xte), 256)])
+        fa, qa = float((yf.argmax(1) == yte).mean()), float((yq.argmax(1) == yte).mean())
+        agree = float((yf.argmax(1) == yq.argmax(1)).mean())
+        print(f"[fixflow] float accuracy {100 * fa:.2f}%, quantized accuracy {100 * qa:.2f}% "
+              f"(top-1 agreement {100 * agree:.2f}%, {len(yte)} test images)")
+    if args.mode == "test" and not args.no_xmodel:
+        q.export_xmodel()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: user errors print one `error: ...` line and return 1."""
+    return run_tool(lambda: _main(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
