@@ -141,3 +141,35 @@ def test_verify_errors_of_parsed_ops_quote_the_source():
     with pytest.raises(VerifyError, match=r"verify2.mlir:3:3: error: 'arith.addi' op result 'out'|"
                                           r"verify2.mlir:3:3: error: 'arith.addi' op requires the same type"):
         parse_module(text2, "verify2.mlir").verify()
+
+
+ADVERSARIAL = [
+    '"t.a"() {v = dense<1.0> : tensor<100000000000xf32>} : () -> ()',  # too large to materialize
+    '"t.a"() {v = dense<1.0> : tensor<99999999999999999999xf32>} : () -> ()',
+    '"t.a"() {v = 1 : i0} : () -> ()',
+    '"t.a"() {v = dense<1> : tensor<2xbf16>} : () -> ()',
+    '"t.a"() {v = dense<[maybe]> : tensor<1xi1>} : () -> ()',
+    '"t.a"() {v = dense<[1.5]> : tensor<1xi32>} : () -> ()',
+    '"t.a"() {v = dense<1> : tensor<*xi32>} : () -> ()',
+    '"t.a"() {v = array<i1: 1>} : () -> ()',
+    '"t.a"() {v = 0x : i32} : () -> ()',
+    '"t.a"() {v = 1 : !fix.xint<8, 3>} : () -> ()',
+    '"t.a"() : () -> tensor<-3xf32>',
+    '"t.x"()[^bb0] : () -> ()',
+    '%0:99999999999999 = "t.a"() : () -> ()',
+    '%0:2 = "t.a"() : () -> (i32, i32)\n"t.b"(%0) : (i32) -> ()',
+    '"t.r"() ({\n^bb0:\n^bb0:\n}) : () -> ()',
+    '"t.r"() ({\n^bb0(%a: i32, %a: i32):\n}) : () -> ()',
+    '{-# dialect_resources: { builtin: { k: 12 } } #-}',
+    '"t.a"() : () -> () loc("f":1)',
+    '"t.a"() : () -> () loc(callsite("a"))',
+    '"t.a"() {v = @a::} : () -> ()',
+    '#a = loc(#a)\n',
+]
+
+
+@pytest.mark.parametrize("text", ADVERSARIAL)
+def test_adversarial_inputs_raise_parse_errors(text):
+    with pytest.raises(ParseError) as info:
+        parse_module(text, "adv.mlir", allow_unregistered=True)
+    assert info.value.render().startswith("adv.mlir:")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 
 def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    from .attributes import quote_string  # MLIR's escapes (newlines and other non-printables too)
+    return quote_string(s)
 
 
 class Location:
@@ -87,7 +88,7 @@ class NameLoc(Location):
 
     def __init__(self, name: str, child: Location | None = None):
         self.name = name
-        self.child = child
+        self.child = None if isinstance(child, UnknownLoc) else child  # both print as `"name"`
 
     def body(self) -> str:
         if self.child is None or isinstance(self.child, UnknownLoc):

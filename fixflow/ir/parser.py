@@ -192,6 +192,7 @@ class Parser:
         ops: list[Operation] = []
         block = Block()
         self._blocks.append({})
+        self._block_pos.append({})
         while True:
             self.skip()
             if self.pos >= len(self.text):
@@ -205,6 +206,8 @@ class Parser:
                 continue
             op = self.parse_operation()
             block.append(op)
+        for label, pos in self._block_pos[-1].items():
+            raise self.error(f"reference to an undefined block '^{label}' (top-level ops have no successors)", pos)
         self._check_forward_refs(self._scopes[-1])
         self._fill_resources()
         for op in list(block.ops):
@@ -734,8 +737,8 @@ class Parser:
             raise self.error(f"integer literal with type {typ}", npos)
         if isinstance(typ, IntegerType):
             w = typ.width
-            lo = 0 if typ.signedness == "unsigned" else -(1 << (w - 1))
-            hi = (1 << (w - 1)) - 1 if typ.signedness == "signed" else (1 << w) - 1
+            lo = 0 if typ.signedness == "unsigned" or w == 0 else -(1 << (w - 1))
+            hi = (1 << (w - 1)) - 1 if typ.signedness == "signed" and w > 0 else (1 << w) - 1
             if not lo <= value <= hi:
                 raise self.error(f"integer constant {value} out of range for {typ}", npos)
         return IntegerAttr(value, typ)
@@ -792,7 +795,9 @@ class Parser:
             if not flat:
                 return DenseElementsAttr(t, np.zeros(t.shape, dtype))
             if dtype == np.bool_:
-                values = np.array([v == "true" for v in flat], dtype=np.bool_)
+                if any(v not in ("true", "false", "1", "0") for v in flat):
+                    raise ValueError("i1 elements must be true or false")
+                values = np.array([v in ("true", "1") for v in flat], dtype=np.bool_)
             elif dtype.kind == "f":
                 values = np.array([_float_token(v, t.element_type) for v in flat], dtype=dtype)
             else:
@@ -802,6 +807,8 @@ class Parser:
             return DenseElementsAttr(t, values.reshape(t.shape))
         except (ValueError, OverflowError) as e:
             raise self.error(f"bad dense elements for {t}: {e}", bpos) from None
+        except MemoryError:
+            raise self.error(f"dense elements for {t} are too large to hold in memory", bpos) from None
 
     # ---- types --------------------------------------------------------------------------
     def parse_type(self) -> Type:

@@ -172,8 +172,13 @@ class Printer:
             if hint is not None and self.name_hints:
                 self._names[a] = self._unique(hint, scope)
             else:
-                self._names[a] = f"%arg{scope.next_arg}"
+                name = f"arg{scope.next_arg}"
                 scope.next_arg += 1
+                while name in scope.used:  # a hint already took it
+                    name = f"arg{scope.next_arg}"
+                    scope.next_arg += 1
+                scope.used.add(name)
+                self._names[a] = "%" + name
 
     def _prename_region(self, region: Region, scope: _Scope) -> None:
         """Name values in printing order before printing: later blocks may define values used earlier."""
