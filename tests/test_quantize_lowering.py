@@ -258,3 +258,16 @@ def test_zoo_models(name):
     assert not any(op.startswith("graph.") for op in _ops(m))
     # the quantized model classifies like the float one on most of the digits
     assert np.mean(got.argmax(1) == ref[0].argmax(1)) >= 0.8
+
+
+def test_fix_module_text_accepted_by_mlir_opt(tmp_path):
+    import shutil
+    import subprocess
+    exe = shutil.which("mlir-opt-22") or shutil.which("mlir-opt")
+    if exe is None:
+        pytest.skip("mlir-opt is not installed")
+    m, _, _ = _lower(_net(GRAPHS["flatten_linear"]))
+    path = tmp_path / "q.mlir"
+    path.write_text(print_module(m))
+    r = subprocess.run([exe, "--allow-unregistered-dialect", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
