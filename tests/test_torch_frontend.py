@@ -552,3 +552,26 @@ def test_zoo_models(name, shape, slow):
     model = _randomize_bn(getattr(models, name)()).eval()
     module = roundtrip(model, torch.randn(shape), rtol=1e-3, atol=1e-4, batch=None if slow else 3)
     assert module.functions()[0].sym_name == type(model).__name__
+
+
+class AliasedInplace(nn.Module):
+    def forward(self, x):
+        y = x * 1
+        z = y
+        z += 1  # fx records an out-of-place add: y would silently differ
+        return y + z
+
+
+def test_trace_that_differs_from_eager_is_refused():
+    x = torch.zeros(1, 3)
+    with pytest.raises(FrontendError, match="computes a different result"):
+        import_module(AliasedInplace(), (x,))
+    assert torch.equal(x, torch.zeros(1, 3))  # example inputs are not modified
+
+
+def test_inplace_on_input_does_not_modify_example():
+    x = torch.randn(1, 3, 4, 4)
+    before = x.clone()
+    module = import_module(Fn(lambda m, x: F.relu(x, inplace=True) + 1), (x,))
+    assert torch.equal(x, before)
+    np.testing.assert_allclose(run_module(module, [x.numpy()])[0], F.relu(x).numpy() + 1, rtol=1e-6)

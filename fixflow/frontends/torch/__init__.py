@@ -46,11 +46,38 @@ def import_module(model: Any, example_inputs: tuple, *, name: str | None = None)
     model.eval()
     try:
         gm = trace(model)
-        const, static, _ = propagate(gm, example_inputs)
-        return Converter(gm, const, static, name or type(model).__name__).convert()
+        const, static, traced = propagate(gm, tuple(x.clone() for x in example_inputs))
+        module = Converter(gm, const, static, name or type(model).__name__).convert()
+        with torch.no_grad():
+            eager = model(*(x.clone() for x in example_inputs))
+        _check_same(traced, eager)
+        return module
     finally:
         for m, flag in training.items():
             m.training = flag
+
+
+def _tensors(out: Any) -> list:
+    import torch
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _tensors(o)]
+    if isinstance(out, dict):
+        return [t for o in out.values() for t in _tensors(o)]
+    return []
+
+
+def _check_same(traced: Any, eager: Any) -> None:
+    """The traced graph must compute what the model computes (fx drops some Python-side effects)."""
+    import torch
+    a, b = _tensors(traced), _tensors(eager)
+    same = len(a) == len(b) and all(x.shape == y.shape and torch.allclose(x, y, rtol=1e-4, atol=1e-5, equal_nan=True)
+                                    for x, y in zip(a, b))
+    if not same:
+        raise FrontendError("the torch.fx trace of the model computes a different result than the model itself on "
+                            "the example inputs; tracing lost a Python-side effect such as an in-place update "
+                            "through an alias (`y = x; y += 1`) or state kept between calls: write it out of place")
 
 
 def supported_ops() -> dict[str, list[str]]:

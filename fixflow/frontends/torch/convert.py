@@ -36,6 +36,7 @@ _MODULES: dict[type, Handler] = {}
 _FUNCTIONS: dict[Any, Handler] = {}
 _METHODS: dict[str, Handler] = {}
 _MISSING = object()
+_INPLACE_OPERATORS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv})
 #: folded constants up to this many elements are printed inline (`dense<...>`), larger ones as resources
 _INLINE_MAX = 16
 
@@ -335,7 +336,7 @@ class Converter:
             value = handler(self, node)
             name = getattr(node.target, "__name__", "")
             inplace = bool(node.kwargs.get("inplace")) or (name.endswith("_") and not name.endswith("__")) \
-                or name.startswith("__i")
+                or node.target in _INPLACE_OPERATORS
         elif node.op == "call_method":
             handler = _METHODS.get(node.target)
             if handler is None:

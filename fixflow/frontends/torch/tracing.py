@@ -30,7 +30,8 @@ Src = tuple[str, int, int]
 
 
 def _internal(filename: str) -> bool:
-    return filename.startswith(_TORCH_DIR) or filename.startswith(_HERE) or filename.startswith("<")
+    return (filename.startswith(_TORCH_DIR) or filename.startswith(_HERE) or filename.startswith("<eval_with_key")
+            or filename.startswith("<frozen"))
 
 
 def _position(code: CodeType, lasti: int, lineno: int | None) -> Src:
