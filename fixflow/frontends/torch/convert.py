@@ -179,11 +179,8 @@ class Converter:
     def static_value(self, arg: Any) -> Any:
         """The Python value of an argument (literal, shape query, constant), recursively for lists."""
         if isinstance(arg, torch.fx.Node):
-            if arg in self.static or (arg in self.const and not isinstance(arg.meta.get("fixflow_const"),
-                                                                           torch.Tensor)):
-                return arg.meta.get("fixflow_value", arg.meta.get("fixflow_const"))
-            if arg in self.const:
-                return arg.meta["fixflow_const"]
+            if arg in self.static or arg in self.const:
+                return arg.meta["fixflow_const"] if "fixflow_const" in arg.meta else arg.meta.get("fixflow_value")
             raise self.error(f"'{self.node.target}' needs a value known at import time for this argument, "
                              f"but '{arg.name}' is computed from the input")
         if isinstance(arg, (list, tuple)):
