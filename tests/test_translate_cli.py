@@ -297,3 +297,45 @@ def test_common_argument_parser_and_helpers(tmp_path, capsys):
     ir = tmp_path / "m.mlir"
     ir.write_text('"builtin.module"() ({\n}) : () -> ()\n')
     assert common.load_ir(str(ir)).name == "builtin.module"
+
+
+# ---- xmodel import / export ---------------------------------------------------------------------------
+def _quantized_dsl_module(tmp_path):
+    import numpy as np
+    from fixflow.frontends.dsl import import_dsl
+    from fixflow.passes.quantize import quantize_module
+    from _quant_testlib import annotate
+    module = import_dsl("net N(x: f32[1, 2, 6, 6]) with seed=1 {\n  c = conv2d(x, out=4, kernel=3, pad=1)\n"
+                        "  r = relu(c)\n  return r\n}\n", "n.ffn")
+    x = np.random.default_rng(0).standard_normal((4, 2, 6, 6)).astype(np.float32)
+    annotate(module, [x])
+    quantize_module(module)
+    return module, x
+
+
+def test_translate_xmodel_export_and_import(tmp_path, capsys):
+    import numpy as np
+    from fixflow.dialects.quant.execute import run_quantized
+    from fixflow.ir import parse_module, print_module
+    module, x = _quantized_dsl_module(tmp_path)
+    ir = tmp_path / "q.mlir"
+    ir.write_text(print_module(module))
+    xm = tmp_path / "q.xmodel"
+    assert main([str(ir), "--export-xmodel", "-o", str(xm)]) == 0
+    assert main(["--import-xmodel", str(xm)]) == 0
+    back = parse_module(capsys.readouterr().out)
+    assert np.array_equal(run_quantized(back, [x])[0], run_quantized(module, [x])[0])
+
+
+def test_translate_xmodel_errors(tmp_path, capsys):
+    module, _ = _quantized_dsl_module(tmp_path)
+    from fixflow.ir import print_module
+    ir = tmp_path / "q.mlir"
+    ir.write_text(print_module(module))
+    assert main([str(ir), "--export-xmodel"]) == 1
+    assert "give -o" in capsys.readouterr().err
+    bad = tmp_path / "bad.xmodel"
+    bad.write_bytes(b"\x0b\x00garbage")
+    assert main(["--import-xmodel", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "not a valid xmodel" in err and len(err.strip().splitlines()) == 1

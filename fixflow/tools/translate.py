@@ -5,6 +5,8 @@
     fixflow-translate --import-dsl net.ffn [--weights w.npz]
     fixflow-translate --export-dot net.mlir            # Graphviz text of the graph functions
     fixflow-translate net.mlir --print-debuginfo       # re-print IR with locations
+    fixflow-translate --import-xmodel Net_int.xmodel   # XIR .xmodel -> fix-dialect IR
+    fixflow-translate q.mlir --export-xmodel -o Net_int.xmodel   # fix-dialect IR -> XIR .xmodel
 
 An import prints the graph-dialect IR (with `--export-dot`: its Graphviz graph instead).
 """
@@ -29,12 +31,16 @@ def _parser() -> ArgumentParser:
                      help="import a torch.nn.Module class (constructed with no arguments) from a Python file")
     src.add_argument("--import-zoo", metavar="NAME", help="import a model of the fixflow zoo (see fixflow-zoo list)")
     src.add_argument("--import-dsl", metavar="FILE.ffn", help="import a network written in the fixflow DSL")
+    src.add_argument("--import-xmodel", metavar="FILE.xmodel",
+                     help="import a quantized XIR .xmodel (as written by fixflow-quantize) as fix-dialect IR")
     p.add_argument("--weights", metavar="FILE", help="state dict for --import-torch (.pt or .npz), "
                    "parameters for --import-dsl (.npz)")
     p.add_argument("--input-shape", action="append", metavar="N,C,H,W", default=None,
                    help="shape of an example input (repeat for several inputs); zoo models have a default")
     p.add_argument("--name", help="name of the imported function (default: the model's class name)")
     p.add_argument("--export-dot", action="store_true", help="print a Graphviz graph instead of the IR")
+    p.add_argument("--export-xmodel", action="store_true",
+                   help="write a fix-dialect module as an XIR .xmodel (needs -o)")
     p.add_argument("--print-debuginfo", "--mlir-print-debuginfo", dest="debuginfo", action="store_true",
                    help="print op locations (loc(...)) with the IR")
     p.add_argument("-o", dest="output", default=None, help="output file (default: stdout)")
@@ -48,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
-    importing = args.import_torch or args.import_zoo or args.import_dsl
+    importing = args.import_torch or args.import_zoo or args.import_dsl or args.import_xmodel
     if importing and args.input is not None:
         raise ToolError(f"unexpected input file '{args.input}' with an import option")
     if args.weights and not (args.import_torch or args.import_dsl):
@@ -61,10 +67,19 @@ def _main(argv: Sequence[str] | None) -> int:
         module = import_zoo(args.import_zoo, args.input_shape, args.name)
     elif args.import_dsl:
         module = _import_dsl(args.import_dsl, args.weights)
+    elif args.import_xmodel:
+        from fixflow.backends.xmodel.quant import read_int_xmodel
+        module = read_int_xmodel(args.import_xmodel)
     elif args.input is not None:
         module = load_ir(args.input)
     else:
         raise ToolError("nothing to do: give --import-torch, --import-zoo, --import-dsl or an input IR file")
+    if args.export_xmodel:
+        if not args.output or args.output == "-":
+            raise ToolError("--export-xmodel writes a binary file: give -o FILE.xmodel")
+        from fixflow.backends.xmodel.quant import write_int_xmodel
+        write_int_xmodel(module, args.output)
+        return 0
     from fixflow.ir import print_module
     text = export_dot(module) if args.export_dot else print_module(module, print_locations=args.debuginfo)
     write_output(text, args.output)
