@@ -27,7 +27,7 @@ fixed_points = st.builds(FixedPointType, st.integers(1, 32), st.integers(-20, 20
 element_types = st.one_of(st.sampled_from(SCALARS), fixed_points)
 shapes = st.lists(st.one_of(st.integers(0, 6), st.just(-1)), max_size=4)
 idents = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
-opaque_types = st.builds(OpaqueType, idents, st.one_of(st.just(""), idents,
+opaque_types = st.builds(OpaqueType, idents, st.one_of(idents,
                                                        idents.map(lambda s: s + '<1, "x>", a->b>')))
 value_types = st.one_of(element_types, st.builds(TensorType, shapes, element_types),
                         st.builds(UnrankedTensorType, element_types), opaque_types)
@@ -55,6 +55,7 @@ float_attrs = st.one_of(
     st.sampled_from([0.0, -0.0, 1.5, 65504.0, float("inf"), float("-inf"), float("nan")]).map(
         lambda v: FloatAttr(v, f16)))
 strings = st.text(max_size=12)
+names = st.text(min_size=1, max_size=12)  # attribute names and file names (MLIR rejects empty ones)
 dense_elem_types = st.one_of(st.sampled_from([i1, i8, i16, i32, i64, IntegerType(8, "unsigned"), f16, f32, f64]),
                              fixed_points)
 
@@ -96,18 +97,18 @@ dense_arrays = st.one_of(
     st.lists(st.floats(), max_size=5).map(lambda v: DenseArrayAttr(f64, v)))
 leaf_attrs = st.one_of(
     int_attrs, float_attrs, st.booleans().map(BoolAttr), st.just(UNIT), strings.map(StringAttr),
-    types.map(TypeAttr), st.builds(SymbolRefAttr, strings, st.lists(strings, max_size=2)), dense_arrays,
-    dense_attrs(), st.builds(OpaqueAttr, idents, st.one_of(st.just(""), idents.map(lambda s: s + "<[1], \">\">"))))
+    types.map(TypeAttr), st.builds(SymbolRefAttr, names, st.lists(names, max_size=2)), dense_arrays,
+    dense_attrs(), st.builds(OpaqueAttr, idents, st.one_of(idents, idents.map(lambda s: s + "<[1], \">\">"))))
 attributes = st.recursive(
     leaf_attrs,
     lambda inner: st.one_of(st.lists(inner, max_size=3).map(ArrayAttr),
-                            st.dictionaries(strings, inner, max_size=3).map(DictionaryAttr)),
+                            st.dictionaries(names, inner, max_size=3).map(DictionaryAttr)),
     max_leaves=8)
-op_attributes = st.dictionaries(strings, st.one_of(attributes, resource_attrs()), max_size=3)
+op_attributes = st.dictionaries(names, st.one_of(attributes, resource_attrs()), max_size=3)
 
 
 # ---- locations ------------------------------------------------------------------------------------------
-leaf_locs = st.one_of(st.just(UNKNOWN_LOC), st.builds(FileLineColLoc, strings, st.integers(0, 10 ** 6),
+leaf_locs = st.one_of(st.just(UNKNOWN_LOC), st.builds(FileLineColLoc, names, st.integers(0, 10 ** 6),
                                                       st.integers(0, 999)), strings.map(NameLoc))
 locations = st.recursive(
     leaf_locs,

@@ -97,7 +97,12 @@ def test_attribute_text_forms():
     assert StringAttr('a"b\\c\n\x01é').text() == r'"a\"b\\c\n\01\C3\A9"'
     assert DenseArrayAttr(i64, []).text() == "array<i64>"
     assert DenseElementsAttr.from_array(np.zeros((2, 3), np.float32)).text() == "dense<0.0> : tensor<2x3xf32>"
-    assert DenseElementsAttr.from_array(np.zeros((0, 3), np.float32)).text() == "dense<[]> : tensor<0x3xf32>"
+    assert DenseElementsAttr.from_array(np.zeros((0, 3), np.float32)).text() == "dense<> : tensor<0x3xf32>"
+    assert parse_attribute("dense<[]> : tensor<0xf32>").array.shape == (0,)
+    fx = DenseElementsAttr(TensorType([2, 3], FixedPointType(8, 1)), np.array([[1, -1, 2], [3, 4, 5]]))
+    assert fx.text() == 'dense<"0x01FF02030405"> : tensor<2x3x!fix.xint<8, 1>>'  # MLIR takes only hex here
+    assert DenseElementsAttr(TensorType([3], FixedPointType(8, 1)), np.array([7, 7, 7])).text() == \
+        'dense<"0x07"> : tensor<3x!fix.xint<8, 1>>'  # hex splat
     hexed = DenseElementsAttr.from_array(np.arange(65, dtype=np.int8)).text()
     assert hexed.startswith('dense<"0x000102') and hexed.endswith('40"> : tensor<65xi8>')
     assert SymbolRefAttr("a", ["b"]).text() == "@a::@b" and SymbolRefAttr("a b").text() == '@"a b"'

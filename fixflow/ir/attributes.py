@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .types import FloatType, TensorType, Type, element_type_for, f64, i1, i64, numpy_dtype
+from .types import FixedPointType, FloatType, TensorType, Type, element_type_for, f64, i1, i64, numpy_dtype
 
 
 class Attribute:
@@ -333,8 +333,12 @@ class DenseElementsAttr(Attribute):
 
     def text(self) -> str:
         a = self._array
-        if a.size == 0:
-            body = "[]" if a.ndim else ""
+        if isinstance(self.type.element_type, FixedPointType):
+            # MLIR only takes element lists for builtin element types; a hex string is valid for any type
+            data = a.flat[:1] if self.is_splat() else a
+            body = '"0x' + np.ascontiguousarray(data).astype(a.dtype.newbyteorder("<")).tobytes().hex().upper() + '"'
+        elif a.size == 0:
+            body = ""  # MLIR's form for any empty shape (`[]` only fits rank 1)
         elif self.is_splat() and a.size > 1:
             body = _format_scalar(a.flat[0], self.type.element_type)
         elif a.size > self.HEX_THRESHOLD and self.type.element_type != i1:

@@ -37,6 +37,7 @@ _SYMBOL = re.compile(r'@(?:([A-Za-z_$.][A-Za-z0-9_$.-]*)|"((?:[^"\\\n]|\\.)*)")'
 _INT_TYPE = re.compile(r"(si|ui|i)(\d+)\Z")
 _DIMS = re.compile(r"((?:(?:\d+|\?)x)*)")
 _DIALECT_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\.?([A-Za-z0-9_$.]*)")
+_LOC_ALIAS_DEF = re.compile(r"^#([A-Za-z_][A-Za-z0-9_$.]*)[ \t]*=[ \t]*loc\(", re.M)
 _HEX_ESC = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)")
 
 _FAST_OP = re.compile(
@@ -193,6 +194,7 @@ class Parser:
         block = Block()
         self._blocks.append({})
         self._block_pos.append({})
+        self._predefine_location_aliases()
         while True:
             self.skip()
             if self.pos >= len(self.text):
@@ -214,6 +216,18 @@ class Parser:
             op.detach()
             ops.append(op)
         return ops
+
+    def _predefine_location_aliases(self) -> None:
+        """`mlir-opt --mlir-print-debuginfo` prints most `#loc = loc(...)` definitions after the ops that
+        use them: parse those definitions first (they only refer to earlier ones)."""
+        if "#" not in self.text:
+            return
+        for m in _LOC_ALIAS_DEF.finditer(self.text):
+            if m.group(1) in self._loc_aliases:
+                continue
+            self.pos = m.end() - 4
+            self._loc_aliases[m.group(1)] = self.parse_location()
+        self.pos = 0
 
     def _parse_alias_definition(self) -> None:
         start = self.pos

@@ -153,7 +153,11 @@ class Printer:
         from .opdef import IsolatedFromAbove
         isolated = IsolatedFromAbove in op.TRAITS
         if isolated:
-            self._scopes.append(_Scope())
+            # numbering restarts, but (as in MLIR) names visible outside may not be redefined inside
+            outer = self._scopes[-1]
+            scope = _Scope()
+            scope.next_value, scope.next_arg, scope.used = outer.next_value, outer.next_arg, set(outer.used)
+            self._scopes.append(scope)
         out = self._out
         out.append(" (")
         for i, region in enumerate(op.regions):
