@@ -71,11 +71,12 @@ def test_legal_annotations_are_untouched():
     assert diags == []
 
 
-def test_relu6_output_raised_to_4():
+@pytest.mark.parametrize("calibrated_o", [2, 6])
+def test_relu6_output_set_to_4(calibrated_o):
     m = _calibrated("net S(x: f32[1, 2, 4, 4]) {\n  c = conv2d(x, out=3, kernel=1)\n  r = relu6(c)\n  return r\n}",
                     (2, 2, 4, 4))
     ops = _ops(m)
-    ops["r"].attributes["fix.out"] = fix_attr(8, 2)
+    ops["r"].attributes["fix.out"] = fix_attr(8, calibrated_o)
     ops["c"].attributes["fix.weight"] = fix_attr(8, 6)
     ops["c"].attributes["fix.bias"] = fix_attr(8, 6)
     main_function(m).attributes["fix.inputs"] = type(main_function(m).attributes["fix.inputs"])([fix_attr(8, 5)])

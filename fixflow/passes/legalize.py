@@ -3,7 +3,7 @@
 Rules (numerics.md, "Legalizing fix_pos after calibration", via fixflow.dialects.quant.numerics):
 conv-like ops (conv2d, conv_transpose2d, linear): ``shift_cut = w + i - o`` in [0, 16] and
 ``shift_bias = w + i - b`` in its range (`legalize_conv`); a conv + ReLU6 group's output fix_pos
-is raised to >= 4 (the DPU clamps ReLU6 at the constant 96 = 6 * 2^4); hardsigmoid: output >= 7,
+is set to 4 (the DPU clamps ReLU6 at the constant 96, which is 6.0 only at fix_pos 4); hardsigmoid: output >= 7,
 input >= 0; hardswish: input >= 0, output <= input + 7; pad and nearest upsample whose input is a
 quantization point keep the input's fix_pos; leaky_relu slope 26/256. Every adjustment is one
 warning naming the layer (its location).
@@ -125,9 +125,10 @@ def _legalize_conv(op: Operation, func: Operation) -> int:
     end, chain = group_end(op.results[0])
     bw_o, o = read_fix_attr(end, "fix.out")
     n = 0
-    if any(c.name == "graph.relu6" for c in chain) and o < RELU6_MIN_FIX_POS:
-        emit_warning(f"legalize-fix: {_layer(op)}: output fix_pos raised from {o} to {RELU6_MIN_FIX_POS} "
-                     f"(the DPU clamps ReLU6 at the constant 96 = 6 * 2^{RELU6_MIN_FIX_POS})", op.location)
+    if any(c.name == "graph.relu6" for c in chain) and o != RELU6_MIN_FIX_POS:
+        emit_warning(f"legalize-fix: {_layer(op)}: output fix_pos set from {o} to {RELU6_MIN_FIX_POS} "
+                     f"(the DPU clamps ReLU6 at the constant 96 = 6 * 2^{RELU6_MIN_FIX_POS}, which is 6.0 "
+                     f"only at fix_pos {RELU6_MIN_FIX_POS})", op.location)
         o = RELU6_MIN_FIX_POS
         n += 1
     new, reasons = legalize_conv(ConvFixPos(i, w[1], b[1], o), _layer(op))
