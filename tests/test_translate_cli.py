@@ -72,10 +72,18 @@ def run(argv, capsys):
     return code, out, err
 
 
+def is_one_diagnostic(err: str) -> bool:
+    """One `...error: message` line, optionally followed by the source line and a caret line."""
+    lines = err.rstrip("\n").splitlines()
+    if len(lines) == 3:
+        return "error: " in lines[0] and lines[2].strip() == "^"
+    return len(lines) == 1
+
+
 def assert_one_error(code, err, *needles):
     assert code == 1
     lines = err.strip().splitlines()
-    assert len(lines) == 1, err
+    assert is_one_diagnostic(err), err
     assert "error: " in lines[0] and "Traceback" not in err
     for n in needles:
         assert n in lines[0], (n, lines[0])
@@ -238,7 +246,7 @@ def test_console_script_exit_code(net_file, tmp_path):
     proc = subprocess.run(cmd + ["--import-torch", f"{net_file}:WithTopk", "--input-shape", "1,1,4,4"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
-    assert len(proc.stderr.strip().splitlines()) == 1 and "'torch.topk'" in proc.stderr
+    assert is_one_diagnostic(proc.stderr) and "'torch.topk'" in proc.stderr
 
 
 # ---- fixflow.tools.common ---------------------------------------------------------------------------------------
@@ -338,4 +346,4 @@ def test_translate_xmodel_errors(tmp_path, capsys):
     bad.write_bytes(b"\x0b\x00garbage")
     assert main(["--import-xmodel", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert "not a valid xmodel" in err and len(err.strip().splitlines()) == 1
+    assert "not a valid xmodel" in err and is_one_diagnostic(err)

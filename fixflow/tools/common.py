@@ -53,8 +53,12 @@ def error_line(err: BaseException) -> str:
 
 
 def report_error(err: BaseException, stream: IO[str] | None = None) -> None:
-    """Print `error_line(err)` to `stream` (default stderr)."""
-    print(error_line(err), file=stream or sys.stderr)
+    """Print the error to `stream` (default stderr): `error_line(err)`, followed, for errors in text the
+    tool has read, by the source line and a caret (as mlir-opt does)."""
+    text = error_line(err)
+    if isinstance(err, FixflowError) and "\n" not in str(err.message):
+        text = err.render()
+    print(text, file=stream or sys.stderr)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

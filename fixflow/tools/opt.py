@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from ..ir.diagnostics import FixflowError, capture_diagnostics
+from .common import ArgumentParser, ToolError, argv_list, read_text, run_tool, write_output
 
 _EXPECTED = re.compile(r"//\s*expected-(error|warning|note|remark)\s*(@[+-]\d+|@above|@below)?\s*\{\{(.*?)\}\}")
 _SPLIT = re.compile(r"^// -----.*$", re.M)
@@ -30,7 +31,7 @@ def _build_parser(passes: dict) -> argparse.ArgumentParser:
         for oname, typ, default, help_ in cls.option_fields():
             tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
             epilog.append(f"      {oname}=<{tname}>  (default {_format_option(default)}) {help_}".rstrip())
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="fixflow-opt", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Parse fixflow/MLIR generic text IR, run a pass pipeline, and print the result.",
         epilog="\n".join(epilog))
@@ -145,54 +146,38 @@ def _run_verify_diagnostics(chunks: list[str], filename: str, args, passes_facto
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `fixflow-opt`."""
+    """Entry point of `fixflow-opt`; returns the exit code."""
+    return run_tool(lambda: _main(argv))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from ..ir.passes import load_pass_plugin, parse_pipeline, registered_passes
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = argv_list(argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--load-pass-plugin", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
-    try:
-        for path in known.load_pass_plugin:
-            load_pass_plugin(path)
-        passes = registered_passes()
-    except FixflowError as e:
-        sys.stderr.write(e.render() + "\n")
-        return 1
+    for path in known.load_pass_plugin:
+        load_pass_plugin(path)
+    passes = registered_passes()
     parser = _build_parser(passes)
     args = parser.parse_args(argv)
     flags = getattr(args, "pass_flags", None) or []
     if args.pipeline and flags:
-        parser.error("use either --pass-pipeline or individual pass flags, not both")
+        raise ToolError("use either --pass-pipeline or individual pass flags, not both")
 
     def make_passes():
         if args.pipeline:
             return parse_pipeline(args.pipeline)
         return [passes[name].from_option_string(opts) if opts else passes[name]() for name, opts in flags]
 
-    try:
-        make_passes()  # report pipeline errors before reading input
-        if args.input == "-":
-            text, filename = sys.stdin.read(), "<stdin>"
-        else:
-            try:
-                with open(args.input, encoding="utf-8") as f:
-                    text = f.read()
-            except OSError as e:
-                raise FixflowError(f"cannot read '{args.input}': {e.strerror}") from None
-            filename = args.input
-        chunks = _chunks(text, args.split_input_file)
-        if args.verify_diagnostics:
-            return _run_verify_diagnostics(chunks, filename, args, make_passes)
-        outputs = [_process(c, filename, args, make_passes()) for c in chunks]
-    except FixflowError as e:
-        sys.stderr.write(e.render() + "\n")
-        return 1
-    result = "// -----\n".join(outputs)
-    if args.output == "-":
-        sys.stdout.write(result)
-    else:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(result)
+    make_passes()  # report pipeline errors before reading input
+    text = read_text(args.input)
+    filename = "<stdin>" if args.input == "-" else args.input
+    chunks = _chunks(text, args.split_input_file)
+    if args.verify_diagnostics:
+        return _run_verify_diagnostics(chunks, filename, args, make_passes)
+    outputs = [_process(c, filename, args, make_passes()) for c in chunks]
+    write_output("// -----\n".join(outputs), args.output)
     return 0
 
 
