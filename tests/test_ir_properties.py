@@ -191,6 +191,67 @@ def test_random_modules_round_trip_and_verify(m, locs, hint_names):
     assert [op.name for op in again.walk()] == [op.name for op in m.walk()]
     if locs:
         assert [op.location for op in again.walk()] == [op.location for op in m.walk()]
+    assert print_module(m.clone(), print_locations=locs, name_hints=hint_names) == text  # deep clone
+
+
+def _check_invariants(block: Block, values: list) -> None:
+    """Use lists agree with operand lists; the intrusive op list is consistent."""
+    from collections import Counter
+    ops = list(block.ops)
+    assert len(block) == len(ops)
+    for a, b in zip(ops, ops[1:]):
+        assert a.next_op is b and b.prev_op is a and a.parent is block
+    assert (block.first_op, block.last_op) == ((ops[0], ops[-1]) if ops else (None, None))
+    expected = {id(v): Counter() for v in values}
+    for op in ops:
+        for v in op.operands:
+            expected[id(v)][op] += 1
+    for v in values:
+        assert v.uses == dict(expected[id(v)]), (v, v.uses, expected[id(v)])
+
+
+@SETTINGS
+@given(st.data())
+def test_random_edits_keep_use_lists_consistent(data):
+    block = Block([i32, i32])
+    values = list(block.args)
+    for _ in range(data.draw(st.integers(1, 30))):
+        kind = data.draw(st.sampled_from(["create", "set_operand", "set_operands", "rauw", "erase", "move",
+                                          "clone", "detach_reinsert"]))
+        ops = list(block.ops)
+        if kind == "create" or not ops:
+            operands = data.draw(st.lists(st.sampled_from(values), max_size=3))
+            op = Operation("e.op", operands, [i32] * data.draw(st.integers(0, 2)))
+            block.append(op)
+            values.extend(op.results)
+        elif kind == "set_operand":
+            op = data.draw(st.sampled_from(ops))
+            if op.operands:
+                op.set_operand(data.draw(st.integers(0, len(op.operands) - 1)), data.draw(st.sampled_from(values)))
+        elif kind == "set_operands":
+            data.draw(st.sampled_from(ops)).set_operands(data.draw(st.lists(st.sampled_from(values), max_size=3)))
+        elif kind == "rauw":
+            old, new = data.draw(st.sampled_from(values)), data.draw(st.sampled_from(values))
+            old.replace_all_uses_with(new)
+            assert not old.uses or old is new
+        elif kind == "erase":
+            op = data.draw(st.sampled_from(ops))
+            if any(r.uses for r in op.results):
+                continue  # erase() refuses; covered in test_ir_core
+            op.erase()
+            values = [v for v in values if getattr(v, "op", None) is not op]
+        elif kind == "move":
+            a, b = data.draw(st.sampled_from(ops)), data.draw(st.sampled_from(ops))
+            if a is not b:
+                a.move_after(b) if data.draw(st.booleans()) else a.move_before(b)
+        elif kind == "clone":
+            op = data.draw(st.sampled_from(ops))
+            copy = block.insert_after(op, op.clone())
+            values.extend(copy.results)
+        else:
+            op = data.draw(st.sampled_from(ops)).detach()
+            block.prepend(op)
+        _check_invariants(block, values)
 
 
 @SETTINGS
