@@ -28,8 +28,10 @@ from typing import Callable, Iterable, Sequence
 import attrs
 import numpy as np
 
+from ..dialects.graph import kernels as GK
 from ..dialects.graph import (AdaptiveAvgPool2dOp, AvgPool2dOp, ConstantOp, Conv2dOp, ConvTranspose2dOp,
                               LeakyReluOp, LinearOp)
+from ..dialects.graph.shapes import ShapeError
 from ..dialects.quant.numerics import LEAKY_RELU_ALPHA, ModalFixPos, avgpool_multiplier, fake_quantize, fix_pos_diffs
 from ..ir.attributes import ArrayAttr, BoolAttr, DenseArrayAttr, DenseResourceElementsAttr, IntegerAttr, StringAttr
 from ..ir.core import Operation, Value
@@ -241,6 +243,7 @@ class FakeQuantRunner:
         self.fp_b: dict[Operation, int] = {}
         self.bc: dict[Operation, _BiasCorr] = {}
         self._qparams: dict[Operation, tuple[np.ndarray, np.ndarray]] = {}
+        self._wq: dict[Operation, np.ndarray] = {}   # fake-quantized weights (fix_pos chosen once)
         self.batches = 0
 
     def _refresh(self) -> None:
@@ -290,14 +293,16 @@ class FakeQuantRunner:
         cached = self._qparams.get(op)
         if cached is not None:
             return cached
-        w = _const_array(op.weight)
-        if op not in self.fp_w:
-            self.fp_w[op] = fix_pos_diffs(w, self.bit_width, "std_round", self.scope)
+        wq = self._wq.get(op)
+        if wq is None:
+            w = _const_array(op.weight)
+            if op not in self.fp_w:
+                self.fp_w[op] = fix_pos_diffs(w, self.bit_width, "std_round", self.scope)
+            wq = self._wq[op] = fake_quantize(w, self.bit_width, self.fp_w[op], "std_round")
         b = self.corrected_bias(op)
         if op not in self.fp_b:
             self.fp_b[op] = fix_pos_diffs(b, self.bit_width, "std_round", self.scope)
-        q = (fake_quantize(w, self.bit_width, self.fp_w[op], "std_round"),
-             fake_quantize(b, self.bit_width, self.fp_b[op], "std_round"))
+        q = (wq, fake_quantize(b, self.bit_width, self.fp_b[op], "std_round"))
         self._qparams[op] = q
         return q
 
@@ -352,22 +357,30 @@ class FakeQuantRunner:
     def _conv(self, op: Operation, args: list[np.ndarray], update: bool) -> np.ndarray:
         wq, bq = self._params(op)
         x = args[0]
-        y = op.evaluate([x, wq, bq])[0]
-        if update and self.bias_correction:
-            self._correct_bias(op, x, y, args[1], args[2])
+        st = self.bc.get(op)
+        if not (update and self.bias_correction and (st is None or not st.stopped)):
+            return op.evaluate([x, wq, bq])[0]
+        if isinstance(op, Conv2dOp):   # one im2col for the quantized and the float-weight conv
+            try:
+                y, yf = GK.conv2d_multi(x, [wq, args[1]], [bq, args[2]], **op.kernel_args())
+            except ShapeError as e:
+                raise CalibrationError(f"'{op.name}' failed during calibration: {e}", op.location) from None
+        else:
+            y, yf = op.evaluate([x, wq, bq])[0], op.evaluate([x, args[1], args[2]])[0]
+        self._correct_bias(op, yf, y, args[2])
         return y
 
-    def _correct_bias(self, op: Operation, x: np.ndarray, yq: np.ndarray, w: np.ndarray, b: np.ndarray) -> None:
+    def _correct_bias(self, op: Operation, yf: np.ndarray, yq: np.ndarray, b: np.ndarray) -> None:
+        """One bias-correction step from the float-weight output `yf` and the quantized `yq`."""
         st = self.bc.get(op)
         if st is None:
             st = self.bc[op] = _BiasCorr(np.zeros(b.shape, np.float64))
-        if st.stopped:
-            return
-        yf = op.evaluate([x, w, b])[0].astype(np.float64)
-        err = yq.astype(np.float64) - yf
-        axes = _channel_axes(yf, op)
-        noise = float(np.mean(err**2))
-        st.efficiency = 1.25 * math.log10(max(float(np.mean(yf**2)), 1e-30) / noise) if noise > 0 else math.inf
+        err = np.subtract(yq, yf, dtype=np.float64)
+        sq = np.square(err)
+        noise = float(np.mean(sq))
+        np.square(yf, out=sq, dtype=np.float64)
+        st.efficiency = 1.25 * math.log10(max(float(np.mean(sq)), 1e-30) / noise) if noise > 0 else math.inf
+        del sq
         st.batches += 1
         if st.efficiency > BC_STOP_ABOVE:
             st.stopped = True
@@ -375,7 +388,7 @@ class FakeQuantRunner:
         if st.efficiency > BC_HALVE_ABOVE and not st.halved:
             st.rate /= 2
             st.halved = True
-        delta = st.rate * err.mean(axis=axes)
+        delta = st.rate * err.mean(axis=_channel_axes(yf, op))
         st.correction = st.correction + delta
         scale = max(float(np.abs(b).max()), float(np.abs(st.correction).max()), 1e-12)
         if float(np.abs(delta).max()) <= 1e-6 * scale:

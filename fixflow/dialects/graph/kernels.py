@@ -20,7 +20,7 @@ from . import shapes as S
 from .shapes import IntOrPair, ShapeError, pad4, pair
 
 __all__ = [
-    "ShapeError", "conv2d", "conv_transpose2d", "linear", "matmul", "batch_norm", "relu",
+    "ShapeError", "conv2d", "conv2d_multi", "conv_transpose2d", "linear", "matmul", "batch_norm", "relu",
     "relu6", "leaky_relu", "prelu", "hardsigmoid", "hardswish", "sigmoid", "tanh", "silu",
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "add", "sub",
     "mul", "div", "concat", "reshape", "flatten", "permute", "transpose", "pad", "upsample",
@@ -66,36 +66,49 @@ def conv2d(x: np.ndarray, w: np.ndarray, b: Optional[np.ndarray] = None, stride:
     (one input channel per group) accumulate over kernel taps; all others run one im2col
     matmul per batch chunk.
     """
+    return conv2d_multi(x, [w], [b], stride, padding, dilation, groups)[0]
+
+
+def conv2d_multi(x: np.ndarray, ws: Sequence[np.ndarray], bs: Sequence[Optional[np.ndarray]],
+                 stride: IntOrPair = 1, padding: IntOrPair = 0, dilation: IntOrPair = 1,
+                 groups: int = 1) -> list[np.ndarray]:
+    """``[conv2d(x, w, b, ...) for w, b in zip(ws, bs)]`` with one im2col of ``x`` shared by all
+    weight sets (same-shaped weights); each result is identical to its own `conv2d` call."""
     x = _float(x)
-    w = np.asarray(w, dtype=x.dtype)
-    b = _like(b, x.dtype)
-    n, o, oh, ow = S.conv2d_shape(x.shape, w.shape, None if b is None else b.shape,
-                                  stride, padding, dilation, groups)
+    ws = [np.asarray(w, dtype=x.dtype) for w in ws]
+    bs = [_like(b, x.dtype) for b in bs]
+    if len(ws) != len(bs) or not ws or any(w.shape != ws[0].shape for w in ws):
+        raise ShapeError("conv2d: conv2d_multi needs same-shaped weight sets, one bias (or None) each")
+    for w, b in zip(ws, bs):
+        n, o, oh, ow = S.conv2d_shape(x.shape, w.shape, None if b is None else b.shape,
+                                      stride, padding, dilation, groups)
     sh, sw = pair(stride)
     dh, dw = pair(dilation)
     c = x.shape[1]
-    _, cg, kh, kw = w.shape
+    _, cg, kh, kw = ws[0].shape
     if cg == 1 and groups == c and groups > 1:
-        out = _depthwise(x, w, pad4(padding), oh, ow, sh, sw, dh, dw)
+        outs = [_depthwise(x, w, pad4(padding), oh, ow, sh, sw, dh, dw) for w in ws]
     else:
-        out = _im2col_conv(_pad_spatial(x, pad4(padding)), w, groups, oh, ow, sh, sw, dh, dw)
-    if b is not None:
-        out += b.reshape(1, o, 1, 1)
-    return out
+        outs = _im2col_conv(_pad_spatial(x, pad4(padding)), ws, groups, oh, ow, sh, sw, dh, dw)
+    for out, b in zip(outs, bs):
+        if b is not None:
+            out += b.reshape(1, o, 1, 1)
+    return outs
 
 
-def _im2col_conv(xp: np.ndarray, w: np.ndarray, g: int, oh: int, ow: int,
-                 sh: int, sw: int, dh: int, dw: int) -> np.ndarray:
+def _im2col_conv(xp: np.ndarray, ws: Sequence[np.ndarray], g: int, oh: int, ow: int,
+                 sh: int, sw: int, dh: int, dw: int) -> list[np.ndarray]:
     n, c = xp.shape[:2]
-    o, cg, kh, kw = w.shape
+    o, cg, kh, kw = ws[0].shape
     k = cg * kh * kw
-    wm = w.reshape(g, o // g, k) if g > 1 else w.reshape(o, k)
-    out = np.empty((n, o, oh, ow), dtype=xp.dtype)
-    out3 = out.reshape(n, o, oh * ow)
+    wms = [w.reshape(g, o // g, k) if g > 1 else w.reshape(o, k) for w in ws]
+    outs = [np.empty((n, o, oh, ow), dtype=xp.dtype) for _ in ws]
+    out3s = [out.reshape(n, o, oh * ow) for out in outs]
     if kh == kw == 1 and sh == sw == 1 and xp.shape[2:] == (oh, ow):
         cols_all = xp.reshape(n, c, oh * ow)  # pointwise conv: the input is the column matrix
-        _gemm(wm, cols_all, g, out3)
-        return out
+        for wm, out3 in zip(wms, out3s):
+            _gemm(wm, cols_all, g, out3)
+        return outs
     chunk = max(1, _COLS_BUDGET // max(1, c * kh * kw * oh * ow))
     for n0 in range(0, n, chunk):
         xs = xp[n0:n0 + chunk]
@@ -104,8 +117,10 @@ def _im2col_conv(xp: np.ndarray, w: np.ndarray, g: int, oh: int, ow: int,
         for i in range(kh):
             for j in range(kw):
                 cols[:, :, i, j] = _tap(xs, i * dh, j * dw, oh, ow, sh, sw)
-        _gemm(wm, cols.reshape(m, c * kh * kw, oh * ow), g, out3[n0:n0 + m])
-    return out
+        cols3 = cols.reshape(m, c * kh * kw, oh * ow)
+        for wm, out3 in zip(wms, out3s):
+            _gemm(wm, cols3, g, out3[n0:n0 + m])
+    return outs
 
 
 def _gemm(wm: np.ndarray, cols: np.ndarray, g: int, out3: np.ndarray) -> None:

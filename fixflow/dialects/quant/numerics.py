@@ -123,7 +123,76 @@ def dequantize(q: np.ndarray | int, fix_pos: int) -> np.ndarray:
 
 def fake_quantize(x: np.ndarray | float, bit_width: int, fix_pos: int, mode: str = "half_up") -> np.ndarray:
     """Quantize then dequantize; float32, identical to ``dequantize(quantize(...))``."""
+    if _fast_ok(x, bit_width, fix_pos, mode):
+        out = _fake_quantize_f32(x, bit_width, int(fix_pos), mode)
+        if not math.isnan(float(out.min())):   # NaN inputs: the reference's integer cast decides
+            return out
     return dequantize(quantize(x, bit_width, fix_pos, mode), fix_pos)
+
+
+# Fast float32 paths. A float32 value scaled by 2**fp (|fp| <= _FAST_FP_MAX) is exact in float64 with
+# at most 24 significant bits, so ``floor(s + 0.5)`` equals round_mode's half_up and
+# ``floor(|s| + 0.5)`` its std_round magnitude; the work runs in cache-sized chunks.
+_FAST_MODES = ("half_up", "std_round")
+_FAST_FP_MAX = 100
+_CHUNK = 1 << 15
+
+
+def _fast_ok(x: object, bit_width: int, fix_pos: int, mode: str) -> bool:
+    return (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.size > 0 and mode in _FAST_MODES
+            and isinstance(bit_width, (int, np.integer)) and 2 <= bit_width <= 24
+            and isinstance(fix_pos, (int, np.integer)) and abs(int(fix_pos)) <= _FAST_FP_MAX)
+
+
+def _round_chunk(a: np.ndarray, scale: float, lo: float, hi: float, mode: str, s: np.ndarray,
+                 r: np.ndarray) -> None:
+    """s = a * scale (float64, exact); r = clip(round_mode(s), lo, hi) (may be -0.0 for std_round)."""
+    np.multiply(a, scale, out=s)
+    if mode == "half_up":
+        np.add(s, 0.5, out=r)
+        np.floor(r, out=r)
+    else:
+        np.abs(s, out=r)
+        r += 0.5
+        np.floor(r, out=r)
+        np.copysign(r, s, out=r)
+    np.clip(r, lo, hi, out=r)
+
+
+def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -> np.ndarray:
+    lo, hi = qrange(bit_width)
+    a = np.ascontiguousarray(x).reshape(-1)
+    out = np.empty(a.shape, np.float32)
+    n = a.size
+    m = min(n, _CHUNK)
+    s, r = np.empty(m), np.empty(m)
+    scale, inv = np.float64(math.ldexp(1.0, fix_pos)), np.float64(math.ldexp(1.0, -fix_pos))
+    for i in range(0, n, _CHUNK):
+        j = min(n, i + _CHUNK)
+        rs, ss = r[:j - i], s[:j - i]
+        _round_chunk(a[i:j], scale, lo, hi, mode, ss, rs)
+        rs += 0.0                         # -0.0 -> 0.0, as the integer round trip does
+        np.multiply(rs, inv, out=out[i:j])
+    return out.reshape(np.shape(x))
+
+
+def _sse_f32(a: np.ndarray, fix_pos: int, lo: int, hi: int, mode: str, sq: np.ndarray,
+             s: np.ndarray, r: np.ndarray) -> float:
+    """Sum of squared fake-quantization errors of float32 `a` (1-D), equal to the float64 reference.
+
+    The error in units of 2**-fp, ``e = r - s``, has at most 24 significant bits, so both it and
+    its square are exact in float64; ``sum(e**2) * 2**-2fp`` is the reference's pairwise sum of
+    ``(fq - a)**2`` scaled by a power of two (np.sum over a same-length float64 array).
+    """
+    n = a.size
+    scale = np.float64(math.ldexp(1.0, fix_pos))
+    for i in range(0, n, _CHUNK):
+        j = min(n, i + _CHUNK)
+        rs, ss = r[:j - i], s[:j - i]
+        _round_chunk(a[i:j], scale, lo, hi, mode, ss, rs)
+        rs -= ss
+        np.square(rs, out=sq[i:j])
+    return math.ldexp(float(np.sum(sq)), -2 * fix_pos)
 
 
 # ----------------------------------------------------------------------------- fix_pos selection
@@ -145,20 +214,31 @@ def fix_pos_diffs(x: np.ndarray, bit_width: int = 8, mode: str = "half_up", scop
     """
     if scope < 1:
         raise NumericsError(f"scope must be >= 1, got {scope}")
-    a = np.asarray(x, dtype=np.float64).ravel()
+    a = np.asarray(x)
+    a32 = np.ascontiguousarray(a).reshape(-1) if a.dtype == np.float32 else None
+    a = a32 if a32 is not None else np.asarray(a, dtype=np.float64).ravel()
     if a.size == 0:
         raise NumericsError("cannot choose a fix_pos for an empty tensor")
-    if not np.all(np.isfinite(a)):
+    lo_v, hi_v = float(a.min()), float(a.max())    # NaN propagates through min/max
+    if not (math.isfinite(lo_v) and math.isfinite(hi_v)):
         raise NumericsError("cannot choose a fix_pos for a tensor with NaN or inf values")
     half = float(1 << (bit_width - 1))
-    step = max(float(a.min()) / (-half - 0.5), float(a.max()) / (half - 0.5))
+    step = max(lo_v / (-half - 0.5), hi_v / (half - 0.5))
     if step <= _FLT_MIN:
         fp0 = 18
     else:
         fp0 = math.floor(math.log2(1.0 / step))
     best, best_err = fp0, math.inf
-    for fp in range(fp0, fp0 + scope):
-        err = float(np.sum((fake_quantize(a, bit_width, fp, mode).astype(np.float64) - a) ** 2))
+    if a32 is not None and _fast_ok(a32, bit_width, fp0, mode) and _fast_ok(a32, bit_width, fp0 + scope - 1, mode):
+        lo, hi = qrange(bit_width)
+        m = min(a32.size, _CHUNK)
+        sq, s, r = np.empty(a32.size), np.empty(m), np.empty(m)
+        errs = (_sse_f32(a32, fp, lo, hi, mode, sq, s, r) for fp in range(fp0, fp0 + scope))
+    else:
+        a = np.asarray(a, dtype=np.float64)
+        errs = (float(np.sum((fake_quantize(a, bit_width, fp, mode).astype(np.float64) - a) ** 2))
+                for fp in range(fp0, fp0 + scope))
+    for fp, err in zip(range(fp0, fp0 + scope), errs):
         if err < best_err:
             best, best_err = fp, err
     return min(best, fix_pos_cap(bit_width))
