@@ -536,3 +536,36 @@ def test_func_verifier_messages():
     m.verify()
     f.body.add_argument(i8)
     assert "entry block arguments (i32, i32, i8) do not match" in _verify_message(m)
+
+
+def _cfg(body: str) -> ModuleOp:
+    return parse_module('"test.cfg"() ({\n' + body + '}) : () -> ()\n', "cfg.mlir", allow_unregistered=True)
+
+
+def test_verify_dominance_in_multi_block_regions():
+    # %late is printed after its use but its block dominates the using block: valid (mlir-opt agrees)
+    _cfg('  %0 = "t.entry"() : () -> i32\n  "t.br"()[^bb2] : () -> ()\n'
+         '^bb1:\n  "t.use"(%0, %late) : (i32, i32) -> ()\n  "t.ret"() : () -> ()\n'
+         '^bb2:\n  %late = "t.late"() : () -> i32\n  "t.br"()[^bb1] : () -> ()\n').verify()
+    # ^bb2 does not dominate ^bb1 (the entry branches to both)
+    bad = _cfg('  "t.br"()[^bb1, ^bb2] : () -> ()\n'
+               '^bb1:\n  "t.use"(%late) : (i32) -> ()\n  "t.ret"() : () -> ()\n'
+               '^bb2:\n  %late = "t.late"() : () -> i32\n  "t.br"()[^bb1] : () -> ()\n')
+    with pytest.raises(VerifyError, match="operand #0 does not dominate this use") as info:
+        bad.verify()
+    assert (info.value.location.line, info.value.location.col) == (4, 3)
+    # block arguments of a dominating block are visible; those of a sibling are not
+    _cfg('  "t.br"()[^bb1] : () -> ()\n^bb1(%a: i32):\n  "t.br"()[^bb2] : () -> ()\n'
+         '^bb2:\n  "t.use"(%a) : (i32) -> ()\n').verify()
+    with pytest.raises(VerifyError, match="does not dominate"):
+        _cfg('  "t.br"()[^bb1, ^bb2] : () -> ()\n^bb1(%a: i32):\n  "t.ret"() : () -> ()\n'
+             '^bb2:\n  "t.use"(%a) : (i32) -> ()\n').verify()
+    # within a block, a use must follow its definition, also in multi-block regions
+    with pytest.raises(VerifyError, match="does not dominate"):
+        _cfg('  "t.br"()[^bb1] : () -> ()\n^bb1:\n  "t.use"(%x) : (i32) -> ()\n  %x = "t.def"() : () -> i32\n'
+             '  "t.br"()[^bb1] : () -> ()\n').verify()
+    # an unreachable block is dominated by everything; nested regions see what their op sees
+    _cfg('  %0 = "t.entry"() : () -> i32\n  "t.ret"() : () -> ()\n'
+         '^bb1:\n  "t.use"(%1) : (i32) -> ()\n  "t.br"()[^bb2] : () -> ()\n'
+         '^bb2:\n  %1 = "t.def"() : () -> i32\n  "t.nest"() ({\n    "t.use"(%0, %1) : (i32, i32) -> ()\n'
+         '  }) : () -> ()\n  "t.br"()[^bb1] : () -> ()\n').verify()

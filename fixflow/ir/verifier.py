@@ -44,25 +44,69 @@ def _verify_op(op: Operation, visible: set[Value], root: Operation | None = None
         isolated = IsolatedFromAbove in op.TRAITS
         for region in op.regions:
             inner = set() if isolated else visible
-            added: list[Value] = []
             blocks = region.blocks
-            multi = len(blocks) > 1
+            if len(blocks) <= 1:
+                added: list[Value] = []
+                for block in blocks:
+                    for a in block.args:
+                        inner.add(a)
+                        added.append(a)
+                    _verify_block(block, inner, added, True, root)
+                if not isolated:
+                    for v in added:
+                        visible.discard(v)
+                continue
+            doms = _dominators(blocks)
             for block in blocks:
-                for a in block.args:
-                    inner.add(a)
-                    added.append(a)
-                if multi:
-                    for child in block.ops:
-                        for r in child.results:
-                            inner.add(r)
-                            added.append(r)
-            for block in blocks:
-                _verify_block(block, inner, added, not multi, root)
-            if not isolated:
-                for v in added:
-                    visible.discard(v)
+                # a block sees the values of the blocks that dominate it (all of them when unreachable)
+                dom = doms.get(block)
+                added = []
+                for b in blocks:
+                    if b is block or (dom is not None and b not in dom):
+                        continue
+                    added.extend(b.args)
+                    for child in b.ops:
+                        added.extend(child.results)
+                added.extend(block.args)
+                new = [v for v in added if v not in inner]
+                inner.update(new)
+                _verify_block(block, inner, new, True, root)
+                for v in new:
+                    inner.discard(v)
     if isinstance(op, Op):
         op.verify_()  # after the nested ops, so the innermost problem is reported
+
+
+def _dominators(blocks: list[Block]) -> dict[Block, set[Block]]:
+    """For each block reachable from the entry (the first block), the blocks that dominate it."""
+    succs = {b: [s for op in b.ops for s in op.successors] for b in blocks}
+    entry = blocks[0]
+    order, seen, stack = [], {entry}, [entry]
+    while stack:
+        b = stack.pop()
+        order.append(b)
+        for s in succs[b]:
+            if s not in seen and s in succs:
+                seen.add(s)
+                stack.append(s)
+    preds: dict[Block, list[Block]] = {b: [] for b in order}
+    for b in order:
+        for s in succs[b]:
+            if s in preds:
+                preds[s].append(b)
+    everything = set(order)
+    dom = {b: ({b} if b is entry else set(everything)) for b in order}
+    changed = True
+    while changed:
+        changed = False
+        for b in order:
+            if b is entry:
+                continue
+            new = set.intersection(*(dom[p] for p in preds[b])) | {b} if preds[b] else {b}
+            if new != dom[b]:
+                dom[b] = new
+                changed = True
+    return dom
 
 
 def _verify_block(block: Block, visible: set[Value], added: list[Value], define: bool,
