@@ -569,3 +569,24 @@ def test_verify_dominance_in_multi_block_regions():
          '^bb1:\n  "t.use"(%1) : (i32) -> ()\n  "t.br"()[^bb2] : () -> ()\n'
          '^bb2:\n  %1 = "t.def"() : () -> i32\n  "t.nest"() ({\n    "t.use"(%0, %1) : (i32, i32) -> ()\n'
          '  }) : () -> ()\n  "t.br"()[^bb1] : () -> ()\n').verify()
+
+
+def test_op_field_may_not_hide_operation_members():
+    import pytest
+    from fixflow.ir.opdef import Op, attr, operand
+    with pytest.raises(TypeError, match="would hide Operation.results"):
+        class _Bad(Op):  # noqa: F841
+            OP_NAME = "x.bad"
+            results = operand()
+    with pytest.raises(TypeError, match="would hide Operation.location"):
+        class _Bad2(Op):  # noqa: F841
+            OP_NAME = "x.bad2"
+            location = attr()
+
+
+def test_function_may_end_in_an_unregistered_terminator():
+    from fixflow.ir import parse_module
+    m = parse_module('"builtin.module"() ({\n  "func.func"() ({\n  ^bb0(%a: i32):\n'
+                     '    "my.ret"(%a) : (i32) -> ()\n  }) {function_type = (i32) -> i32, sym_name = "f"}'
+                     ' : () -> ()\n}) : () -> ()\n', allow_unregistered=True)
+    m.verify()

@@ -102,7 +102,8 @@ class FuncOp(Op):
             raise self.error(f"entry block arguments ({got}) do not match the function inputs {ft}")
         for block in self.regions[0].blocks:
             last = block.last_op
-            if last is None or Terminator not in last.TRAITS:
+            unregistered = last is not None and type(last) is Operation  # may be a terminator (as MLIR)
+            if last is None or (Terminator not in last.TRAITS and not unregistered):
                 raise self.error("each block of the body must end with a terminator such as func.return")
         for block in self.regions[0].blocks:
             last = block.last_op

@@ -13,12 +13,16 @@ from .location import FileLineColLoc, Location
 if TYPE_CHECKING:
     from .core import Operation
 
-#: source texts by file name, registered by the parser so diagnostics can quote lines
+#: the most recently parsed source texts by file name, so diagnostics can quote lines
 _SOURCES: dict[str, str] = {}
+_MAX_SOURCES = 32
 
 
 def register_source(filename: str, text: str) -> None:
+    _SOURCES.pop(filename, None)
     _SOURCES[filename] = text
+    while len(_SOURCES) > _MAX_SOURCES:
+        del _SOURCES[next(iter(_SOURCES))]
 
 
 def source_line(filename: str, line: int) -> str | None:

@@ -286,6 +286,10 @@ class Op(Operation):
                 if isinstance(value, _Field) and value not in fields:
                     fields.append(value)
         fields.sort(key=lambda f: f.order)
+        reserved = set(Operation.__slots__) | {n for n in dir(Operation) if not n.startswith("__")}
+        for f in fields:
+            if f.name in reserved:
+                raise TypeError(f"{cls.__name__}: field '{f.name}' would hide Operation.{f.name}; rename it")
         cls.OPERANDS = tuple(f for f in fields if isinstance(f, OperandDef))
         cls.RESULTS = tuple(f for f in fields if isinstance(f, ResultDef))
         cls.ATTRS = tuple(f for f in fields if isinstance(f, AttrDef))
