@@ -1,0 +1,44 @@
+"""The README's promises: its Python examples run, its tools exist, its two commands exist."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_starts_with_the_two_commands():
+    block = re.search(r"```\n(.*?)```", README, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ["bash scripts/main.sh", "bash scripts/test.sh"]
+    assert (ROOT / "scripts" / "main.sh").exists() and (ROOT / "scripts" / "test.sh").exists()
+    assert "scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_tools_are_installed_console_scripts():
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    tools = set(re.findall(r"^(fixflow-[a-z]+)\b", README, re.M))
+    assert tools
+    for tool in tools:
+        assert f"{tool} = " in pyproject, tool
+
+
+@pytest.mark.slow
+def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
+    torch = pytest.importorskip("torch")
+    from fixflow.zoo import load_digits
+    monkeypatch.chdir(tmp_path)
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(blocks) == 2
+    ns: dict = {}
+    exec(compile(blocks[0], "README.md:python-1", "exec"), ns)
+    accuracy = float(capsys.readouterr().out.strip().splitlines()[-1])
+    assert accuracy > 0.95
+    x, _ = load_digits("train", size=28)
+    ns["calibration_batches"] = [torch.from_numpy(x[i:i + 32]) for i in range(0, 320, 32)]
+    ns["x_test"] = torch.from_numpy(load_digits("test", size=28)[0])
+    exec(compile(blocks[1], "README.md:python-2", "exec"), ns)
+    assert (tmp_path / "out" / "q" / "quant_info.json").exists()
+    assert (tmp_path / "out" / "q" / "DigitsCNN_int.xmodel").exists()
