@@ -156,7 +156,8 @@ def _round_chunk(a: np.ndarray, scale: float, lo: float, hi: float, mode: str, s
         r += 0.5
         np.floor(r, out=r)
         np.copysign(r, s, out=r)
-    np.clip(r, lo, hi, out=r)
+    np.maximum(r, lo, out=r)
+    np.minimum(r, hi, out=r)
 
 
 def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -> np.ndarray:
@@ -174,6 +175,14 @@ def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -
         rs += 0.0                         # -0.0 -> 0.0, as the integer round trip does
         np.multiply(rs, inv, out=out[i:j])
     return out.reshape(np.shape(x))
+
+
+def _sse_candidates(a: np.ndarray, bit_width: int, mode: str, fps: range) -> list[float]:
+    """`_sse_f32` for each fix_pos of `fps` (scratch buffers shared by the candidates)."""
+    lo, hi = qrange(bit_width)
+    m = min(a.size, _CHUNK)
+    sq, s, r = np.empty(a.size), np.empty(m), np.empty(m)
+    return [_sse_f32(a, fp, lo, hi, mode, sq, s, r) for fp in fps]
 
 
 def _sse_f32(a: np.ndarray, fix_pos: int, lo: int, hi: int, mode: str, sq: np.ndarray,
@@ -230,10 +239,7 @@ def fix_pos_diffs(x: np.ndarray, bit_width: int = 8, mode: str = "half_up", scop
         fp0 = math.floor(math.log2(1.0 / step))
     best, best_err = fp0, math.inf
     if a32 is not None and _fast_ok(a32, bit_width, fp0, mode) and _fast_ok(a32, bit_width, fp0 + scope - 1, mode):
-        lo, hi = qrange(bit_width)
-        m = min(a32.size, _CHUNK)
-        sq, s, r = np.empty(a32.size), np.empty(m), np.empty(m)
-        errs = (_sse_f32(a32, fp, lo, hi, mode, sq, s, r) for fp in range(fp0, fp0 + scope))
+        errs = _sse_candidates(a32, bit_width, mode, range(fp0, fp0 + scope))
     else:
         a = np.asarray(a, dtype=np.float64)
         errs = (float(np.sum((fake_quantize(a, bit_width, fp, mode).astype(np.float64) - a) ** 2))
