@@ -43,6 +43,9 @@ def _tensors(seed: int):
     yield np.array([0.49999997, -0.49999997, 0.5, -0.5, 1.5, -1.5, -0.0, 0.0, 1e-45, -1e-45, 127.5,
                     -128.5, 2e30, -3e30], np.float32) * np.float32(2.0 ** int(rng.integers(-8, 8)))
     yield np.zeros(5, np.float32)
+    for top, bottom in ((127.5, -128.5), (127.49999, -128.49998), (127.50001, -128.50002), (63.75, -64.25)):
+        yield np.array([top, bottom, 1.0, -0.5], np.float32) * np.float32(2.0 ** int(rng.integers(-6, 6)))
+        yield np.array([top, 3.0, 0.0], np.float32) * np.float32(2.0 ** int(rng.integers(-6, 6)))  # one-sided
     yield np.asfortranarray(rng.standard_normal((7, 9)).astype(np.float32))            # non-contiguous
 
 
@@ -106,3 +109,18 @@ def test_conv2d_multi_rejects_mismatched_weights():
     x = np.zeros((1, 2, 5, 5), np.float32)
     with pytest.raises(K.ShapeError, match="same-shaped"):
         K.conv2d_multi(x, [np.zeros((3, 2, 3, 3), np.float32), np.zeros((3, 2, 1, 1), np.float32)], [None, None])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_candidate_errors_are_bit_identical(seed):
+    """The per-candidate error sums themselves (clamps skipped only where they cannot act)."""
+    for x in _tensors(seed):
+        if not np.all(np.isfinite(x)) or np.abs(x).max() > 1e20:
+            continue
+        a = x.astype(np.float64).ravel()
+        for bw in (8, 4):
+            for mode in ("half_up", "std_round"):
+                fps = range(-4, 9)
+                got = nu._sse_candidates(np.ascontiguousarray(x).ravel(), bw, mode, fps, float(a.min()), float(a.max()))
+                ref = [float(np.sum((_ref_fake_quantize(a, bw, fp, mode).astype(np.float64) - a) ** 2)) for fp in fps]
+                assert got == ref

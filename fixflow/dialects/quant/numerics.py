@@ -144,9 +144,10 @@ def _fast_ok(x: object, bit_width: int, fix_pos: int, mode: str) -> bool:
             and isinstance(fix_pos, (int, np.integer)) and abs(int(fix_pos)) <= _FAST_FP_MAX)
 
 
-def _round_chunk(a: np.ndarray, scale: float, lo: float, hi: float, mode: str, s: np.ndarray,
+def _round_chunk(a: np.ndarray, scale: float, lo: float | None, hi: float | None, mode: str, s: np.ndarray,
                  r: np.ndarray) -> None:
-    """s = a * scale (float64, exact); r = clip(round_mode(s), lo, hi) (may be -0.0 for std_round)."""
+    """s = a * scale (float64, exact); r = clip(round_mode(s), lo, hi) (may be -0.0 for std_round);
+    a None bound is not applied (the caller knows it cannot be reached)."""
     np.multiply(a, scale, out=s)
     if mode == "half_up":
         np.add(s, 0.5, out=r)
@@ -156,8 +157,10 @@ def _round_chunk(a: np.ndarray, scale: float, lo: float, hi: float, mode: str, s
         r += 0.5
         np.floor(r, out=r)
         np.copysign(r, s, out=r)
-    np.maximum(r, lo, out=r)
-    np.minimum(r, hi, out=r)
+    if lo is not None:
+        np.maximum(r, lo, out=r)
+    if hi is not None:
+        np.minimum(r, hi, out=r)
 
 
 def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -> np.ndarray:
@@ -177,15 +180,25 @@ def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -
     return out.reshape(np.shape(x))
 
 
-def _sse_candidates(a: np.ndarray, bit_width: int, mode: str, fps: range) -> list[float]:
-    """`_sse_f32` for each fix_pos of `fps` (scratch buffers shared by the candidates)."""
+def _sse_candidates(a: np.ndarray, bit_width: int, mode: str, fps: range, a_min: float,
+                    a_max: float) -> list[float]:
+    """`_sse_f32` for each fix_pos of `fps` (scratch buffers shared by the candidates).
+
+    Both modes round s to a value >= lo when s > lo - 0.5 and <= hi when s < hi + 0.5, so a
+    bound that the scaled minimum / maximum cannot reach is skipped (e.g. lo after a ReLU).
+    """
     lo, hi = qrange(bit_width)
     m = min(a.size, _CHUNK)
     sq, s, r = np.empty(a.size), np.empty(m), np.empty(m)
-    return [_sse_f32(a, fp, lo, hi, mode, sq, s, r) for fp in fps]
+    errs = []
+    for fp in fps:
+        sc = math.ldexp(1.0, fp)
+        errs.append(_sse_f32(a, fp, None if a_min * sc > lo - 0.5 else lo, None if a_max * sc < hi + 0.5 else hi,
+                             mode, sq, s, r))
+    return errs
 
 
-def _sse_f32(a: np.ndarray, fix_pos: int, lo: int, hi: int, mode: str, sq: np.ndarray,
+def _sse_f32(a: np.ndarray, fix_pos: int, lo: int | None, hi: int | None, mode: str, sq: np.ndarray,
              s: np.ndarray, r: np.ndarray) -> float:
     """Sum of squared fake-quantization errors of float32 `a` (1-D), equal to the float64 reference.
 
@@ -239,7 +252,7 @@ def fix_pos_diffs(x: np.ndarray, bit_width: int = 8, mode: str = "half_up", scop
         fp0 = math.floor(math.log2(1.0 / step))
     best, best_err = fp0, math.inf
     if a32 is not None and _fast_ok(a32, bit_width, fp0, mode) and _fast_ok(a32, bit_width, fp0 + scope - 1, mode):
-        errs = _sse_candidates(a32, bit_width, mode, range(fp0, fp0 + scope))
+        errs = _sse_candidates(a32, bit_width, mode, range(fp0, fp0 + scope), lo_v, hi_v)
     else:
         a = np.asarray(a, dtype=np.float64)
         errs = (float(np.sum((fake_quantize(a, bit_width, fp, mode).astype(np.float64) - a) ** 2))
