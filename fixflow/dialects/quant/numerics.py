@@ -157,10 +157,8 @@ def _round_chunk(a: np.ndarray, scale: float, lo: float | None, hi: float | None
         r += 0.5
         np.floor(r, out=r)
         np.copysign(r, s, out=r)
-    if lo is not None:
-        np.maximum(r, lo, out=r)
-    if hi is not None:
-        np.minimum(r, hi, out=r)
+    if lo is not None or hi is not None:    # (np.clip is faster than np.maximum / np.minimum)
+        np.clip(r, -math.inf if lo is None else lo, math.inf if hi is None else hi, out=r)
 
 
 def _fake_quantize_f32(x: np.ndarray, bit_width: int, fix_pos: int, mode: str) -> np.ndarray:
