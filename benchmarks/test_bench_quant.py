@@ -32,3 +32,4 @@ def test_bench_calibrate_resnet50(benchmark, resnet50_graph):
 
     m = benchmark.pedantic(run, rounds=1, iterations=1)
     assert m.attributes["fix.calib_batches"].value == 4
+    assert m.attributes["fix.bias_corrected"].value      # the default pipeline's bias correction ran
