@@ -1,6 +1,6 @@
 """Fixed-point numerics of the DPU flow (pure numpy, bit-exact).
 
-Implements `/work/shared/spec/numerics.md`: rounding modes, power-of-two quantization,
+Implements the shared spec `numerics.md` (see docs/quantization.md for where fixflow departs from it): rounding modes, power-of-two quantization,
 the "diffs" fix_pos search of vai_q_pytorch, modal calibration across batches, the
 hardware legalization rules for fix positions and the average-pool / LeakyReLU
 multipliers. Nothing here knows about the IR.
