@@ -137,30 +137,30 @@ class FloatAttr(Attribute):
         return (self.value if not math.isnan(self.value) else "nan", self.type)
 
 
-class StringAttr(Attribute):
+class _ValueAttr(Attribute):
+    """An attribute that wraps one immutable Python value."""
+
     __slots__ = ("value",)
 
-    def __init__(self, value: str):
+    def __init__(self, value):
         self.value = value
+
+    def _key(self) -> tuple:
+        return (self.value,)
+
+
+class StringAttr(_ValueAttr):
+    __slots__ = ()
 
     def text(self) -> str:
         return quote_string(self.value)
 
-    def _key(self) -> tuple:
-        return (self.value,)
 
-
-class TypeAttr(Attribute):
-    __slots__ = ("value",)
-
-    def __init__(self, value: Type):
-        self.value = value
+class TypeAttr(_ValueAttr):
+    __slots__ = ()
 
     def text(self) -> str:
         return str(self.value)
-
-    def _key(self) -> tuple:
-        return (self.value,)
 
 
 _BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_$.]*\Z")
@@ -467,19 +467,13 @@ class OpaqueAttr(Attribute):
         return (self.dialect, self.body)
 
 
-class LocationAttr(Attribute):
+class LocationAttr(_ValueAttr):
     """Wraps a Location (used for `loc(...)` in attribute position)."""
 
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
+    __slots__ = ()
 
     def text(self) -> str:
         return self.value.print()
-
-    def _key(self) -> tuple:
-        return (self.value,)
 
 
 def to_attribute(value: Any) -> Attribute:
