@@ -267,3 +267,40 @@ class Hello(Pass):
 def test_opt_help_is_fast_and_works_as_a_process():
     r = subprocess.run([sys.executable, "-m", "fixflow.tools.opt", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "canonicalize" in r.stdout
+
+
+def test_canonicalize_puts_constants_last_and_cse_sees_commuted_ops():
+    text = '''"builtin.module"() ({
+  "func.func"() ({
+  ^bb0(%a: i32, %b: i32):
+    %c = "arith.constant"() {value = 7 : i32} : () -> i32
+    %x = "arith.addi"(%c, %a) : (i32, i32) -> i32
+    %y = "arith.muli"(%a, %b) : (i32, i32) -> i32
+    %z = "arith.muli"(%b, %a) : (i32, i32) -> i32
+    %r = "arith.addi"(%y, %z) : (i32, i32) -> i32
+    %s = "arith.addi"(%r, %x) : (i32, i32) -> i32
+    "func.return"(%s) : (i32) -> ()
+  }) {function_type = (i32, i32) -> i32, sym_name = "f"} : () -> ()
+}) : () -> ()
+'''
+    m = parse_module(text)
+    PassManager.parse("canonicalize,cse").run(m)
+    f = m.body.first_op
+    x = [op for op in m.walk(AddIOp) if isinstance(op.rhs.op if hasattr(op.rhs, "op") else None, ConstantOp)]
+    assert len(x) == 1 and x[0].lhs is f.args[0]
+    assert len(list(m.walk(MulIOp))) == 1
+
+
+def test_verify_error_notes_point_at_related_ops():
+    from fixflow.ir.diagnostics import VerifyError
+    text = '''"builtin.module"() ({
+  "func.func"() ({
+  ^bb0(%a: i32):
+    "func.return"(%a) : (i32) -> ()
+  }) {function_type = (i32) -> f32, sym_name = "f"} : () -> ()
+}) : () -> ()
+'''
+    with pytest.raises(VerifyError) as info:
+        parse_module(text, "n.mlir").verify()
+    rendered = info.value.render()
+    assert "n.mlir:4:5: error:" in rendered and "n.mlir:2:3: note: function @f declared here" in rendered

@@ -109,7 +109,9 @@ class FuncOp(Op):
             last = block.last_op
             if isinstance(last, ReturnOp) and [v.type for v in last.operands] != list(ft.results):
                 got = ", ".join(str(v.type) for v in last.operands)
-                raise last.error(f"returns ({got}) but the enclosing function's type is {ft}")
+                err = last.error(f"returns ({got}) but the enclosing function's type is {ft}")
+                err.notes.append((f"function @{self.sym_name} declared here", self.location))
+                raise err
 
 
 @func.op

@@ -36,8 +36,10 @@ def _from_outside(v: Value, root: Operation | None) -> bool:
 def _verify_op(op: Operation, visible: set[Value], root: Operation | None = None) -> None:
     for i, v in enumerate(op._operands):
         if v not in visible and not _from_outside(v, root):
+            owner = getattr(v, "op", None)
+            notes = [("operand defined here", owner.location)] if owner is not None else []
             raise VerifyError(f"operand #{i} does not dominate this use (it is defined later, "
-                              f"in another scope, or not at all)", op)
+                              f"in another scope, or not at all)", op, notes)
     if isinstance(op, Op):
         _verify_definition(op)
     if op.regions:

@@ -6,9 +6,29 @@ import attrs
 
 from ..ir.attributes import ArrayAttr, DictionaryAttr, SymbolRefAttr
 from ..ir.core import Block, Operation
-from ..ir.opdef import IsolatedFromAbove, Pure
+from ..ir.opdef import Commutative, ConstantLike, IsolatedFromAbove, Pure
 from ..ir.passes import Pass, register_pass
-from ..ir.rewrite import PatternSet, apply_patterns_greedily, is_trivially_dead
+from ..ir.rewrite import PatternRewriter, PatternSet, RewritePattern, apply_patterns_greedily, is_trivially_dead
+
+
+def _is_constant(v) -> bool:
+    owner = getattr(v, "op", None)
+    return owner is not None and ConstantLike in owner.TRAITS
+
+
+class ConstantsLast(RewritePattern):
+    """Commutative ops take their constant operands last (`c + x` -> `x + c`), so folders and patterns
+    only need to look at one form."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> bool:
+        if Commutative not in op.TRAITS or len(op.operands) < 2:
+            return False
+        ordered = sorted(op.operands, key=_is_constant)  # stable: non-constants keep their order
+        if ordered == list(op.operands):
+            return False
+        with rewriter.modify_op(op):
+            op.set_operands(ordered)
+        return True
 
 
 def canonicalization_patterns(module: Operation) -> list:
@@ -37,7 +57,7 @@ class Canonicalize(Pass):
         fold: bool = attrs.field(default=True, metadata={"help": "apply op folders"})
 
     def run(self, module: Operation) -> None:
-        patterns = PatternSet(canonicalization_patterns(module))
+        patterns = PatternSet(canonicalization_patterns(module) + [ConstantsLast()])
         apply_patterns_greedily(module, patterns, max_iterations=self.options.max_iterations,
                                 fold=self.options.fold)
 
@@ -71,8 +91,10 @@ class CSE(Pass):
             if op.regions:
                 self._region_ops(op, scopes)
             elif Pure in op.TRAITS and op.results:
-                key = (op.name, tuple(id(v) for v in op.operands), tuple(r.type for r in op.results),
-                       _attr_key(op))
+                operand_ids = [id(v) for v in op.operands]
+                if Commutative in op.TRAITS:
+                    operand_ids.sort()  # a + b and b + a are the same expression
+                key = (op.name, tuple(operand_ids), tuple(r.type for r in op.results), _attr_key(op))
                 existing = None
                 for scope in reversed(scopes):
                     existing = scope.get(key)

@@ -15,6 +15,7 @@
 }) : () -> ()
 // -----
 "builtin.module"() ({
+  // expected-note @+1 {{function @f declared here}}
   "func.func"() ({
   ^bb0(%a: i32):
     "func.return"(%a) : (i32) -> () // expected-error {{returns (i32) but the enclosing function's type is}}
