@@ -198,7 +198,7 @@ class Quantizer:
         with capture_diagnostics() as diags:
             legalize_fix(self.module)
         for d in diags:
-            self._log(f"[fixflow] warning: {d.render()}")
+            self._log(f"[fixflow] {d.render()}")
         info = self._quant_info(bool(corrections))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         path = self.output_dir / QUANT_INFO
@@ -297,7 +297,7 @@ class Quantizer:
         with capture_diagnostics() as diags:
             quantize_module(self.fix_module)
         for d in diags:
-            self._log(f"[fixflow] warning: {d.render()}")
+            self._log(f"[fixflow] {d.render()}")
         self.warnings = diags
 
     def export_xmodel(self, output_dir: str | os.PathLike | None = None, deploy_check: bool = False) -> Path:
