@@ -126,6 +126,7 @@ class Quantizer:
         self.module = import_module(model, self.example_inputs, name=self.name)
         self.func = main_function(self.module)
         self.graph_md5 = graph_md5(self.func)
+        self._report_cpu_ops()
         self._prepare_graph()
         self.runner: FakeQuantRunner | None = None
         self.fix_module: Operation | None = None
@@ -288,6 +289,16 @@ class Quantizer:
         op.set_operand(2, new.result)
         if not old.results[0].uses:
             old.erase()
+
+    def _report_cpu_ops(self) -> None:
+        """Say up front which ops will stay on the CPU (the lowering repeats it with the final decision)."""
+        from ..ir.diagnostics import format_diagnostic
+        from ..passes.quantize import CPU_ONLY
+        for op in self.func.walk():
+            reason = CPU_ONLY.get(op.name)
+            if reason is not None:
+                self._log("[fixflow] " + format_diagnostic(
+                    "note", f"'{op.name}' will stay on the CPU: {reason}", op.location).splitlines()[0])
 
     def _lower(self) -> None:
         from ..passes.quantize import quantize_module
