@@ -173,3 +173,25 @@ def test_adversarial_inputs_raise_parse_errors(text):
     with pytest.raises(ParseError) as info:
         parse_module(text, "adv.mlir", allow_unregistered=True)
     assert info.value.render().startswith("adv.mlir:")
+
+
+@pytest.mark.parametrize("body, where, message", [
+    ('  %0:0 = "x.y"() : () -> ()', "2:6", "must define at least one result"),
+    ('  "x.y"() {"" = 1} : () -> ()', "2:12", "attribute names may not be empty"),
+    ('  %0 = "x.y"() : () -> !foo', "2:24", "undefined type alias '!foo'"),
+])
+def test_text_mlir_rejects_is_rejected(body, where, message):
+    from fixflow.ir import parse_module
+    from fixflow.ir.diagnostics import ParseError
+    with pytest.raises(ParseError) as info:
+        parse_module('"builtin.module"() ({\n' + body + '\n}) : () -> ()\n', "c.mlir", allow_unregistered=True)
+    assert info.value.render().startswith(f"c.mlir:{where}: error:") and message in info.value.message
+
+
+def test_resource_blob_size_is_checked_against_its_type():
+    from fixflow.ir import parse_module
+    from fixflow.ir.diagnostics import ParseError
+    text = ('"builtin.module"() ({\n  "x.y"() {v = dense_resource<k> : tensor<3xf32>} : () -> ()\n}) : () -> ()\n'
+            '{-#\n  dialect_resources: {\n    builtin: {\n      k: "0x040000000000803F"\n    }\n  }\n#-}\n')
+    with pytest.raises(ParseError, match="holds 4 bytes but tensor<3xf32> needs 12"):
+        parse_module(text, "r.mlir", allow_unregistered=True)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from fixflow.ir.diagnostics import ParseError
+
 from fixflow.dialects.arith import AddIOp, ConstantOp
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.ir import (CallSiteLoc, FileLineColLoc, FusedLoc, NameLoc, Operation, UNKNOWN_LOC, parse_attribute,
@@ -190,11 +192,9 @@ def test_resource_inside_array_and_dict_attrs_and_missing_data():
                           allow_unregistered=True).body.first_op.attributes["w"]
     with pytest.raises(ValueError, match="no data"):
         nodata.array
-    bad = parse_module('"test.h"() {w = dense_resource<k> : tensor<2xf32>} : () -> ()\n'
-                       '{-#\n dialect_resources: { builtin: { k: "0x0400000001" } }\n#-}\n',
-                       allow_unregistered=True).body.first_op.attributes["w"]
-    with pytest.raises(ValueError, match="blob has 1 bytes"):
-        bad.array
+    with pytest.raises(ParseError, match="<stdin>:1:17: error: resource 'k' holds 1 bytes but tensor<2xf32> needs 8"):
+        parse_module('"test.h"() {w = dense_resource<k> : tensor<2xf32>} : () -> ()\n'
+                     '{-#\n dialect_resources: { builtin: { k: "0x0400000001" } }\n#-}\n', allow_unregistered=True)
 
 
 def test_other_dialect_resources_and_external_resources_are_skipped():

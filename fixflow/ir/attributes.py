@@ -461,7 +461,9 @@ class OpaqueAttr(Attribute):
         self.body = body
 
     def text(self) -> str:
-        return f"#{self.dialect}.{self.body}" if self.body else f"#{self.dialect}"
+        if not self.body:
+            return f"#{self.dialect}<>"  # a bare `#name` would be an attribute alias
+        return f"#{self.dialect}{'' if self.body.startswith('<') else '.'}{self.body}"
 
     def _key(self) -> tuple:
         return (self.dialect, self.body)

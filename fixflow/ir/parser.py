@@ -87,7 +87,7 @@ class Parser:
         self._type_cache: dict[str, tuple[Type, ...]] = {}
         self._attr_cache: dict[str, dict[str, Attribute]] = {}
         self._op_classes: dict[str, type | None] = {}
-        self._resource_refs: dict[str, list[DenseResourceElementsAttr]] = {}
+        self._resource_refs: dict[str, list[tuple[DenseResourceElementsAttr, int]]] = {}
         self._resources: dict[str, str] = {}
         self._attr_aliases: dict[str, Attribute] = {}
         self._type_aliases: dict[str, Type] = {}
@@ -278,7 +278,14 @@ class Parser:
             if hex_text is None:
                 continue  # MLIR allows resources without data; accessing the array reports it
             blob = ResourceBlob.from_hex(hex_text)
-            for a in attrs:
+            nbytes = (len(hex_text) - 2) // 2 - 4
+            for a, pos in attrs:
+                try:
+                    need = a.type.num_elements * numpy_dtype(a.type.element_type).itemsize
+                except ValueError:
+                    need = nbytes
+                if nbytes != need and a.type.has_static_shape():
+                    raise self.error(f"resource '{key}' holds {nbytes} bytes but {a.type} needs {need}", pos)
                 a.blob = blob
 
     # ---- scopes -------------------------------------------------------------------------
@@ -450,7 +457,10 @@ class Parser:
                     raise self.error(f"expected a result name, found {self._found()}")
                 count = 1
                 if self.accept(":"):
+                    cpos = self.pos
                     count = self.expect_int("a result count")
+                    if count < 1:
+                        raise self.error(f"result group '%{m.group(1)}' must define at least one result", cpos)
                 results.append((m.group(1), count, m.start()))
                 if not self.accept(","):
                     break
@@ -613,6 +623,8 @@ class Parser:
                 key = self.string()
                 if key is None:
                     raise self.error(f"expected an attribute name, found {self._found()}")
+                if not key:
+                    raise self.error("attribute names may not be empty", kpos)
             if key in attrs:
                 raise self.error(f"duplicate attribute '{key}'", kpos)
             if self.accept("="):
@@ -670,9 +682,12 @@ class Parser:
             if full in self._loc_aliases:
                 return LocationAttr(self._loc_aliases[full])
             body = dm.group(2)
+            if "." not in full and not self.text.startswith("<", self.pos):
+                raise self.error(f"undefined attribute alias '#{full}'", pos)
             if self.text.startswith("<", self.pos):
                 self.pos += 1
-                body += "<" + self.balanced() + ">"
+                params = self.balanced()
+                body += f"<{params}>" if params or body else ""
             return OpaqueAttr(dm.group(1), body)
         if c.isdigit() or c in "-+":
             return self._parse_number_attr()
@@ -706,7 +721,7 @@ class Parser:
             if not isinstance(t, TensorType):
                 raise self.error(f"dense_resource needs a tensor type, got {t}", tpos)
             attr = DenseResourceElementsAttr(key, t)
-            self._resource_refs.setdefault(key, []).append(attr)
+            self._resource_refs.setdefault(key, []).append((attr, pos))
             return attr
         if word == "loc" and text.startswith("loc(", pos):
             return LocationAttr(self.parse_location())
@@ -861,6 +876,8 @@ class Parser:
                 return self._type_aliases[full]
             body = dm.group(2)
             params = None
+            if "." not in full and not text.startswith("<", self.pos):
+                raise self.error(f"undefined type alias '!{full}'", pos)
             if text.startswith("<", self.pos):
                 self.pos += 1
                 params = self.balanced()
@@ -875,7 +892,7 @@ class Parser:
                     raise self.error(f"bad fixed-point type !fix.{body}<{params}>: expected <bit_width, fix_pos> "
                                      f"with a bit width in [1, 32]", pos)
                 return FixedPointType(bw, fp, body == "xint")
-            return OpaqueType(dm.group(1), body + (f"<{params}>" if params is not None else ""))
+            return OpaqueType(dm.group(1), body + (f"<{params}>" if params or (params is not None and body) else ""))
         m = _BARE_ID.match(text, pos)
         if m is None:
             raise self.error(f"expected a type, found {self._found()}")

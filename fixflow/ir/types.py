@@ -160,7 +160,9 @@ class OpaqueType(Type):
         self.body = body
 
     def _text(self) -> str:
-        return f"!{self.dialect}.{self.body}" if self.body else f"!{self.dialect}"
+        if not self.body:
+            return f"!{self.dialect}<>"  # a bare `!name` would be a type alias
+        return f"!{self.dialect}{'' if self.body.startswith('<') else '.'}{self.body}"
 
     def _args(self) -> tuple:
         return (self.dialect, self.body)
