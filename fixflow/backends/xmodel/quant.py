@@ -37,7 +37,7 @@ from ...ir.core import Operation, Value
 from ...ir.location import UNKNOWN_LOC, NameLoc
 from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
 from ...ir.types import FixedPointType, FloatType, TensorType, f32
-from .model import XAttr, XGraph, XModelError, XOp, XTensor
+from .model import XAttr, XGraph, XModelError, XOp, XSubgraph, XTensor
 from .serial import read_xmodel, write_xmodel
 
 ROUND_TO_XIR = {"std_round": "STD_ROUND", "half_up": "DPU_ROUND", "half_even": "PY3_ROUND"}
@@ -254,7 +254,9 @@ def module_to_xgraph(module: Operation, name: str | None = None) -> XGraph:
         attrs["__fixflow_inputs"] = ins
     if outs:
         attrs["__fixflow_outputs"] = outs
-    return XGraph(name or fname, ops, attrs)
+    # The quantizer's output is not partitioned yet (that is the compiler's job): one leaf root, as the
+    # vai_q_pytorch _int.xmodel has.
+    return XGraph(name or fname, ops, attrs, root=XSubgraph("root", [o.name for o in ops]))
 
 
 def write_int_xmodel(module: Operation, path: str | os.PathLike, name: str | None = None) -> None:
