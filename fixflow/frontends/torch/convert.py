@@ -347,8 +347,25 @@ class Converter:
             raise self.error(f"internal error converting {self._describe(node)}: the IR shape {got} differs "
                              f"from PyTorch's {tuple(self.out_shape)}")
         self.env[node] = value
-        if inplace and node.args and isinstance(node.args[0], torch.fx.Node):
-            self.env[node.args[0]] = value  # later uses of the mutated tensor see the result
+        self._update_aliases(node, value, inplace)
+
+    def _update_aliases(self, node: torch.fx.Node, value: Value, inplace: bool) -> None:
+        """After an in-place op, later uses of the mutated tensor and of its live aliases see `value`."""
+        mutated = node.meta.get("fixflow_mutated", [])
+        target = node.args[0] if node.args and isinstance(node.args[0], torch.fx.Node) else None
+        if any(m is not target for m in mutated):
+            other = next(m for m in mutated if m is not target)
+            raise self.error(f"{self._describe(node)} in {_where(node, self.name)} updates '{other.name}' in place, "
+                             "which is not its first argument; write it out of place")
+        views = node.meta.get("fixflow_view_aliases", [])
+        if views:
+            raise self.error(f"{self._describe(node)} in {_where(node, self.name)} updates '{target.name}' in place, "
+                             f"which also changes '{views[0].name}' (another view of the same memory, used later); "
+                             "write it out of place (y = y + 1 rather than y += 1)")
+        if (inplace or mutated) and target is not None:
+            self.env[target] = value  # later uses of the mutated tensor see the result
+            for alias in node.meta.get("fixflow_aliases", []):
+                self.env[alias] = value
 
     def _describe(self, node: torch.fx.Node) -> str:
         if node.op == "call_module":

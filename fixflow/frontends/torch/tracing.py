@@ -164,6 +164,8 @@ class _Propagator(torch.fx.Interpreter):
         self.static: set[torch.fx.Node] = set()
 
     def run_node(self, n: torch.fx.Node) -> Any:
+        versions = {i: v._version for i in n.all_input_nodes
+                    if isinstance(v := self.env.get(i), torch.Tensor)}
         try:
             value = super().run_node(n)
         except FrontendError:
@@ -171,6 +173,9 @@ class _Propagator(torch.fx.Interpreter):
         except Exception as e:  # noqa: BLE001
             raise FrontendError(f"running the traced model on the example inputs failed at "
                                 f"'{n.format_node()}': {type(e).__name__}: {e}", location_of(n)) from None
+        mutated = [i for i, ver in versions.items() if self.env[i]._version != ver]
+        if mutated:
+            self._record_aliases(n, mutated)
         ins = _node_inputs(n)
         if n.op == "get_attr" or (n.op in ("call_function", "call_method", "call_module")
                                   and all(i in self.const for i in ins)):
@@ -184,6 +189,30 @@ class _Propagator(torch.fx.Interpreter):
                 self.static.add(n)
             n.meta["fixflow_value"] = value
         return value
+
+
+    def _record_aliases(self, n: torch.fx.Node, mutated: list[torch.fx.Node]) -> None:
+        """For an in-place node: the mutated inputs, and the other live nodes sharing their memory.
+
+        `fixflow_mutated`: the input nodes whose tensors `n` updated in place; `fixflow_aliases`: live
+        nodes (used after `n`) holding the same view of that memory (they see the update);
+        `fixflow_view_aliases`: live nodes holding another view of it (a reshaped or permuted alias).
+        """
+        dying = set(self.user_to_last_uses.get(n, ()))
+        same: list[torch.fx.Node] = []
+        other: list[torch.fx.Node] = []
+        for a in mutated:
+            t = self.env[a]
+            key = (t.data_ptr(), tuple(t.shape), t.stride())
+            ptr = t.untyped_storage().data_ptr()
+            for m, v in self.env.items():
+                if m is a or m is n or m in dying or m in mutated or not isinstance(v, torch.Tensor):
+                    continue
+                if v.untyped_storage().data_ptr() == ptr and v.untyped_storage().nbytes() > 0:
+                    (same if (v.data_ptr(), tuple(v.shape), v.stride()) == key else other).append(m)
+        n.meta["fixflow_mutated"] = mutated
+        n.meta["fixflow_aliases"] = same
+        n.meta["fixflow_view_aliases"] = other
 
 
 def propagate(gm: torch.fx.GraphModule, inputs: tuple) -> tuple[set, set, Any]:
