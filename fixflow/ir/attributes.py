@@ -53,6 +53,8 @@ def quote_string(s: str) -> str:
             out.append(_STR_ESCAPES[ch])
         elif ch.isprintable() and ord(ch) < 128:
             out.append(ch)
+        elif "\udc80" <= ch <= "\udcff":  # a byte that is not UTF-8, kept by the parser (surrogateescape)
+            out.append(f"\\{ord(ch) - 0xDC00:02X}")
         else:
             out.extend(f"\\{b:02X}" for b in ch.encode("utf-8"))
     return '"' + "".join(out) + '"'
@@ -463,6 +465,8 @@ class OpaqueAttr(Attribute):
     def text(self) -> str:
         if not self.body:
             return f"#{self.dialect}<>"  # a bare `#name` would be an attribute alias
+        if self.dialect == "builtin":  # affine_map<...>, affine_set<...>, strided<...> print bare
+            return self.body
         return f"#{self.dialect}{'' if self.body.startswith('<') else '.'}{self.body}"
 
     def _key(self) -> tuple:

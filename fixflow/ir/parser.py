@@ -59,7 +59,7 @@ def _unescape(body: str) -> str:
             out += {"n": b"\n", "t": b"\t"}.get(ch, ch.encode("utf-8"))
         pos = m.end()
     out += body[pos:].encode("utf-8")
-    return out.decode("utf-8", errors="replace")
+    return out.decode("utf-8", errors="surrogateescape")  # MLIR strings are bytes: keep non-UTF-8 ones
 
 
 class _Scope:
@@ -510,7 +510,7 @@ class Parser:
                     break
                 self.expect(",", "or ')' after a region")
         if self.accept("{"):
-            attrs.update(self._parse_attr_dict_body())
+            attrs.update(self._parse_attr_dict_body(attrs))
         self.expect(":", "before the operation's function type")
         self.skip()
         tpos = self.pos
@@ -610,8 +610,9 @@ class Parser:
         return region
 
     # ---- attributes ---------------------------------------------------------------------
-    def _parse_attr_dict_body(self) -> dict[str, Attribute]:
-        """After '{': `name = attr, unit_name, ...}`."""
+    def _parse_attr_dict_body(self, properties: dict[str, Attribute] | None = None) -> dict[str, Attribute]:
+        """After '{': `name = attr, unit_name, ...}` (`properties`: the op's `<{...}>`, which share one
+        dictionary with the attributes in fixflow, so a name may not be in both)."""
         attrs: dict[str, Attribute] = {}
         if self.accept("}"):
             return attrs
@@ -627,6 +628,9 @@ class Parser:
                     raise self.error("attribute names may not be empty", kpos)
             if key in attrs:
                 raise self.error(f"duplicate attribute '{key}'", kpos)
+            if properties and key in properties:
+                raise self.error(f"attribute '{key}' is also a property of this op (<{{...}}>); fixflow keeps "
+                                 f"one attribute dictionary per op", kpos)
             if self.accept("="):
                 attrs[key] = self.parse_attribute()
             else:
@@ -1009,14 +1013,20 @@ def _hex_float(bits: int, et: Type) -> float:
     return struct.unpack("<d", struct.pack("<Q", bits))[0]
 
 
+_TOO_DEEP = "nesting too deep here (regions, types, attributes or locations exceed Python's recursion limit)"
+
+
 def parse_module(text: str, filename: str = "<stdin>", *, allow_unregistered: bool = False) -> Operation:
     """Parse a module. A single top-level `builtin.module` is returned as is; other top-level ops
     are wrapped in a new module."""
     from ..dialects.builtin import ModuleOp
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the parser allocates many small objects that are never cyclic garbage
+    parser = Parser(text, filename, allow_unregistered)
     try:
-        ops = Parser(text, filename, allow_unregistered).parse_top_level()
+        ops = parser.parse_top_level()
+    except RecursionError:
+        raise parser.error(_TOO_DEEP) from None
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -1030,7 +1040,10 @@ def parse_module(text: str, filename: str = "<stdin>", *, allow_unregistered: bo
 
 def parse_type(text: str) -> Type:
     p = Parser(text, "<type>")
-    t = p.parse_type()
+    try:
+        t = p.parse_type()
+    except RecursionError:
+        raise p.error(_TOO_DEEP) from None
     p.skip()
     if p.pos != len(text):
         raise p.error("unexpected text after the type")
@@ -1039,7 +1052,10 @@ def parse_type(text: str) -> Type:
 
 def parse_attribute(text: str) -> Attribute:
     p = Parser(text, "<attribute>")
-    a = p.parse_attribute()
+    try:
+        a = p.parse_attribute()
+    except RecursionError:
+        raise p.error(_TOO_DEEP) from None
     p.skip()
     if p.pos != len(text):
         raise p.error("unexpected text after the attribute")

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, TextIO
 import attrs
 
 from .core import Operation
-from .diagnostics import FixflowError, VerifyError
+from .diagnostics import FixflowError, PassError, VerifyError
 
 
 class PipelineError(FixflowError):
@@ -160,6 +160,10 @@ def register_pass(cls: type[Pass]) -> type[Pass]:
         raise ValueError(f"pass class {cls.__name__} needs a NAME")
     if cls.Options is not None and not attrs.has(cls.Options):
         raise ValueError(f"{cls.__name__}.Options must be an attrs class")
+    old = _PASSES.get(cls.NAME)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise FixflowError(f"pass name '{cls.NAME}' of {cls.__module__}.{cls.__qualname__} is already registered "
+                           f"by {old.__module__}.{old.__qualname__}")
     _PASSES[cls.NAME] = cls
     return cls
 
@@ -194,6 +198,7 @@ def load_pass_plugin(path: str) -> None:
     import os
     if not os.path.exists(path):
         raise FixflowError(f"pass plugin '{path}' does not exist")
+    _load_all()  # built-in passes first, so a plugin cannot silently take (or lose) their names
     name = "fixflow_plugin_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -206,6 +211,16 @@ def load_pass_plugin(path: str) -> None:
         raise
     except Exception as e:  # a broken plugin is the user's input: report it as one message
         raise FixflowError(f"pass plugin '{path}' failed to load: {type(e).__name__}: {e}") from None
+
+
+def _plugin_crash(p: Pass, e: Exception) -> PassError:
+    """A user (plugin) pass raised a Python exception: name the pass and the raising line."""
+    import traceback
+    frames = traceback.extract_tb(e.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    msg = " ".join(str(e).split("\n"))
+    return PassError(f"pass '{p.NAME}' ({type(p).__module__}.{type(p).__qualname__}) raised "
+                     f"{type(e).__name__}: {msg}{where}")
 
 
 def get_pass(name: str) -> type[Pass]:
@@ -316,7 +331,12 @@ class PassManager:
                 self.print_fn(f"// -----// IR Dump Before {p.NAME} //----- //\n"
                               + print_module(module, print_locations=self.print_locations) + "\n")
             t0 = time.perf_counter()
-            p.run(module)
+            try:
+                p.run(module)
+            except Exception as e:
+                if isinstance(e, FixflowError) or type(p).__module__.startswith("fixflow."):
+                    raise
+                raise _plugin_crash(p, e) from e
             self.timings.append(PassTiming(p.NAME, time.perf_counter() - t0))
             if self.verify_each:
                 t0 = time.perf_counter()

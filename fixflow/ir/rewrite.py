@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Sequence
@@ -226,12 +227,15 @@ def apply_patterns_greedily(root: Operation, patterns: Iterable[RewritePattern],
                             max_rewrites_per_iteration: int | None = None) -> bool:
     """Apply patterns (and folding, and dead-op removal) until nothing changes.
 
-    Raises `PassError` when the IR does not converge within `max_iterations` sweeps. Returns whether
+    Raises `PassError` when the IR does not converge within `max_iterations` sweeps (-1: no limit). Returns whether
     anything changed.
     """
     pset = patterns if isinstance(patterns, PatternSet) else PatternSet(patterns)
+    if max_iterations == 0 or max_iterations < -1:
+        raise PassError(f"max_iterations must be positive, or -1 for no limit (as in MLIR), got {max_iterations}")
     any_change = False
-    for iteration in range(max_iterations):
+    last = ""
+    for iteration in (itertools.count() if max_iterations == -1 else range(max_iterations)):
         worklist: deque[Operation] = deque()
         in_list: set[Operation] = set()
         erased: set[Operation] = set()

@@ -8,9 +8,11 @@ import sys
 from typing import Sequence
 
 from ..ir.diagnostics import FixflowError, capture_diagnostics
-from .common import ArgumentParser, ToolError, argv_list, read_text, run_tool, write_output
+from .common import ArgumentParser, ToolError, argv_list, read_text, report_error, run_tool, write_output
 
-_EXPECTED = re.compile(r"//\s*expected-(error|warning|note|remark)\s*(@[+-]\d+|@above|@below)?\s*\{\{(.*?)\}\}")
+# as MLIR: one designator per line, `-re` for `{{regex}}` parts, @+N/@-N/@above/@below/@unknown
+_EXPECTED = re.compile(r"expected-(error|warning|note|remark)(-re)? *(@[+-]\d+|@above|@below|@unknown)? *"
+                       r"\{\{(.*)\}\}\s*$")
 _SPLIT = re.compile(r"^// -----.*$", re.M)
 
 
@@ -95,50 +97,80 @@ def _process(chunk: str, filename: str, args: argparse.Namespace, passes) -> str
     return print_module(module, print_locations=args.debuginfo)
 
 
-def _check_expectations(chunk: str, produced: list[tuple[str, int, str]], filename: str) -> list[str]:
-    expected = []
-    for lineno, line in enumerate(chunk.split("\n"), start=1):
-        for m in _EXPECTED.finditer(line):
-            sev, offset, msg = m.groups()
-            target = lineno
-            if offset == "@above":
-                target = lineno - 1
-            elif offset == "@below":
-                target = lineno + 1
-            elif offset:
-                target = lineno + int(offset[1:])
-            expected.append([sev, target, msg, False, lineno])
+def _expectation_matcher(body: str, is_re: bool):
+    if not is_re:
+        return lambda msg: body in msg
+    parts = re.split(r"\{\{(.*?)\}\}", body)  # literal, regex, literal, regex, ...
+    try:
+        rx = re.compile("".join(re.escape(t) if i % 2 == 0 else f"(?:{t})" for i, t in enumerate(parts)))
+    except re.error as e:
+        raise ToolError(f"invalid regex in expected-*-re {{{{{body}}}}}: {e}") from None
+    return lambda msg: rx.search(msg) is not None
+
+
+def _check_expectations(chunk: str, produced: list[tuple[str, str | None, int, str]],
+                        filename: str) -> list[str]:
+    """Match diagnostics (severity, file or None if unknown, line, message) against the chunk's
+    `expected-*` designators, with MLIR's rules: @above/@below skip other designator lines."""
+    expected: list[list] = []  # [severity, line (None = @unknown), matcher, text, matched, designator line]
+    below: list[list] = []
+    last_plain = 0
+    lines = chunk.split("\n")
+    for lineno, line in enumerate(lines, start=1):
+        m = _EXPECTED.search(line)
+        if m is None:
+            for e in below:
+                e[1] = lineno
+            below.clear()
+            last_plain = lineno
+            continue
+        sev, is_re, offset, body = m.groups()
+        e = [sev, lineno, _expectation_matcher(body, bool(is_re)), body, False, lineno]
+        if offset == "@above":
+            e[1] = last_plain
+        elif offset == "@below":
+            e[1] = len(lines)
+            below.append(e)
+        elif offset == "@unknown":
+            e[1] = None
+        elif offset:
+            e[1] = lineno + int(offset[1:])
+        expected.append(e)
     problems = []
-    for sev, line, msg in produced:
+    for sev, file, line, msg in produced:
+        target = None if file is None else (line if file == filename else -1)
         for e in expected:
-            if not e[3] and e[0] == sev and e[1] == line and e[2] in msg:
-                e[3] = True
+            if not e[4] and e[0] == sev and e[1] == target and target != -1 and e[2](msg):
+                e[4] = True
                 break
         else:
-            problems.append(f"{filename}:{line}: unexpected {sev}: {msg}")
-    for sev, line, msg, matched, at in expected:
+            where = f"{file}:{line}" if file is not None else filename
+            problems.append(f"{where}: unexpected {sev}: {msg}")
+    for sev, _line, _match, body, matched, at in expected:
         if not matched:
-            problems.append(f"{filename}:{at}: expected {sev} \"{msg}\" was not produced")
+            problems.append(f"{filename}:{at}: expected {sev} \"{body}\" was not produced")
     return problems
+
+
+def _file_line(loc) -> tuple[str | None, int]:
+    flc = loc.file_line_col() if loc is not None else None
+    return (flc.filename, flc.line) if flc is not None else (None, 0)
 
 
 def _run_verify_diagnostics(chunks: list[str], filename: str, args, passes_factory) -> int:
     problems: list[str] = []
     for chunk in chunks:
-        produced: list[tuple[str, int, str]] = []
+        produced: list[tuple[str, str | None, int, str]] = []
         with capture_diagnostics() as diags:
             try:
                 _process(chunk, filename, args, passes_factory())
             except FixflowError as e:
-                flc = e.location.file_line_col() if e.location is not None else None
-                produced.append(("error", flc.line if flc else 0, e.message))
+                produced.append(("error", *_file_line(e.location), e.message))
                 for msg, loc in e.notes:
-                    nflc = loc.file_line_col() if loc is not None else None
-                    if nflc is not None:
-                        produced.append(("note", nflc.line, msg))
+                    if loc is not None and loc.file_line_col() is not None:
+                        produced.append(("note", *_file_line(loc), msg))
         for d in diags:
-            flc = d.location.file_line_col() if d.location is not None else None
-            produced.append((d.severity, flc.line if flc else 0, d.message))
+            produced.append((d.severity, *_file_line(d.location), d.message))
         problems += _check_expectations(chunk, produced, filename)
     for p in problems:
         sys.stderr.write(p + "\n")
@@ -176,9 +208,18 @@ def _main(argv: Sequence[str] | None) -> int:
     chunks = _chunks(text, args.split_input_file)
     if args.verify_diagnostics:
         return _run_verify_diagnostics(chunks, filename, args, make_passes)
-    outputs = [_process(c, filename, args, make_passes()) for c in chunks]
+    if len(chunks) == 1:
+        write_output(_process(chunks[0], filename, args, make_passes()), args.output)
+        return 0
+    outputs, failed = [], False
+    for chunk in chunks:  # as mlir-opt: every chunk is processed, and each one's error is reported
+        try:
+            outputs.append(_process(chunk, filename, args, make_passes()))
+        except FixflowError as e:
+            report_error(e)
+            failed = True
     write_output("// -----\n".join(outputs), args.output)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
