@@ -67,3 +67,47 @@ def test_inplace_update_of_a_view_is_refused():
     with pytest.raises(FrontendError, match=r"Tensor.mul_.* updates 'view' in place, which also changes 'x'") as e:
         import_module(Fn(_view_then_inplace), (torch.randn(2, 3, 4),))
     assert e.value.location.child.line > 0
+
+
+# ---- forward() signatures and messages --------------------------------------------------------------
+class WithDefaults(nn.Module):
+    def forward(self, x, scale=2.0, **kwargs):
+        return x * scale
+
+
+class VarArgs(nn.Module):
+    def forward(self, *xs):
+        return xs[0] * 2
+
+
+def test_forward_parameters_left_at_their_default_are_constants():
+    x = torch.randn(2, 3)
+    module = import_module(WithDefaults(), (x,))
+    (func,) = module.functions()
+    assert len(func.args) == 1
+    check(WithDefaults(), x)
+
+
+def test_varargs_forward_is_one_clear_error():
+    with pytest.raises(FrontendError, match=r"forward\(\) takes its inputs as '\*xs'"):
+        import_module(VarArgs(), (torch.randn(2, 3),))
+
+
+class IterRows(nn.Module):
+    def forward(self, x):
+        s = 0
+        for row in x:
+            s = s + row
+        return s
+
+
+def test_iterating_over_a_tensor_is_not_called_control_flow():
+    with pytest.raises(FrontendError, match="iterated over") as e:
+        import_module(IterRows(), (torch.randn(2, 3),))
+    assert "control flow" not in str(e.value)
+
+
+def test_unsupported_dispatched_function_has_its_public_name():
+    with pytest.raises(FrontendError, match=r"'torch.nn.functional.adaptive_max_pool2d'") as e:
+        import_module(Fn(lambda m, x: F.adaptive_max_pool2d(x, 1)), (torch.randn(1, 2, 4, 4),))
+    assert "<locals>" not in str(e.value)

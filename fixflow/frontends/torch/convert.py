@@ -106,6 +106,8 @@ def _qualified(obj: Any) -> str:
     """A readable name of a torch callable or module class: `torch.topk`, `torch.nn.GRU`, `F.gelu`."""
     mod = getattr(obj, "__module__", None) or ""
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None) or repr(obj)
+    if "<locals>" in name:  # e.g. F.adaptive_max_pool2d, made by torch's boolean_dispatch
+        name = getattr(obj, "__name__", name)
     if isinstance(obj, type) and mod.startswith("torch.nn.modules"):
         return f"torch.nn.{name}"
     if mod in ("torch._C._nn", "torch.nn.functional"):
@@ -256,9 +258,12 @@ class Converter:
     # ---- driver ---------------------------------------------------------------------------------
     def convert(self) -> ModuleOp:
         graph = self.gm.graph
-        placeholders = [n for n in graph.nodes if n.op == "placeholder"]
+        placeholders = [n for n in graph.nodes if n.op == "placeholder" and not self._static_input(n)]
         in_types = []
         for n in placeholders:
+            if str(n.target).startswith("*"):
+                raise self.error(f"forward() takes its inputs as '{n.target}'; fixflow needs one named parameter "
+                                 "per tensor input (forward(self, x, y))", n)
             if "fixflow_shape" not in n.meta:
                 raise self.error(f"input '{n.name}' must be a tensor (got {type(n.meta.get('fixflow_value')).__name__})",
                                  n)
@@ -287,6 +292,15 @@ class Converter:
         self.block.append(ReturnOp.build(results, location=func.location))
         func.update_function_type()
         return module
+
+    def _static_input(self, n: torch.fx.Node) -> bool:
+        """A forward() parameter left at its non-tensor default, or empty unused *args/**kwargs: a Python value."""
+        if "fixflow_shape" in n.meta:
+            return False
+        value = n.meta.get("fixflow_value")
+        if str(n.target).startswith("*"):
+            return isinstance(value, (list, tuple, dict)) and not value
+        return bool(n.args)  # fx keeps the default value as the placeholder's argument
 
     def _flatten_outputs(self, out: Any) -> list[Any]:
         if isinstance(out, (list, tuple)):

@@ -119,11 +119,13 @@ def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
         graph = tracer.trace(model)
     except torch.fx.proxy.TraceError as e:
         msg = str(e)
-        if "control flow" in msg:
+        if "iterated" in msg or "iterate" in msg:  # fx's iteration message also mentions "control flow"
+            msg = ("cannot trace the model: a traced tensor is iterated over (a for loop over a tensor, "
+                   "unpacking it as `a, b = x`, or passing it as *args): its length is not known while tracing; "
+                   "write the computation without iterating over the tensor")
+        elif "control flow" in msg:
             msg = ("data-dependent control flow is not supported: a traced tensor is used in a Python "
                    "condition (if/while/bool/and/or); compute both branches or move the decision out of forward()")
-        elif "iterated" in msg or "iterate" in msg:
-            msg = f"cannot trace the model: {msg} (iterating over a tensor depends on its values)"
         else:
             msg = f"cannot trace the model: {msg}"
         raise FrontendError(msg, traceback_location(e.__traceback__)) from None
