@@ -111,3 +111,25 @@ def test_unsupported_dispatched_function_has_its_public_name():
     with pytest.raises(FrontendError, match=r"'torch.nn.functional.adaptive_max_pool2d'") as e:
         import_module(Fn(lambda m, x: F.adaptive_max_pool2d(x, 1)), (torch.randn(1, 2, 4, 4),))
     assert "<locals>" not in str(e.value)
+
+
+# ---- DSL: out-of-range numbers and huge parameters ---------------------------------------------------
+from fixflow.frontends.dsl import DslError, import_dsl  # noqa: E402
+
+
+@pytest.mark.parametrize("program, needle, col", [
+    ("net A(x: f32[1,3]) { c = const([1e39, 2, 3])\n y = add(x, c)\n return y }", "out of the float32 range", 33),
+    ("net A(x: f32[1,3,4,4]) { y = upsample(x, scale=1e999)\n return y }", "out of the float32 range", 48),
+    ("net A(x: f32[1,3,4,4]) { y = conv2d(x, out=99999999999999999999, kernel=1)\n return y }",
+     "out of the 64-bit range", 44),
+    ("net A(x: f32[1,99999999999999999999]) { y = relu(x)\n return y }", "out of the 64-bit range", 16),
+    ("net A(x: f32[1,3]) { y = linear(x, out=10000000000)\n return y }", "limited to 2147483647", 22),
+    ("net A(x: f32[1,3]) { c = const(shape=[100000,100000,100000])\n return c }", "limited to 2147483647", 22),
+    ("net A(x: f32[1,3,4,4]) { y = upsample(x, scale=1e30)\n return y }", "beyond the 64-bit range", 26),
+])
+def test_dsl_out_of_range_values_are_user_errors(program, needle, col):
+    with pytest.raises(DslError, match=needle) as e:
+        import_dsl(program, filename="big.ffn")
+    loc = e.value.location
+    assert (loc.filename, loc.line, loc.col) == ("big.ffn", 1, col)
+    assert "internal error" not in str(e.value)

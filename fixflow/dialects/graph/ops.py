@@ -26,6 +26,8 @@ from .shapes import ShapeError
 
 graph = Dialect("graph", "Float neural-network ops (NCHW, float32, PyTorch semantics).")
 
+#: the largest tensor dimension (MLIR's int64 shapes)
+_MAX_DIM = 2**63 - 1
 #: constant folding creates `graph.constant`s only for results up to this many elements
 FOLD_MAX_ELEMENTS = 4096
 
@@ -129,9 +131,12 @@ class GraphOp(Op):
         shapes = self._operand_shapes()
         try:
             self.check_attrs()
-            return self.output_shape(shapes)
-        except (ShapeError, TypeError) as e:
+            shape = self.output_shape(shapes)
+        except (ShapeError, TypeError, OverflowError) as e:
             raise self.error(self._message(e)) from None
+        if any(d > _MAX_DIM for d in shape):
+            raise self.error(f"{_short(self.name)}: the result shape {shape} has a dimension beyond the 64-bit range")
+        return shape
 
     # -- Op interface
     def infer_types(self) -> list[Type]:

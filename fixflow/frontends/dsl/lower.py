@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Mapping
 
 import numpy as np
@@ -17,6 +18,7 @@ from .syntax import Assign, DslError, Lit, Net, Pos, Ref, Return, parse_program
 from .weights import WeightStore, random_param
 
 ELEMENT_TYPES = {"f32": f32}
+_MAX_PARAM_ELEMENTS = 2**31 - 1
 
 
 def _strip(message: str, op_name: str) -> str:
@@ -157,8 +159,18 @@ class NetBuilder:
             if not np.issubdtype(arr.dtype, np.number):
                 raise self.error(f"weights entry '{key}' is not numeric ({arr.dtype})")
             return self.constant(arr, role)
-        arr = random_param(self.seed, self.owner, self.qual(stmt.target), role, shape, init, fan_in)
-        return self.constant(arr, role)
+        return self.constant(self.random_array(role, shape, init, fan_in), role)
+
+    def random_array(self, role: str, shape: tuple[int, ...], init: str, fan_in: int = 1) -> np.ndarray:
+        """The seeded-random values of parameter `role` of the current statement (size-checked)."""
+        size = math.prod(shape)
+        if size > _MAX_PARAM_ELEMENTS:
+            raise self.error(f"'{role}' of shape {list(shape)} would have {size} elements; parameters are limited "
+                             f"to {_MAX_PARAM_ELEMENTS} (2**31 - 1)")
+        try:
+            return random_param(self.seed, self.owner, self.qual(self.stmt.target), role, shape, init, fan_in)
+        except MemoryError:
+            raise self.error(f"not enough memory for '{role}' of shape {list(shape)} ({size} elements)") from None
 
     # ---- statements ----------------------------------------------------------------------
     def define(self, name: str, value: Value, pos: Pos) -> None:

@@ -702,8 +702,7 @@ def _const(nb: NetBuilder, b: Bound) -> Value:
         if tuple(arr.shape) != tuple(b.shape):
             raise nb.error(f"weights entry '{key}' has shape {list(arr.shape)} but {b.shape} is needed")
         return nb.constant(arr, None)
-    from .weights import random_param
-    arr = random_param(nb.seed, nb.owner, nb.qual(b.stmt.target), "value", tuple(b.shape), b.init)
+    arr = nb.random_array("value", tuple(b.shape), b.init)
     return nb.constant(arr, None)
 
 

@@ -214,10 +214,22 @@ def _net(t: lark.Tree, filename: str) -> Net:
                Pos(t.meta.end_line, max(t.meta.end_column - 1, 1)))
 
 
+_F32_MAX = 3.4028234663852886e38
+_I64_MAX = 2**63 - 1
+
+
+def _checked_int(tok: Any, filename: str) -> int:
+    """An INT token's value; integers beyond 64 bits are an error at the token."""
+    value = int(tok.value)
+    if abs(value) > _I64_MAX:
+        raise DslError(f"integer {tok.value} is out of the 64-bit range", FileLineColLoc(filename, tok.line, tok.column))
+    return value
+
+
 def _input(t: lark.Tree, filename: str) -> Input:
     name, tt = t.children
     dtype = tt.children[0]
-    dims = tuple(int(d.value) for d in tt.children[1:])
+    dims = tuple(_checked_int(d, filename) for d in tt.children[1:])
     return Input(name.value, dtype.value, dims, _pos(name), _pos(dtype))
 
 
@@ -252,9 +264,13 @@ def _value(t: Any, filename: str) -> Value:
             return Lit(_WORD_LITERALS[tok.value], pos)
         return Ref(tok.value, pos)
     if kind == "int":
-        return Lit(int(tok.value), pos)
+        return Lit(_checked_int(tok, filename), pos)
     if kind == "float":
-        return Lit(float(tok.value), pos)
+        value = float(tok.value)
+        if not abs(value) <= _F32_MAX:
+            raise DslError(f"number {tok.value} is out of the float32 range (largest {_F32_MAX:.7g})",
+                           FileLineColLoc(filename, pos.line, pos.col))
+        return Lit(value, pos)
     if kind == "string":
         try:
             return Lit(_pyast.literal_eval(tok.value), pos)
