@@ -133,3 +133,36 @@ def test_dsl_out_of_range_values_are_user_errors(program, needle, col):
     loc = e.value.location
     assert (loc.filename, loc.line, loc.col) == ("big.ffn", 1, col)
     assert "internal error" not in str(e.value)
+
+
+# ---- fixflow-zoo: bad settings and weight files are one message, never a traceback --------------------
+from fixflow.tools.zoo import main as zoo_main  # noqa: E402
+
+
+def _zoo_error(capsys, *argv) -> str:
+    assert zoo_main(list(argv)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("flags, needle", [(["--lr", "nan"], "--lr must be a positive number"),
+                                           (["--lr", "inf"], "--lr must be a positive number"),
+                                           (["--seed", "-1"], "--seed must be >= 0")])
+def test_zoo_train_rejects_bad_settings(capsys, tmp_path, flags, needle):
+    assert needle in _zoo_error(capsys, "train", "digits_cnn", *flags, "-o", str(tmp_path / "w.npz"))
+
+
+def test_zoo_eval_rejects_files_that_are_not_weights(capsys, tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "text.npz").write_text("hello\n")
+    assert "a single .npy array" in _zoo_error(capsys, "eval", "digits_cnn", "--weights", str(tmp_path / "a.npy"))
+    for name in ("empty.npz", "text.npz"):
+        assert "not a .npz file" in _zoo_error(capsys, "eval", "digits_cnn", "--weights", str(tmp_path / name))
+    from fixflow.zoo import get_model
+    state = {k: v.numpy() for k, v in get_model("digits_cnn").state_dict().items()}
+    state["classifier.bias"] = np.array(list("abcdefghij"))
+    np.savez(tmp_path / "str.npz", **state)
+    assert "classifier.bias holds <U1 values" in _zoo_error(capsys, "eval", "digits_cnn", "--weights",
+                                                            str(tmp_path / "str.npz"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -124,6 +125,10 @@ def _train(args: argparse.Namespace) -> None:
     spec = get_spec(args.name)
     if args.epochs is not None and args.epochs < 1:
         raise ZooError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.seed < 0:
+        raise ZooError(f"--seed must be >= 0, got {args.seed}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise ZooError(f"--lr must be a positive number, got {args.lr}")
     if args.threads < 1:
         raise ZooError(f"--threads must be >= 1, got {args.threads}")
     path = None if args.bundle else (args.output or f"{spec.name}.npz")

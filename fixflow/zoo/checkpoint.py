@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,18 @@ def save_npz(model_or_state: Any, path: str | os.PathLike[str]) -> None:
 def read_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a ``.npz`` weights file into a dict of numpy arrays."""
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+    except OSError as e:
+        raise CheckpointError(f"{os.fspath(path)}: cannot read weights ({e})") from None
+    except (ValueError, EOFError):  # numpy's fallback to pickle for anything that is not .npy/.npz
+        raise CheckpointError(f"{os.fspath(path)}: cannot read weights (not a .npz file)") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{os.fspath(path)}: cannot read weights (a single .npy array, not a .npz of "
+                              "named tensors)")
+    try:
+        with loaded as z:
             return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{os.fspath(path)}: cannot read weights ({e})") from None
 
 
@@ -45,6 +55,8 @@ def load_npz(model: Any, path: str | os.PathLike[str]) -> Any:
             f" (missing: {missing[:5]}, unexpected: {extra[:5]})"
         )
     for k, v in arrays.items():
+        if v.dtype.kind not in "biuf":
+            raise CheckpointError(f"{os.fspath(path)}: {k} holds {v.dtype} values, not numbers")
         if tuple(v.shape) != tuple(own[k].shape):
             raise CheckpointError(
                 f"{os.fspath(path)}: {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}"
