@@ -296,6 +296,8 @@ class FakeQuantRunner:
         wq = self._wq.get(op)
         if wq is None:
             w = _const_array(op.weight)
+            if not (np.isfinite(w).all() and np.isfinite(_const_array(op.bias)).all()):
+                raise CalibrationError(f"'{op.name}': the weights or bias hold NaN or inf values", op.location)
             if op not in self.fp_w:
                 self.fp_w[op] = fix_pos_diffs(w, self.bit_width, "std_round", self.scope)
             wq = self._wq[op] = fake_quantize(w, self.bit_width, self.fp_w[op], "std_round")
@@ -320,6 +322,12 @@ class FakeQuantRunner:
                 raise CalibrationError(f"input #{i} '{arg.name_hint}': expected shape (N, "
                                        f"{', '.join(map(str, t.shape[1:]))}), got {tuple(x.shape)}",
                                        self.func.location)
+            if update and x.size == 0:
+                raise CalibrationError(f"input #{i} '{arg.name_hint}': empty calibration batch {tuple(x.shape)}",
+                                       self.func.location)
+            if update and not np.isfinite(x).all():
+                raise CalibrationError(f"input #{i} '{arg.name_hint}': the calibration batch holds NaN or inf "
+                                       "values", self.func.location)
             if update and self.fixed_inputs[i] is None:
                 self.input_modal[i].update(fix_pos_diffs(x, self.bit_width, "std_round", scope=1))
             env[arg] = fake_quantize(x, self.bit_width, self.input_fix_pos(i), "std_round")
@@ -343,6 +351,9 @@ class FakeQuantRunner:
             r = op.results[0] if op.results else None
             if r is not None and r in self.points:
                 if update and r not in self.fixed:
+                    if not np.isfinite(y).all():
+                        raise CalibrationError(f"'{op.name}' produced NaN or inf values during calibration",
+                                               op.location)
                     self.modal[r].update(fix_pos_diffs(y, self.bit_width, "half_up", self.scope))
                 y = fake_quantize(y, self.bit_width, self.point_fix_pos(r), "half_up")
             if observer is not None:
@@ -397,8 +408,9 @@ class FakeQuantRunner:
 
     def step(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Calibrate on one batch; returns the fake-quantized outputs computed with the new state."""
+        out = self._run(inputs, update=True)
         self.batches += 1
-        return self._run(inputs, update=True)
+        return out
 
     def forward(self, inputs: Sequence[np.ndarray],
                 observer: Callable[[Operation, np.ndarray], None] | None = None) -> list[np.ndarray]:

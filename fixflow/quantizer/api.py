@@ -75,9 +75,20 @@ def graph_md5(func: Operation) -> str:
 
 
 def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        return x.detach().cpu().numpy().astype(np.float32, copy=False)
-    return np.asarray(x, dtype=np.float32)
+    try:
+        if hasattr(x, "detach"):
+            return x.detach().cpu().numpy().astype(np.float32, copy=False)
+        return np.asarray(x, dtype=np.float32)
+    except (ValueError, TypeError) as e:
+        raise QuantizerError(f"quant_model(): inputs must be torch tensors or numeric arrays, got "
+                             f"{type(x).__name__} ({e})") from None
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise QuantizerError(f"cannot create output directory '{path}': {e.strerror or e}") from None
 
 
 class QuantModel:
@@ -133,8 +144,13 @@ class Quantizer:
         if mode == "float":
             self.quant_model = QuantModel(lambda xs: run_function(main_function(self.module), xs), mode)
         elif mode == "calib":
-            self.runner = FakeQuantRunner(self.module, bit_width=self.config.bit_width, method=self.config.method,
-                                          bias_correction=self.config.include_bias_corr)
+            from ..ir.diagnostics import capture_diagnostics
+            with capture_diagnostics() as diags:
+                self.runner = FakeQuantRunner(self.module, bit_width=self.config.bit_width,
+                                              method=self.config.method,
+                                              bias_correction=self.config.include_bias_corr)
+            for d in diags:
+                self._log(f"[fixflow] {d.render()}")
             self._pbar = None
             self.quant_model = QuantModel(self._calib_step, mode)
             self._generate_source()
@@ -201,7 +217,7 @@ class Quantizer:
         for d in diags:
             self._log(f"[fixflow] {d.render()}")
         info = self._quant_info(bool(corrections))
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        _mkdir(self.output_dir)
         path = self.output_dir / QUANT_INFO
         path.write_text(json.dumps(info, indent=2) + "\n")
         bc_path = self.output_dir / BIAS_CORR
@@ -317,7 +333,7 @@ class Quantizer:
             raise QuantizerError(f"export_xmodel() needs mode='test' (this quantizer is in {self.mode!r} mode)")
         from ..backends.xmodel.quant import write_int_xmodel
         out = Path(output_dir) if output_dir is not None else self.output_dir
-        out.mkdir(parents=True, exist_ok=True)
+        _mkdir(out)
         path = out / f"{self.name}_int.xmodel"
         write_int_xmodel(self.fix_module, path, self.name)
         if deploy_check:
@@ -329,7 +345,7 @@ class Quantizer:
     # ---- generated source
     def _generate_source(self) -> None:
         from .codegen import write_quant_module
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        _mkdir(self.output_dir)
         path = write_quant_module(self.module, self.name, self.output_dir)
         self.source_path = path
         self._log(f"[fixflow] Quantizable module is generated.({path})")

@@ -61,6 +61,8 @@ def _bool(where: str, v: Any) -> bool:
 
 def load_config(config: None | str | os.PathLike | Mapping[str, Any], bitwidth: int = 8) -> QuantConfig:
     """Parse a config (None, a JSON file path or a dict) into a `QuantConfig`."""
+    if not isinstance(bitwidth, int) or isinstance(bitwidth, bool) or not 2 <= bitwidth <= 16:
+        raise QuantizerError(f"bitwidth must be an integer in [2, 16], got {bitwidth!r}")
     cfg = QuantConfig(bit_width=bitwidth)
     if config is None:
         return cfg

@@ -275,6 +275,24 @@ def _hw(v) -> tuple[int, int]:
     return (int(v[1]), int(v[0]))
 
 
+def _ints(xop: XOp, key: str, n: int | None = None, default: Any = None) -> list[int]:
+    """The integer-list attribute `key` (exactly `n` entries if given); `XModelError` if it is anything else."""
+    v = _need(xop, key) if default is None else xop.attr(key, default)
+    if (not isinstance(v, (list, tuple)) or any(not isinstance(e, int) or isinstance(e, bool) for e in v)
+            or (n is not None and len(v) != n)):
+        want = f"{n} integers" if n is not None else "a list of integers"
+        raise XModelError(f"op {xop.name!r} ({xop.type}): attribute {key!r} must be {want}, got {v!r}")
+    return list(v)
+
+
+def _int(xop: XOp, key: str, default: int | None = None) -> int:
+    """The integer attribute `key`; `XModelError` if it is anything else."""
+    v = _need(xop, key) if default is None else xop.attr(key, default)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise XModelError(f"op {xop.name!r} ({xop.type}): attribute {key!r} must be an integer, got {v!r}")
+    return v
+
+
 def _fix_type_of(xop: XOp) -> TensorType:
     t = xop.output
     if t.data_type.startswith("FLOAT"):
@@ -333,6 +351,8 @@ class _Importer:
                 if isinstance(e, XModelError):
                     raise
                 raise XModelError(f"op {xop.name!r} ({xop.type}): {e.message}") from None
+            except (ValueError, TypeError, IndexError, KeyError, AttributeError) as e:
+                raise XModelError(f"op {xop.name!r} ({xop.type}): malformed attributes ({e})") from None
         func = FuncOp.create_function(func_name, [t for t, _ in pending_args], [])
         for arg, (_, data_op) in zip(func.body.args, pending_args):
             data_op.set_operand(0, arg)
@@ -390,9 +410,9 @@ class _Importer:
         elif t in ("conv2d-fix", "depthwise-conv2d-fix", "transposed-conv2d-fix"):
             cls = {"conv2d-fix": Q.Conv2dOp, "depthwise-conv2d-fix": Q.DepthwiseConv2dOp,
                    "transposed-conv2d-fix": Q.TransposedConv2dOp}[t]
-            kernel, stride = _hw(_need(xop, "kernel")), _hw(_need(xop, "stride"))
-            dil = _hw(xop.attr("dilation", [1, 1]))
-            pad = _tblr(xop.attr("pad", [0, 0, 0, 0]))
+            kernel, stride = _hw(_ints(xop, "kernel", 2)), _hw(_ints(xop, "stride", 2))
+            dil = _hw(_ints(xop, "dilation", 2, [1, 1]))
+            pad = _tblr(_ints(xop, "pad", 4, [0, 0, 0, 0]))
             kw: dict[str, Any] = {}
             if t == "transposed-conv2d-fix":
                 (kh, kwd), (dh, dw) = kernel, dil
@@ -402,7 +422,7 @@ class _Importer:
                 kw["output_padding"] = (max(0, -bot), max(0, -right))
                 pad = (top, max(0, bot), left, max(0, right))
             if t == "conv2d-fix":
-                kw["group"] = int(xop.attr("group", 1))
+                kw["group"] = _int(xop, "group", 1)
             self.add(xop, self.build(cls, xop, self.val(xop, "input"), self.val(xop, "weights"),
                                      self.opt(xop, "bias"), kernel=kernel, stride=stride, dilation=dil, pad=pad,
                                      nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE", **kw))
@@ -411,30 +431,30 @@ class _Importer:
                                      self.opt(xop, "bias"), nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE"))
         elif t == "pool-fix":
             self.add(xop, self.build(Q.PoolOp, xop, self.val(xop, "input"), type=str(_need(xop, "type")),
-                                     kernel=_hw(_need(xop, "kernel")), stride=_hw(_need(xop, "stride")),
-                                     pad=_tblr(xop.attr("pad", [0, 0, 0, 0])), is_global=bool(xop.attr("global", False))))
+                                     kernel=_hw(_ints(xop, "kernel", 2)), stride=_hw(_ints(xop, "stride", 2)),
+                                     pad=_tblr(_ints(xop, "pad", 4, [0, 0, 0, 0])), is_global=bool(xop.attr("global", False))))
         elif t == "eltwise-fix":
             ins = [self.values[n] for n in xop.inputs.get("input", [])]
             self.add(xop, self.build(Q.EltwiseOp, xop, ins, type=str(xop.attr("type", "ADD")),
                                      nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE"))
         elif t == "concat-fix":
             ins = [self.values[n] for n in xop.inputs.get("input", [])]
-            self.add(xop, self.build(Q.ConcatOp, xop, ins, axis=int(_need(xop, "axis"))))
+            self.add(xop, self.build(Q.ConcatOp, xop, ins, axis=_int(xop, "axis")))
         elif t == "reshape-fix":
             x = self.val(xop, "input")
-            shape = [int(d) for d in _need(xop, "shape")]
+            shape = _ints(xop, "shape")
             if shape and x.type.rank and shape[0] == x.type.shape[0]:
                 shape[0] = 0
             self.add(xop, self.build(Q.ReshapeOp, xop, x, shape=shape))
         elif t == "transpose":
-            self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=list(_need(xop, "order"))))
+            self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=_ints(xop, "order")))
         elif t == "upsample-fix":
             sw, sh = (float(s) for s in _need(xop, "scale"))
             if sw != int(sw) or sh != int(sh) or str(xop.attr("mode", "NEAREST")) != "NEAREST":
                 raise XModelError(f"op {xop.name!r}: only NEAREST upsampling by integer factors is supported")
             self.add(xop, self.build(Q.UpsampleOp, xop, self.val(xop, "input"), scale=(int(sh), int(sw))))
         elif t == "pad-fix":
-            p = [int(v) for v in _need(xop, "paddings")]
+            p = _ints(xop, "paddings")
             if len(p) != 8 or any(p[:2]) or any(p[6:]):
                 raise XModelError(f"op {xop.name!r}: only H/W padding of NHWC feature maps is supported")
             modes = {v: k for k, v in PAD_MODES.items()}

@@ -62,7 +62,16 @@ def simulate_quantized(module: Operation, inputs: Sequence[np.ndarray], function
     block = func.regions[0].blocks[0]
     if len(inputs) != len(block.args):
         raise InterpreterError(f"the function takes {len(block.args)} input(s), got {len(inputs)}", func.location)
-    env: dict[Value, np.ndarray] = {a: np.asarray(x, dtype=np.float32) for a, x in zip(block.args, inputs)}
+    env: dict[Value, np.ndarray] = {}
+    for i, (a, x) in enumerate(zip(block.args, inputs)):
+        x = np.asarray(x, dtype=np.float32)
+        shape = getattr(a.type, "shape", None)
+        if shape is not None and (x.ndim != len(shape) or any(
+                d >= 0 and x.shape[k] != d for k, d in enumerate(shape) if k > 0)):
+            name = f"input #{i}" + (f" '{a.name_hint}'" if a.name_hint else "")
+            raise InterpreterError(f"{name}: expected shape ({', '.join(['N'] + [str(d) for d in shape[1:]])}), "
+                                   f"got {tuple(x.shape)}", func.location)
+        env[a] = x
     for op in block.ops:
         if Terminator in op.TRAITS:
             return [np.asarray(env[v], dtype=np.float32) for v in op.operands]

@@ -1,0 +1,166 @@
+"""Review of the quantizer / fix dialect / xmodel area: misuse and malformed inputs give one clear
+user error (never a raw Python exception), and odd but legal models stay bit-exact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from fixflow.backends.xmodel import XAttr, XModelError, read_xmodel, write_xmodel
+from fixflow.backends.xmodel.quant import read_int_xmodel
+from fixflow.dialects.quant.execute import run_quantized, simulate_quantized
+from fixflow.ir.diagnostics import FixflowError
+from fixflow.quantizer import Quantizer, QuantizerError
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.leaky = nn.LeakyReLU(0.2)
+        self.fc = nn.Linear(4 * 4 * 4, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.leaky(self.conv(x))), 1))
+
+
+def _data(n=32, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).random((n, 1, 8, 8)).astype(np.float32))
+
+
+def _quantizer(path, mode="calib", **kw):
+    kw.setdefault("log", None)
+    return Quantizer(Net().eval(), (_data(1),), mode=mode, output_dir=path, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    path = tmp_path_factory.mktemp("q")
+    q = _quantizer(path)
+    q.quant_model(_data())
+    q.export_quant_config()
+    qt = _quantizer(path, "test")
+    return path, qt, qt.export_xmodel()
+
+
+# ---- Quantizer API misuse
+def test_calib_rejects_empty_nan_and_non_numeric_batches(tmp_path):
+    q = _quantizer(tmp_path)
+    with pytest.raises(FixflowError, match="empty calibration batch"):
+        q.quant_model(torch.zeros(0, 1, 8, 8))
+    bad = _data(4).clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(FixflowError, match="NaN or inf"):
+        q.quant_model(bad)
+    with pytest.raises(QuantizerError, match="numeric arrays, got str"):
+        q.quant_model("hello")
+    # none of the failed batches counts as calibration
+    with pytest.raises(QuantizerError, match="no calibration batch was run"):
+        q.export_quant_config()
+
+
+def test_calib_wrong_shape_batch_does_not_count(tmp_path):
+    q = _quantizer(tmp_path)
+    with pytest.raises(FixflowError, match=r"expected shape \(N, 1, 8, 8\)"):
+        q.quant_model(torch.zeros(2, 1, 9, 9))
+    with pytest.raises(QuantizerError, match="no calibration batch was run"):
+        q.export_quant_config()
+
+
+def test_nan_weights_are_a_user_error(tmp_path):
+    model = Net().eval()
+    with torch.no_grad():
+        model.conv.weight[0, 0, 0, 0] = float("nan")
+    q = Quantizer(model, (_data(1),), mode="calib", output_dir=tmp_path, log=None, progress=False)
+    with pytest.raises(FixflowError, match="weights or bias hold NaN"):
+        q.quant_model(_data())
+
+
+def test_output_dir_that_is_a_file(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(QuantizerError, match="cannot create output directory"):
+        _quantizer(f)
+    with pytest.raises(QuantizerError, match="cannot create output directory"):
+        _quantizer(f / "sub")
+
+
+def test_export_xmodel_into_a_file(calibrated, tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(QuantizerError, match="cannot create output directory"):
+        calibrated[1].export_xmodel(f)
+
+
+@pytest.mark.parametrize("bw", [0, 1, 17, 32, "8", 8.0, True])
+def test_bitwidth_argument_is_checked(tmp_path, bw):
+    with pytest.raises(QuantizerError, match=r"bitwidth must be an integer in \[2, 16\]"):
+        _quantizer(tmp_path, bitwidth=bw)
+
+
+def test_test_mode_checks_input_shapes(calibrated):
+    qt = calibrated[1]
+    for shape in [(2, 1, 9, 9), (1, 8, 8, 1), (2, 3, 8, 8), (8, 8)]:
+        with pytest.raises(FixflowError, match=r"input #0 'x': expected shape \(N, 1, 8, 8\)"):
+            qt.quant_model(torch.zeros(shape))
+    assert qt.quant_model(np.zeros((3, 1, 8, 8), np.float32)).shape == (3, 5)
+
+
+def test_leaky_slope_warning_goes_through_the_log(tmp_path, capsys):
+    lines = []
+    _quantizer(tmp_path, log=lines.append)
+    assert any("leaky_relu slope 0.2" in s for s in lines)
+    _quantizer(tmp_path, log=None)
+    assert "leaky_relu" not in capsys.readouterr().err
+
+
+# ---- malformed _int.xmodel attributes
+@pytest.mark.parametrize("op_type,key,value", [
+    ("conv2d-fix", "pad", [1, 1]),
+    ("conv2d-fix", "pad", 0),
+    ("conv2d-fix", "kernel", [3]),
+    ("conv2d-fix", "stride", "FOO"),
+    ("conv2d-fix", "dilation", True),
+    ("conv2d-fix", "group", "FOO"),
+    ("conv2d-fix", "group", [1, 1]),
+    ("pool-fix", "kernel", [2]),
+    ("pool-fix", "pad", [0, 0, 0, 0, 0, 0, 0, 0]),
+    ("reshape-fix", "shape", 0),
+    ("reshape-fix", "shape", "AB"),
+])
+def test_int_xmodel_malformed_attribute(calibrated, tmp_path, op_type, key, value):
+    g = read_xmodel(calibrated[2])
+    op = next(o for o in g.ops if o.type == op_type)
+    kind = ("int32_vec" if isinstance(value, list) else "bool" if isinstance(value, bool)
+            else "int32" if isinstance(value, int) else "string")
+    op.attrs[key] = XAttr(kind, value)
+    p = tmp_path / "bad.xmodel"
+    write_xmodel(g, p)
+    with pytest.raises(XModelError) as ei:
+        read_int_xmodel(p)
+    msg = ei.value.message
+    assert msg.startswith(f"{p}: op {op.name!r} ({op_type})") and key in msg and "\n" not in msg
+
+
+def test_translate_cli_malformed_xmodel(calibrated, tmp_path, capsys):
+    from fixflow.tools.translate import main
+    g = read_xmodel(calibrated[2])
+    next(o for o in g.ops if o.type == "conv2d-fix").attrs["pad"] = XAttr("int32_vec", [1, 1])
+    p = tmp_path / "bad.xmodel"
+    write_xmodel(g, p)
+    assert main(["--import-xmodel", str(p), "-o", str(tmp_path / "out.mlir")]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "'pad' must be 4 integers" in err
+
+
+def test_int_xmodel_roundtrip_still_bit_exact(calibrated):
+    _, qt, path = calibrated
+    x = np.random.default_rng(1).random((7, 1, 8, 8)).astype(np.float32)
+    m = read_int_xmodel(path)
+    a = run_quantized(qt.fix_module, [x])[0]
+    assert np.array_equal(a, simulate_quantized(qt.fix_module, [x])[0])
+    assert np.array_equal(a, run_quantized(m, [x])[0])
