@@ -195,3 +195,11 @@ def test_resource_blob_size_is_checked_against_its_type():
             '{-#\n  dialect_resources: {\n    builtin: {\n      k: "0x040000000000803F"\n    }\n  }\n#-}\n')
     with pytest.raises(ParseError, match="holds 4 bytes but tensor<3xf32> needs 12"):
         parse_module(text, "r.mlir", allow_unregistered=True)
+
+
+def test_tensor_dimension_must_fit_64_bits():
+    from fixflow.ir import parse_module
+    from fixflow.ir.diagnostics import ParseError
+    with pytest.raises(ParseError, match="invalid dimension"):
+        parse_module('"builtin.module"() ({\n  %0 = "x.y"() : () -> tensor<1x99999999999999999999xf32>\n'
+                     '}) : () -> ()\n', "d.mlir", allow_unregistered=True)

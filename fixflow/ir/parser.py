@@ -913,6 +913,8 @@ class Parser:
                 return UnrankedTensorType(et)
             dm2 = _DIMS.match(text, self.pos)
             dims = [(-1 if d == "?" else int(d)) for d in dm2.group(1).split("x")[:-1]]
+            if any(d >= 1 << 63 for d in dims):
+                raise self.error("invalid dimension: tensor dimensions must fit in 64 bits", pos)
             self.pos = dm2.end()
             et = self.parse_type()
             self.expect(">", "to close the tensor type")
