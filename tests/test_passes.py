@@ -304,3 +304,9 @@ def test_verify_error_notes_point_at_related_ops():
         parse_module(text, "n.mlir").verify()
     rendered = info.value.render()
     assert "n.mlir:4:5: error:" in rendered and "n.mlir:2:3: note: function @f declared here" in rendered
+
+
+def test_opt_stdin_that_is_not_utf8_is_one_message():
+    r = subprocess.run([sys.executable, "-m", "fixflow.tools.opt"], input=b'"\xff"', capture_output=True)
+    assert r.returncode == 1
+    assert r.stderr.decode().startswith("error: cannot read '<stdin>'") and b"Traceback" not in r.stderr

@@ -99,7 +99,11 @@ def run_tool(body: Callable[[], int | None], stream: IO[str] | None = None) -> i
 def read_text(path: str) -> str:
     """The text of `path` ('-' = stdin); `ToolError` if it cannot be read."""
     if path == "-":
-        return sys.stdin.read()
+        buffer = getattr(sys.stdin, "buffer", None)
+        try:
+            return buffer.read().decode("utf-8") if buffer is not None else sys.stdin.read()
+        except UnicodeDecodeError as e:
+            raise ToolError(f"cannot read '<stdin>': {e}") from None
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
