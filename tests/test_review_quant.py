@@ -164,3 +164,82 @@ def test_int_xmodel_roundtrip_still_bit_exact(calibrated):
     a = run_quantized(qt.fix_module, [x])[0]
     assert np.array_equal(a, simulate_quantized(qt.fix_module, [x])[0])
     assert np.array_equal(a, run_quantized(m, [x])[0])
+
+
+def test_test_mode_rejects_nan_inputs(calibrated):
+    qt = calibrated[1]
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    x[1, 0, 3, 3] = np.nan
+    with pytest.raises(FixflowError, match="NaN values"):
+        qt.quant_model(x)
+    with pytest.raises(FixflowError, match="NaN values"):
+        run_quantized(qt.fix_module, [x])
+
+
+# ---- config files
+@pytest.mark.parametrize("config,match", [
+    ({"quantizable_data_type": [["input"]]}, "quantizable_data_type"),
+    ({"overall_quantize_config": {"symmetry": 1}}, "'overall_quantize_config.symmetry' must be true or false"),
+    ({"overall_quantize_config": {"per_channel": 0}}, "'overall_quantize_config.per_channel' must be true or false"),
+    ({"overall_quantize_config": {"signed": 1.0}}, "'overall_quantize_config.signed' must be true or false"),
+    ({"overall_quantize_config": {"method": ["diffs"]}}, "'overall_quantize_config.method' must be one of"),
+])
+def test_config_wrong_value_types(config, match):
+    from fixflow.quantizer import load_config
+    with pytest.raises(QuantizerError, match=match):
+        load_config(config)
+
+
+def test_config_file_encodings(tmp_path):
+    from fixflow.quantizer import load_config
+    p = tmp_path / "c.json"
+    p.write_bytes(b"\xef\xbb\xbf" + b'{"include_cle": false}')   # UTF-8 BOM, as some editors write
+    assert load_config(p).include_cle is False
+    p.write_bytes(b"\xff\xfe{\x00}\x00")
+    with pytest.raises(QuantizerError, match="not a UTF-8 JSON file"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("key", ["include_cle", "convert_relu6_to_relu"])
+def test_graph_options_must_agree_between_calib_and_test(tmp_path, key):
+    cfg = {key: key == "convert_relu6_to_relu"}
+    flipped = {key: not cfg[key]}
+    q = _quantizer(tmp_path, config=flipped)
+    q.quant_model(_data())
+    q.export_quant_config()
+    with pytest.raises(QuantizerError, match=f"calibrated with '{key}'"):
+        _quantizer(tmp_path, "test", config=cfg)
+    _quantizer(tmp_path, "test", config=flipped)
+
+
+# ---- fixflow-quantize --data files
+def _cli_data(tmp_path, capsys, name, **arrays):
+    from fixflow.tools.quantize import main
+    p = tmp_path / name
+    if name.endswith(".npy"):
+        np.save(p, arrays["x"])
+    elif arrays.get("raw") is not None:
+        p.write_bytes(arrays["raw"])
+    else:
+        np.savez(p, **arrays)
+    rc = main(["--model", "digits_cnn", "--data", str(p), "--mode", "calib", "--calib-batches", "1",
+               "--batch-size", "8", "--output-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert "internal error" not in err and "Traceback" not in err
+    return rc, err
+
+
+def test_cli_data_files(tmp_path, capsys):
+    x = np.random.default_rng(0).random((16, 1, 28, 28)).astype(np.float32)
+    rc, err = _cli_data(tmp_path, capsys, "short.npz", x=x, y=np.zeros(8, np.int64))
+    assert rc == 1 and "labels 'y'" in err and "(16,)" in err
+    rc, err = _cli_data(tmp_path, capsys, "onehot.npz", x=x, y=np.eye(10)[np.zeros(16, int)])
+    assert rc == 1 and "integer class indices" in err
+    rc, err = _cli_data(tmp_path, capsys, "zero.npz", x=x[:0])
+    assert rc == 1 and "holds no inputs" in err
+    rc, err = _cli_data(tmp_path, capsys, "garbage.npz", raw=b"PK\x03\x04garbage")
+    assert rc == 1 and "cannot read" in err
+    rc, err = _cli_data(tmp_path, capsys, "nan.npz", x=np.full((4, 1, 28, 28), np.nan, np.float32))
+    assert rc == 1 and "NaN" in err
+    rc, err = _cli_data(tmp_path, capsys, "plain.npy", x=x)
+    assert rc == 0 and (tmp_path / "out" / "quant_info.json").exists()

@@ -188,7 +188,13 @@ class Quantizer:
         if self.progress and self._pbar is None:
             from tqdm import tqdm
             self._pbar = tqdm(desc="Calibrating", unit="batch", leave=False, file=sys.stderr)
-        out = self.runner.step(xs)
+        try:
+            out = self.runner.step(xs)
+        except BaseException:
+            if self._pbar is not None:
+                self._pbar.close()
+                self._pbar = None
+            raise
         if self._pbar is not None:
             self._pbar.update(1)
         return out
@@ -240,7 +246,12 @@ class Quantizer:
         inputs = {f"{self.name}::{a.name_hint or f'input_{i}'}": [[int(x) for x in self.func.attributes["fix.inputs"][i]]]
                   for i, a in enumerate(args)}
         return {"param": param, "output": output, "input": inputs, "fast_finetuned": False,
-                "bias_corrected": bias_corrected, "version": f"fixflow {__version__}", "graph_md5": self.graph_md5}
+                "bias_corrected": bias_corrected, "version": f"fixflow {__version__}", "graph_md5": self.graph_md5,
+                "fixflow_graph_options": self._graph_options()}
+
+    def _graph_options(self) -> dict[str, bool]:
+        """The config keys that change the prepared graph (so calib and test must agree on them)."""
+        return {"include_cle": self.config.include_cle, "convert_relu6_to_relu": self.config.convert_relu6_to_relu}
 
     # ---- test
     def _load_quant_info(self) -> None:
@@ -264,6 +275,12 @@ class Quantizer:
         if info.get("graph_md5") != self.graph_md5:
             raise QuantizerError(f"{path}: graph_md5 {info.get('graph_md5')} does not match this model's graph "
                                  f"({self.graph_md5}); re-run calibration")
+        opts = info.get("fixflow_graph_options")
+        if isinstance(opts, dict):
+            for k, v in self._graph_options().items():
+                if k in opts and opts[k] != v:
+                    raise QuantizerError(f"{path}: calibrated with '{k}' = {json.dumps(opts[k])}, but this quantizer "
+                                         f"has '{k}' = {json.dumps(v)}; use the same config in calib and test modes")
         corr = {}
         bc_path = self.output_dir / BIAS_CORR
         if info.get("bias_corrected"):

@@ -70,10 +70,12 @@ def load_config(config: None | str | os.PathLike | Mapping[str, Any], bitwidth: 
     if isinstance(config, (str, os.PathLike)):
         src = str(config)
         try:
-            with open(config, encoding="utf-8") as f:
+            with open(config, encoding="utf-8-sig") as f:
                 config = json.load(f)
         except OSError as e:
             raise QuantizerError(f"cannot read config file {src}: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise QuantizerError(f"{src}: not a UTF-8 JSON file ({e.reason} at byte {e.start})") from None
         except json.JSONDecodeError as e:
             raise QuantizerError(f"{src}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     if not isinstance(config, Mapping):
@@ -88,7 +90,7 @@ def load_config(config: None | str | os.PathLike | Mapping[str, Any], bitwidth: 
                 raise QuantizerError(f"{src}: 'target_device' {json.dumps(v)} is not supported (only \"DPU\")")
         elif key == "quantizable_data_type":
             vals = tuple(v) if isinstance(v, (list, tuple)) else (v,)
-            if set(vals) != set(cfg.quantizable_data_type):
+            if any(not isinstance(x, str) for x in vals) or set(vals) != set(cfg.quantizable_data_type):
                 raise QuantizerError(f"{src}: 'quantizable_data_type' must list input, weights, bias and activation "
                                      "(fixflow quantizes all of them for the DPU)")
         elif key == "overall_quantize_config":
@@ -111,9 +113,11 @@ def _overall(cfg: QuantConfig, v: Any, src: str) -> None:
                 raise QuantizerError(f"{src}: '{where}' must be an integer in [2, 16], got {json.dumps(val)}")
             cfg.bit_width = val
             continue
-        if k in _KNOWN_VALUES and val not in _KNOWN_VALUES[k]:
+        if k in _KNOWN_VALUES and (not isinstance(val, str) or val not in _KNOWN_VALUES[k]):
             raise QuantizerError(f"{src}: '{where}' must be one of {', '.join(_KNOWN_VALUES[k])}, got "
                                  f"{json.dumps(val)}")
+        if k not in _KNOWN_VALUES and not isinstance(val, bool):
+            raise QuantizerError(f"{src}: '{where}' must be true or false, got {json.dumps(val)}")
         if val not in _SUPPORTED[k]:
             raise QuantizerError(f"{src}: '{where}' = {json.dumps(val)} is not supported by fixflow (supported: "
                                  f"{', '.join(json.dumps(s) for s in _SUPPORTED[k])})")

@@ -75,14 +75,25 @@ def _data(args, model_input_shape: tuple[int, ...], zoo_name: str | None):
     if not os.path.exists(args.data):
         raise ToolError(f"--data: file {args.data} not found (use 'digits' or a .npz of inputs)")
     try:
-        with np.load(args.data) as z:
-            key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
-            if key is None:
-                raise ToolError(f"--data: {args.data} holds no arrays")
-            x = np.asarray(z[key], np.float32)
-            y = np.asarray(z["y"]) if "y" in z.files else None
-    except (OSError, ValueError) as e:
-        raise ToolError(f"--data: cannot read {args.data}: {e}") from None
+        z = np.load(args.data)
+        if isinstance(z, np.ndarray):   # a plain .npy of inputs
+            x, y = np.asarray(z, np.float32), None
+        else:
+            with z:
+                key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
+                if key is None:
+                    raise ToolError(f"--data: {args.data} holds no arrays")
+                x = np.asarray(z[key], np.float32)
+                y = np.asarray(z["y"]) if "y" in z.files else None
+    except ToolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign or corrupt file
+        raise ToolError(f"--data: cannot read {args.data} as .npz/.npy: {' '.join(str(e).split())}") from None
+    if x.ndim == 0 or len(x) == 0:
+        raise ToolError(f"--data: {args.data} holds no inputs (array of shape {x.shape})")
+    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        raise ToolError(f"--data: labels 'y' in {args.data} must be integer class indices of shape ({len(x)},), "
+                        f"got {y.dtype} {y.shape}")
     return x, (x if y is not None else None), y
 
 

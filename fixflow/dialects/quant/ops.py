@@ -152,12 +152,18 @@ class DataOp(FixOp):
         if not isinstance(self.input.type.element_type, FloatType):
             raise self.error(f"input must be a float tensor, got {self.input.type}")
 
+    @staticmethod
+    def _no_nan(x: np.ndarray) -> np.ndarray:
+        if np.isnan(x).any():
+            raise ValueError("the input holds NaN values, which have no fixed-point representation")
+        return x
+
     def compute(self, inputs):
-        x = _to_layout(np.asarray(inputs[0]), self.layout, TO_NHWC)
+        x = _to_layout(self._no_nan(np.asarray(inputs[0])), self.layout, TO_NHWC)
         return quantize(x, self.bw, self.fp_out, self.round_mode)
 
     def compute_sim(self, inputs):
-        x = _to_layout(np.asarray(inputs[0]), self.layout, TO_NHWC)
+        x = _to_layout(self._no_nan(np.asarray(inputs[0])), self.layout, TO_NHWC)
         return fake_quantize(x, self.bw, self.fp_out, self.round_mode)
 
 
