@@ -12,17 +12,7 @@ from torch import nn  # noqa: E402
 from fixflow.frontends.torch import FrontendError, import_module  # noqa: E402
 from fixflow.ir import parse_module, print_module  # noqa: E402
 from fixflow.runtime.interpreter import run_module  # noqa: E402
-
-
-class Fn(nn.Module):
-    def __init__(self, fn, **children):
-        super().__init__()
-        self.fn = fn
-        for k, v in children.items():
-            setattr(self, k, v)
-
-    def forward(self, x):
-        return self.fn(self, x)
+from test_torch_frontend import Fn  # noqa: E402
 
 
 def check(model: nn.Module, x: torch.Tensor) -> None:
