@@ -345,6 +345,21 @@ def _emit_params(L: _Lowering, op: Operation, w_xir: np.ndarray, b, fw, fb) -> t
     return wc, bc
 
 
+def _emit_weighted(L: _Lowering, op: Operation, cls: type, x: Value, w_xir: np.ndarray, b, fw, fb,
+                   out_shape, **attrs) -> None:
+    """Emit a conv-like fix op with its quantized weight and bias, fusing a following activation."""
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    wc, bc = _emit_params(L, op, w_xir, b, fw, fb)
+    y = L.emit(cls, x, wc, bc, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor(out_shape, *f)], nonlinear=act, **attrs)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
 @_handles("graph.conv2d")
 def _conv2d(L: _Lowering, op: Operation) -> None:
     w, b, fw, fb = _conv_params(L, op)
@@ -359,18 +374,8 @@ def _conv2d(L: _Lowering, op: Operation) -> None:
     else:
         L.cpu_op(op, f"grouped convolution (groups={g}) is not supported by the DPU")
         return
-    act, act_op = L.fused_act(op, CONV_ACTS)
-    out = L.result_of(op, act_op)
-    f = L.fmt(out, op)
-    wc, bc = _emit_params(L, op, w_xir, b, fw, fb)
-    t = op.results[0].type.shape
-    y = L.emit(cls, x, wc, bc, loc=op.location, hint=out.name_hint,
-               result_types=[Q.fix_tensor((t[0], t[2], t[3], t[1]), *f)],
-               kernel=w.shape[2:4], stride=op.stride, pad=op.padding, dilation=op.dilation, nonlinear=act)
-    L.check_dpu(y, op.location)
-    L.map[op.results[0]] = y
-    if act_op is not None:
-        L.map[act_op.results[0]] = y
+    _emit_weighted(L, op, cls, x, w_xir, b, fw, fb, _nhwc(op.results[0].type.shape), kernel=w.shape[2:4], stride=op.stride,
+                   pad=op.padding, dilation=op.dilation)
 
 
 @_handles("graph.conv_transpose2d")
@@ -380,18 +385,9 @@ def _conv_transpose2d(L: _Lowering, op: Operation) -> None:
         return
     w, b, fw, fb = _conv_params(L, op)
     x = L.fix_in(op.input, op)
-    act, act_op = L.fused_act(op, CONV_ACTS)
-    out = L.result_of(op, act_op)
-    f = L.fmt(out, op)
-    wc, bc = _emit_params(L, op, w.transpose(1, 2, 3, 0), b, fw, fb)    # [IC, OC, KH, KW] -> [OC, KH, KW, IC]
-    t = op.results[0].type.shape
-    y = L.emit(Q.TransposedConv2dOp, x, wc, bc, loc=op.location, hint=out.name_hint,
-               result_types=[Q.fix_tensor((t[0], t[2], t[3], t[1]), *f)], kernel=w.shape[2:4], stride=op.stride,
-               pad=op.padding, dilation=op.dilation, output_padding=op.output_padding, nonlinear=act)
-    L.check_dpu(y, op.location)
-    L.map[op.results[0]] = y
-    if act_op is not None:
-        L.map[act_op.results[0]] = y
+    w_xir = w.transpose(1, 2, 3, 0)  # [IC, OC, KH, KW] -> [OC, KH, KW, IC]
+    _emit_weighted(L, op, Q.TransposedConv2dOp, x, w_xir, b, fw, fb, _nhwc(op.results[0].type.shape), kernel=w.shape[2:4],
+                   stride=op.stride, pad=op.padding, dilation=op.dilation, output_padding=op.output_padding)
 
 
 @_handles("graph.linear")
@@ -405,16 +401,7 @@ def _linear(L: _Lowering, op: Operation) -> None:
     if perm is not None:  # the input is a feature map flattened in NHWC order
         c, h, wd = perm
         w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
-    act, act_op = L.fused_act(op, CONV_ACTS)
-    out = L.result_of(op, act_op)
-    f = L.fmt(out, op)
-    wc, bc = _emit_params(L, op, w, b, fw, fb)
-    y = L.emit(Q.DenseOp, x, wc, bc, loc=op.location, hint=out.name_hint,
-               result_types=[Q.fix_tensor(op.results[0].type.shape, *f)], nonlinear=act)
-    L.check_dpu(y, op.location)
-    L.map[op.results[0]] = y
-    if act_op is not None:
-        L.map[act_op.results[0]] = y
+    _emit_weighted(L, op, Q.DenseOp, x, w, b, fw, fb, op.results[0].type.shape)
 
 
 @_handles("graph.relu", "graph.relu6", "graph.leaky_relu")
