@@ -310,3 +310,17 @@ def test_opt_stdin_that_is_not_utf8_is_one_message():
     r = subprocess.run([sys.executable, "-m", "fixflow.tools.opt"], input=b'"\xff"', capture_output=True)
     assert r.returncode == 1
     assert r.stderr.decode().startswith("error: cannot read '<stdin>'") and b"Traceback" not in r.stderr
+
+
+def test_warnings_and_remarks_are_captured_not_printed(capsys):
+    from fixflow.ir.diagnostics import capture_diagnostics, emit_remark, emit_warning
+    from fixflow.ir.location import FileLineColLoc
+    with capture_diagnostics() as diags:
+        emit_warning("slope forced to 26/256", FileLineColLoc("m.py", 3, 1))
+        emit_remark("fused conv+relu")
+    assert [(d.severity, d.message) for d in diags] == [("warning", "slope forced to 26/256"),
+                                                        ("remark", "fused conv+relu")]
+    assert diags[0].render().startswith("m.py:3:1: warning:")
+    assert capsys.readouterr().err == ""
+    emit_warning("outside a capture")
+    assert capsys.readouterr().err == "warning: outside a capture\n"

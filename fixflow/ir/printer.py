@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable, TextIO
 
 from .attributes import (ArrayAttr, Attribute, DenseResourceElementsAttr, DictionaryAttr, UnitAttr,
                          attr_name_text, resource_key_text)
@@ -259,7 +258,3 @@ def print_module(op: Operation, *, print_locations: bool = False, name_hints: bo
     """Text of `op` (typically a `builtin.module`) with its resources section."""
     return Printer(print_locations=print_locations, name_hints=name_hints).print_module(op)
 
-
-def print_ops(ops: Iterable[Operation], stream: TextIO, **kwargs) -> None:
-    for op in ops:
-        stream.write(print_module(op, **kwargs))
