@@ -9,8 +9,8 @@ import sys
 
 import numpy as np
 
-from fixflow.backends.xmodel.quant import read_int_xmodel
-from fixflow.dialects.quant.execute import run_quantized, simulate_quantized
+from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
+from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
 from fixflow.ir.diagnostics import FixflowError
 from fixflow.zoo import registry
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, BatchNormOp, ConcatOp, ConstantOp,
-                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardsigmoidOp, HardswishOp,
+                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardSigmoidOp, HardSwishOp,
                                     IdentityOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MulOp,
                                     PadOp, PreluOp, Relu6Op, ReluOp, ReshapeOp, SigmoidOp, SiluOp, SoftmaxOp,
                                     SubOp, TanhOp, TransposeOp, UpsampleOp)
@@ -72,7 +72,7 @@ def every_op_model(seed: int = 0, batch: int = 1):
     y = g.op(Conv2dOp, x, c["conv.weight"], c["conv.bias"], padding=(1, 1, 1, 1), name="conv")
     y = g.op(BatchNormOp, y, c["bn.mean"], c["bn.var"], c["bn.gamma"], c["bn.beta"], eps=1e-3, name="bn")
     y = g.op(ReluOp, y, name="relu")
-    for cls in (Relu6Op, SigmoidOp, TanhOp, SiluOp, HardsigmoidOp, HardswishOp):
+    for cls in (Relu6Op, SigmoidOp, TanhOp, SiluOp, HardSigmoidOp, HardSwishOp):
         y = g.op(cls, y)
     y = g.op(LeakyReluOp, y, alpha=0.1)
     y = g.op(PreluOp, y, c["prelu.slope"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fixflow.dialects.quant.numerics import (ConvFixPos, fix_pos_diffs, legalize_conv, legalize_hsigmoid,
+from fixflow.dialects.fix.numerics import (ConvFixPos, fix_pos_diffs, legalize_conv, legalize_hsigmoid,
                                              legalize_hswish)
 from fixflow.ir.attributes import ArrayAttr, DenseArrayAttr
 from fixflow.ir.core import BlockArgument, OpResult

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fixflow.dialects.graph import kernels as K
-from fixflow.dialects.quant import numerics as nu
+from fixflow.dialects.fix import numerics as nu
 
 
 def _ref_fake_quantize(x, bw, fp, mode):

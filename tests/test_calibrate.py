@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fixflow.dialects.quant.numerics import fake_quantize, fix_pos_diffs
+from fixflow.dialects.fix.numerics import fake_quantize, fix_pos_diffs
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.passes import PassManager, parse_pipeline

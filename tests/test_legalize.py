@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixflow.dialects.quant.numerics import conv_shifts
+from fixflow.dialects.fix.numerics import conv_shifts
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir.diagnostics import capture_diagnostics
 from fixflow.passes.calibrate import CalibrationError, calibrate_module, fix_attr, main_function, read_fix_attr

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
-from fixflow.dialects.quant import ops as Q
-from fixflow.dialects.quant.constraints import dpu_violation
-from fixflow.dialects.quant.execute import run_quantized, simulate_quantized
-from fixflow.dialects.quant.numerics import dequantize
+from fixflow.dialects.fix import ops as Q
+from fixflow.dialects.fix.constraints import dpu_violation
+from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
+from fixflow.dialects.fix.numerics import dequantize
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.diagnostics import VerifyError
 from fixflow.ir.types import TensorType, f32
@@ -79,7 +79,7 @@ def test_depthwise_transposed_dense(seed):
     _check(dw, [_rand_ints(rng, (2, 6, 6, 4)), _rand_ints(rng, (1, 3, 3, 4)), _rand_ints(rng, (4,))])
 
     x, w, b = _args(FT((1, 3, 4, 2), 8, 4), FT((3, 3, 3, 2), 8, 6), FT((3,), 8, 5))
-    tc = Q.TransposedConv2dOp.build(x, w, b, kernel=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1),
+    tc = Q.ConvTranspose2dOp.build(x, w, b, kernel=(3, 3), stride=(2, 2), pad=(1, 1, 1, 1),
                                     output_padding=(1, 0), nonlinear="RELU", result_types=[FT((1, 6, 7, 3), 8, 3)])
     _check(tc, [_rand_ints(rng, (1, 3, 4, 2)), _rand_ints(rng, (3, 3, 3, 2)), _rand_ints(rng, (3,))])
 
@@ -156,10 +156,10 @@ def test_interface_ops():
     data = Q.DataOp.build(xf, layout="NCHW", result_types=[FT((2, 4, 5, 3), 8, 4)])
     q = _check(data, [xv], [xv])
     assert q[0, 0, 0, 0] == 3 and q[0, 0, 1, 0] == -3 and q[0, 0, 2, 0] == 127   # std_round, saturation
-    fq = Q.FixOpQ.build(xf, layout="NCHW", result_types=[FT((2, 4, 5, 3), 8, 4)])
+    fq = Q.FixFixOp.build(xf, layout="NCHW", result_types=[FT((2, 4, 5, 3), 8, 4)])
     assert _check(fq, [xv], [xv])[0, 0, 1, 0] == -2   # half_up
     (xq,) = _args(FT((2, 4, 5, 3), 8, 4))
-    _check(Q.FixOpQ.build(xq, result_types=[FT((2, 4, 5, 3), 8, 2)]), [q])
+    _check(Q.FixFixOp.build(xq, result_types=[FT((2, 4, 5, 3), 8, 2)]), [q])
     back = Q.FloatOp.build(xq, layout="NCHW")
     assert back.results[0].type == TensorType((2, 3, 4, 5), f32)
     np.testing.assert_array_equal(back.evaluate([q])[0], dequantize(q, 4).transpose(0, 3, 1, 2))

@@ -1,4 +1,4 @@
-"""Tests for fixflow.dialects.quant.kernels.
+"""Tests for fixflow.dialects.fix.kernels.
 
 References: slow pure-Python Fraction arithmetic (real-valued semantics), literal
 transcriptions of AMD's DPU simulator formulas (vart sim-runner), and PyTorch float64 for
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as TF
 from hypothesis import given, settings, strategies as st
 
-from fixflow.dialects.quant import kernels as K
-from fixflow.dialects.quant.numerics import NumericsError, avgpool_multiplier, dequantize
+from fixflow.dialects.fix import kernels as K
+from fixflow.dialects.fix.numerics import NumericsError, avgpool_multiplier, dequantize
 
 TWO = F(2)
 

@@ -1,4 +1,4 @@
-"""Tests for fixflow.dialects.quant.numerics against independent Fraction / brute-force references."""
+"""Tests for fixflow.dialects.fix.numerics against independent Fraction / brute-force references."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fixflow.dialects.quant import numerics as nu
-from fixflow.dialects.quant.numerics import ConvFixPos, NumericsError
+from fixflow.dialects.fix import numerics as nu
+from fixflow.dialects.fix.numerics import ConvFixPos, NumericsError
 
 # ----------------------------------------------------------------------------- rounding
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from _quant_testlib import annotate, sqnr_db
-from fixflow.dialects.quant.execute import run_quantized, simulate_quantized
+from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.diagnostics import capture_diagnostics

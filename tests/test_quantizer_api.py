@@ -69,13 +69,13 @@ def test_calib_then_test(tmp_path):
     sqnr = 10 * np.log10((yf ** 2).mean() / ((yf - y.numpy()) ** 2).mean())
     assert sqnr > 20
     # test mode == integer execution of the fix module, bit for bit
-    from fixflow.dialects.quant.execute import run_quantized
+    from fixflow.dialects.fix.execute import run_quantized
     np.testing.assert_array_equal(run_quantized(q.fix_module, [x.numpy()])[0], y.numpy())
     path = q.export_xmodel()
     assert path.name == "Small_int.xmodel" and path.stat().st_size > 0
     assert any("Successfully convert 'Small' to xmodel" in s for s in logs)
     assert any(s.startswith("[fixflow] Parsing Small...") for s in logs)
-    from fixflow.backends.xmodel.quant import read_int_xmodel
+    from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
     m2 = read_int_xmodel(path)
     np.testing.assert_array_equal(run_quantized(m2, [x.numpy()])[0], y.numpy())
 

@@ -323,7 +323,7 @@ def _quantized_dsl_module(tmp_path):
 
 def test_translate_xmodel_export_and_import(tmp_path, capsys):
     import numpy as np
-    from fixflow.dialects.quant.execute import run_quantized
+    from fixflow.dialects.fix.execute import run_quantized
     from fixflow.ir import parse_module, print_module
     module, x = _quantized_dsl_module(tmp_path)
     ir = tmp_path / "q.mlir"

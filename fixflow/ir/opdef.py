@@ -406,7 +406,7 @@ _LAZY_DIALECTS: dict[str, str] = {
     "func": "fixflow.dialects.builtin",
     "arith": "fixflow.dialects.arith",
     "graph": "fixflow.dialects.graph",
-    "fix": "fixflow.dialects.quant",
+    "fix": "fixflow.dialects.fix",
     "dpu": "fixflow.dialects.dpu",
 }
 

@@ -32,7 +32,7 @@ from ..dialects.graph import kernels as GK
 from ..dialects.graph import (AdaptiveAvgPool2dOp, AvgPool2dOp, ConstantOp, Conv2dOp, ConvTranspose2dOp,
                               LeakyReluOp, LinearOp)
 from ..dialects.graph.shapes import ShapeError
-from ..dialects.quant.numerics import LEAKY_RELU_ALPHA, ModalFixPos, avgpool_multiplier, fake_quantize, fix_pos_diffs
+from ..dialects.fix.numerics import LEAKY_RELU_ALPHA, ModalFixPos, avgpool_multiplier, fake_quantize, fix_pos_diffs
 from ..ir.attributes import ArrayAttr, BoolAttr, DenseArrayAttr, DenseResourceElementsAttr, IntegerAttr, StringAttr
 from ..ir.core import Operation, Value
 from ..ir.diagnostics import FixflowError, emit_warning

@@ -1,6 +1,6 @@
 """`legalize-fix`: make the calibrated fix positions (the `fix.*` annotations) legal for the DPU.
 
-Rules (numerics.md, "Legalizing fix_pos after calibration", via fixflow.dialects.quant.numerics):
+Rules (numerics.md, "Legalizing fix_pos after calibration", via fixflow.dialects.fix.numerics):
 conv-like ops (conv2d, conv_transpose2d, linear): ``shift_cut = w + i - o`` in [0, 16] and
 ``shift_bias = w + i - b`` in its range (`legalize_conv`); a conv + ReLU6 group's output fix_pos
 is set to 4 (the DPU clamps ReLU6 at the constant 96, which is 6.0 only at fix_pos 4); hardsigmoid: output >= 7,
@@ -11,7 +11,7 @@ warning naming the layer (its location).
 
 from __future__ import annotations
 
-from ..dialects.quant.numerics import ConvFixPos, legalize_conv, legalize_hsigmoid, legalize_hswish, \
+from ..dialects.fix.numerics import ConvFixPos, legalize_conv, legalize_hsigmoid, legalize_hswish, \
     legalize_passthrough
 from ..ir.core import Operation, Value
 from ..ir.diagnostics import emit_warning

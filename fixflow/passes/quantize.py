@@ -26,9 +26,9 @@ import numpy as np
 from ..dialects import graph as _graph  # noqa: F401  (registers the graph dialect)
 from ..dialects.graph import kernels as GK
 from ..dialects.builtin import FuncOp, ReturnOp
-from ..dialects.quant import ops as Q
-from ..dialects.quant.constraints import dpu_violation
-from ..dialects.quant.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
+from ..dialects.fix import ops as Q
+from ..dialects.fix.constraints import dpu_violation
+from ..dialects.fix.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
 from ..ir.attributes import DenseResourceElementsAttr, StringAttr
 from ..ir.core import BlockArgument, Operation, OpResult, Value
 from ..ir.diagnostics import FixflowError, emit_warning
@@ -172,7 +172,7 @@ class _Lowering:
         ft = Q.fixed_type(v.type)
         if f is None or (ft.bit_width, ft.fix_pos) == f:
             return v
-        return self.emit(Q.FixOpQ, v, loc=loc, hint=hint, result_types=[Q.fix_tensor(v.type.shape, *f)])
+        return self.emit(Q.FixFixOp, v, loc=loc, hint=hint, result_types=[Q.fix_tensor(v.type.shape, *f)])
 
     def fix_in(self, gv: Value, op: Operation) -> Value:
         """The lowered fixed-point value of graph value `gv`."""
@@ -183,7 +183,7 @@ class _Lowering:
             f = self.fmt(gv, op)
             layout = "NCHW" if v.type.rank == 4 else "NHWC"
             shape = tuple(v.type.shape[p] for p in Q.TO_NHWC) if layout == "NCHW" else v.type.shape
-            q = self.emit(Q.FixOpQ, v, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout)
+            q = self.emit(Q.FixFixOp, v, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout)
             self.map[gv] = q
             self.float_of[q] = v
             return q
@@ -282,7 +282,7 @@ class _Lowering:
         if f is not None:
             layout = "NCHW" if out.type.rank == 4 else "NHWC"
             shape = tuple(out.type.shape[p] for p in Q.TO_NHWC) if layout == "NCHW" else out.type.shape
-            q = self.emit(Q.FixOpQ, out, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout,
+            q = self.emit(Q.FixFixOp, out, loc=op.location, result_types=[Q.fix_tensor(shape, *f)], layout=layout,
                           hint=op.results[0].name_hint)
             self.float_of[q] = out
             self.map[op.results[0]] = q
@@ -386,7 +386,7 @@ def _conv_transpose2d(L: _Lowering, op: Operation) -> None:
     w, b, fw, fb = _conv_params(L, op)
     x = L.fix_in(op.input, op)
     w_xir = w.transpose(1, 2, 3, 0)  # [IC, OC, KH, KW] -> [OC, KH, KW, IC]
-    _emit_weighted(L, op, Q.TransposedConv2dOp, x, w_xir, b, fw, fb, _nhwc(op.results[0].type.shape), kernel=w.shape[2:4],
+    _emit_weighted(L, op, Q.ConvTranspose2dOp, x, w_xir, b, fw, fb, _nhwc(op.results[0].type.shape), kernel=w.shape[2:4],
                    stride=op.stride, pad=op.padding, dilation=op.dilation, output_padding=op.output_padding)
 
 

@@ -157,7 +157,7 @@ class Quantizer:
         else:
             self._load_quant_info()
             self._lower()
-            from ..dialects.quant.execute import simulate_quantized
+            from ..dialects.fix.execute import simulate_quantized
             self.quant_model = QuantModel(lambda xs: simulate_quantized(self.fix_module, xs), mode)
             self._generate_source()
 
@@ -348,13 +348,13 @@ class Quantizer:
         """Test mode: write `<Model>_int.xmodel` (to output_dir, default the quantizer's)."""
         if self.mode != "test":
             raise QuantizerError(f"export_xmodel() needs mode='test' (this quantizer is in {self.mode!r} mode)")
-        from ..backends.xmodel.quant import write_int_xmodel
+        from ..backends.xmodel.fix_xmodel import write_int_xmodel
         out = Path(output_dir) if output_dir is not None else self.output_dir
         _mkdir(out)
         path = out / f"{self.name}_int.xmodel"
         write_int_xmodel(self.fix_module, path, self.name)
         if deploy_check:
-            from ..backends.xmodel.quant import read_int_xmodel
+            from ..backends.xmodel.fix_xmodel import read_int_xmodel
             read_int_xmodel(path)
         self._log(f"[fixflow] Successfully convert '{self.name}' to xmodel.({path})")
         return path

@@ -68,7 +68,7 @@ def _main(argv: Sequence[str] | None) -> int:
     elif args.import_dsl:
         module = _import_dsl(args.import_dsl, args.weights)
     elif args.import_xmodel:
-        from fixflow.backends.xmodel.quant import read_int_xmodel
+        from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
         module = read_int_xmodel(args.import_xmodel)
     elif args.input is not None:
         module = load_ir(args.input)
@@ -77,7 +77,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.export_xmodel:
         if not args.output or args.output == "-":
             raise ToolError("--export-xmodel writes a binary file: give -o FILE.xmodel")
-        from fixflow.backends.xmodel.quant import write_int_xmodel
+        from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
         write_int_xmodel(module, args.output)
         return 0
     from fixflow.ir import print_module

@@ -320,13 +320,13 @@ class SiluOp(_UnaryOp):
 
 
 @graph.op
-class HardsigmoidOp(_UnaryOp):
+class HardSigmoidOp(_UnaryOp):
     OP_NAME = "graph.hardsigmoid"
     KERNEL = "hardsigmoid"
 
 
 @graph.op
-class HardswishOp(_UnaryOp):
+class HardSwishOp(_UnaryOp):
     OP_NAME = "graph.hardswish"
     KERNEL = "hardswish"
 
@@ -667,7 +667,7 @@ def _materialize_constant(value: Attribute, type: Type, location: Location) -> C
 graph.constant_builder = _materialize_constant
 
 __all__ = ["graph", "GraphOp", "ConstantOp", "Conv2dOp", "ConvTranspose2dOp", "LinearOp", "MatmulOp",
-           "BatchNormOp", "ReluOp", "Relu6Op", "SigmoidOp", "TanhOp", "SiluOp", "HardsigmoidOp", "HardswishOp",
+           "BatchNormOp", "ReluOp", "Relu6Op", "SigmoidOp", "TanhOp", "SiluOp", "HardSigmoidOp", "HardSwishOp",
            "LeakyReluOp", "PreluOp", "IdentityOp", "DropoutOp", "MaxPool2dOp", "AvgPool2dOp",
            "AdaptiveAvgPool2dOp", "AddOp", "SubOp", "MulOp", "ConcatOp", "ReshapeOp", "FlattenOp", "TransposeOp",
            "PadOp", "UpsampleOp", "SoftmaxOp", "MeanOp", "resolve_reshape"]

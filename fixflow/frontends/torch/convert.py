@@ -19,7 +19,7 @@ from torch import nn
 
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, BatchNormOp, ConcatOp, ConstantOp,
-                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardsigmoidOp, HardswishOp,
+                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardSigmoidOp, HardSwishOp,
                                     IdentityOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MulOp, PadOp,
                                     PreluOp, Relu6Op, ReluOp, ReshapeOp, SigmoidOp, SiluOp, SoftmaxOp, SubOp, TanhOp,
                                     TransposeOp, UpsampleOp)
@@ -490,10 +490,10 @@ def _batch_norm_fn(cv: Converter, node: torch.fx.Node) -> Value:
 
 # ---- activations --------------------------------------------------------------------------------
 _UNARY_MODULES = {nn.ReLU: ReluOp, nn.ReLU6: Relu6Op, nn.Sigmoid: SigmoidOp, nn.Tanh: TanhOp, nn.SiLU: SiluOp,
-                  nn.Hardsigmoid: HardsigmoidOp, nn.Hardswish: HardswishOp}
+                  nn.Hardsigmoid: HardSigmoidOp, nn.Hardswish: HardSwishOp}
 _UNARY_FUNCTIONS = {F.relu: ReluOp, torch.relu: ReluOp, F.relu_: ReluOp, torch.relu_: ReluOp, F.relu6: Relu6Op,
                     torch.sigmoid: SigmoidOp, F.sigmoid: SigmoidOp, torch.tanh: TanhOp, F.tanh: TanhOp,
-                    F.silu: SiluOp, F.hardsigmoid: HardsigmoidOp, F.hardswish: HardswishOp}
+                    F.silu: SiluOp, F.hardsigmoid: HardSigmoidOp, F.hardswish: HardSwishOp}
 _UNARY_METHODS = {"relu": ReluOp, "relu_": ReluOp, "sigmoid": SigmoidOp, "sigmoid_": SigmoidOp, "tanh": TanhOp,
                   "tanh_": TanhOp}
 

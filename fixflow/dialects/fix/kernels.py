@@ -1,4 +1,4 @@
-"""Integer semantics of the quant-level ops (NHWC, int8 in / int8 out), plus their float
+"""Integer semantics of the fix-level ops (NHWC, int8 in / int8 out), plus their float
 fake-quant simulations.
 
 Every ``*_fix`` kernel computes exactly what the DPU computes (numerics.md, "Integer

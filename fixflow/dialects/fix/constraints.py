@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 from ...ir.core import Operation
-from .ops import (ConcatOp, ConstOp, Conv2dOp, DataOp, DenseOp, DepthwiseConv2dOp, EltwiseOp, FixOp, FixOpQ,
-                  FloatOp, HardSigmoidOp, HardSwishOp, PadOp, PoolOp, ReshapeOp, TransposedConv2dOp, TransposeOp,
+from .ops import (ConcatOp, ConstOp, Conv2dOp, DataOp, DenseOp, DepthwiseConv2dOp, EltwiseOp, FixOp, FixFixOp,
+                  FloatOp, HardSigmoidOp, HardSwishOp, PadOp, PoolOp, ReshapeOp, ConvTranspose2dOp, TransposeOp,
                   UpsampleOp, fixed_type)
 
 CONV_KERNEL = (1, 16)
@@ -42,13 +42,13 @@ def dpu_violation(op: Operation) -> str | None:
     """The DPU constraint `op` breaks, as a sentence, or None."""
     if not isinstance(op, FixOp):
         return f"'{op.name}' has no DPU implementation"
-    if isinstance(op, (DataOp, ConstOp, FloatOp, FixOpQ)):
+    if isinstance(op, (DataOp, ConstOp, FloatOp, FixFixOp)):
         return None
     for v in list(op.operands) + list(op.results):
         ft = fixed_type(v.type)
         if ft is not None and ft.bit_width != 8:
             return f"bit width {ft.bit_width} (the DPU computes on 8 bits)"
-    if isinstance(op, (Conv2dOp, TransposedConv2dOp)):
+    if isinstance(op, (Conv2dOp, ConvTranspose2dOp)):
         kh, kw = op.kernel
         ic = op.input.type.shape[3]
         return (_range("kernel", op.kernel, CONV_KERNEL) or _range("stride", op.stride, CONV_STRIDE)

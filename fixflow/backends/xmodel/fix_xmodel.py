@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ...dialects.builtin import FuncOp, ModuleOp, ReturnOp
-from ...dialects.quant import ops as Q
+from ...dialects.fix import ops as Q
 from ...ir.attributes import (BoolAttr, DenseArrayAttr, DenseElementsAttr, DenseResourceElementsAttr, FloatAttr,
                               IntegerAttr, StringAttr)
 from ...ir.core import Operation, Value
@@ -409,7 +409,7 @@ class _Importer:
             self.add(xop, ConstantOp.from_array(arr, key=xop.name, location=NameLoc(xop.name, UNKNOWN_LOC)))
         elif t in ("conv2d-fix", "depthwise-conv2d-fix", "transposed-conv2d-fix"):
             cls = {"conv2d-fix": Q.Conv2dOp, "depthwise-conv2d-fix": Q.DepthwiseConv2dOp,
-                   "transposed-conv2d-fix": Q.TransposedConv2dOp}[t]
+                   "transposed-conv2d-fix": Q.ConvTranspose2dOp}[t]
             kernel, stride = _hw(_ints(xop, "kernel", 2)), _hw(_ints(xop, "stride", 2))
             dil = _hw(_ints(xop, "dilation", 2, [1, 1]))
             pad = _tblr(_ints(xop, "pad", 4, [0, 0, 0, 0]))
@@ -472,7 +472,7 @@ class _Importer:
                 op = Q.FloatOp.build(x, layout=layout, location=NameLoc(xop.name, UNKNOWN_LOC))
             else:
                 mode = ROUND_FROM_XIR.get(str(xop.attr("round_mode", "DPU_ROUND")), "half_up")
-                op = self.build(Q.FixOpQ, xop, x, layout=layout, round_mode=mode)
+                op = self.build(Q.FixFixOp, xop, x, layout=layout, round_mode=mode)
             self.add(xop, op)
         else:
             self.add(xop, self.graph_op(xop))

@@ -1,4 +1,4 @@
-"""The `fix` dialect (quant level): fixed-point tensors with power-of-two scales, NHWC, XIR-like ops.
+"""The `fix` dialect: fixed-point tensors with power-of-two scales, NHWC, XIR-like ops.
 
 Importing this package registers the dialect (ops in `ops.py`). `numerics.py` holds the number format
 and the legalization rules, `kernels.py` the bit-exact integer kernels and their float twins,

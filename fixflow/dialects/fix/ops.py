@@ -1,4 +1,4 @@
-"""Op definitions of the `fix` dialect (the quant level): fixed-point, NHWC, XIR-like ops.
+"""Op definitions of the `fix` dialect: fixed-point, NHWC, XIR-like ops.
 
 Tensors are `TensorType(shape, FixedPointType(bit_width, fix_pos))`; a rank-4 feature map is
 NHWC. Inside the IR spatial attributes are (h, w) pairs and paddings (top, bottom, left, right);
@@ -168,7 +168,7 @@ class DataOp(FixOp):
 
 
 @fix.op
-class FixOpQ(FixOp):
+class FixFixOp(FixOp):
     """Quantize a float tensor (round_mode, default half_up) or requantize a fixed-point one
     (half_up, saturating) to the result's format. `layout = "NCHW"`: a float NCHW input."""
 
@@ -388,7 +388,7 @@ class DepthwiseConv2dOp(_Conv2dBase):
 
 
 @fix.op
-class TransposedConv2dOp(_Conv2dBase):
+class ConvTranspose2dOp(_Conv2dBase):
     """transposed-conv2d-fix with PyTorch geometry: weights [OC, KH, KW, IC] (= torch W[ic, oc, kh, kw]),
     `pad` the torch padding, `output_padding` extra rows/columns at the bottom/right."""
 
@@ -723,7 +723,7 @@ class HardSwishOp(FixOp):
         return K.hard_swish_fix_sim(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
 
 
-__all__ = ["fix", "FixOp", "DataOp", "FixOpQ", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",
-           "TransposedConv2dOp", "DenseOp", "PoolOp", "EltwiseOp", "ConcatOp", "ReshapeOp", "TransposeOp",
+__all__ = ["fix", "FixOp", "DataOp", "FixFixOp", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",
+           "ConvTranspose2dOp", "DenseOp", "PoolOp", "EltwiseOp", "ConcatOp", "ReshapeOp", "TransposeOp",
            "UpsampleOp", "PadOp", "HardSigmoidOp", "HardSwishOp", "fixed_type", "fix_tensor", "resolve_shape",
            "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size"]
