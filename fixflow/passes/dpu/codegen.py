@@ -1,0 +1,265 @@
+"""Instruction selection and bank allocation: layers -> a DPUCZDX8G instruction stream.
+
+Every layer reads its input feature map from DDR and writes its output feature map to DDR.
+Banks:
+- feature maps: band t of the program (counting across layers) uses feature-map bank group
+  VB(t % 2): its input window in lines [0, depth/2), its output in lines [depth/2, depth). The LOAD of
+  band t+1 therefore never touches the banks band t computes on (ping-pong);
+- conv weights: CONVW lines [0, n * KH*KW*cg) for a chunk of n output-channel groups (OCP channels
+  each; output channel i of the chunk in CONVW bank i % OCP); a layer whose groups do not all fit
+  is computed chunk by chunk, reloading its input for each chunk;
+- bias: BIAS lines [0, n) (OCP values a line); depthwise weights: DWCONVW lines [0, KH*KW*cg).
+Conv + its activation is one CONV (the act_type field); dense is a CONV whose kernel covers the map;
+pooling and depthwise conv are ALU exec modes (ISA1 has no POOL or DWCONV engine).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ...dialects.dpu.isa import Instruction
+from .ddr import REG_CONST, DdrPlan
+from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, Layer
+from .tiling import Band, Geometry, Plan, in_cols, plan as make_plan, row_lines
+
+
+@dataclass(frozen=True)
+class Arch:
+    """What code generation needs from a `fixflow.target.Target`."""
+
+    pp: int
+    icp: int
+    ocp: int
+    alu_pp: int
+    depth: int
+    vb: tuple[int, int]        # first bank id of VB0, VB1
+    convw: int
+    dwconvw: int
+    bias: int
+
+    @classmethod
+    def of(cls, target) -> "Arch":
+        vb = target.feature_map_groups
+        return cls(target.pp, target.icp, target.ocp, target.alu_pp, vb[0].depth,
+                   (vb[0].first_id, vb[1].first_id), target.bank_group_named("CONVW").first_id,
+                   target.bank_group_named("DWCONVW").first_id, target.bank_group_named("BIAS").first_id)
+
+    @property
+    def half(self) -> int:
+        return self.depth // 2
+
+
+@dataclass
+class Tagged:
+    """An instruction and the layer (index) it belongs to."""
+
+    ins: Instruction
+    layer: int
+
+
+def geometry(L: ConvLayer | AluLayer, a: Arch, chunk_groups: int = 1) -> Geometry:
+    kh, kw = L.win.kernel
+    sh, sw = L.win.stride
+    pt, _, pl, _ = L.win.pad
+    cg = math.ceil(L.inp.c / a.icp)
+    if isinstance(L, ConvLayer):
+        return Geometry(L.inp.h, L.inp.w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, chunk_groups, a.pp, False)
+    return Geometry(L.inp.h, L.inp.w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, cg, a.alu_pp, True)
+
+
+def conv_chunk_groups(L: ConvLayer, a: Arch) -> int:
+    """Output-channel groups whose weights fit CONVW together."""
+    kh, kw = L.win.kernel
+    per_group = kh * kw * math.ceil(L.inp.c / a.icp)
+    if per_group > a.depth:
+        raise ValueError(f"{kh}x{kw} kernel over {L.inp.c} channels needs {per_group} weight lines a bank "
+                         f"(the bank has {a.depth})")
+    return max(1, min(math.ceil(L.out.c / a.ocp), a.depth // per_group))
+
+
+@dataclass
+class Emitter:
+    """Builds the instruction stream; keeps the sticky INIT state and the ping-pong counter."""
+
+    arch: Arch
+    ddr: DdrPlan
+    tiling: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
+    out: list[Tagged] = field(default_factory=list)
+    band_count: int = 0
+    _convinit: tuple | None = None
+    _aluinit: tuple | None = None
+    plans: dict[int, Plan] = field(default_factory=dict)
+
+    def emit(self, layer: int, name: str, **fields: int) -> Instruction:
+        ins = Instruction.make(name, **fields)
+        problem = ins.check()
+        if problem is not None:
+            raise ValueError(f"layer {layer}: {problem}")
+        self.out.append(Tagged(ins, layer))
+        return ins
+
+    # ---- data movement
+    def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int) -> None:
+        a = self.arch
+        reg, base = L.inp.ddr
+        r_lo = band.oh0 * g.sh - g.pt
+        c_lo = band.ow0 * g.sw - g.pl
+        ncols = in_cols(g, band.ow1 - band.ow0)
+        rl = row_lines(g, band.ow1 - band.ow0)
+        c0, c1 = max(c_lo, 0), min(c_lo + ncols, L.inp.w)
+        nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
+        for r in range(max(r_lo, 0), min(r_lo + nrows, L.inp.h)):
+            v = r - r_lo
+            b = v // g.sh
+            line = (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
+            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=L.inp.c,
+                      jump_write=g.cg, pad_idx=1, channel=L.inp.c, length=c1 - c0, reg_id=reg,
+                      ddr_addr=base + (r * L.inp.w + c0) * L.inp.c)
+
+    def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
+        a = self.arch
+        reg, base = L.out.ddr
+        cols = band.ow1 - band.ow0
+        orl = cols * g.opl
+        for q in range(band.oh1 - band.oh0):
+            oh = band.oh0 + q
+            self.emit(i, "SAVE", bank_id=a.vb[vb] + q % a.pp, bank_addr=a.half + (q // a.pp) * orl,
+                      jump_read=g.opl, jump_write=L.out.c, length=cols, channel=n_ch, reg_id=reg,
+                      ddr_addr=base + (oh * L.out.w + band.ow0) * L.out.c + c_first)
+
+    def _strip_in(self, g: Geometry, band: Band, q0: int) -> dict[str, int]:
+        """bank_id_in offset and bank_addr_in[_1.._3] of a strip whose first output row is q0 (band rows)."""
+        a = self.arch
+        rl = row_lines(g, band.ow1 - band.ow0)
+        vs = q0 * g.sh
+        b = vs // g.sh
+        addr = (b // a.pp) * g.sh * rl
+        step = g.sh * rl
+        return {"bank": b % a.pp, "bank_addr_in": addr % a.depth, "bank_addr_in_1": (addr + step) % a.depth,
+                "bank_addr_in_2": (addr + 2 * step) % a.depth, "bank_addr_in_3": (addr + 3 * step) % a.depth}
+
+    @staticmethod
+    def _pads(L, g: Geometry, band: Band, oh: int, vpp: int) -> dict[str, int]:
+        r0 = oh * g.sh - g.pt
+        c0 = band.ow0 * g.sw - g.pl
+        real_h = (vpp - 1) * g.sh + g.kh
+        src_w = in_cols(g, band.ow1 - band.ow0)
+        bottom = max(0, r0 + real_h - L.inp.h)
+        right = max(0, c0 + src_w - L.inp.w)
+        return {"pad_top": max(0, -r0), "pad_left": max(0, -c0),
+                "pad_bottom": g.kh - 1 - bottom, "pad_right": g.kw - 1 - right}
+
+    # ---- layers
+    def conv(self, i: int, L: ConvLayer) -> None:
+        a = self.arch
+        kh, kw = L.win.kernel
+        sh, sw = L.win.stride
+        cg = math.ceil(L.inp.c / a.icp)
+        n_og = math.ceil(L.out.c / a.ocp)
+        chunk = conv_chunk_groups(L, a)
+        per_group = kh * kw * cg
+        wreg_off = self.ddr.const[(i, "weights")]
+        breg_off = self.ddr.const[(i, "bias")]
+        for og0 in range(0, n_og, chunk):
+            groups = min(chunk, n_og - og0)
+            c_first = og0 * a.ocp
+            n_ch = min(L.out.c, (og0 + groups) * a.ocp) - c_first
+            g = geometry(L, a, groups)
+            rows, cols = self.tiling.get(i, (None, None))
+            p = make_plan(g, a.pp, a.half, rows, cols)
+            self.plans[i] = p
+            self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=n_ch, jump_write=1, pad_idx=1,
+                      channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=breg_off + c_first)
+            for k in range(n_ch):
+                o = c_first + k
+                self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=(k // a.ocp) * per_group,
+                          jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
+                          reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
+            for band in p.bands():
+                vb = self.band_count % 2
+                self.band_count += 1
+                self._load_input(i, L, g, band, vb)
+                cols_b = band.ow1 - band.ow0
+                orl = cols_b * groups
+                for oh, vpp in p.strips(band):
+                    q0 = oh - band.oh0
+                    init = dict(jump_read=cg, shift_cut=L.shift_cut, act_type=ACT_TYPES[L.act],
+                                jump_read_endl=row_lines(g, cols_b), shift_bias=L.shift_bias, stride_out=1,
+                                jump_write=groups, stride_offset_in=0, valid_pixel_parallel=vpp,
+                                kernel_h=kh, stride_h=sh, jump_write_endl=orl, stride_offset_out=0,
+                                kernel_w=kw, stride_w=sw)
+                    key = tuple(sorted(init.items()))
+                    if key != self._convinit:
+                        self.emit(i, "CONVINIT", **init)
+                        self._convinit = key
+                    s = self._strip_in(g, band, q0)
+                    pads = self._pads(L, g, band, oh, vpp)
+                    for k in range(groups):
+                        self.emit(i, "CONV", bank_id_in=a.vb[vb] + s["bank"], bank_addr_in=s["bank_addr_in"],
+                                  bank_addr_in_1=s["bank_addr_in_1"], bank_addr_in_2=s["bank_addr_in_2"],
+                                  bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg, channel_offset=0,
+                                  bank_addr_weights=k * per_group, bank_addr_bias=k, length=cols_b,
+                                  bank_id_out=a.vb[vb] + q0 % a.pp,
+                                  bank_addr_out=a.half + (q0 // a.pp) * orl + k, **pads)
+                self._save_output(i, L, g, band, vb, c_first, n_ch)
+
+    def alu(self, i: int, L: AluLayer) -> None:
+        a = self.arch
+        kh, kw = L.win.kernel
+        sh, sw = L.win.stride
+        g = geometry(L, a)
+        rows, cols = self.tiling.get(i, (None, None))
+        p = make_plan(g, a.pp, a.half, rows, cols)
+        self.plans[i] = p
+        if L.weights is not None:
+            woff = self.ddr.const[(i, "weights")]
+            self.emit(i, "LOAD", bank_id=a.dwconvw, bank_addr=0, jump_read=L.inp.c, jump_write=g.cg, pad_idx=1,
+                      channel=L.inp.c, length=kh * kw, reg_id=REG_CONST, ddr_addr=woff)
+        if L.bias is not None:
+            boff = self.ddr.const[(i, "bias")]
+            self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=L.inp.c, jump_write=1, pad_idx=1,
+                      channel=L.inp.c, length=1, reg_id=REG_CONST, ddr_addr=boff)
+        for band in p.bands():
+            vb = self.band_count % 2
+            self.band_count += 1
+            self._load_input(i, L, g, band, vb)
+            cols_b = band.ow1 - band.ow0
+            orl = cols_b * g.cg
+            init = dict(kernel_w=kw, kernel_h=kh, exec_mode=ALU_MODES[L.mode], stride_offset_out=0,
+                        stride_offset_in=0, stride_w=sw, stride_h=sh, length=cols_b, channel_offset=0,
+                        channel_group=g.cg, stride_out=1, shift_prelu_n=0, shift_cut=L.shift_cut,
+                        shift_bias=L.shift_bias, act_type=ACT_TYPES[L.act], shift_prelu_p=0,
+                        jump_read_endl=row_lines(g, cols_b), jump_read=g.cg, multi_factor=L.multi_factor & 0xFF,
+                        jump_write_endl=orl, jump_write=g.cg, jump_read_weights=g.cg)
+            key = tuple(sorted(init.items()))
+            if key != self._aluinit:
+                self.emit(i, "ALUINIT", **init)
+                self._aluinit = key
+            for oh, vpp in p.strips(band):
+                q0 = oh - band.oh0
+                s = self._strip_in(g, band, q0)
+                pads = self._pads(L, g, band, oh, vpp)
+                self.emit(i, "ALU", bank_id_out=a.vb[vb] + q0 % a.pp,
+                          bank_addr_out=a.half + (q0 // a.pp) * orl, bank_id_in=a.vb[vb] + s["bank"],
+                          bank_addr_in=s["bank_addr_in"], bank_addr_in_1=s["bank_addr_in_1"],
+                          bank_addr_in_2=s["bank_addr_in_2"], bank_addr_in_3=s["bank_addr_in_3"],
+                          valid_pixel_parallel=vpp, bank_addr_weights=0, kernel_d=1, bank_addr_bias=0, **pads)
+            self._save_output(i, L, g, band, vb, 0, L.out.c)
+
+
+def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
+             tiling: dict[int, tuple[int | None, int | None]] | None = None) -> Emitter:
+    """The instruction stream (without END and without dependency flags) of `layers`."""
+    em = Emitter(arch, ddr, dict(tiling or {}))
+    for i, L in enumerate(layers):
+        if isinstance(L, ConvLayer):
+            em.conv(i, L)
+        elif isinstance(L, AluLayer):
+            em.alu(i, L)
+        elif not isinstance(L, Alias):
+            raise ValueError(f"no code for layer {L!r}")
+    return em
+
+
+__all__ = ["Arch", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups"]

@@ -1,0 +1,245 @@
+"""The compiler's view of a DPU subgraph: feature maps (NHWC tensors in DDR) and layers (one
+per fused fix op), extracted from `fix` ops.
+
+A layer is what one run of one engine computes over a whole feature map:
+- `ConvLayer`: CONV engine; fix.conv2d (+ fused activation) and fix.dense (as a convolution whose
+  kernel covers the whole input map: the flatten before a dense is layout only).
+- `AluLayer`: ALU engine (ISA1 has no pool or depthwise engine): max/avg pooling, depthwise conv.
+- `Alias`: fix.reshape: a row-major reshape of an NHWC tensor in DDR is the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...dialects.fix.kernels import _pads  # (top, bottom, left, right) normalization
+from ...dialects.fix.numerics import avgpool_multiplier
+from ...ir.core import Operation, Value
+
+ACT_TYPES = {"NONE": 0, "RELU": 1, "LEAKYRELU": 3, "RELU6": 4}
+#: ALUINIT exec_mode values (spec dpu-isa.md)
+ALU_MODES = {"dwconv": 0, "avg_pool": 2, "max_pool": 3, "dwconv_no_bias": 6}
+
+
+@dataclass(eq=False)
+class FMap:
+    """A feature map: (h, w, c) int8 NHWC, its fix position; `ddr` = (reg_id, byte address) once
+    allocated. `alias_of` is set for a reshape's result (same bytes as that feature map)."""
+
+    name: str
+    shape: tuple[int, int, int]
+    fix_pos: int
+    value: Value | None = None
+    alias_of: "FMap | None" = None
+    ddr: tuple[int, int] | None = None
+
+    @property
+    def h(self) -> int:
+        return self.shape[0]
+
+    @property
+    def w(self) -> int:
+        return self.shape[1]
+
+    @property
+    def c(self) -> int:
+        return self.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape)
+
+    def root(self) -> "FMap":
+        """The feature map that owns the bytes (follows reshape aliases)."""
+        f = self
+        while f.alias_of is not None:
+            f = f.alias_of
+        return f
+
+
+@dataclass(eq=False)
+class Window:
+    """Sliding-window geometry shared by CONV and ALU layers."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int, int, int]   # top, bottom, left, right
+
+
+@dataclass(eq=False)
+class ConvLayer:
+    """conv2d-fix / dense on the CONV engine; weights [OC][KH][KW][IC] int8, bias [OC] int8."""
+
+    name: str
+    inp: FMap
+    out: FMap
+    win: Window
+    act: str
+    shift_cut: int
+    shift_bias: int          # the instruction field: fp_in + fp_w - fp_b + 1
+    weights: np.ndarray
+    bias: np.ndarray
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "conv"
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return [self.inp]
+
+
+@dataclass(eq=False)
+class AluLayer:
+    """Pooling or depthwise conv on the ALU engine. Depthwise weights [KH][KW][C], bias [C]."""
+
+    name: str
+    mode: str                # a key of ALU_MODES
+    inp: FMap
+    out: FMap
+    win: Window
+    act: str = "NONE"
+    shift_cut: int = 0
+    shift_bias: int = 0
+    multi_factor: int = 0
+    weights: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "alu"
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return [self.inp]
+
+
+@dataclass(eq=False)
+class Alias:
+    """A reshape: `out` is `inp`'s bytes under another shape (no code)."""
+
+    name: str
+    inp: FMap
+    out: FMap
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "none"
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return [self.inp]
+
+
+Layer = ConvLayer | AluLayer | Alias
+
+
+def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(h, w, c) of a batch-1 tensor: NHWC, or [1, K] / [K] as a 1 x 1 x K map."""
+    s = tuple(int(d) for d in shape)
+    if len(s) == 4:
+        return s[1], s[2], s[3]
+    if len(s) == 2:
+        return 1, 1, s[1]
+    if len(s) == 1:
+        return 1, 1, s[0]
+    if len(s) == 3:
+        return 1, s[1], s[2]
+    raise ValueError(f"cannot place a rank-{len(s)} tensor in DPU memory")
+
+
+def max_pool_shift_cut(fp_in: int, fp_out: int) -> int:
+    """ALU max/avg pool `shift_cut` for a right shift by d = fp_in - fp_out (AMD's simulator:
+    shift_cut >= 8 divides by 2**(shift_cut - 8), < 8 multiplies by 2**shift_cut)."""
+    d = fp_in - fp_out
+    return 8 + d if d >= 0 else -d
+
+
+def avg_pool_params(kh: int, kw: int, fp_in: int, fp_out: int) -> tuple[int, int]:
+    """(multi_factor, shift_cut) of an ALU average pool equal to fix.pool AVG."""
+    mult, shift = avgpool_multiplier(kh, kw)
+    return mult, max_pool_shift_cut(fp_in + shift, fp_out)
+
+
+def _ints(v) -> np.ndarray:
+    return np.asarray(v.op.ints if hasattr(v.op, "ints") else v.op.attributes["value"].array)
+
+
+def _const_array(v: Value | None) -> np.ndarray | None:
+    if v is None:
+        return None
+    return np.asarray(v.op.attributes["value"].array).astype(np.int8)
+
+
+def _fmt_fp(v: Value) -> int:
+    return v.type.element_type.fix_pos
+
+
+def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value, FMap]]:
+    """Layers (in op order) of the DPU ops `ops`; `name_of(value)` names feature maps.
+
+    Constants feeding a layer are read from their `fix.const` ops (weights stay int8).
+    """
+    fmaps: dict[Value, FMap] = {}
+
+    def fm(v: Value) -> FMap:
+        if v not in fmaps:
+            fmaps[v] = FMap(name_of(v), fmap_shape(v.type.shape), _fmt_fp(v), v)
+        return fmaps[v]
+
+    layers: list[Layer] = []
+    for op in ops:
+        kind = op.name
+        if kind == "fix.const":
+            continue
+        if kind == "fix.reshape":
+            src = fm(op.operands[0])
+            out = FMap(name_of(op.results[0]), fmap_shape(op.results[0].type.shape), _fmt_fp(op.results[0]),
+                       op.results[0], alias_of=src)
+            fmaps[op.results[0]] = out
+            layers.append(Alias(out.name, src, out, [op]))
+            continue
+        out = fm(op.results[0])
+        if kind in ("fix.conv2d", "fix.dense"):
+            sc, sb = op.shifts()
+            w = _const_array(op.weights)
+            b = _const_array(op.bias)
+            if kind == "fix.conv2d":
+                inp = fm(op.input)
+                win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+            else:
+                inp = fm(op.input)
+                src = inp.root() if inp.alias_of is not None else inp
+                if src.nbytes != inp.nbytes or w.shape[1] != src.nbytes:
+                    raise ValueError("dense input does not match its weights")
+                inp = src
+                w = w.reshape(w.shape[0], src.h, src.w, src.c)
+                win = Window((src.h, src.w), (1, 1), (0, 0, 0, 0))
+            if b is None:
+                b = np.zeros(w.shape[0], dtype=np.int8)
+                sb = 0
+            layers.append(ConvLayer(out.name, inp, out, win, op.nonlinear, sc, sb + 1, w, b, [op]))
+        elif kind == "fix.depthwise_conv2d":
+            sc, sb = op.shifts()
+            w = _const_array(op.weights)
+            w = w[0] if w.ndim == 4 else w
+            b = _const_array(op.bias)
+            win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+            mode = "dwconv" if b is not None else "dwconv_no_bias"
+            layers.append(AluLayer(out.name, mode, fm(op.input), out, win, op.nonlinear, sc,
+                                   0 if sb is None else sb + 1, 0, w, b, [op]))
+        elif kind == "fix.pool":
+            inp = fm(op.input)
+            win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+            fi, fo = _fmt_fp(op.input), _fmt_fp(op.results[0])
+            if op.type == "MAX":
+                layers.append(AluLayer(out.name, "max_pool", inp, out, win, shift_cut=max_pool_shift_cut(fi, fo),
+                                       ops=[op]))
+            else:
+                mult, sc = avg_pool_params(win.kernel[0], win.kernel[1], fi, fo)
+                layers.append(AluLayer(out.name, "avg_pool", inp, out, win, shift_cut=sc, multi_factor=mult,
+                                       ops=[op]))
+        else:
+            raise ValueError(f"'{kind}' has no DPU lowering")
+    return layers, fmaps
+
+
+__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "Alias", "Layer", "build_layers", "fmap_shape",
+           "ACT_TYPES", "ALU_MODES", "max_pool_shift_cut", "avg_pool_params"]
