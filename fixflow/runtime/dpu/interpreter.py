@@ -29,7 +29,8 @@ def as_program(program: Any) -> list:
         try:
             return decode(bytes(program))
         except McError as e:
-            raise DPUExecError(f"corrupt machine code: {e.bare_message}", e.index) from None
+            at = f" at byte {e.offset}" if e.offset is not None else ""
+            raise DPUExecError(f"corrupt machine code{at}: {e.bare_message}", e.index) from None
     return list(program)
 
 

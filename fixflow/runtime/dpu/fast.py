@@ -1,0 +1,399 @@
+"""Fast mode: decode once into a cached plan of large gathers, matrix products and scatters.
+
+Every address an instruction touches is static, so the plan is built by *symbolic* execution: instead
+of bytes, the plan-time bank model holds, for every bank byte, the index of the value it holds in one
+flat "value space" (the 256 byte constants, then every DDR region, then every output of a compute
+instruction). LOAD and SAVE only move these indices, so they cost nothing at run time; each CONV, ALU,
+ELEW and SAVE-argmax becomes an op that reads value indices and appends new values. Values are never
+overwritten (single assignment), so the only ordering that matters is data dependence: each op gets a
+level (1 + the deepest op it reads from), and ops of one level with the same configuration are merged:
+the CONV tiles of a layer that share weights become one matrix product over the stacked rows, tiles that
+share inputs one product over the concatenated weights. Finally the value space is renumbered so that
+every merged op writes one contiguous slice.
+
+Exactness by construction: a CONV product runs in float32 only over reductions whose partial sums are
+provably below 2^24 (bound: 128 * sum |w| per output channel, from the actual weights when they are
+constant); longer reductions are split into such chunks, each summed exactly in int64. Everything else
+is integer arithmetic (:mod:`.arith`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from .arith import alu_compute, conv_requant, elew_compute
+from .errors import DPUExecError
+from .machine import Machine
+from .reference import scatter
+from .steps import Decoder, Step
+
+NCONST = 256                    # value cells 0..255 hold the byte constants: cell v = int8(v)
+ZERO, MIN = 0, 128
+F32_LIMIT = 1 << 24
+
+
+@dataclass
+class _Op:
+    kind: str
+    sig: tuple
+    params: dict
+    x: np.ndarray
+    w: np.ndarray | None
+    b: np.ndarray | None
+    out_start: int
+    out_shape: tuple[int, int]
+    level: int
+    index: int
+
+
+@dataclass
+class Kernel:
+    """One merged op of the plan: reads values at ``x``/``w``/``b`` and writes ``out`` (a slice)."""
+
+    kind: str
+    params: dict
+    x: np.ndarray
+    w: np.ndarray | None
+    b: np.ndarray | None
+    out_start: int
+    out_size: int
+    wconst: np.ndarray | None = None      # folded constant weights (conv: float32 chunks)
+    bconst: np.ndarray | None = None
+    chunks: list[tuple[int, int]] = field(default_factory=list)
+    wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
+    instructions: list[int] = field(default_factory=list)
+
+
+def _chunks(wabs_cols: np.ndarray) -> list[tuple[int, int]]:
+    """Split the reduction axis so that 128 * sum |w| per output column stays below 2^24 in each chunk."""
+    k = wabs_cols.shape[0]
+    limit = (F32_LIMIT - 1) // 128
+    if k == 0 or int(wabs_cols.sum(axis=0).max(initial=0)) <= limit:
+        return [(0, k)]
+    out, start = [], 0
+    run = np.zeros(wabs_cols.shape[1], dtype=np.int64)
+    for i in range(k):
+        row = wabs_cols[i].astype(np.int64)
+        if (run + row).max() > limit:
+            out.append((start, i))
+            start, run = i, row.copy()
+        else:
+            run += row
+    out.append((start, k))
+    return out
+
+
+class _Builder:
+    def __init__(self, machine: Machine, region_sizes: Mapping[int, int]):
+        self.m = machine
+        self.region_start: dict[int, int] = {}
+        pos = NCONST
+        for r in sorted(region_sizes):
+            self.region_start[r] = pos
+            pos += int(region_sizes[r])
+        self.data_end = pos
+        self.n = pos
+        self.prov = np.zeros(machine.memory_bytes + 2, dtype=np.int64)
+        self.prov[machine.memory_bytes + 1] = MIN
+        self.dprov = {r: self.region_start[r] + np.arange(int(s), dtype=np.int64) for r, s in region_sizes.items()}
+        self.ops: list[_Op] = []
+        self.op_starts: list[int] = []
+        self.op_levels: list[int] = []
+
+    def level_of(self, *arrays: np.ndarray | None) -> int:
+        cells = [a.ravel() for a in arrays if a is not None]
+        if not self.ops or not cells:
+            return 1
+        c = np.concatenate(cells)
+        c = c[c >= self.data_end]
+        if c.size == 0:
+            return 1
+        starts = np.asarray(self.op_starts)
+        ids = np.unique(np.searchsorted(starts, np.unique(c), side="right") - 1)
+        return 1 + max(self.op_levels[i] for i in ids)
+
+    def add_op(self, s: Step, kind: str, sig: tuple, params: dict, x, w, b, out_shape) -> np.ndarray:
+        level = self.level_of(x, w, b)
+        start = self.n
+        self.n += out_shape[0] * out_shape[1]
+        self.ops.append(_Op(kind, sig, params, x, w, b, start, out_shape, level, s.index))
+        self.op_starts.append(start)
+        self.op_levels.append(level)
+        return start + np.arange(out_shape[0] * out_shape[1], dtype=np.int64).reshape(out_shape)
+
+    def write_bank(self, s: Step, cells: np.ndarray) -> None:
+        fill = s.out.shape[1] - cells.shape[1]
+        if fill:
+            cells = np.concatenate([cells, np.full((cells.shape[0], fill), ZERO, dtype=np.int64)], axis=1)
+        scatter(self.prov, s.out, cells)
+
+    def step(self, s: Step) -> None:
+        prov = self.prov
+        if s.kind == "nop":
+            return
+        if s.kind == "load":
+            if s.params["const"] is not None:
+                cells = np.full(s.ddr.shape, s.params["const"] & 0xFF, dtype=np.int64)
+            else:
+                cells = self.dprov[s.reg][s.ddr]
+            if s.mask is not None:
+                cells = np.where(s.mask, cells, ZERO)
+            self.write_bank(s, cells)
+        elif s.kind == "save":
+            mode = s.params["mode"]
+            if mode == "const":
+                cells = np.full(s.ddr.shape, s.params["const"] & 0xFF, dtype=np.int64)
+            elif mode == "copy":
+                cells = prov[s.src]
+            else:
+                x = prov[s.src]
+                cells = self.add_op(s, "argmax", ("argmax", mode, x.shape[1]), {"mode": mode}, x, None, None,
+                                    (x.shape[0], 1))[:, 0]
+            scatter(self.dprov[s.reg], s.ddr, cells)
+        elif s.kind == "conv":
+            p = s.params
+            x, w, b = prov[s.x], prov[s.w], prov[s.b]
+            sig = ("conv", x.shape[1], w.shape[1], p["shift_cut"], p["shift_bias"], p["act"])
+            self.write_bank(s, self.add_op(s, "conv", sig, p, x, w, b, (x.shape[0], w.shape[1])))
+        elif s.kind == "alu":
+            p = s.params
+            x = prov[s.x]
+            w = prov[s.w] if s.w is not None else None
+            b = prov[s.b] if s.b is not None else None
+            sig = ("alu", x.shape[1], x.shape[2]) + tuple(sorted(p.items()))
+            self.write_bank(s, self.add_op(s, "alu", sig, p, x, w, b, (x.shape[0], x.shape[2])))
+        elif s.kind == "elew":
+            p = s.params
+            x = prov[s.x]
+            sig = ("elew", x.shape[0], x.shape[2]) + tuple(sorted(p.items()))
+            self.write_bank(s, self.add_op(s, "elew", sig, p, x, None, None, (x.shape[1], x.shape[2])))
+
+
+def _key(a: np.ndarray | None) -> bytes:
+    return b"" if a is None else hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest() \
+        + repr(a.shape).encode()
+
+
+def _merge(ops: list[_Op]) -> list[tuple[str, dict, list[list[_Op]]]]:
+    """Group ops by (level, signature, weights); within a conv group also join clusters sharing inputs.
+    Returns kernels as (kind, params, column blocks), each column block a list of row-stacked ops."""
+    groups: dict[tuple, list[_Op]] = defaultdict(list)
+    for op in ops:
+        groups[(op.level, op.sig, _key(op.w), _key(op.b))].append(op)
+    by_level: dict[int, list] = defaultdict(list)
+    for key, members in groups.items():
+        by_level[key[0]].append(members)
+    kernels = []
+    for level in sorted(by_level):
+        conv_by_x: dict[tuple, list[list[_Op]]] = defaultdict(list)
+        for members in by_level[level]:
+            first = members[0]
+            if first.kind == "conv":
+                xk = (first.sig, _key(np.concatenate([o.x for o in members])))
+                conv_by_x[xk].append(members)
+            else:
+                kernels.append((first.kind, first.params, [members]))
+        for blocks in conv_by_x.values():
+            kernels.append(("conv", blocks[0][0].params, blocks))
+    return kernels
+
+
+class FastPlan:
+    """A compiled program: run it on batches of DDR regions."""
+
+    def __init__(self, machine: Machine, program: Sequence, region_sizes: Mapping[int, int],
+                 consts: Mapping[int, np.ndarray]):
+        self.machine = machine
+        self.region_sizes = {int(r): int(s) for r, s in region_sizes.items()}
+        self.const_regs = tuple(sorted(int(r) for r in consts))
+        b = _Builder(machine, self.region_sizes)
+        dec = Decoder(machine, self.region_sizes)
+        for s in dec.steps(program):
+            b.step(s)
+        self.region_start = b.region_start
+        base = np.zeros(b.data_end, dtype=np.int8)
+        base[:NCONST] = np.arange(NCONST, dtype=np.int64).astype(np.uint8).view(np.int8)
+        for r, c in consts.items():
+            c = np.asarray(c).reshape(-1).view(np.int8)
+            if c.size != self.region_sizes[r]:
+                raise DPUExecError(f"constant region REG_{r} has {c.size} bytes, the program's size is "
+                                   f"{self.region_sizes[r]}")
+            base[b.region_start[r]:b.region_start[r] + c.size] = c
+        self.base = base
+        self._const_ok = np.zeros(b.data_end, dtype=bool)
+        self._const_ok[:NCONST] = True
+        for r in consts:
+            self._const_ok[b.region_start[r]:b.region_start[r] + self.region_sizes[r]] = True
+        self._build(b)
+
+    # -- plan construction -----------------------------------------------------------------
+    def _build(self, b: _Builder) -> None:
+        merged = _merge(b.ops)
+        remap = np.arange(b.n, dtype=np.int64)
+        pos = b.data_end
+        layouts = []
+        for kind, params, blocks in merged:
+            # result layout: rows = stacked ops of a block, columns = blocks side by side
+            outs = [np.concatenate([o.out_start + np.arange(o.out_shape[0] * o.out_shape[1]).reshape(o.out_shape)
+                                    for o in blk]) for blk in blocks]
+            out = np.concatenate(outs, axis=1)
+            remap[out.ravel()] = pos + np.arange(out.size)
+            layouts.append((kind, params, blocks, pos, out.size))
+            pos += out.size
+        self.n_values = pos
+        idx_t = np.int32 if pos < 2**31 else np.int64
+        self.kernels: list[Kernel] = []
+        for kind, params, blocks, start, size in layouts:
+            first = blocks[0]
+            x = remap[np.concatenate([o.x for o in first])].astype(idx_t)
+            if kind == "conv":
+                w = remap[np.concatenate([blk[0].w for blk in blocks], axis=1)]
+                bias = remap[np.concatenate([blk[0].b for blk in blocks])]
+            else:
+                w = remap[first[0].w] if first[0].w is not None else None
+                bias = remap[first[0].b] if first[0].b is not None else None
+            if kind == "elew":
+                x = remap[np.concatenate([o.x for o in first], axis=1)].astype(idx_t)
+            k = Kernel(kind, params, x, w, bias, start, size,
+                       instructions=sorted(o.index for blk in blocks for o in blk))
+            self._fold(k)
+            self.kernels.append(k)
+        self.final_ddr = {r: remap[d] for r, d in b.dprov.items() if r not in self.const_regs}
+        self.final_banks = remap[b.prov[:self.machine.memory_bytes]]
+
+    def _fold(self, k: Kernel) -> None:
+        """Fold weights/bias that come from constant cells; plan the float32 chunks of a conv."""
+        ok = self._const_ok
+        n = len(ok)
+
+        def const(a):
+            return a is not None and bool((a < n).all()) and bool(ok[a].all())
+
+        if k.w is not None and const(k.w):
+            k.wconst = self.base[k.w]
+        if k.b is not None and const(k.b):
+            k.bconst = self.base[k.b]
+        if k.kind == "conv":
+            if k.wconst is not None:
+                k.chunks = _chunks(np.abs(k.wconst.astype(np.int64)))
+                k.wchunks = [np.ascontiguousarray(k.wconst[a:c], dtype=np.float32) for a, c in k.chunks]
+            else:
+                k.chunks = _chunks(np.full((k.w.shape[0], 1), 128, dtype=np.int64))
+            k.w = None if k.wconst is not None else k.w.astype(np.int32)
+        elif k.w is not None and k.wconst is not None:
+            k.w = None
+        if k.b is not None and k.bconst is not None:
+            k.b = None
+
+    # -- execution -------------------------------------------------------------------------
+    def run(self, regions: Mapping[int, np.ndarray], with_banks: bool = False):
+        """Execute on a batch. `regions` maps every non-constant reg id to an int8 array (B, size).
+        Returns {reg: (B, size) int8} after the program (and the (B, bank bytes) banks if asked)."""
+        batch = None
+        for r in self.region_sizes:
+            if r in self.const_regs:
+                continue
+            if r not in regions:
+                raise DPUExecError(f"DDR region REG_{r} is not provided")
+            a = np.asarray(regions[r])
+            if a.ndim != 2 or a.shape[1] != self.region_sizes[r]:
+                raise DPUExecError(f"DDR region REG_{r} must be (batch, {self.region_sizes[r]}) bytes, got {a.shape}")
+            batch = a.shape[0] if batch is None else batch
+            if a.shape[0] != batch:
+                raise DPUExecError("all DDR regions must have the same batch size")
+        batch = 1 if batch is None else batch
+        v = np.empty((batch, self.n_values), dtype=np.int8)
+        v[:, :len(self.base)] = self.base
+        for r, a in regions.items():
+            if r in self.const_regs:
+                continue
+            s = self.region_start[r]
+            v[:, s:s + self.region_sizes[r]] = np.asarray(a).view(np.int8)
+        for k in self.kernels:
+            self._exec(k, v, batch)
+        out = {r: v[:, idx] for r, idx in self.final_ddr.items()}
+        if with_banks:
+            return out, v[:, self.final_banks]
+        return out
+
+    @staticmethod
+    def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
+        res: np.ndarray
+        if k.kind == "conv":
+            x = v[:, k.x]                                          # (B, R, K) int8
+            rows = x.shape[1]
+            xf = x.reshape(batch * rows, -1).astype(np.float32)
+            if k.wconst is not None:
+                acc = None
+                if len(k.chunks) == 1:
+                    acc = (xf @ k.wchunks[0]).astype(np.int64)
+                else:
+                    for (a, c), wc in zip(k.chunks, k.wchunks):
+                        part = (np.ascontiguousarray(xf[:, a:c]) @ wc).astype(np.int64)
+                        acc = part if acc is None else acc + part
+                acc = acc.reshape(batch, rows, -1)
+            else:
+                wf = v[:, k.w].astype(np.float32)                  # (B, K, N)
+                xf = xf.reshape(batch, rows, -1)
+                acc = None
+                for a, c in k.chunks:
+                    part = np.matmul(xf[:, :, a:c], wf[:, a:c]).astype(np.int64)
+                    acc = part if acc is None else acc + part
+            bias = k.bconst if k.bconst is not None else v[:, k.b][:, None, :]
+            res = conv_requant(acc, bias, k.params["shift_cut"], k.params["shift_bias"], k.params["act"])
+        elif k.kind == "alu":
+            w = k.wconst if k.wconst is not None else (v[:, k.w][:, None] if k.w is not None else None)
+            b = k.bconst if k.bconst is not None else (v[:, k.b][:, None] if k.b is not None else None)
+            res = alu_compute(k.params, v[:, k.x], w, b)
+        elif k.kind == "elew":
+            res = elew_compute(k.params, np.moveaxis(v[:, k.x], 1, 0))
+        else:  # argmax
+            data = v[:, k.x]
+            idx = data.argmax(axis=2)
+            if k.params["mode"] == "argmax_index":
+                res = idx.astype(np.int64).astype(np.uint8).view(np.int8)
+            else:
+                res = np.take_along_axis(data, idx[..., None], axis=2)[..., 0]
+        v[:, k.out_start:k.out_start + k.out_size] = res.reshape(batch, -1)
+
+
+_CACHE: "OrderedDict[bytes, FastPlan]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 8
+
+
+def _program_key(machine: Machine, program: Sequence, sizes: Mapping[int, int],
+                 consts: Mapping[int, np.ndarray]) -> bytes:
+    h = hashlib.blake2b(digest_size=20)
+    h.update(repr(machine).encode())
+    h.update(repr(sorted(sizes.items())).encode())
+    for ins in program:
+        h.update(repr((ins.name, tuple(ins.fields.items()))).encode())
+    for r in sorted(consts):
+        h.update(str(r).encode())
+        h.update(np.ascontiguousarray(consts[r]).tobytes())
+    return h.digest()
+
+
+def compile_plan(machine: Machine, program: Sequence, region_sizes: Mapping[int, int],
+                 consts: Mapping[int, Any]) -> FastPlan:
+    """The plan of `program` for these region sizes and constant regions (cached)."""
+    consts = {int(r): np.asarray(c).reshape(-1).view(np.int8) for r, c in consts.items()}
+    key = _program_key(machine, program, region_sizes, consts)
+    with _CACHE_LOCK:
+        plan = _CACHE.get(key)
+        if plan is not None:
+            _CACHE.move_to_end(key)
+            return plan
+    plan = FastPlan(machine, program, region_sizes, consts)
+    with _CACHE_LOCK:
+        _CACHE[key] = plan
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return plan
