@@ -31,8 +31,8 @@ def test_dump_txt_summarises_bytes(capsys, dpu_file, tmp_path):
     code, out, err = run(capsys, "dump_txt", dpu_file)
     assert code == 0 and err == ""
     params = sample_dpu_graph().root.find("subgraph_conv").attr("reg_id_to_parameter_value")["REG_0"]
-    assert f"<768 bytes md5={hashlib.md5(params).hexdigest()} head=00 01 02" in out
-    assert "tail=f0 f1" in out and "fe ff>" in out
+    assert f"value: bytes = 768 md5sum = {hashlib.md5(params).hexdigest()}" in out
+    assert "00000000: 0001 0203 0405" in out and "00000090: f0f1 f2f3" in out  # head, tail (AMD's xxd)
     assert 'dpu_name' in out and f"uint64_value: {DPU_FINGERPRINT}" in out
     assert "\\001" not in out and "\\x" not in out  # never a raw blob
     code, out2, _ = run(capsys, "dump_txt", dpu_file, tmp_path / "out.txt")
@@ -57,12 +57,13 @@ def test_subgraph_tree(capsys, dpu_file):
     code, out, _ = run(capsys, "subgraph", dpu_file)
     lines = out.splitlines()
     assert code == 0
-    assert lines[0] == "root [I=[],O=[softmax:FLOAT32[1,64]]]"
-    assert lines[1] == "  subgraph_input [device=USER,I=[],O=[input:XINT8[1,8,8,1]]]"
-    assert lines[2] == ("  subgraph_conv [device=DPU,fingerprint=0x0101000056010407,"
-                        "DPU=DPUCZDX8G_ISA1_B4096,I=[input:XINT8[1,8,8,1]],O=[flatten:XINT8[1,64]]]")
-    assert lines[3].startswith("    subgraph_conv__super0 [")
-    assert lines[5].startswith("  subgraph_softmax [device=CPU,")
+    assert lines[0] == "root"
+    assert lines[1] == "    subgraph_input [device=USER]"
+    assert lines[2] == ("    subgraph_conv [device=DPU,fingerprint=0x101000056010407,DPU=DPUCZDX8G_ISA1_B4096,"
+                        "I=[xir_tensor{input:(1,8,8,1), fixpos=7 # of elements= 64}],"
+                        "O=[xir_tensor{flatten:(1,64), fixpos=4 # of elements= 64}]]")
+    assert lines[3:5] == ["        subgraph_conv__super0", "        subgraph_conv__super1"]
+    assert lines[5] == "    subgraph_softmax [device=CPU]"
     assert len(lines) == 6
 
 
@@ -79,21 +80,26 @@ def test_dump_bin(capsys, dpu_file, tmp_path):
     assert sorted(p.name for p in out_dir.iterdir()) == sorted(
         ["subgraph_conv.mc", "subgraph_conv.ac", "subgraph_conv__super0.mc", "subgraph_conv__super0.ac",
          "subgraph_conv__super1.mc", "subgraph_conv__super1.ac", "REG_0.bin"])
-    assert "REG_0.bin (768 bytes)" in out
+    assert f"dump to {out_dir}/REG_0.bin from subgraph subgraph_conv" in out
+    assert f"dump mc code to {out_dir}/subgraph_conv.mc" in out
 
 
 def test_dump_reg(capsys, dpu_file):
     code, out, _ = run(capsys, "dump_reg", dpu_file)
     assert code == 0
     lines = out.splitlines()
-    assert lines[0] == "subgraph_conv:"
-    assert lines[1].startswith("  REG_0: context_type=CONST context_type_v2=CONST size=768 parameter=<768 bytes")
-    assert lines[2] == "  REG_1: context_type=DATA context_type_v2=WORKSPACE size=4096"
-    assert lines[3] == "  REG_2: context_type=DATA context_type_v2=INTERFACE size=64"
+    assert lines[0] == "    subgraph_conv"
+    assert lines[1:6] == ["        reg_id_to_context_type:", "        REG_0 => CONST", "        REG_1 => DATA",
+                          "        REG_2 => DATA", "        reg_id_to_context_type_v2:"]
+    assert "        REG_0 => 768 bytes md5sum= " + hashlib.md5(bytes(range(256)) * 3).hexdigest() in lines
+    assert lines[-4:] == ["        REG_0 => 768", "        REG_1 => 4096", "        REG_2 => 64", ""]
 
 
 def test_graph_listing(capsys, dpu_file):
     code, out, _ = run(capsys, "graph", dpu_file)
+    assert code == 0
+    assert out.splitlines() == ['"files_md5sum" = {', '\t"net.py" = ' + "0" * 32, "}", '"origin" = fixflow']
+    code, out, _ = run(capsys, "graph", "--ops", dpu_file)
     lines = out.splitlines()
     assert code == 0 and lines[0].split() == ["op", "type", "output", "inputs"]
     conv = next(l for l in lines if l.startswith("conv "))
@@ -104,7 +110,7 @@ def test_graph_listing(capsys, dpu_file):
 
 def test_svg(capsys, dpu_file, tmp_path):
     out = tmp_path / "g.svg"
-    assert run(capsys, "svg", dpu_file, out)[0] == 0
+    assert run(capsys, "svg", "--no-dot", dpu_file, out)[0] == 0
     root = ET.parse(out).getroot()
     ns = "{http://www.w3.org/2000/svg}"
     assert root.tag == f"{ns}svg"
@@ -124,10 +130,13 @@ def test_dot(capsys, dpu_file, tmp_path):
     out = tmp_path / "g.dot"
     assert run(capsys, "dot", dpu_file, out)[0] == 0
     text = out.read_text()
-    assert text.startswith('digraph "sample_net" {')
-    assert '"conv/weights" -> "conv" [label="weights"];' in text
+    g = sample_dpu_graph()
+    ix = {o.name: i for i, o in enumerate(g.ops)}
+    assert text.startswith("digraph G0 {")
+    assert f"{ix['conv/weights']}->{ix['conv']} ;" in text
     assert text.count("->") == 6
-    assert r'"conv" [label="conv\nconv2d-fix\nXINT8[1,8,8,4]"];' in text
+    assert f'{ix["conv"]} [label="Name: conv\\nType: conv2d-fix\\nTensor: conv\\nShape: {{1, 8, 8, 4}}"];' in text
+    assert 'label="subgraph_conv__super0";' in text and "color=blue" in text and "color=red" in text
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -137,8 +146,8 @@ def test_dot(capsys, dpu_file, tmp_path):
     (["bogus"], "invalid choice: 'bogus'"),
     ([], "required"),
     (["svg", "{tmp}/dpu.xmodel"], "the following arguments are required: out"),
-    (["png", "{tmp}/dpu.xmodel", "x.png"], "write an SVG instead"),
-    (["svg", "{tmp}/dpu.xmodel", "{tmp}/no/dir/x.svg"], "x.svg: cannot write"),
+    (["svg", "--no-dot", "{tmp}/dpu.xmodel", "{tmp}/no/dir/x.svg"], "x.svg: cannot write"),
+    (["png", "{tmp}/dpu.xmodel", "{tmp}/no/dir/x.png"], "x.png: cannot write"),
 ])
 def test_errors(capsys, dpu_file, tmp_path, argv, expect):
     (tmp_path / "junk.xmodel").write_bytes(b"\x00\x01garbage")
@@ -156,7 +165,7 @@ def test_help(capsys):
 def test_subprocess(dpu_file, tmp_path):
     ok = subprocess.run([sys.executable, "-m", "fixflow.tools.xir", "subgraph", str(dpu_file)],
                         capture_output=True, text=True, timeout=60)
-    assert ok.returncode == 0 and "fingerprint=0x0101000056010407" in ok.stdout
+    assert ok.returncode == 0 and "fingerprint=0x101000056010407" in ok.stdout
     bad = tmp_path / "bad.xmodel"
     bad.write_bytes(dpu_file.read_bytes()[:100])
     r = subprocess.run([sys.executable, "-m", "fixflow.tools.xir", "graph", str(bad)],

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 
@@ -19,9 +18,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="fixflow-xir", description="Inspect XIR .xmodel files.")
+    p = _Parser(prog="fixflow-xir", description="Inspect XIR .xmodel files (the commands of AMD's xir tool).")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", required=True, parser_class=_Parser)
-    c = sub.add_parser("dump_txt", help="text dump (bytes shown as size + md5 + head/tail hex)")
+    c = sub.add_parser("dump_txt", help="protobuf text dump (bytes shown as size + md5 + head/tail hex)")
     c.add_argument("xmodel")
     c.add_argument("out", nargs="?", help="output file (default: stdout)")
     c = sub.add_parser("subgraph", help="indented subgraph tree")
@@ -31,18 +30,28 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("dir")
     c = sub.add_parser("dump_reg", help="register maps (reg_id_to_*) of each DPU subgraph")
     c.add_argument("xmodel")
-    c = sub.add_parser("graph", help="op list with types, shapes and inputs")
+    c = sub.add_parser("graph", help="graph attributes (--ops: the op list with types, shapes and inputs)")
     c.add_argument("xmodel")
-    for fmt in ("svg", "dot", "png"):
-        c = sub.add_parser(fmt, help=f"draw the op graph as {fmt}"
-                           + (" (not supported: use svg)" if fmt == "png" else ""))
+    c.add_argument("--ops", action="store_true", help="list the ops instead")
+    c = sub.add_parser("check", help="check a compiled xmodel's layout (DPU subgraph attributes, regions, tensors)")
+    c.add_argument("xmodel")
+    c = sub.add_parser("dot", help="write the op graph with its subgraph clusters as Graphviz dot text")
+    c.add_argument("xmodel")
+    c.add_argument("out")
+    for fmt in ("svg", "png"):
+        c = sub.add_parser(fmt, help=f"draw the op graph as {fmt} with Graphviz's dot")
         c.add_argument("xmodel")
         c.add_argument("out")
+        if fmt == "svg":
+            c.add_argument("--no-dot", action="store_true",
+                           help="use fixflow's own layered drawing instead of Graphviz")
     return p
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "_"
+def _file_name(name: str) -> str:
+    """A subgraph name as a file name: AMD's tool uses it as is; only path separators are replaced."""
+    n = name.replace("/", "_").replace("\\", "_").replace("\0", "_")
+    return "_" + n if n in ("", ".", "..") else n
 
 
 def _write(path: str, data: str | bytes) -> None:
@@ -56,91 +65,122 @@ def _write(path: str, data: str | bytes) -> None:
 
 
 def _dump_txt(path: str, out: str | None) -> None:
-    from fixflow.backends.xmodel.render import message_text
+    from fixflow.backends.xmodel.amd_views import dump_txt
     from fixflow.backends.xmodel.serial import parse_xmodel_bytes, read_file_bytes
 
-    pb = parse_xmodel_bytes(read_file_bytes(path), path)
-    text = "\n".join(message_text(pb)) + "\n"
+    text = dump_txt(parse_xmodel_bytes(read_file_bytes(path), path))
     if out:
         _write(out, text)
     else:
         sys.stdout.write(text)
 
 
+def _ac_from_mc(sg_name: str, mc: bytes) -> str:
+    """Assembly text of ``mc`` (for subgraphs that store only machine code)."""
+    from fixflow.backends.mc import decode, write_ac
+    from fixflow.backends.xmodel import XModelError
+    from fixflow.ir.diagnostics import FixflowError
+
+    try:
+        return write_ac(decode(mc, f"mc_code of subgraph {sg_name!r}"))
+    except FixflowError as e:
+        raise XModelError(f"subgraph {sg_name!r}: cannot write its .ac: {e.message}") from None
+
+
 def _dump_bin(g, out_dir: str) -> None:
+    """As ``xir dump_bin``: per subgraph (pre-order) ``.mc``, ``.ac`` and non-empty ``REG_n.bin``.
+    A subgraph with ``mc_code`` but no ``ac_code`` gets its ``.ac`` by disassembling the machine code."""
     from fixflow.backends.xmodel import XModelError
 
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         raise XModelError(f"{out_dir}: cannot create directory: {e.strerror or e}") from None
-    files: list[tuple[str, bytes]] = []
-    regs: list[tuple[str, str, bytes]] = []
+    wrote = False
     for sg in g.root_or_default().walk():
-        if sg.has_attr("mc_code"):
-            files.append((f"{_safe(sg.name)}.mc", sg.attr("mc_code")))
-        if sg.has_attr("ac_code"):
-            files.append((f"{_safe(sg.name)}.ac", "".join(l + "\n" for l in sg.attr("ac_code")).encode()))
-        for reg, blob in (sg.attr("reg_id_to_parameter_value") or {}).items():
-            regs.append((sg.name, reg, blob))
-    names = [r for _, r, _ in regs]
-    for sg_name, reg, blob in regs:
-        fname = f"{_safe(reg)}.bin" if names.count(reg) == 1 else f"{_safe(sg_name)}_{_safe(reg)}.bin"
-        files.append((fname, blob))
-    if not files:
+        base = os.path.join(out_dir, _file_name(sg.name))
+        mc = sg.attr("mc_code") if sg.has_attr("mc_code") and sg.attrs["mc_code"].kind == "bytes" else None
+        if mc is not None:
+            _write(base + ".mc", mc)
+            print(f"dump mc code to {base}.mc")
+        if sg.has_attr("ac_code") and sg.attrs["ac_code"].kind == "string_vec":
+            ac = "".join(line + "\n" for line in sg.attr("ac_code"))
+        elif mc:
+            ac = _ac_from_mc(sg.name, mc)
+        else:
+            ac = None
+        if ac is not None:
+            _write(base + ".ac", ac)
+            print(f"dump ac code to {base}.ac")
+        pv = sg.attrs.get("reg_id_to_parameter_value")
+        if pv is not None and pv.kind == "map_string_2_bytes":
+            for reg, blob in pv.value.items():
+                if blob:
+                    path = os.path.join(out_dir, _file_name(reg) + ".bin")
+                    _write(path, blob)
+                    print(f"dump to {path} from subgraph {sg.name}")
+        wrote = wrote or mc is not None or ac is not None or bool(pv and pv.value)
+    if not wrote:
         print(f"{g.name}: no mc_code, ac_code or parameters in any subgraph")
-    for fname, data in files:
-        _write(os.path.join(out_dir, fname), data)
-        print(f"{os.path.join(out_dir, fname)} ({len(data)} bytes)")
 
 
-def _dump_reg(g) -> None:
-    from fixflow.backends.xmodel.render import bytes_summary
+def _graphviz(dot_text: str, fmt: str, out: str) -> None:
+    import shutil
+    import subprocess
 
-    dpus = [s for s in g.root_or_default().walk() if str(s.attr("device", "")).upper() == "DPU"]
-    if not dpus:
-        print(f"{g.name}: no DPU subgraph")
-    for sg in dpus:
-        print(f"{sg.name}:")
-        maps = {k: sg.attr(k) or {} for k in ("reg_id_to_context_type", "reg_id_to_context_type_v2",
-                                              "reg_id_to_size", "reg_id_to_parameter_value")}
-        regs = sorted(set().union(*maps.values()),
-                      key=lambda r: (int(m.group(1)) if (m := re.search(r"(\d+)$", r)) else 1 << 30, r))
-        for r in regs:
-            items = []
-            if r in maps["reg_id_to_context_type"]:
-                items.append(f"context_type={maps['reg_id_to_context_type'][r]}")
-            if r in maps["reg_id_to_context_type_v2"]:
-                items.append(f"context_type_v2={maps['reg_id_to_context_type_v2'][r]}")
-            if r in maps["reg_id_to_size"]:
-                items.append(f"size={maps['reg_id_to_size'][r]}")
-            if r in maps["reg_id_to_parameter_value"]:
-                items.append(f"parameter={bytes_summary(maps['reg_id_to_parameter_value'][r])}")
-            print(f"  {r}: " + " ".join(items))
+    from fixflow.backends.xmodel import XModelError
+
+    _write(out, b"")  # a bad output path is reported like every other write
+    exe = shutil.which("dot")
+    if exe is None:
+        os.remove(out)
+        raise XModelError(f"{fmt} output needs Graphviz's 'dot' command, which is not installed "
+                          "(Debian/Ubuntu: apt-get install graphviz); without it, "
+                          "fixflow-xir svg --no-dot X out.svg draws an SVG")
+    r = subprocess.run([exe, f"-T{fmt}", "-o", out], input=dot_text.encode(), capture_output=True)
+    if r.returncode != 0:
+        msg = r.stderr.decode(errors="replace").strip().splitlines()
+        raise XModelError(f"{out}: Graphviz dot failed: {msg[-1] if msg else f'exit {r.returncode}'}")
+
+
+def _check(path: str) -> None:
+    from fixflow.backends.xmodel.compiled import read_compiled
+
+    m = read_compiled(path)
+    print(f"{path}: a compiled xmodel with {len(m.subgraphs)} subgraphs "
+          f"({', '.join(f'{s.name} {s.device}' for s in m.subgraphs)})")
+    for d in m.dpu_subgraphs:
+        regs = ", ".join(f"{r.name} {r.context_type_v2} {r.size} B" for r in d.regions)
+        print(f"  {d.name}: {d.dpu_name} (fingerprint {d.target.fingerprint_hex}), mc_code {len(d.mc_code)} bytes, "
+              f"{len(d.children)} children, regions {regs}")
 
 
 def _run(args: argparse.Namespace) -> None:
-    from fixflow.backends.xmodel import XModelError, read_xmodel
-    from fixflow.backends.xmodel import render
+    from fixflow.backends.xmodel import read_xmodel
+    from fixflow.backends.xmodel import amd_views, render
 
     if args.cmd == "dump_txt":
         return _dump_txt(args.xmodel, args.out)
-    if args.cmd == "png":
-        raise XModelError("png output needs Graphviz, which fixflow does not use; "
-                          f"write an SVG instead: fixflow-xir svg {args.xmodel} out.svg")
+    if args.cmd == "check":
+        return _check(args.xmodel)
     g = read_xmodel(args.xmodel)
     if args.cmd == "subgraph":
-        print("\n".join(render.subgraph_tree(g)))
+        print("\n".join(amd_views.subgraph_tree(g)))
     elif args.cmd == "graph":
-        print("\n".join(render.op_list(g)))
+        lines = render.op_list(g) if args.ops else amd_views.graph_attrs(g)
+        if lines:
+            print("\n".join(lines))
     elif args.cmd == "dump_bin":
         _dump_bin(g, args.dir)
     elif args.cmd == "dump_reg":
-        _dump_reg(g)
-    elif args.cmd == "svg":
-        _write(args.out, render.to_svg(g))
+        text = "\n".join(amd_views.dump_reg(g))
+        print(text if text else f"{g.name}: no DPU subgraph")
     elif args.cmd == "dot":
-        _write(args.out, render.to_dot(g))
+        _write(args.out, amd_views.to_dot(g))
+    elif args.cmd == "svg" and args.no_dot:
+        _write(args.out, render.to_svg(g))
+    elif args.cmd in ("svg", "png"):
+        _graphviz(amd_views.to_dot(g), args.cmd, args.out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -69,6 +69,7 @@ def sample_dpu_graph() -> XGraph:
         "reg_id_to_context_type": {"REG_0": "CONST", "REG_1": "DATA", "REG_2": "DATA"},
         "reg_id_to_context_type_v2": {"REG_0": "CONST", "REG_1": "WORKSPACE", "REG_2": "INTERFACE"},
         "reg_id_to_size": {"REG_0": len(params), "REG_1": 4096, "REG_2": 64},
+        "reg_id_to_hw_segment": {"REG_0": "W0", "REG_1": "D0", "REG_2": "D0"},
         "reg_id_to_parameter_value": {"REG_0": params},
         "workload": XAttr("uint64", 2 * 8 * 8 * 4 * 9),
         "children_topological_sort": [conv.name, pool.name],
