@@ -11,12 +11,17 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | fix.const | const-fix | `data`: int8 (or int16/int32) little-endian |
 | fix.conv2d / depthwise_conv2d | conv2d-fix / depthwise-conv2d-fix | depthwise weights [1, KH, KW, C] |
 | fix.transposed_conv2d | transposed-conv2d-fix | XIR weights are spatially flipped, `pad` = XIR's k-1-actual |
-| fix.dense | inner-product-fix | `axis = 1` (XIR inner-product) |
+| fix.dense | matmul-fix | `transpose_a = false`, `transpose_b = true` (XIR has no `inner-product-fix`) |
 | fix.pool / eltwise / concat / reshape / upsample / pad | pool-fix / eltwise-fix / concat-fix / reshape-fix / upsample-fix / pad-fix | |
 | fix.hard_sigmoid / hard_swish | hard-sigmoid-fix / hard-swish-fix | |
 | fix.transpose | transpose (`order`) | |
 | fix.fix / fix.float | fix / fix2float | |
-| graph.* (CPU fallback) | the graph op's short name | float tensors, attrs by the op definition |
+| graph.constant | const | float32 `data` |
+| graph.* (CPU fallback) | XIR's float op: sigmoid, tanh, swish, softmax, prelu, sub, matmul | float tensors, XIR argument names (:data:`XIR_FLOAT_OPS`) |
+
+Every type is one of XIR's built-in op types (amd/xir `src/xir/op/built_in_ops.cpp`) with the
+attributes and argument names its definition requires: AMD's XIR ignores the `op_defs` stored in
+a file, so an unknown type does not load there.
 
 `device` and `fix.reason` op attributes are kept. Graph attributes `__fixflow_function`,
 `__fixflow_inputs` and `__fixflow_outputs` (private keys) restore the function signature.
@@ -45,13 +50,25 @@ ROUND_FROM_XIR = {v: k for k, v in ROUND_TO_XIR.items()}
 PAD_MODES = {"constant": "CONSTANT", "reflect": "REFLECT", "symmetric": "SYMMETRIC", "edge": "EDGE"}
 _FIX_TYPES = {
     "fix.conv2d": "conv2d-fix", "fix.depthwise_conv2d": "depthwise-conv2d-fix",
-    "fix.transposed_conv2d": "transposed-conv2d-fix", "fix.dense": "inner-product-fix", "fix.pool": "pool-fix",
+    "fix.transposed_conv2d": "transposed-conv2d-fix", "fix.dense": "matmul-fix", "fix.pool": "pool-fix",
     "fix.eltwise": "eltwise-fix", "fix.concat": "concat-fix", "fix.reshape": "reshape-fix",
     "fix.upsample": "upsample-fix", "fix.pad": "pad-fix", "fix.hard_sigmoid": "hard-sigmoid-fix",
     "fix.hard_swish": "hard-swish-fix", "fix.transpose": "transpose", "fix.fix": "fix", "fix.float": "fix2float",
     "fix.const": "const-fix", "fix.data": "data-fix",
 }
 _KEEP = ("device", "fix.reason")
+#: float (CPU) graph ops -> (XIR built-in type, {graph operand: XIR argument}, fixed XIR attributes).
+#: Operands mapped to the same argument (XIR's repeated `input`) keep their order.
+XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
+    "graph.sigmoid": ("sigmoid", {}, {}),
+    "graph.tanh": ("tanh", {}, {}),
+    "graph.silu": ("swish", {}, {}),
+    "graph.softmax": ("softmax", {}, {}),
+    "graph.prelu": ("prelu", {"slope": "weight"}, {}),
+    "graph.sub": ("sub", {"lhs": "input", "rhs": "input"}, {}),
+    "graph.matmul": ("matmul", {"lhs": "input", "rhs": "input"}, {"transpose_a": False, "transpose_b": False}),
+}
+_GRAPH_FROM_XIR = {xt: (g.split(".", 1)[1], args) for g, (xt, args, _) in XIR_FLOAT_OPS.items()}
 
 
 def _wh(pair) -> list[int]:
@@ -171,7 +188,7 @@ class _Exporter:
                 inputs["bias"] = [self.ref(op.bias, op)]
             attrs["nonlinear"] = op.nonlinear
             if op.name == "fix.dense":
-                attrs["axis"] = 1
+                attrs.update(transpose_a=False, transpose_b=True)   # weights are [OUT, IN]
             else:
                 pad = tuple(op.pad)
                 if op.name == "fix.transposed_conv2d":
@@ -222,13 +239,17 @@ class _Exporter:
             arr = np.asarray(op.attributes["value"].array, dtype=np.float32)
             typ = "const"
             attrs.update(data=arr.astype("<f4").tobytes(), shape=list(arr.shape), data_type="FLOAT32")
-        elif op.name.startswith("graph."):
-            typ = op.name.split(".", 1)[1]
+        elif op.name in XIR_FLOAT_OPS:
+            typ, args, fixed = XIR_FLOAT_OPS[op.name]
             for d, v in zip(type(op).OPERANDS, op.operands):
-                inputs.setdefault(d.name, []).append(self.ref(v, op))
+                inputs.setdefault(args.get(d.name, d.name), []).append(self.ref(v, op))
             for k, a in op.attributes.items():
                 if k not in _KEEP and k != "operandSegmentSizes":
                     attrs[k] = _plain_attr(k, a, where)
+            attrs.update(fixed)
+        elif op.name.startswith("graph."):
+            raise XModelError(f"{where}: no XIR built-in op type for a float {op.name} (the CPU ops XIR files "
+                              f"can hold: {', '.join(sorted(XIR_FLOAT_OPS))})")
         else:
             raise XModelError(f"{where}: no XIR equivalent")
         self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, out.type, rmode)))
@@ -426,7 +447,11 @@ class _Importer:
             self.add(xop, self.build(cls, xop, self.val(xop, "input"), self.val(xop, "weights"),
                                      self.opt(xop, "bias"), kernel=kernel, stride=stride, dilation=dil, pad=pad,
                                      nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE", **kw))
-        elif t == "inner-product-fix":
+        elif t in ("matmul-fix", "inner-product-fix"):   # inner-product-fix: files of fixflow <= 0.1
+            if t == "matmul-fix" and (not xop.inputs.get("weights") or xop.attr("transpose_a", False) is not False
+                                      or xop.attr("transpose_b", True) is not True):
+                raise XModelError(f"op {xop.name!r} (matmul-fix): only a product with constant weights "
+                                  "(`weights`, transpose_a = false, transpose_b = true) is supported")
             self.add(xop, self.build(Q.DenseOp, xop, self.val(xop, "input"), self.val(xop, "weights"),
                                      self.opt(xop, "bias"), nonlinear=str(xop.attr("nonlinear", "NONE")) or "NONE"))
         elif t == "pool-fix":
@@ -478,12 +503,19 @@ class _Importer:
             self.add(xop, self.graph_op(xop))
 
     def graph_op(self, xop: XOp) -> Operation:
-        cls = lookup_op_class("graph." + xop.type)
+        gname, args = _GRAPH_FROM_XIR.get(xop.type, (xop.type, {}))
+        cls = lookup_op_class("graph." + gname)
         if cls is None:
             raise XModelError(f"op {xop.name!r}: op type {xop.type!r} is not supported by the reader")
-        operands = []
+        operands, taken = [], {}
         for d in cls.OPERANDS:
-            names = xop.inputs.get(d.name, [])
+            arg = args.get(d.name, d.name)
+            if arg not in xop.inputs:
+                arg = d.name   # files of fixflow <= 0.1 used the graph operand names
+            names = xop.inputs.get(arg, [])
+            if d.kind != "variadic":
+                i = taken[arg] = taken.get(arg, -1) + 1
+                names = names[i:i + 1]
             vs = [self.values[n] for n in names]
             operands.append(vs if d.kind == "variadic" else (vs[0] if vs else None))
         attrs = {}
