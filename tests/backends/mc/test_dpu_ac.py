@@ -53,7 +53,7 @@ def programs(draw):
     return out
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(programs())
 def test_roundtrip_ac_instr_ac(prog):
     text = write_ac(prog)
