@@ -216,3 +216,23 @@ def test_encode_rejects_out_of_range_value():
     assert e.value.index == 1 and "jump_write" in str(e.value) and "[1, 1024]" in str(e.value)
     with pytest.raises(McError):
         encode([Instruction("LOAD", 0, 16, 0, Instruction.make("LOAD").fields)])
+
+
+def test_mnist_program_through_the_dialect():
+    from fixflow.dialects.builtin import ModuleOp
+    from fixflow.dialects.dpu import ProgramOp
+    from fixflow.ir import VerifyError, parse_module, print_module, verify
+
+    mc = mnist_mc_code()
+    prog = ProgramOp.build_program(decode(mc), "DPUCZDX8G_ISA1_B4096", "subgraph_quant_conv2d")
+    m = ModuleOp.empty()
+    m.body.append(prog)
+    verify(m)  # AMD's own program passes every target check for its target
+    text = print_module(m)
+    (back,) = list(parse_module(text, "mnist.mlir").body.ops)
+    assert encode(back.instructions()) == mc
+    assert encode(back.instruction_ops()) == mc  # ops encode directly too
+    prog.target = "DPUCZDX8G_ISA1_B512"  # fewer banks: the bias LOAD into bank 33 cannot run there
+    with pytest.raises(VerifyError) as e:
+        verify(m)
+    assert "bank_id = 33" in e.value.message
