@@ -10,7 +10,7 @@ import sys
 import numpy as np
 
 from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
-from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
+from fixflow.runtime.fix_executor import run_quantized, simulate_quantized
 from fixflow.ir.diagnostics import FixflowError
 from fixflow.zoo import registry
 

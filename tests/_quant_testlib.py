@@ -14,7 +14,7 @@ from fixflow.ir.attributes import ArrayAttr, DenseArrayAttr
 from fixflow.ir.core import BlockArgument, OpResult
 from fixflow.ir.types import i64
 from fixflow.passes.quantize import JOINING
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 CONV_LIKE = ("graph.conv2d", "graph.conv_transpose2d", "graph.linear")
 

@@ -14,7 +14,7 @@ from fixflow.ir.passes import PassManager, parse_pipeline
 from fixflow.passes.calibrate import (CalibrationError, FakeQuantRunner, calibrate_module, main_function,
                                       quant_points, read_fix_attr)
 from fixflow.passes.graph import fold_batch_norm
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 NET = """
 net N(x: f32[1, 2, 8, 8]) with seed=3 {

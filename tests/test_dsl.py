@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from fixflow.frontends.dsl import (GRAMMAR_PATH, DslError, export_weights, import_dsl, import_dsl_file,
                                    op_names)
 from fixflow.ir import FileLineColLoc, parse_module, print_module
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

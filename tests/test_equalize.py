@@ -8,7 +8,7 @@ import pytest
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir.passes import PassManager, parse_pipeline
 from fixflow.passes.equalize import equalization_pairs, equalize
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 CHAIN = """
 net C(x: f32[1, 4, 8, 8]) with seed=2 {

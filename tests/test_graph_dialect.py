@@ -15,7 +15,7 @@ from _graph_testlib import GraphBuilder, every_op_model, rand
 from fixflow.dialects import graph as G
 from fixflow.ir import Block, TensorType, VerifyError, f32, parse_module, print_module
 from fixflow.ir.diagnostics import FixflowError
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 RNG = np.random.default_rng(1234)
 

@@ -13,7 +13,7 @@ from fixflow.ir.attributes import DenseResourceElementsAttr
 from fixflow.ir.diagnostics import FixflowError, VerifyError
 from fixflow.ir.passes import PassManager
 from fixflow.passes.graph import fold_batch_norm, infer_shapes, remove_dropout
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 
 def _input_for(m, batch, seed=0):

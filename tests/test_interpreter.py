@@ -9,7 +9,7 @@ import pytest
 from _graph_testlib import GraphBuilder, every_op_model, rand
 from fixflow.dialects import graph as G
 from fixflow.ir import parse_module, print_module
-from fixflow.runtime.interpreter import InterpreterError, run_function, run_module
+from fixflow.ir.interpreter import InterpreterError, run_function, run_module
 
 
 @pytest.mark.parametrize("batch", [1, 5])
@@ -61,7 +61,7 @@ def test_float64_inputs_are_cast():
 
 @pytest.mark.parametrize("inputs,message", [
     ([], "takes 1 input(s), got 0"),
-    ([np.zeros((1, 3, 8))], "input #0 'x': expected a rank-4 tensor of shape (1, 3, 8, 8) (any batch size)"),
+    ([np.zeros((1, 3, 8))], "input #0 'x': expected shape (N, 3, 8, 8) (a rank-4 tensor, any batch size), got (1, 3, 8)"),
     ([np.zeros((2, 4, 8, 8))], "input #0 'x': expected shape (N, 3, 8, 8), got (2, 4, 8, 8) (channels: 4 instead of 3)"),
     ([np.zeros((2, 3, 8, 9))], "(dimension 3: 9 instead of 8)"),
 ])

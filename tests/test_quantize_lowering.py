@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from _quant_testlib import annotate, sqnr_db
-from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
+from fixflow.runtime.fix_executor import run_quantized, simulate_quantized
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.diagnostics import capture_diagnostics
 from fixflow.ir.passes import PassManager
 from fixflow.passes.graph import fold_batch_norm
 from fixflow.passes.quantize import QuantizeError, quantize_module
-from fixflow.runtime.interpreter import run_module
+from fixflow.ir.interpreter import run_module
 
 
 def _net(body: str, shape=(1, 4, 8, 8), name="T") -> str:

@@ -69,7 +69,7 @@ def test_calib_then_test(tmp_path):
     sqnr = 10 * np.log10((yf ** 2).mean() / ((yf - y.numpy()) ** 2).mean())
     assert sqnr > 20
     # test mode == integer execution of the fix module, bit for bit
-    from fixflow.dialects.fix.execute import run_quantized
+    from fixflow.runtime.fix_executor import run_quantized
     np.testing.assert_array_equal(run_quantized(q.fix_module, [x.numpy()])[0], y.numpy())
     path = q.export_xmodel()
     assert path.name == "Small_int.xmodel" and path.stat().st_size > 0

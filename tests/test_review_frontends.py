@@ -11,7 +11,7 @@ from torch import nn  # noqa: E402
 
 from fixflow.frontends.torch import FrontendError, import_module  # noqa: E402
 from fixflow.ir import parse_module, print_module  # noqa: E402
-from fixflow.runtime.interpreter import run_module  # noqa: E402
+from fixflow.ir.interpreter import run_module  # noqa: E402
 from test_torch_frontend import Fn  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from fixflow.backends.xmodel import XAttr, XModelError, read_xmodel, write_xmodel
 from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
-from fixflow.dialects.fix.execute import run_quantized, simulate_quantized
+from fixflow.runtime.fix_executor import run_quantized, simulate_quantized
 from fixflow.ir.diagnostics import FixflowError
 from fixflow.quantizer import Quantizer, QuantizerError
 

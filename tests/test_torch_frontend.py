@@ -13,7 +13,7 @@ from torch import nn  # noqa: E402
 
 from fixflow.frontends.torch import FrontendError, import_module, supported_ops  # noqa: E402
 from fixflow.ir import FileLineColLoc, NameLoc, parse_module, print_module  # noqa: E402
-from fixflow.runtime.interpreter import run_module  # noqa: E402
+from fixflow.ir.interpreter import run_module  # noqa: E402
 
 
 def roundtrip(model: nn.Module, *inputs: torch.Tensor, rtol: float = 1e-4, atol: float = 1e-5, batch: int = 3):

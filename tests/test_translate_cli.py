@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from fixflow.ir import parse_module  # noqa: E402
-from fixflow.runtime.interpreter import run_module  # noqa: E402
+from fixflow.ir.interpreter import run_module  # noqa: E402
 from fixflow.tools import common  # noqa: E402
 from fixflow.tools.translate import main  # noqa: E402
 
@@ -323,7 +323,7 @@ def _quantized_dsl_module(tmp_path):
 
 def test_translate_xmodel_export_and_import(tmp_path, capsys):
     import numpy as np
-    from fixflow.dialects.fix.execute import run_quantized
+    from fixflow.runtime.fix_executor import run_quantized
     from fixflow.ir import parse_module, print_module
     module, x = _quantized_dsl_module(tmp_path)
     ir = tmp_path / "q.mlir"

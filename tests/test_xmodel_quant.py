@@ -9,7 +9,7 @@ import pytest
 from _quant_testlib import annotate
 from fixflow.backends.xmodel import XModelError, netron_problems, read_xmodel
 from fixflow.backends.xmodel.fix_xmodel import module_to_xgraph, read_int_xmodel, write_int_xmodel, xgraph_to_module
-from fixflow.dialects.fix.execute import run_quantized
+from fixflow.runtime.fix_executor import run_quantized
 from fixflow.frontends.dsl import import_dsl
 from fixflow.passes.graph import fold_batch_norm
 from fixflow.passes.quantize import quantize_module

@@ -30,7 +30,7 @@ from ..passes.calibrate import (CONV_LIKE, FakeQuantRunner, conv_like_ops, ensur
 from ..passes.equalize import equalize
 from ..passes.graph import fold_batch_norm, remove_dropout
 from ..passes.legalize import legalize_fix
-from ..runtime.interpreter import run_function
+from ..ir.interpreter import run_function
 from .config import QuantConfig, load_config
 from .errors import QuantizerError
 
@@ -157,7 +157,7 @@ class Quantizer:
         else:
             self._load_quant_info()
             self._lower()
-            from ..dialects.fix.execute import simulate_quantized
+            from ..runtime.fix_executor import simulate_quantized
             self.quant_model = QuantModel(lambda xs: simulate_quantized(self.fix_module, xs), mode)
             self._generate_source()
 

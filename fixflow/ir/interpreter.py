@@ -1,7 +1,10 @@
-"""A dialect-independent reference interpreter: runs a function op by op through `op.evaluate(...)`.
+"""The dialect-independent op-by-op interpreter: the one block executor of fixflow.
 
-Constants (ops with the ConstantLike trait) yield their `value` attribute; `func.call` runs the
-callee of the enclosing module; every other op must define `evaluate(inputs) -> outputs`.
+By default an op runs through `op.evaluate(inputs) -> outputs`: constants (ops with the
+ConstantLike trait) yield their `value` attribute and `func.call` runs the callee of the enclosing
+module. An executor of a level (e.g. `fixflow.runtime.fix_executor`'s simulation, calibration's
+fake-quant runner) passes its own `evaluate(op, inputs)`; the interpreter keeps the walk, the
+input checks, the observer and the freeing of dead values.
 Any batch size runs: inputs are checked against the function type except for dimension 0.
 """
 
@@ -11,13 +14,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..ir.attributes import Attribute, BoolAttr, DenseElementsAttr, DenseResourceElementsAttr, FloatAttr, IntegerAttr
-from ..ir.core import Operation, Value
-from ..ir.diagnostics import FixflowError
-from ..ir.opdef import ConstantLike, Terminator
-from ..ir.types import TensorType, Type, numpy_dtype
+from .attributes import Attribute, BoolAttr, DenseElementsAttr, DenseResourceElementsAttr, FloatAttr, IntegerAttr
+from .core import Operation, Value
+from .diagnostics import FixflowError
+from .opdef import ConstantLike, Terminator
+from .types import TensorType, Type, numpy_dtype
 
 Observer = Callable[[Operation, list[np.ndarray]], None]
+Evaluate = Callable[[Operation, list[np.ndarray]], list[np.ndarray]]
 
 
 class InterpreterError(FixflowError):
@@ -52,8 +56,8 @@ def _check_input(i: int, arg: Value, x: np.ndarray, func_op: Operation) -> np.nd
     if not isinstance(t, TensorType):
         return x
     if x.ndim != t.rank:
-        raise InterpreterError(f"{name}: expected a rank-{t.rank} tensor of shape {_shape_text(t.shape)} "
-                               f"(any batch size), got shape {_shape_text(x.shape)}", func_op.location)
+        raise InterpreterError(f"{name}: expected shape {_shape_text(('N',) + t.shape[1:])} (a rank-{t.rank} "
+                               f"tensor, any batch size), got {_shape_text(x.shape)}", func_op.location)
     for d in range(1, t.rank):
         if t.shape[d] >= 0 and x.shape[d] != t.shape[d]:
             what = "channels" if d == 1 and t.rank >= 3 else f"dimension {d}"
@@ -75,11 +79,13 @@ def _last_uses(ops: list[Operation]) -> dict[Value, int]:
     return last
 
 
-def run_function(func_op: Operation, inputs: Sequence[np.ndarray], observer: Observer | None = None) -> list[np.ndarray]:
+def run_function(func_op: Operation, inputs: Sequence[np.ndarray], observer: Observer | None = None,
+                 evaluate: Evaluate | None = None) -> list[np.ndarray]:
     """Evaluate a single-block function on numpy inputs and return its results.
 
-    `observer(op, outputs)` is called after each evaluated op (constants included), e.g. to
-    collect calibration statistics. Raises `InterpreterError` (a FixflowError, with the op's
+    `evaluate(op, inputs) -> outputs` runs one op (default `evaluate_op`: the op's reference
+    semantics). `observer(op, outputs)` is called after each evaluated op (constants included), e.g.
+    to collect calibration statistics. Raises `InterpreterError` (a FixflowError, with the op's
     location) for ops without semantics, inputs that do not match, and ops failing at run time.
     """
     if not _is_func(func_op):
@@ -100,13 +106,14 @@ def run_function(func_op: Operation, inputs: Sequence[np.ndarray], observer: Obs
         env[arg] = _check_input(i, arg, np.asarray(x), func_op)
     ops = list(block.ops)
     last = _last_uses(ops)
+    run_op = evaluate or evaluate_op
     for idx, op in enumerate(ops):
         if Terminator in op.TRAITS:
             if op.name != "func.return":
                 raise InterpreterError(f"'{op.name}' has no reference semantics (only func.return ends a "
                                        "function)", op.location)
             return [env[v] for v in op.operands]
-        outputs = _evaluate(op, [env[v] for v in op.operands])
+        outputs = _checked(op, run_op, [env[v] for v in op.operands])
         if observer is not None:
             observer(op, outputs)
         for r, y in zip(op.results, outputs):
@@ -123,7 +130,8 @@ def _func_name(func_op: Operation) -> str:
     return getattr(sym, "value", "?")
 
 
-def _evaluate(op: Operation, args: list[np.ndarray]) -> list[np.ndarray]:
+def evaluate_op(op: Operation, args: list[np.ndarray]) -> list[np.ndarray]:
+    """An op's reference semantics: its constant value, the called function, or `op.evaluate(args)`."""
     if ConstantLike in op.TRAITS:
         return [_constant_value(op)]
     if op.name == "func.call":
@@ -132,8 +140,12 @@ def _evaluate(op: Operation, args: list[np.ndarray]) -> list[np.ndarray]:
     if evaluate is None:
         raise InterpreterError(f"'{op.name}' has no reference semantics (no evaluate method"
                                f"{'; is its dialect registered?' if type(op) is Operation else ''})", op.location)
+    return evaluate(args)
+
+
+def _checked(op: Operation, run_op: Evaluate, args: list[np.ndarray]) -> list[np.ndarray]:
     try:
-        outputs = evaluate(args)
+        outputs = run_op(op, args)
     except FixflowError:
         raise
     except (ValueError, TypeError, IndexError) as e:
@@ -166,24 +178,26 @@ def _lookup(module: Operation, name: str) -> Operation | None:
     return None
 
 
-def run_module(module: Operation, inputs: Sequence[np.ndarray], function: str | None = None,
-               observer: Observer | None = None) -> list[np.ndarray]:
-    """Run a function of `module`: `function` by name, else `main`, else the module's only function."""
+def find_function(module: Operation, function: str | None = None) -> Operation:
+    """The function of `module` to run (or calibrate, lower, ...): `function` by name, else `@main`,
+    else the module's only function. Raises `InterpreterError` naming the functions there are."""
     funcs = [op for op in module.regions[0].blocks[0].ops if _is_func(op) and op.regions and op.regions[0].blocks]
+    target = _lookup(module, function if function is not None else "main")
+    if target is not None:
+        return target
+    names = ", ".join("@" + _func_name(f) for f in funcs) or "none"
     if function is not None:
-        target = _lookup(module, function)
-        if target is None:
-            names = ", ".join("@" + _func_name(f) for f in funcs) or "none"
-            raise InterpreterError(f"no function @{function} in the module (functions: {names})", module.location)
-    else:
-        target = _lookup(module, "main")
-        if target is None:
-            if len(funcs) != 1:
-                names = ", ".join("@" + _func_name(f) for f in funcs) or "none"
-                raise InterpreterError(f"the module has {len(funcs)} functions ({names}) and none is @main: "
-                                       "choose one with function=", module.location)
-            target = funcs[0]
-    return run_function(target, inputs, observer)
+        raise InterpreterError(f"no function @{function} in the module (functions: {names})", module.location)
+    if len(funcs) != 1:
+        raise InterpreterError(f"the module has {len(funcs)} functions ({names}) and none is @main: "
+                               "choose one with function=", module.location)
+    return funcs[0]
 
 
-__all__ = ["InterpreterError", "Observer", "run_function", "run_module"]
+def run_module(module: Operation, inputs: Sequence[np.ndarray], function: str | None = None,
+               observer: Observer | None = None, evaluate: Evaluate | None = None) -> list[np.ndarray]:
+    """Run a function of `module` (see `find_function`) on numpy inputs."""
+    return run_function(find_function(module, function), inputs, observer, evaluate)
+
+
+__all__ = ["InterpreterError", "Observer", "Evaluate", "evaluate_op", "find_function", "run_function", "run_module"]
