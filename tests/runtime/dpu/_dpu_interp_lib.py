@@ -39,7 +39,7 @@ def act_f(y: np.ndarray, act: int) -> np.ndarray:
 class Prog:
     """An instruction list plus the DDR regions it runs on."""
 
-    def __init__(self, const_size: int = 1 << 17, in_size: int = 1 << 14, out_size: int = 1 << 14):
+    def __init__(self, const_size: int = 1 << 19, in_size: int = 1 << 14, out_size: int = 1 << 14):
         self.ins: list[Instruction] = []
         self.const = np.zeros(const_size, dtype=np.int8)
         self.inp = np.zeros(in_size, dtype=np.int8)

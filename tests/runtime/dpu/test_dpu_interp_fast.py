@@ -1,0 +1,254 @@
+"""Fast mode against reference mode: random instruction streams (any valid field values, overlapping
+writes, read-after-write chains through banks and DDR), batches, and adversarial reductions where a
+naive float32 product is wrong."""
+
+import numpy as np
+import pytest
+
+from _dpu_interp_lib import TARGET, I, conv_expected, conv_program, out_fmap
+from fixflow.runtime.dpu import DPUExecError, DPUInterpreter
+from fixflow.runtime.dpu.fast import compile_plan
+from fixflow.runtime.dpu.machine import Machine
+
+SIZES = {0: 8192, 1: 4096, 2: 4096, 3: 4096}
+
+
+def random_program(rng, n=60, bad=False):
+    """A random but (unless `bad`) executable stream over all four units."""
+    ins = []
+    r = rng.integers
+
+    def line():
+        return int(r(0, 2048))
+
+    def img_bank():
+        return int(r(0, 16))
+
+    for _ in range(n):
+        kind = rng.choice(["load", "load", "load", "conv", "alu", "elew", "save"])
+        if kind == "load":
+            ch = int(r(1, 70))
+            length = int(r(1, 6))
+            jr = int(r(1, 80))
+            reg = int(r(0, 4))
+            top = SIZES[reg] - ((length - 1) * jr + ch)
+            ins.append(I("LOAD", bank_id=int(r(0, 34)), bank_addr=line(), reg_id=reg,
+                         ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_read=jr,
+                         jump_write=int(r(1, 4)), broadcast=int(rng.choice([0, 7])), const_value=int(r(0, 256)),
+                         pad_start=int(r(0, 3)), pad_end=int(r(0, 3)), pad_idx=int(r(1, 3))))
+        elif kind == "conv":
+            kh, kw, sh, sw = (int(v) for v in r(1, 4, size=4))
+            vpp = int(r(1, 9))
+            ins.append(I("CONVINIT", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                         shift_cut=int(r(0, 14)), shift_bias=int(r(0, 12)), act_type=int(rng.choice([0, 1, 3, 4])),
+                         jump_read=int(r(1, 4)), jump_read_endl=int(r(1, 40)), jump_write=int(r(1, 3)),
+                         jump_write_endl=int(r(1, 40)), stride_out=int(r(1, 3)), valid_pixel_parallel=vpp,
+                         stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
+            for _ in range(int(r(1, 4))):
+                ins.append(I("CONV", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 2)), bank_addr_in=line(),
+                             bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
+                             channel_group=int(r(1, 3)), length=int(r(1, 9)), pad_left=int(r(0, 3)),
+                             pad_top=int(r(0, 3)), pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)),
+                             channel_offset=int(r(0, 5)), bank_id_out=img_bank(), bank_addr_out=line(),
+                             bank_addr_weights=line(), bank_addr_bias=line()))
+        elif kind == "alu":
+            mode = int(rng.choice([0, 2, 3, 5, 6, 4, 1, 7]))
+            one = mode in (1, 4, 7)
+            kh, kw, sh, sw = (1, 1, 1, 1) if one else (int(v) for v in r(1, 4, size=4))
+            ins.append(I("ALUINIT", exec_mode=mode, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
+                         length=int(r(1, 7)), channel_group=int(r(1, 3)), jump_read=int(r(1, 3)),
+                         jump_read_endl=int(r(1, 30)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 30)),
+                         stride_out=int(r(1, 3)), shift_cut=int(r(0, 14)), shift_bias=int(r(0, 8)),
+                         multi_factor=int(r(0, 256)), act_type=int(rng.choice([0, 1, 4])),
+                         jump_read_weights=int(r(0, 4)), channel_offset=int(r(0, 4)),
+                         shift_prelu_p=int(r(0, 40)), shift_prelu_n=int(r(0, 40)),
+                         stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
+            ins.append(I("ALU", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 3)), bank_addr_in=line(),
+                         bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
+                         valid_pixel_parallel=int(r(1, 5)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
+                         pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)), bank_id_out=img_bank(),
+                         bank_addr_out=line(), bank_addr_weights=line(), bank_addr_bias=line(), kernel_d=1))
+        elif kind == "elew":
+            num = int(r(1, 4))
+            et = int(r(0, 2)) if num == 2 else 0
+            vpp = int(r(1, 5))
+            for k in range(num):
+                ins.append(I("ELEWINIT", id=k, bank_id_in=img_bank(), bank_addr_in=line(), jump_read=int(r(0, 3)),
+                             jump_bank=int(r(1, 3)), jump_read_endl=int(r(1, 20)), shift_read=int(r(0, 5)),
+                             share_pp=int(r(0, 2))))
+            ins.append(I("ELEW", num=num, elew_type=et, act_type=int(r(0, 2)), valid_pixel_parallel=vpp,
+                         bank_id_out=img_bank(), bank_addr_out=line(), length=int(r(1, 7)),
+                         channel_group=int(r(1, 3)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 20)),
+                         shift_write=int(r(0, 22))))
+        else:
+            ch = int(r(1, 70))
+            length = int(r(1, 6))
+            jw = int(r(1, 80))
+            reg = int(r(1, 4))
+            top = SIZES[reg] - ((length - 1) * jw + ch)
+            ins.append(I("SAVE", bank_id=img_bank(), bank_addr=line(), reg_id=reg,
+                         ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_write=jw,
+                         jump_read=int(r(1, 4)), argmax=int(rng.choice([0, 0, 2, 3])),
+                         const_en=int(rng.random() < 0.1), const_value=int(r(0, 256))))
+    if bad:
+        for k in (0, 1):
+            if ins[k].name in ("CONV", "ALU"):
+                ins.pop(k)          # keep the stream free of CONV-before-CONVINIT noise
+    ins.append(I("END"))
+    return ins
+
+
+def regions(rng, batch=None):
+    shape = (lambda s: (s,)) if batch is None else (lambda s: (batch, s))
+    return {reg: rng.integers(-128, 128, size=shape(s)).astype(np.int8) for reg, s in SIZES.items()}
+
+
+def run_both(program, regs):
+    out = {}
+    for mode in ("reference", "fast"):
+        it = DPUInterpreter(TARGET, program, {r: a.copy() for r, a in regs.items()}, mode=mode)
+        try:
+            res = it.run()
+            out[mode] = ({r: a.copy() for r, a in res.items()},
+                         np.concatenate([it.bank(b).ravel() for b in range(34)]))
+        except DPUExecError as e:
+            out[mode] = str(e)
+    return out["reference"], out["fast"]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_programs_bit_exact(seed):
+    rng = np.random.default_rng(seed)
+    program = random_program(rng)
+    ref, fast = run_both(program, regions(rng))
+    if isinstance(ref, str):
+        assert fast == ref
+        return
+    assert not isinstance(fast, str), fast
+    for r in ref[0]:
+        np.testing.assert_array_equal(ref[0][r], fast[0][r], err_msg=f"REG_{r}")
+    np.testing.assert_array_equal(ref[1], fast[1], err_msg="banks")
+
+
+def test_random_programs_mostly_run():
+    """The generator makes executable programs (else the test above would compare only errors)."""
+    ran = 0
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        try:
+            DPUInterpreter(TARGET, random_program(rng), regions(rng), mode="fast").run()
+            ran += 1
+        except DPUExecError:
+            pass
+    assert ran >= 30
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_bad_programs_fail_alike(seed):
+    rng = np.random.default_rng(1000 + seed)
+    ref, fast = run_both(random_program(rng, n=30, bad=True), regions(rng))
+    if isinstance(ref, str) or isinstance(fast, str):
+        assert ref == fast
+
+
+def test_batch_equals_one_by_one():
+    rng = np.random.default_rng(7)
+    program = random_program(rng, n=80)
+    regs = regions(rng, batch=5)
+    m = Machine.from_target(TARGET)
+    plan = compile_plan(m, program, SIZES, {0: regs[0][0]})
+    out = plan.run({r: regs[r] for r in (1, 2, 3)})
+    for i in range(5):
+        it = DPUInterpreter(TARGET, program, {r: regs[r][i] if r else regs[0][0] for r in SIZES})
+        res = it.run()
+        for r in (1, 2, 3):
+            np.testing.assert_array_equal(out[r][i], res[r])
+
+
+def test_layer_tiles_merge_into_few_kernels():
+    """A conv over 3 row tiles x 2 output-channel groups becomes one matrix product."""
+    program = [I("LOAD", bank_id=16 + o, bank_addr=0, reg_id=0, ddr_addr=4096 * o, channel=4096)
+               for o in range(16)]
+    program += [I("LOAD", bank_id=8 + b, bank_addr=0, reg_id=2, ddr_addr=1024 * b, channel=1024)
+                for b in range(8)]
+    for _oc in range(2):
+        program.append(I("CONVINIT", kernel_h=3, kernel_w=3, valid_pixel_parallel=8, jump_read=1,
+                         jump_read_endl=1, jump_write=1, jump_write_endl=1))
+        for t in range(3):
+            program.append(I("CONV", bank_id_in=8, bank_addr_in=40 * t, bank_addr_in_1=40 * t + 200,
+                             length=16, channel_group=1, bank_id_out=0, bank_addr_out=20 * t + 60 * _oc,
+                             bank_addr_weights=100 * _oc, pad_right=2, pad_bottom=2))
+    program.append(I("END"))
+    m = Machine.from_target(TARGET)
+    plan = compile_plan(m, program, {0: 65536, 2: 8192}, {})
+    assert [k.kind for k in plan.kernels] == ["conv"]
+    assert plan.kernels[0].x.shape == (3 * 8 * 16, 9 * 16)     # rows: the 3 tiles; columns: both groups
+    assert plan.kernels[0].w.shape == (9 * 16, 32)
+    rng = np.random.default_rng(3)
+    regs = {0: rng.integers(-128, 128, 65536).astype(np.int8), 2: rng.integers(-128, 128, 8192).astype(np.int8)}
+    ref, fast = run_both(program, regs)
+    np.testing.assert_array_equal(ref[1], fast[1])
+
+
+# ---- adversarial exactness ----------------------------------------------------------------
+def cancelling_case(rng, c=256, k=8):
+    """x, w with reduction length k*k*c = 16384: all products positive for the first half, then the same
+    magnitudes negative with a few changed, so partial sums reach ~1e8 (> 2^24) and the result is small."""
+    n = k * k * c
+    x = (rng.choice([-127, 127], size=n)).astype(np.int64)
+    w = np.empty((16, n), dtype=np.int64)
+    for o in range(16):
+        mag = rng.choice([125, 127], size=n // 2)
+        second = rng.permutation(mag)
+        flip = rng.choice(n // 2, size=int(rng.integers(0, 7)), replace=False)
+        second[flip] = 252 - second[flip]
+        w[o] = np.sign(x) * np.concatenate([mag, -second])
+    return x.astype(np.int8).reshape(k, k, c), w.astype(np.int8).reshape(16, k, k, c)
+
+
+@pytest.mark.parametrize("mode", ["reference", "fast"])
+@pytest.mark.parametrize("dynamic_weights", [False, True])
+def test_cancelling_long_reduction(mode, dynamic_weights):
+    rng = np.random.default_rng(11)
+    x, wt = cancelling_case(rng)
+    bias = rng.integers(-128, 128, 16).astype(np.int8)
+    kwargs = dict(shift_cut=4, shift_bias=0, act=0)
+    p, shape = conv_program(x, wt, bias, **kwargs)
+    want = conv_expected(x, wt, bias, **kwargs)
+    acc = wt.reshape(16, -1).astype(np.int64) @ x.reshape(-1).astype(np.int64)
+    # the data really is adversarial: a plain float32 matrix product gets most sums wrong
+    naive = x.reshape(1, -1).astype(np.float32) @ wt.reshape(16, -1).T.astype(np.float32)
+    assert (naive[0].astype(np.int64) != acc).mean() > 0.5
+    assert np.abs(acc).max() < 2**11 and len(np.unique(want)) > 4
+    it = DPUInterpreter(TARGET, p.ins, p.regions(), mode=mode, const_regs=() if dynamic_weights else (0,))
+    np.testing.assert_array_equal(out_fmap(it.run(), *shape), want)
+
+
+@pytest.mark.parametrize("mode", ["reference", "fast"])
+def test_max_magnitude_weights_and_inputs(mode):
+    x = np.full((4, 4, 256), -128, dtype=np.int8)
+    wt = np.full((16, 4, 4, 256), -128, dtype=np.int8)
+    wt[1::2] = 127
+    bias = np.full(16, -128, dtype=np.int8)
+    kwargs = dict(shift_cut=20, shift_bias=20, act=0)
+    p, shape = conv_program(x, wt, bias, **kwargs)
+    want = conv_expected(x, wt, bias, **kwargs)
+    got = out_fmap(DPUInterpreter(TARGET, p.ins, p.regions(), mode=mode).run(), *shape)
+    np.testing.assert_array_equal(got, want)
+    # by hand: even channels 2*4096*16384 - 128*2^20 = 0; odd: (2*4096*(-16256) - 2^27) / 2^21 = -127.5 -> -127
+    assert (want[..., 0::2] == 0).all() and (want[..., 1::2] == -127).all()
+
+
+def test_fast_plan_splits_long_reductions():
+    rng = np.random.default_rng(11)
+    x, wt = cancelling_case(rng)
+    p, _ = conv_program(x, wt, np.zeros(16, dtype=np.int8))
+    m = Machine.from_target(TARGET)
+    regs = p.regions()
+    plan = compile_plan(m, p.ins, {r: a.size for r, a in regs.items()}, {0: regs[0]})
+    (k,) = [k for k in plan.kernels if k.kind == "conv"]
+    w = np.abs(wt.reshape(16, -1).T.astype(np.int64))
+    assert len(k.chunks) >= 4 and k.chunks[0][0] == 0 and k.chunks[-1][1] == w.shape[0]
+    assert all(a1 == b0 for (_, b0), (a1, _) in zip(k.chunks, k.chunks[1:]))
+    for a, b in k.chunks:                     # every chunk's bound is below 2^24
+        assert 128 * w[a:b].sum(axis=0).max() < 2**24
