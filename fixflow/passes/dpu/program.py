@@ -10,6 +10,7 @@ from ...ir.core import Operation, Value
 from .codegen import Arch, Emitter, generate
 from .ddr import REG_CONST, REG_IN, REG_OUT, REG_WORK, DdrPlan, allocate
 from .layers import FMap, Layer, build_layers
+from .partition import Subgraph
 from .schedule import Geometry, schedule
 
 
@@ -85,4 +86,151 @@ def compile_subgraph(ops: list[Operation], inputs: list[Value], outputs: list[Va
     return DpuProgram(name, target, instrs, layer_of, layers, ddr, ins, outs, em)
 
 
-__all__ = ["DpuProgram", "compile_subgraph"]
+def _namer():
+    names: dict[Value, str] = {}
+
+    def name_of(v: Value) -> str:
+        if v not in names:
+            names[v] = v.name_hint or f"t{len(names)}"
+        return names[v]
+    return name_of
+
+
+def parse_tiling(text: str) -> dict[str, tuple[int | None, int | None]]:
+    """`"conv1:8:14,pool:4:"` -> {"conv1": (8, 14), "pool": (4, None)} (empty = the tiler's choice)."""
+    res: dict[str, tuple[int | None, int | None]] = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        parts = item.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"tiling entry '{item}' is not '<layer>:<rows>:<cols>'")
+        try:
+            rows = int(parts[1]) if parts[1] else None
+            cols = int(parts[2]) if parts[2] else None
+        except ValueError:
+            raise ValueError(f"tiling entry '{item}': rows and cols must be integers") from None
+        if (rows is not None and rows < 1) or (cols is not None and cols < 1):
+            raise ValueError(f"tiling entry '{item}': rows and cols must be positive")
+        res[parts[0]] = (rows, cols)
+    return res
+
+
+def annotated_subgraphs(func: Operation) -> list[Subgraph]:
+    """The subgraphs `partition` recorded on `func`'s ops (`dpu.subgraph`, `dpu.device`), with their
+    interface values."""
+    order: list[Subgraph] = []
+    by_name: dict[str, Subgraph] = {}
+    for op in func.regions[0].blocks[0].ops:
+        a = op.attributes.get("dpu.subgraph")
+        if a is None:
+            continue
+        sg = by_name.get(a.value)
+        if sg is None:
+            sg = by_name[a.value] = Subgraph(a.value, op.attributes["dpu.device"].value)
+            order.append(sg)
+        sg.ops.append(op)
+    for sg in order:
+        inside = set(sg.ops)
+        for op in sg.ops:
+            for v in op.operands:
+                if getattr(v, "op", None) not in inside and v not in sg.inputs:
+                    sg.inputs.append(v)
+            for r in op.results:
+                if any(u not in inside for u in r.users) and r not in sg.outputs:
+                    sg.outputs.append(r)
+        sg.inputs = [v for v in sg.inputs if getattr(v, "op", None) is None or v.op.name != "fix.const"]
+    return order
+
+
+def _layers(sg: Subgraph):
+    name_of = _namer()
+    layers, fmaps = build_layers(sg.ops, name_of)
+    ins = [fmaps[v] for v in sg.inputs if v in fmaps]
+    outs = [fmaps[v] for v in sg.outputs]
+    return layers, fmaps, ins, outs
+
+
+def ddr_annotations(sg: Subgraph) -> DdrPlan:
+    """Allocate the DDR of a DPU subgraph and record it on its ops (`dpu.ddr`, `dpu.const`)."""
+    from ...ir.attributes import DenseArrayAttr
+    from ...ir.types import i64
+    layers, fmaps, ins, outs = _layers(sg)
+    plan = allocate(layers, ins, outs)
+    for v, f in fmaps.items():
+        producer = getattr(v, "op", None)
+        if producer is None:
+            raise ValueError(f"{sg.name}: input {f.name} is a function argument; a fix.data op must produce it")
+        producer.attributes["dpu.ddr"] = DenseArrayAttr(i64, list(f.root().ddr))
+    for i, L in enumerate(layers):
+        if (i, "weights") in plan.const or (i, "bias") in plan.const:
+            L.ops[0].attributes["dpu.const"] = DenseArrayAttr(
+                i64, [plan.const.get((i, "weights"), -1), plan.const.get((i, "bias"), -1)])
+    return plan
+
+
+def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, int | None]] | None = None,
+                      flags: bool = True) -> DpuProgram:
+    """Lower a DPU subgraph whose DDR `allocate-ddr` recorded (`dpu.ddr`, `dpu.const`)."""
+    from .ddr import align
+    import numpy as np
+    layers, fmaps, ins, outs = _layers(sg)
+    for v, f in fmaps.items():
+        a = getattr(v, "op", None) and v.op.attributes.get("dpu.ddr")
+        if a is None:
+            raise ValueError(f"feature map {f.name} has no DDR address (run allocate-ddr first)")
+        f.ddr = tuple(int(x) for x in a.value)
+    plan = DdrPlan()
+    const = bytearray()
+    for i, L in enumerate(layers):
+        a = L.ops[0].attributes.get("dpu.const") if L.ops else None
+        for k, (key, data) in enumerate((("weights", getattr(L, "weights", None)), ("bias", getattr(L, "bias", None)))):
+            if data is None:
+                continue
+            if a is None or int(a.value[k]) < 0:
+                raise ValueError(f"layer {L.name} has no REG_0 offset for its {key} (run allocate-ddr first)")
+            off = int(a.value[k])
+            b = np.ascontiguousarray(data, dtype=np.int8).tobytes()
+            const.extend(b"\0" * max(0, off + len(b) - len(const)))
+            const[off:off + len(b)] = b
+            plan.const[(i, key)] = off
+    const.extend(b"\0" * (align(len(const)) - len(const)))
+    plan.const_bytes = const
+    plan.sizes[REG_CONST] = len(const)
+    for reg in (REG_WORK, REG_IN, REG_OUT):
+        plan.sizes[reg] = align(max((f.root().ddr[1] + f.root().nbytes for f in fmaps.values()
+                                     if f.root().ddr[0] == reg), default=0))
+    forced = {}
+    for i, L in enumerate(layers):
+        if tiling and L.name in tiling:
+            forced[i] = tiling[L.name]
+    unknown = set(tiling or {}) - {L.name for L in layers}
+    if unknown:
+        raise ValueError(f"tiling names no layer of {sg.name}: {sorted(unknown)[0]}")
+    arch = Arch.of(target)
+    em = generate(layers, plan, arch, forced)
+    instrs = [t.ins for t in em.out] + [Instruction.make("END")]
+    if flags:
+        schedule(instrs, Geometry.of(arch))
+    return DpuProgram(sg.name, target, instrs, [t.layer for t in em.out] + [-1], layers, plan, ins, outs, em)
+
+
+def load_programs(module: Operation) -> list[DpuProgram]:
+    """The compiled programs of a module the passes ran on: each `dpu.program` with its subgraph's
+    DDR layout (read from the annotations), ready for `DpuProgram.regions` and an interpreter."""
+    from ...dialects.dpu.ops import ProgramOp
+    from ...target import get_target
+    progs = {op.sym_name: op for op in module.regions[0].blocks[0].ops if isinstance(op, ProgramOp)}
+    res = []
+    for func in [op for op in module.regions[0].blocks[0].ops if op.name == "func.func"]:
+        for sg in annotated_subgraphs(func):
+            if sg.name not in progs:
+                continue
+            p = progs[sg.name]
+            dp = compile_annotated(sg, get_target(p.target), flags=False)
+            dp.instructions = p.instructions()
+            dp.layer_of = []
+            res.append(dp)
+    return res
+
+
+__all__ = ["DpuProgram", "compile_subgraph", "compile_annotated", "annotated_subgraphs", "ddr_annotations",
+           "load_programs", "parse_tiling"]
