@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, TextIO
 
 import attrs
 
+from .. import _registry
 from .core import Operation
 from .diagnostics import FixflowError, PassError, VerifyError
 
@@ -142,15 +143,8 @@ def _convert_option(pass_name: str, key: str, raw: str, typ: Any) -> Any:
 
 # ---- registry -------------------------------------------------------------------------------
 _PASSES: dict[str, type[Pass]] = {}
-#: modules that register built-in passes, imported on demand (keeps start-up fast)
-_PASS_MODULES: list[str] = [
-    "fixflow.passes.generic",
-    "fixflow.passes.graph",
-    "fixflow.passes.quantize",
-    "fixflow.passes.equalize",
-    "fixflow.passes.calibrate",
-    "fixflow.passes.legalize",
-]
+# The modules that define the built-in passes are listed by `fixflow.passes` (PASS_MODULES) in
+# `fixflow._registry` and imported on demand (keeps start-up fast); the core names none of them.
 _loaded_all = False
 
 
@@ -173,9 +167,8 @@ def _load_all() -> None:
     if _loaded_all:
         return
     _loaded_all = True
-    for mod in _PASS_MODULES:
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod)
+    for mod in _registry.pass_modules():
+        importlib.import_module(mod)
     load_entry_point_plugins()
 
 
