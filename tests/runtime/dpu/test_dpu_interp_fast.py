@@ -13,8 +13,9 @@ from fixflow.runtime.dpu.machine import Machine
 SIZES = {0: 8192, 1: 4096, 2: 4096, 3: 4096}
 
 
-def random_program(rng, n=60, bad=False):
+def random_program(rng, n=60, bad=False, sizes=SIZES):
     """A random but (unless `bad`) executable stream over all four units."""
+    SIZES = sizes  # noqa: N806
     ins = []
     r = rng.integers
 
