@@ -1,0 +1,325 @@
+"""AMD's own tools judge fixflow's files (opt-in; docs/amd-reference.md).
+
+Skipped unless ``FIXFLOW_AMD_TOOLS`` points at the install directory made by
+``/work/shared/tools/amd-reference/build.sh`` (``bin/xir``: AMD's ``xir`` command;
+``bin/sim_run``: a driver of AMD VART's functional DPU simulator). The tools are reference
+instruments, never dependencies: nothing else in fixflow needs them.
+
+- every zoo model's ``_int.xmodel`` (and the one ``fixflow-quantize`` writes for digits_cnn),
+  plus one small file per op type fixflow's exporter emits: AMD's ``xir subgraph``,
+  ``dump_txt``, ``dump_reg``, ``svg`` and ``graph`` build the graph without aborting and show
+  what fixflow wrote (every op, with its type, and one drawn node per op, one edge per argument);
+- compiled xmodels: the AMD-compiled MNIST rewritten by fixflow's compiled-xmodel writer, and
+  (hook) every zoo model compiled by ``fixflow-compile`` once that exists;
+- AMD's simulator runs the AMD-compiled MNIST from the ``ac_code`` that fixflow's decoder and
+  ac writer make of its ``mc_code`` (it assembles the text itself and stops unless it equals
+  ``mc_code`` word for word) and gives exactly ``expected_outputs.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TOOLS = os.environ.get("FIXFLOW_AMD_TOOLS")
+pytestmark = pytest.mark.skipif(
+    not TOOLS, reason="AMD's xir/sim_run not configured: set FIXFLOW_AMD_TOOLS=<install dir> (docs/amd-reference.md)")
+
+REF = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "amd-compiled-mnist"
+MNIST = REF / "dpu_mnist_classifier.xmodel"
+B4096 = "DPUCZDX8G_ISA1_B4096"
+#: AMD's simulator reads ./config/SIMCfg.txt: release mode runs the DPU subgraph's own ac_code
+SIM_CONFIG = "run_mode:release\ndebug:false\n"
+
+
+def sim_dir(path: Path) -> Path:
+    """`path` set up as the simulator's working directory (its config, and `.log` for its case.cfg)."""
+    (path / "config").mkdir(parents=True, exist_ok=True)
+    (path / "config" / "SIMCfg.txt").write_text(SIM_CONFIG)
+    (path / ".log").mkdir(exist_ok=True)
+    return path
+
+
+# ---- running AMD's tools ---------------------------------------------------------------------------
+def _tool(name: str) -> Path:
+    path = Path(TOOLS or "") / "bin" / name
+    if not path.is_file():
+        pytest.fail(f"FIXFLOW_AMD_TOOLS={TOOLS}: {path} is missing "
+                    "(build it with /work/shared/tools/amd-reference/build.sh)")
+    return path
+
+
+def run_amd(name: str, *args, cwd: Path) -> str:
+    """Run AMD tool `name`; fail with its last log lines unless it exits 0. Returns stdout."""
+    cmd = [str(_tool(name)), *map(str, args)]
+    p = subprocess.run(cmd, cwd=cwd, capture_output=True, timeout=900)
+    out, err = (s.decode("utf-8", "replace") for s in (p.stdout, p.stderr))
+    if p.returncode != 0:
+        lines = (err or out).strip().splitlines()
+        tail = "\n".join([ln for ln in lines if "FATAL" in ln] or lines[-6:])
+        pytest.fail(f"AMD {name} {' '.join(map(str, args))} exited {p.returncode}:\n{tail}")
+    return out
+
+
+def _ops(path: Path):
+    from fixflow.backends.xmodel import read_xmodel
+    return read_xmodel(path).ops
+
+
+def check_xir(path: Path, tmp: Path) -> dict[str, str]:
+    """AMD's xir subgraph / dump_txt / dump_reg / svg / graph on `path`; returns their outputs."""
+    ops = _ops(path)
+    out = {"subgraph": run_amd("xir", "subgraph", path, cwd=tmp)}
+    assert out["subgraph"].splitlines()[0] == "root"
+    # dump_txt: AMD's protobuf text of the file lists our ops, in order, with our types
+    txt = tmp / (path.stem + ".txt")
+    run_amd("xir", "dump_txt", path, txt, cwd=tmp)
+    out["dump_txt"] = txt.read_text(errors="replace")
+    dumped = re.findall(r'^  op_name: "(.*)"\n  op_type: "(.*)"$', out["dump_txt"], re.M)
+    assert dumped == [(o.name, o.type) for o in ops]
+    out["dump_reg"] = run_amd("xir", "dump_reg", path, cwd=tmp)
+    # svg: Graphviz drawing of the graph AMD built: a node per op, an edge per argument
+    svg = tmp / (path.stem + ".svg")
+    run_amd("xir", "svg", path, svg, cwd=tmp)
+    classes = [e.get("class") for e in ET.parse(svg).getroot().iter() if e.get("class") in ("node", "edge")]
+    assert classes.count("node") == len(ops)
+    assert classes.count("edge") == sum(len(v) for o in ops for v in o.inputs.values())
+    out["graph"] = run_amd("xir", "graph", path, cwd=tmp)
+    return out
+
+
+# ---- the files -------------------------------------------------------------------------------------
+def _zoo_names() -> list[str]:
+    from fixflow.zoo import registry
+    return registry.list_models()
+
+
+_INT_CACHE: dict[str, Path] = {}
+
+
+def zoo_int_xmodel(name: str, tmp_factory) -> Path:
+    """`<Model>_int.xmodel` of zoo model `name`: the Quantizer calibrated on one or two inputs, then the
+    calibrated module lowered and exported as test mode does (quantize + write_int_xmodel)."""
+    if name in _INT_CACHE:
+        return _INT_CACHE[name]
+    torch = pytest.importorskip("torch")
+    from fixflow import zoo
+    from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
+    from fixflow.passes.quantize import quantize_module
+    from fixflow.quantizer import Quantizer
+    from fixflow.zoo import registry
+
+    spec = registry.get_spec(name)
+    shape = tuple(spec.input_shape[1:])
+    big = int(np.prod(shape)) > 100_000
+    x = np.random.default_rng(0).standard_normal((1 if big else 2, *shape)).astype(np.float32)
+    out = tmp_factory.mktemp(f"int_{name}")
+    q = Quantizer(zoo.get_model(name), (torch.from_numpy(x[:1]),), mode="calib", output_dir=out)
+    q.quant_model(torch.from_numpy(x))
+    q.export_quant_config()
+    m = q.module.clone()
+    quantize_module(m)
+    path = out / f"{q.name}_int.xmodel"
+    write_int_xmodel(m, path, q.name)
+    _INT_CACHE[name] = path
+    return path
+
+
+#: one small net per exporter op type (DSL bodies over x: f32[1, 4, 8, 8])
+OP_NETS = {
+    "conv_relu6_leaky": "c = conv2d(x, out=8, kernel=3, pad=1)\n  r = relu6(c)\n  d = conv2d(r, out=6, kernel=1)\n"
+                        "  l = leaky_relu(d, alpha=0.1015625)\n  return l",
+    "depthwise": "d = depthwise_conv2d(x, kernel=3, pad=1)\n  r = relu(d)\n  return r",
+    "transposed": "t = conv_transpose2d(x, out=3, kernel=3, stride=2, pad=1, output_pad=1)\n  return t",
+    "pools": "m = max_pool2d(x, kernel=3, stride=2, pad=1, ceil_mode=true)\n  a = avg_pool2d(m, kernel=2)\n"
+             "  g = adaptive_avg_pool2d(x, size=1)\n  return a, g",
+    "eltwise_concat": "c = conv2d(x, out=4, kernel=1)\n  s = add(c, x)\n  r = relu(s)\n  m = mul(r, c)\n"
+                      "  k = concat(m, x, axis=1)\n  return k",
+    "flatten_linear": "c = conv2d(x, out=6, kernel=3, stride=2, pad=1)\n  f = flatten(c)\n  l = linear(f, out=10)\n"
+                      "  return l",
+    "upsample_pad_hard": "u = upsample(x, scale=2)\n  p = pad(u, pads=[1, 1, 2, 0])\n  h = hardswish(p)\n"
+                         "  s = hardsigmoid(h)\n  return s",
+    "transpose_reshape": "c = conv2d(x, out=4, kernel=1)\n  t = transpose(c, perm=[0, 1, 3, 2])\n"
+                         "  r = reshape(t, shape=[0, 8, 4, 8])\n  return r",
+    "cpu_ops": "c = conv2d(x, out=4, kernel=3, pad=1)\n  s = sigmoid(c)\n  t = tanh(c)\n  u = silu(c)\n"
+               "  p = prelu(c, per_channel=true)\n  d = sub(s, t)\n  m = matmul(u, p)\n  f = flatten(d)\n"
+               "  o = softmax(f, axis=-1)\n  return o, m",
+}
+
+
+def op_net_int_xmodel(key: str, tmp: Path) -> Path:
+    from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
+    from fixflow.frontends.dsl import import_dsl
+    from fixflow.passes.calibrate import calibrate_module
+    from fixflow.passes.graph import fold_batch_norm
+    from fixflow.passes.legalize import legalize_fix
+    from fixflow.passes.quantize import quantize_module
+
+    m = import_dsl(f"net {key}(x: f32[1, 4, 8, 8]) with seed=3 {{\n  {OP_NETS[key]}\n}}")
+    fold_batch_norm(m)
+    x = np.random.default_rng(0).standard_normal((3, 4, 8, 8)).astype(np.float32)
+    calibrate_module(m, [[x]])
+    legalize_fix(m)
+    quantize_module(m)
+    path = tmp / f"{key}_int.xmodel"
+    write_int_xmodel(m, path)
+    return path
+
+
+# ---- _int.xmodel -----------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _zoo_names())
+def test_zoo_int_xmodel_loads_in_amd_xir(name, tmp_path, tmp_path_factory):
+    path = zoo_int_xmodel(name, tmp_path_factory)
+    out = check_xir(path, tmp_path)
+    assert out["subgraph"].strip() == "root"          # the quantizer does not partition: one leaf root
+    assert out["dump_reg"].strip() == ""              # no DPU subgraph, no registers
+    assert '"origin" = fixflow' in out["graph"]
+    types = {o.type for o in _ops(path)}
+    assert "inner-product-fix" not in types and "matmul-fix" in types   # every zoo model ends in a Linear
+
+
+def test_fixflow_quantize_cli_int_xmodel_loads_in_amd_xir(tmp_path):
+    """The user's path: fixflow-quantize calib + test on digits_cnn."""
+    pytest.importorskip("torch")
+    from fixflow.tools.quantize import main
+    q = tmp_path / "q"
+    for mode in ("calib", "test"):
+        assert main(["--model", "digits_cnn", "--data", "digits", "--mode", mode, "--output-dir", str(q)]) in (0, None)
+    check_xir(q / "DigitsCNN_int.xmodel", tmp_path)
+
+
+@pytest.mark.parametrize("key", sorted(OP_NETS))
+def test_every_exported_op_type_loads_in_amd_xir(key, tmp_path):
+    check_xir(op_net_int_xmodel(key, tmp_path), tmp_path)
+
+
+def test_op_nets_cover_every_exporter_type(tmp_path):
+    """The op nets above emit every XIR type the exporter can write (a new mapping needs a net here)."""
+    from fixflow.backends.xmodel.fix_xmodel import _FIX_TYPES, XIR_FLOAT_OPS
+    emitted = {o.type for key in OP_NETS for o in _ops(op_net_int_xmodel(key, tmp_path))}
+    exporter = set(_FIX_TYPES.values()) | {t for t, _, _ in XIR_FLOAT_OPS.values()} | {"const"}
+    assert exporter - emitted == set()
+
+
+# ---- compiled xmodels ------------------------------------------------------------------------------
+def _mnist_with_fixflow_ac(path: Path) -> Path:
+    """The AMD-compiled MNIST read and rewritten by fixflow's compiled-xmodel writer, with `ac_code`
+    (fixflow's ac writer on fixflow's decoding of its `mc_code`) on the DPU subgraph."""
+    from fixflow.backends.mc import decode, write_ac
+    from fixflow.backends.xmodel.compiled import read_compiled, write_compiled
+    if not MNIST.exists():
+        pytest.skip(f"reference data not found: {MNIST}")
+    m = read_compiled(MNIST)
+    (dpu,) = m.dpu_subgraphs
+    dpu.ac_code = write_ac(decode(dpu.mc_code)).splitlines()
+    write_compiled(m, path)
+    return path
+
+
+def test_amd_compiled_mnist_in_amd_xir(tmp_path):
+    """The reference itself, as AMD's xir shows it (the baseline for fixflow's compiled files)."""
+    if not MNIST.exists():
+        pytest.skip(f"reference data not found: {MNIST}")
+    out = check_xir(MNIST, tmp_path)
+    assert f"[device=DPU,fingerprint=0x101000056010407,DPU={B4096}," in out["subgraph"]
+    assert "REG_0 => 712704 bytes md5sum= 94c15707b16260f6cb9a9a682ddb56ba" in out["dump_reg"]
+
+
+def test_fixflow_written_compiled_mnist_in_amd_xir(tmp_path):
+    path = _mnist_with_fixflow_ac(tmp_path / "mnist_fixflow.xmodel")
+    out = check_xir(path, tmp_path)
+    ref = check_xir(MNIST, tmp_path / "..")
+    # same tree (AMD prints tensor addresses in I=[...]/O=[...]: compare without them)
+    strip = lambda s: re.sub(r"0x[0-9a-f]{8,}", "0x?", s)  # noqa: E731
+    assert strip(out["subgraph"]) == strip(ref["subgraph"])
+    assert out["dump_reg"] == ref["dump_reg"]
+
+
+def _fixflow_compile_available() -> bool:
+    return shutil.which("fixflow-compile") is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _zoo_names())
+def test_zoo_compiled_xmodel_in_amd_tools(name, tmp_path, tmp_path_factory):
+    """Hook for the compiler (issue 10): each zoo model's `_int.xmodel` compiled by `fixflow-compile`
+    for B4096 must load in AMD's xir and run on AMD's simulator, whose ac == mc check must pass."""
+    if not _fixflow_compile_available():
+        pytest.skip("fixflow-compile does not exist yet (issue 10); this test runs once it does")
+    src = zoo_int_xmodel(name, tmp_path_factory)
+    out = tmp_path / "compiled"
+    p = subprocess.run(["fixflow-compile", "-x", str(src), "-a", B4096, "-o", str(out), "-n", name],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    path = out / f"{name}.xmodel"
+    res = check_xir(path, tmp_path)
+    assert f"DPU={B4096}" in res["subgraph"] and "reg_id_to_hw_segment" in res["dump_reg"]
+    run_amd("sim_run", path, cwd=sim_dir(tmp_path))
+
+
+# ---- AMD's simulator -------------------------------------------------------------------------------
+def _sim_outputs(stdout: str, cwd: Path) -> dict[str, np.ndarray]:
+    found = re.findall(r"^output .* -> (\S+\.bin) \((\d+) bytes\)", stdout, re.M)
+    assert found, stdout
+    outs = {}
+    for fname, n in found:
+        data = np.fromfile(cwd / fname, dtype=np.int8)
+        assert data.size == int(n)
+        outs[fname] = data
+    return outs
+
+
+def test_amd_simulator_runs_fixflow_ac_of_amd_mnist(tmp_path):
+    """fixflow's ac text of the MNIST program is what AMD's assembler makes `mc_code` from (the simulator
+    aborts otherwise), and executing it gives the outputs recorded from AMD's simulator."""
+    path = _mnist_with_fixflow_ac(tmp_path / "mnist_ac.xmodel")
+    sim_dir(tmp_path)
+    expected = json.loads((REF / "expected_outputs.json").read_text())
+    assert len(expected) == 5
+    for inp, want in sorted(expected.items()):
+        stdout = run_amd("sim_run", path, REF / "inputs" / inp, cwd=tmp_path)
+        assert "running subgraph_quant_conv2d on the sim-runner" in stdout
+        outs = _sim_outputs(stdout, tmp_path)
+        assert len(outs) == 1
+        got = next(iter(outs.values()))
+        assert got[:10].tolist() == want, inp
+
+
+def _sim_refuses(path: Path, cwd: Path) -> str:
+    p = subprocess.run([str(_tool("sim_run")), str(path), str(REF / "inputs" / "in1.bin")], cwd=sim_dir(cwd),
+                       capture_output=True, timeout=900)
+    assert p.returncode != 0
+    return p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
+
+
+def test_amd_simulator_checks_ac_against_mc(tmp_path):
+    """Controls: AMD's simulator refuses the file without ac_code (as AMD's compiler writes it: release mode
+    assembles nothing, 0 words against 4,572 bytes of mc_code) and with one ac field changed, so the test
+    above is decided by fixflow's ac text."""
+    if not MNIST.exists():
+        pytest.skip(f"reference data not found: {MNIST}")
+    assert "mc_code size in xmodel not equal to sim-runner generated" in _sim_refuses(MNIST, tmp_path / "a")
+    from fixflow.backends.xmodel.compiled import read_compiled, write_compiled
+    m = read_compiled(_mnist_with_fixflow_ac(tmp_path / "ok.xmodel"))
+    (dpu,) = m.dpu_subgraphs
+    first = dpu.ac_code[0].split()
+    assert first[0] == "LOAD" and first[-2] == "ddr_addr"
+    dpu.ac_code[0] = " ".join(first[:-1] + [str(int(first[-1]) + 16)])
+    write_compiled(m, tmp_path / "bad.xmodel")
+    msg = _sim_refuses(tmp_path / "bad.xmodel", tmp_path / "b")
+    # the LOAD's ddr_addr is its fifth word: AMD's assembler put 16 there, mc_code has 0
+    assert "line 4: mc_code in xmodel diff with sim-runner generate one. xmodel is 0x0 while sim-runner is 0x10" in msg
+
+
+if __name__ == "__main__":   # pragma: no cover
+    sys.exit(pytest.main([__file__, "-v"]))
