@@ -42,7 +42,10 @@ def test_xir_conventions():
     by = {o.name: o for o in g.ops}
     types = [o.type for o in g.ops]
     assert types[0] == "data-fix" and "conv2d-fix" in types and "depthwise-conv2d-fix" in types
-    assert {"pool-fix", "inner-product-fix", "fix2float", "fix", "sigmoid", "const-fix"} <= set(types)
+    assert {"pool-fix", "matmul-fix", "fix2float", "fix", "sigmoid", "const-fix"} <= set(types)
+    fc = next(o for o in g.ops if o.type == "matmul-fix")   # XIR has no inner-product-fix
+    assert fc.attr("transpose_a") is False and fc.attr("transpose_b") is True
+    assert sorted(fc.inputs) == ["bias", "input", "weights"] and by[fc.inputs["weights"][0]].output.shape == [5, 48]
     conv = next(o for o in g.ops if o.type == "conv2d-fix")
     assert conv.attr("kernel") == [3, 3] and conv.attr("stride") == [1, 2]   # width first
     assert conv.attr("pad") == [1, 1, 1, 0] and conv.attr("nonlinear") == "RELU"   # left, right, top, bottom
