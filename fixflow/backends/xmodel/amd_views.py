@@ -17,11 +17,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import re
 from typing import Any
 
-from .model import GraphIndex, XGraph, XModelError, XSubgraph
+from .model import GraphIndex, XAttr, XGraph, XModelError, XSubgraph
 
 
 def children_order(g: XGraph, sg: XSubgraph, index: GraphIndex | None = None) -> list[XSubgraph]:
@@ -97,6 +98,18 @@ def tensor_text(g: XGraph, op_name: str, ix: GraphIndex | None = None) -> str:
             f"fixpos={fp if fp is not None else 'NA'} # of elements= {math.prod(t.shape)}}}")
 
 
+def _typed(sg: XSubgraph, name: str, kinds: tuple[str, ...], default: Any = None) -> Any:
+    """Attribute ``name`` of ``sg``, which must be of one of ``kinds`` (as AMD's ``get_attr<T>`` needs)."""
+    a = sg.attrs.get(name)
+    if a is None:
+        if default is not None:
+            return default
+        raise XModelError(f"DPU subgraph {sg.name!r} lacks attribute {name!r} ({' or '.join(kinds)})")
+    if a.kind not in kinds:
+        raise XModelError(f"DPU subgraph {sg.name!r}: attribute {name!r} is {a.kind}, expected {' or '.join(kinds)}")
+    return a.value
+
+
 def subgraph_tree(g: XGraph) -> list[str]:
     """The lines ``xir subgraph`` prints."""
     ix = g.index()
@@ -104,13 +117,13 @@ def subgraph_tree(g: XGraph) -> list[str]:
 
     def rec(sg: XSubgraph, depth: int) -> None:
         line = "    " * depth + sg.name
-        dev = sg.attr("device")
+        dev = sg.attr("device") if sg.attrs.get("device", XAttr("string", "")).kind == "string" else None
         if isinstance(dev, str) and dev:
             line += f" [device={dev}"
             if dev == "DPU":
-                fp = sg.attr("dpu_fingerprint", 0)
+                fp = _typed(sg, "dpu_fingerprint", ("uint64",), 0)
                 ins, outs = _subgraph_io(g, sg, ix)
-                line += (f",fingerprint=0x{int(fp):x},DPU={sg.attr('dpu_name', '')}"
+                line += (f",fingerprint=0x{fp:x},DPU={_typed(sg, 'dpu_name', ('string',))}"
                          f",I=[{','.join(tensor_text(g, n, ix) for n in ins)}]"
                          f",O=[{','.join(tensor_text(g, n, ix) for n in outs)}]")
             line += "]"
@@ -135,7 +148,7 @@ def dump_reg(g: XGraph) -> list[str]:
     out: list[str] = []
 
     def rec(sg: XSubgraph, n: int) -> None:
-        if sg.attr("device") == "DPU":
+        if sg.attr("device") == "DPU" and sg.attrs["device"].kind == "string":
             out.append("    " * n + sg.name)
             pad = "    " * (n + 1)
             for key, kind in _REG_MAPS:
@@ -197,10 +210,25 @@ def dump_txt(pb: Any) -> str:
     """Protobuf text format of a ``serial_v2.Graph`` message with bytes as :func:`bytes_dump`."""
     from google.protobuf import text_format
 
+    def scalar(msg: Any, name: str) -> str:
+        buf = io.StringIO()
+        text_format.PrintFieldValue(msg.DESCRIPTOR.fields_by_name[name], getattr(msg, name), buf, as_utf8=False)
+        return buf.getvalue()
+
     def fmt(msg: Any, indent: int, as_one_line: bool) -> str | None:
+        pad = " " * indent
+        if msg.DESCRIPTOR.GetOptions().map_entry:  # C++ prints key and value even when they are 0 / ""
+            vf = msg.DESCRIPTOR.fields_by_name["value"]
+            if vf.message_type is None:
+                value = f"value: {scalar(msg, 'value')}"
+            else:
+                inner = text_format.MessageToString(msg.value, indent=indent + 2, message_formatter=fmt,
+                                                    as_utf8=False)
+                value = "value {\n" + inner + pad + "}"
+            return f"key: {scalar(msg, 'key')}\n{pad}{value}"
         if msg.DESCRIPTOR.name != "Bytes" or not msg.value:
             return None
-        return "value: " + bytes_dump(msg.value, " " * indent)
+        return "value: " + bytes_dump(msg.value, pad)
 
     text = text_format.MessageToString(pb, message_formatter=fmt, as_utf8=False)
     return _INTEGRAL_FLOAT.sub(r"\1", text)  # C++ prints 1.0 as 1
@@ -234,7 +262,8 @@ def to_dot(g: XGraph) -> str:
         lines.append(f"{pad}subgraph clustersubgraph{counter[0]} {{")
         counter[0] += 1
         lines.append(f"{pad}  label={_dot_quote(sg.name)};")
-        color = _DEVICE_COLOR.get(sg.attr("device") if isinstance(sg.attr("device"), str) else "")
+        dev = sg.attr("device")
+        color = _DEVICE_COLOR.get(dev) if isinstance(dev, str) else None
         lines.append(f"{pad}  node [shape=box, style=rounded" + (f", color={color}" if color else "") + "];")
         for n in sg.all_op_names():
             if n in idx:

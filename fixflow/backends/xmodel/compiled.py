@@ -87,6 +87,10 @@ class Region:
     hw_segment: str | None = None
     parameter: bytes | None = None
 
+    def __post_init__(self) -> None:
+        if self.hw_segment is None:  # AMD's compiler: CONST regions in W0, data regions in D0
+            self.hw_segment = "W0" if self.context_type == "CONST" else "D0"
+
     @property
     def name(self) -> str:
         return f"REG_{self.reg_id}"
@@ -190,8 +194,7 @@ class DpuSubgraph:
             "reg_id_to_context_type": XAttr("map_string_2_string", {r.name: r.context_type for r in regs}),
             "reg_id_to_context_type_v2": XAttr("map_string_2_string", {r.name: r.context_type_v2 for r in regs}),
             "reg_id_to_size": XAttr("map_string_2_int32", {r.name: r.size for r in regs}),
-            "reg_id_to_hw_segment": XAttr("map_string_2_string",
-                                          {r.name: r.hw_segment or _default_segment(r) for r in regs}),
+            "reg_id_to_hw_segment": XAttr("map_string_2_string", {r.name: r.hw_segment for r in regs}),
             "reg_id_to_parameter_value": XAttr("map_string_2_bytes", self.parameters),
             "workload": XAttr("uint64", self.workload),
             "children_topological_sort": XAttr("string_vec", self.topological_sort),
@@ -202,11 +205,6 @@ class DpuSubgraph:
         if self.workload_on_arch is not None:
             a["workload_on_arch"] = XAttr("uint64", self.workload_on_arch)
         return XSubgraph(self.name, [], {**self.attrs, **a}, [c.to_subgraph() for c in self.children])
-
-
-def _default_segment(r: Region) -> str:
-    """AMD's compiler maps CONST regions to ``W0`` and data regions to ``D0``."""
-    return "W0" if r.context_type == "CONST" else "D0"
 
 
 @dataclass(eq=True)
