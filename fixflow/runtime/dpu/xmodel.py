@@ -40,17 +40,6 @@ class DDRTensor:
         return off.reshape(-1)
 
 
-def _attr(obj, name, default=None):
-    v = obj.attr(name, default) if hasattr(obj, "attr") else default
-    return getattr(v, "value", v)
-
-
-def _reg(key: str) -> int:
-    if not key.startswith("REG_") or not key[4:].isdigit():
-        raise DPUExecError(f"register name {key!r} is not REG_<n>")
-    return int(key[4:])
-
-
 class DPUSubgraph:
     """The pieces of a compiled DPU subgraph the interpreter needs."""
 
@@ -66,54 +55,46 @@ class DPUSubgraph:
         self._program: list | None = None
 
     @classmethod
-    def from_xmodel(cls, graph: Any, subgraph: str | None = None) -> "DPUSubgraph":
-        """From a path or an `XGraph`; `subgraph` names the DPU subgraph when there are several."""
-        from ...backends.xmodel import read_xmodel
-        if isinstance(graph, (str, os.PathLike)):
-            graph = read_xmodel(graph)
-        dpus = [s for s in graph.root_or_default().walk() if s.device == "DPU"]
-        if subgraph is not None:
-            dpus = [s for s in dpus if s.name == subgraph]
+    def from_xmodel(cls, source: Any, subgraph: str | None = None) -> "DPUSubgraph":
+        """From a path, an `XGraph` or a `CompiledModel` (read with fixflow's compiled-xmodel reader);
+        `subgraph` names the DPU subgraph when there are several. Tensor names are VART's: the input
+        an `upload` op copies and the output of each `download` op."""
+        from ...backends.xmodel import XGraph
+        from ...backends.xmodel.compiled import CompiledModel, from_xgraph, read_compiled
+        if isinstance(source, (str, os.PathLike)):
+            m = read_compiled(source)
+        elif isinstance(source, XGraph):
+            m = from_xgraph(source)
+        elif isinstance(source, CompiledModel):
+            m = source
+        else:
+            raise DPUExecError(f"cannot read a DPU subgraph from {type(source).__name__}")
+        dpus = [s for s in m.dpu_subgraphs if subgraph is None or s.name == subgraph]
         if not dpus:
-            raise DPUExecError(f"{graph.name}: no DPU subgraph" + (f" named {subgraph!r}" if subgraph else ""))
+            raise DPUExecError(f"{m.name}: no DPU subgraph" + (f" named {subgraph!r}" if subgraph else ""))
         if len(dpus) > 1:
-            raise DPUExecError(f"{graph.name}: {len(dpus)} DPU subgraphs; name one of "
+            raise DPUExecError(f"{m.name}: {len(dpus)} DPU subgraphs; name one of "
                                f"{', '.join(s.name for s in dpus)}")
         sg = dpus[0]
-        mc = _attr(sg, "mc_code")
-        if not mc:
-            raise DPUExecError(f"DPU subgraph {sg.name} has no mc_code")
-        fp = _attr(sg, "dpu_fingerprint")
-        target = fp if fp is not None else _attr(sg, "dpu_name")
-        sizes = {_reg(k): int(v) for k, v in (_attr(sg, "reg_id_to_size") or {}).items()}
-        consts = {_reg(k): bytes(v) for k, v in (_attr(sg, "reg_id_to_parameter_value") or {}).items()}
-        ops = graph.op_map()
-        names = set(sg.all_op_names())
+        sizes = {r.reg_id: r.size for r in sg.regions}
+        consts = {r.reg_id: r.parameter or b"" for r in sg.regions if r.context_type == "CONST"}
 
-        def ddr_tensor(op, name: str) -> DDRTensor:
-            t = op.output
-            a = {k: getattr(v, "value", v) for k, v in t.attrs.items()}
-            for need in ("reg_id", "ddr_addr"):
-                if need not in a:
-                    raise DPUExecError(f"tensor {t.name} of DPU subgraph {sg.name} has no {need}")
+        def ddr(t, name: str) -> DDRTensor:
             shape = tuple(int(d) for d in t.shape)
-            strides = a.get("stride")
-            if strides is None:
-                strides = [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
-            return DDRTensor(name, shape, int(a["reg_id"]), int(a["ddr_addr"]), tuple(int(s) for s in strides),
-                             a.get("fix_point"))
+            strides = t.stride or tuple(int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape)))
+            return DDRTensor(name, shape, t.reg_id, t.ddr_addr, tuple(int(v) for v in strides), t.fix_point)
 
-        inputs, outputs = [], []
-        for op in graph.ops:
-            if op.name not in names:
-                continue
-            if op.type == "upload":
-                src = ops[op.inputs["input"][0]]
-                inputs.append(ddr_tensor(op, src.output.name))
-            elif op.type == "download":
-                src = ops[op.inputs["input"][0]]
-                outputs.append(ddr_tensor(src, op.output.name))
-        return cls(sg.name, target, mc, sizes, consts, inputs, outputs)
+        inputs = []
+        for t in m.dpu_inputs(sg):
+            src = m.op(t.op).inputs.get("input", [])
+            inputs.append(ddr(t, m.op(src[0]).output.name if src else t.name))
+        downloads = {}
+        for o in m.ops:
+            if o.type == "download":
+                for p in o.inputs.get("input", []):
+                    downloads.setdefault(p, o.output.name)
+        outputs = [ddr(t, downloads.get(t.op, t.name)) for t in m.dpu_outputs(sg)]
+        return cls(sg.name, sg.target, sg.mc_code, sizes, consts, inputs, outputs)
 
     @property
     def program(self) -> list:
