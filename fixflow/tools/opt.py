@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import sys
-from typing import Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, Sequence
 
 from ..ir.diagnostics import FixflowError, capture_diagnostics
 from .common import ArgumentParser, ToolError, argv_list, read_text, report_error, run_tool, write_output
@@ -25,18 +27,22 @@ class _PassFlag(argparse.Action):
         namespace.pass_flags = items
 
 
-def _build_parser(passes: dict) -> argparse.ArgumentParser:
-    from ..ir.passes import _format_option
-    epilog = ["passes (also usable as --<name>[=\"key=value ...\"], in command-line order):"]
-    for name, cls in passes.items():
-        epilog.append(f"  {name:<26} {cls.SUMMARY}")
-        for oname, typ, default, help_ in cls.option_fields():
-            tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
-            epilog.append(f"      {oname}=<{tname}>  (default {_format_option(default)}) {help_}".rstrip())
+def _build_parser(passes: dict | None) -> argparse.ArgumentParser:
+    """The command line; `passes=None` gives the quick parser of the common options alone (no --help,
+    no abbreviations), which spares loading the pass registry when no pass flag is used."""
+    epilog = []
+    if passes is not None:
+        from ..ir.passes import _format_option
+        epilog.append("passes (also usable as --<name>[=\"key=value ...\"], in command-line order):")
+        for name, cls in passes.items():
+            epilog.append(f"  {name:<26} {cls.SUMMARY}")
+            for oname, typ, default, help_ in cls.option_fields():
+                tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
+                epilog.append(f"      {oname}=<{tname}>  (default {_format_option(default)}) {help_}".rstrip())
     p = ArgumentParser(
         prog="fixflow-opt", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Parse fixflow/MLIR generic text IR, run a pass pipeline, and print the result.",
-        epilog="\n".join(epilog))
+        epilog="\n".join(epilog), add_help=passes is not None, allow_abbrev=passes is not None)
     p.add_argument("input", nargs="?", default="-", help="input file ('-' for stdin)")
     p.add_argument("-o", dest="output", default="-", help="output file (default stdout)")
     p.add_argument("--pass-pipeline", "-p", dest="pipeline", default=None,
@@ -60,7 +66,7 @@ def _build_parser(passes: dict) -> argparse.ArgumentParser:
     p.add_argument("--mlir-print-op-generic", action="store_true", help="accepted; output is always generic")
     p.add_argument("--load-pass-plugin", action="append", default=[], metavar="FILE.py",
                    help="load a Python file that registers passes/dialects")
-    for name in passes:
+    for name in passes or ():
         p.add_argument(f"--{name}", dest=f"pass_{name}", metavar=name, nargs="?", const="", action=_PassFlag,
                        help=argparse.SUPPRESS)
     return p
@@ -81,19 +87,43 @@ def _chunks(text: str, split: bool) -> list[str]:
     return padded
 
 
+#: set by `main()` run as the process's command (see `_process`)
+_ONE_SHOT = False
+
+
+@contextmanager
+def _ir_kept_to_the_end() -> Iterator[None]:
+    """Parse (and verify) with the cycle collector paused, then freeze what was built.
+
+    Used when this process's only job is one command: the parsed IR then lives until the process ends.
+    Parsing allocates hundreds of thousands of long-lived objects and next to no cyclic garbage, so the
+    collector's passes over them (during parsing, right after it, and at interpreter exit) are wasted.
+    Objects frozen here are never collected; garbage that passes make is collected as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def _process(chunk: str, filename: str, args: argparse.Namespace, passes) -> str:
     from ..ir import parse_module, print_module
-    from ..ir.passes import PassManager
-    module = parse_module(chunk, filename, allow_unregistered=args.allow_unregistered_dialect)
-    module.verify()
-    pm = PassManager(passes, verify_each=args.verify_each,
-                     print_before=[s for s in args.print_ir_before.split(",") if s],
-                     print_after=[s for s in args.print_ir_after.split(",") if s],
-                     print_before_all=args.print_ir_before_all, print_after_all=args.print_ir_after_all,
-                     print_locations=args.debuginfo)
-    pm.run(module)
-    if args.timing:
-        sys.stderr.write(pm.timing_report())
+    with _ir_kept_to_the_end() if _ONE_SHOT else nullcontext():
+        module = parse_module(chunk, filename, allow_unregistered=args.allow_unregistered_dialect)
+        module.verify()
+    if passes or args.timing:
+        from ..ir.passes import PassManager
+        pm = PassManager(passes, verify_each=args.verify_each,
+                         print_before=[s for s in args.print_ir_before.split(",") if s],
+                         print_after=[s for s in args.print_ir_after.split(",") if s],
+                         print_before_all=args.print_ir_before_all, print_after_all=args.print_ir_after_all,
+                         print_locations=args.debuginfo)
+        pm.run(module)
+        if args.timing:
+            sys.stderr.write(pm.timing_report())
     return print_module(module, print_locations=args.debuginfo)
 
 
@@ -178,27 +208,46 @@ def _run_verify_diagnostics(chunks: list[str], filename: str, args, passes_facto
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of `fixflow-opt`; returns the exit code."""
-    return run_tool(lambda: _main(argv))
+    """Entry point of `fixflow-opt`; returns the exit code. Without `argv` it is the process's command
+    (`sys.argv`), which lets it leave the parsed IR to the end of the process (see `_process`)."""
+    global _ONE_SHOT
+    _ONE_SHOT = argv is None
+    try:
+        return run_tool(lambda: _main(argv))
+    finally:
+        _ONE_SHOT = False
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    from ..ir.passes import load_pass_plugin, parse_pipeline, registered_passes
-    argv = argv_list(argv)
+def _parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    """The arguments and the pass classes by name. The registry (every pass module and the dialects
+    they use) is only loaded when the command line needs it: pass flags, --help, plugins, or anything
+    the quick parser does not take as it is (the full parser then also reports any usage error)."""
+    try:
+        args, rest = _build_parser(None).parse_known_args(argv)
+        if not rest and not args.load_pass_plugin:
+            return args, {}
+    except ToolError:
+        pass
+    from ..ir.passes import load_pass_plugin, registered_passes
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--load-pass-plugin", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
     for path in known.load_pass_plugin:
         load_pass_plugin(path)
     passes = registered_passes()
-    parser = _build_parser(passes)
-    args = parser.parse_args(argv)
+    return _build_parser(passes).parse_args(argv), passes
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = argv_list(argv)
+    args, passes = _parse_command_line(argv)
     flags = getattr(args, "pass_flags", None) or []
     if args.pipeline and flags:
         raise ToolError("use either --pass-pipeline or individual pass flags, not both")
 
     def make_passes():
         if args.pipeline:
+            from ..ir.passes import parse_pipeline
             return parse_pipeline(args.pipeline)
         return [passes[name].from_option_string(opts) if opts else passes[name]() for name, opts in flags]
 
