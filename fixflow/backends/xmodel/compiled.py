@@ -32,6 +32,14 @@ from .model import XAttr, XGraph, XModelError, XOp, XSubgraph, XTensor, parse_da
 from .serial import read_file_bytes, read_xmodel_bytes, xmodel_bytes
 
 
+__all__ = [
+    "CompiledModelError", "REQUIRED_DPU_ATTRS", "OPTIONAL_DPU_ATTRS", "CHILD_ATTRS", "TENSOR_ATTRS", "DPU_RUNNER",
+    "CPU_RUNNER", "CONTEXT_TYPES", "CONTEXT_TYPES_V2", "CHILD_KINDS", "Region", "SuperLayer", "DpuSubgraph",
+    "HostSubgraph", "DdrTensor", "CompiledModel", "from_xgraph", "read_compiled", "read_compiled_bytes",
+    "compiled_bytes", "write_compiled", "tensor_of",
+]
+
+
 class CompiledModelError(XModelError):
     """A compiled xmodel that breaks vai_c_xir's layout (missing or mistyped attribute, ...)."""
 

@@ -9,7 +9,7 @@ from fixflow.backends.xmodel.amd_views import dump_reg, subgraph_tree, to_dot
 from fixflow.backends.xmodel.compiled import from_xgraph, read_compiled_bytes
 from fixflow.ir.diagnostics import FixflowError
 
-from test_compiled_xmodel import MNIST  # noqa: E402  (same folder)
+from _compiled_testlib import MNIST  # noqa: E402  (same folder)
 
 DATA = MNIST.read_bytes()
 # the 712,704-byte REG_0 blob: overwriting bytes there only changes parameter values, so most go elsewhere

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fixflow.backends.mc import decode, encode, parse_ac
-from fixflow.backends.xmodel import XGraph, XOp, XSubgraph, XTensor, read_xmodel, xmodel_bytes
-from fixflow.backends.xmodel.amd_views import children_order, dump_reg, subgraph_tree
+from fixflow.backends.mc import encode, parse_ac
+from fixflow.backends.xmodel import XGraph, XOp, XSubgraph, XTensor, xmodel_bytes
+from fixflow.backends.xmodel.amd_views import children_order
 from fixflow.backends.xmodel.compiled import write_compiled
 from fixflow.tools.xir import main
 
-from test_compiled_xmodel import MNIST, build_model  # noqa: E402  (same folder)
+from _compiled_testlib import MNIST, build_model  # noqa: E402  (same folder)
 
 # What AMD's own xir 3.5 prints for the MNIST file (built from amd/xir; see shared/tools/amd-reference).
 AMD_MNIST_SUBGRAPH = """\
