@@ -33,8 +33,10 @@ from .machine import Machine
 from .reference import scatter
 from .steps import Decoder, Step
 
-NCONST = 256                    # value cells 0..255 hold the byte constants: cell v = int8(v)
-ZERO, MIN = 0, 128
+ZERO, MIN = 0, 128              # value cells 0..255 hold the byte constants: cell v = int8(v)
+RUN_MAX = 4096                  # then a block of RUN_MAX zeros and one of RUN_MAX -128 (padding runs)
+ZERO_BLOCK, MIN_BLOCK = 256, 256 + RUN_MAX
+NCONST = 256 + 2 * RUN_MAX
 F32_LIMIT = 1 << 24
 
 
@@ -65,6 +67,7 @@ class Kernel:
     out_size: int
     wconst: np.ndarray | None = None      # folded constant weights (conv: float32 chunks)
     bconst: np.ndarray | None = None
+    run: int = 1                          # x holds bases of runs of `run` consecutive cells
     chunks: list[tuple[int, int]] = field(default_factory=list)
     wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
     instructions: list[int] = field(default_factory=list)
@@ -107,16 +110,22 @@ class _Builder:
         self.op_levels: list[int] = []
 
     def level_of(self, *arrays: np.ndarray | None) -> int:
-        cells = [a.ravel() for a in arrays if a is not None]
-        if not self.ops or not cells:
+        if not self.ops:
             return 1
-        c = np.concatenate(cells)
-        c = c[c >= self.data_end]
-        if c.size == 0:
-            return 1
-        starts = np.asarray(self.op_starts)
-        ids = np.unique(np.searchsorted(starts, np.unique(c), side="right") - 1)
-        return 1 + max(self.op_levels[i] for i in ids)
+        best = 0
+        starts = None
+        for a in arrays:
+            if a is None:
+                continue
+            c = a.ravel()
+            c = c[c >= self.data_end]
+            if c.size == 0:
+                continue
+            if starts is None:
+                starts = np.asarray(self.op_starts)
+                levels = np.asarray(self.op_levels)
+            best = max(best, int(levels[np.searchsorted(starts, c, side="right") - 1].max()))
+        return best + 1
 
     def add_op(self, s: Step, kind: str, sig: tuple, params: dict, x, w, b, out_shape) -> np.ndarray:
         level = self.level_of(x, w, b)
@@ -186,22 +195,48 @@ def _merge(ops: list[_Op]) -> list[tuple[str, dict, list[list[_Op]]]]:
     groups: dict[tuple, list[_Op]] = defaultdict(list)
     for op in ops:
         groups[(op.level, op.sig, _key(op.w), _key(op.b))].append(op)
-    by_level: dict[int, list] = defaultdict(list)
+    by_level_sig: dict[tuple, list[list[_Op]]] = defaultdict(list)
     for key, members in groups.items():
-        by_level[key[0]].append(members)
+        by_level_sig[key[:2]].append(members)
     kernels = []
-    for level in sorted(by_level):
-        conv_by_x: dict[tuple, list[list[_Op]]] = defaultdict(list)
-        for members in by_level[level]:
-            first = members[0]
-            if first.kind == "conv":
-                xk = (first.sig, _key(np.concatenate([o.x for o in members])))
-                conv_by_x[xk].append(members)
-            else:
-                kernels.append((first.kind, first.params, [members]))
-        for blocks in conv_by_x.values():
-            kernels.append(("conv", blocks[0][0].params, blocks))
+    for (_level, sig), clusters in sorted(by_level_sig.items(), key=lambda kv: kv[0][0]):
+        if sig[0] != "conv" or len(clusters) == 1:
+            kernels += [(members[0].kind, members[0].params, [members]) for members in clusters]
+            continue
+        by_x: dict[bytes, list[list[_Op]]] = defaultdict(list)
+        for members in clusters:
+            by_x[_key(np.concatenate([o.x for o in members]))].append(members)
+        kernels += [("conv", blocks[0][0].params, blocks) for blocks in by_x.values()]
     return kernels
+
+
+def _compact(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """(base, run) with x == base[..., None] + arange(run) over its last axis split in runs of `run`
+    cells; a run is consecutive cells, or all padding (ZERO or MIN cells, which then point into the
+    zero or -128 block). The longest run that works is the gcd of the positions where some row breaks
+    (capped at RUN_MAX); run 1 keeps x as it is. Stored plans keep only the bases."""
+    n = x.shape[-1]
+    if n < 2:
+        return x, 1
+    a, b = x[..., :-1].reshape(-1, n - 1), x[..., 1:].reshape(-1, n - 1)
+    cont = (b == a + 1) | ((a == b) & ((a == ZERO) | (a == MIN)))
+    breaks = np.flatnonzero(~cont.all(axis=0)) + 1
+    run = int(np.gcd.reduce(np.append(breaks, n)))
+    run = max(d for d in range(1, min(run, RUN_MAX) + 1) if run % d == 0)
+    if run == 1:
+        return x, 1
+    r = x.reshape(-1, run)
+    zero = r[:, 0] == ZERO
+    low = r[:, 0] == MIN
+    pad = (r == r[:, :1]).all(axis=1)           # all-padding runs (a consecutive run never repeats)
+    base = np.where(pad & zero, ZERO_BLOCK, np.where(pad & low, MIN_BLOCK, r[:, 0])).astype(x.dtype)
+    return base.reshape(x.shape[:-1] + (n // run,)), run
+
+
+def _expand(base: np.ndarray, run: int) -> np.ndarray:
+    if run == 1:
+        return base
+    return (base[..., None] + np.arange(run, dtype=base.dtype)).reshape(base.shape[:-1] + (-1,))
 
 
 class FastPlan:
@@ -218,7 +253,8 @@ class FastPlan:
             b.step(s)
         self.region_start = b.region_start
         base = np.zeros(b.data_end, dtype=np.int8)
-        base[:NCONST] = np.arange(NCONST, dtype=np.int64).astype(np.uint8).view(np.int8)
+        base[:256] = np.arange(256, dtype=np.int64).astype(np.uint8).view(np.int8)
+        base[MIN_BLOCK:MIN_BLOCK + RUN_MAX] = -128
         for r, c in consts.items():
             c = np.asarray(c).reshape(-1).view(np.int8)
             if c.size != self.region_sizes[r]:
@@ -260,7 +296,8 @@ class FastPlan:
                 bias = remap[first[0].b] if first[0].b is not None else None
             if kind == "elew":
                 x = remap[np.concatenate([o.x for o in first], axis=1)].astype(idx_t)
-            k = Kernel(kind, params, x, w, bias, start, size,
+            x, run = _compact(x)
+            k = Kernel(kind, params, x, w, bias, start, size, run=run,
                        instructions=sorted(o.index for blk in blocks for o in blk))
             self._fold(k)
             self.kernels.append(k)
@@ -325,8 +362,9 @@ class FastPlan:
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
+        xi = _expand(k.x, k.run)
         if k.kind == "conv":
-            x = v[:, k.x]                                          # (B, R, K) int8
+            x = v[:, xi]                                           # (B, R, K) int8
             rows = x.shape[1]
             xf = x.reshape(batch * rows, -1).astype(np.float32)
             if k.wconst is not None:
@@ -350,11 +388,11 @@ class FastPlan:
         elif k.kind == "alu":
             w = k.wconst if k.wconst is not None else (v[:, k.w][:, None] if k.w is not None else None)
             b = k.bconst if k.bconst is not None else (v[:, k.b][:, None] if k.b is not None else None)
-            res = alu_compute(k.params, v[:, k.x], w, b)
+            res = alu_compute(k.params, v[:, xi], w, b)
         elif k.kind == "elew":
-            res = elew_compute(k.params, np.moveaxis(v[:, k.x], 1, 0))
+            res = elew_compute(k.params, np.moveaxis(v[:, xi], 1, 0))
         else:  # argmax
-            data = v[:, k.x]
+            data = v[:, xi]
             idx = data.argmax(axis=2)
             if k.params["mode"] == "argmax_index":
                 res = idx.astype(np.int64).astype(np.uint8).view(np.int8)

@@ -183,8 +183,10 @@ def test_layer_tiles_merge_into_few_kernels():
     m = Machine.from_target(TARGET)
     plan = compile_plan(m, program, {0: 65536, 2: 8192}, {})
     assert [k.kind for k in plan.kernels] == ["conv"]
-    assert plan.kernels[0].x.shape == (3 * 8 * 16, 9 * 16)     # rows: the 3 tiles; columns: both groups
-    assert plan.kernels[0].w.shape == (9 * 16, 32)
+    k = plan.kernels[0]
+    assert k.x.shape[0] == 3 * 8 * 16 and k.x.shape[1] * k.run == 9 * 16   # rows: the 3 tiles
+    assert k.run >= 16                        # stored as runs of contiguous cells (one per tap at most)
+    assert plan.kernels[0].w.shape == (9 * 16, 32)                        # columns: both groups
     rng = np.random.default_rng(3)
     regs = {0: rng.integers(-128, 128, 65536).astype(np.int8), 2: rng.integers(-128, 128, 8192).astype(np.int8)}
     ref, fast = run_both(program, regs)
