@@ -2,8 +2,9 @@
 
 - REG_0 CONST: every conv/dense weight tensor [OC][KH][KW][IC] and depthwise weight [KH][KW][C], in
   layer order, then every bias; each constant starts on an `ALIGN`-byte boundary (gaps are zero).
-- REG_1 WORKSPACE: intermediate feature maps, first-fit over their live ranges (producer layer to last
-  consumer layer), so maps that are never live together share bytes.
+- REG_1 WORKSPACE: intermediate feature maps; live range = producer layer to last consumer layer;
+  largest first, each at the lowest address not used by a map live at the same time (greedy by size),
+  so maps that are never live together share bytes.
 - REG_2: the subgraph's inputs (interface), REG_3: its outputs (interface).
 """
 
@@ -85,7 +86,8 @@ def allocate(layers: list[Layer], inputs: list[FMap], outputs: list[FMap]) -> Dd
             first.setdefault(r, i)
             last[r] = i
     live: list[tuple[int, int, int, int]] = []   # (first, last, addr, size)
-    for r in sorted(first, key=lambda m: first[m]):
+    # greedy by size: the largest tensors first, each at the lowest address free over its live range
+    for r in sorted(first, key=lambda m: (-align(m.nbytes), first[m])):
         a, b, size = first[r], last[r], align(r.nbytes)
         plan.naive_workspace += size
         busy = sorted((x[2], x[2] + x[3]) for x in live if not (x[1] < a or b < x[0]))
@@ -97,6 +99,7 @@ def allocate(layers: list[Layer], inputs: list[FMap], outputs: list[FMap]) -> Dd
         r.ddr = (REG_WORK, addr)
         live.append((a, b, addr, size))
         plan.intervals.append((r, a, b))
+    plan.intervals.sort(key=lambda x: x[1])
     plan.sizes[REG_WORK] = max((x[2] + x[3] for x in live), default=0)
     for L in layers:
         for f in [*L.inputs, L.out]:

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import attrs
 
-from ...dialects.dpu.ops import InstructionOp, ProgramOp, from_instruction
-from ...ir.attributes import ArrayAttr, DenseArrayAttr, DictionaryAttr, StringAttr
+from ...dialects.dpu.ops import ProgramOp
+from ...ir.attributes import DenseArrayAttr, DictionaryAttr, StringAttr
 from ...ir.core import Operation
 from ...ir.diagnostics import PassError
 from ...ir.passes import Pass, register_pass
 from ...ir.types import i64
 from .codegen import Arch
-from .partition import DPU, Subgraph, placements, subgraphs
+from .partition import DPU, placements, subgraphs
 from .program import annotated_subgraphs, compile_annotated, ddr_annotations, parse_tiling
 from .schedule import Geometry, ScheduleError, check, schedule
 
@@ -111,7 +111,10 @@ class LowerToDpu(Pass):
             "help": "force bands: '<layer result name>:<rows>:<cols>,...' (rows a multiple of the strip)"})
 
     def run(self, module: Operation) -> None:
-        forced = parse_tiling(self.options.tiling)
+        try:
+            forced = parse_tiling(self.options.tiling)
+        except ValueError as e:
+            raise PassError(f"lower-to-dpu: option tiling: {e}") from None
         block = module.regions[0].blocks[0]
         existing = {op.sym_name: op for op in block.ops if isinstance(op, ProgramOp)}
         for func in _funcs(module):
@@ -175,7 +178,7 @@ class VerifyDpuSchedule(Pass):
             try:
                 check(instrs, Geometry.of(Arch.of(_get_target(prog.target))))
             except ScheduleError as e:
-                raise PassError(f"dpu.program @{prog.sym_name}: {e.bare_message if hasattr(e, 'bare_message') else e}",
+                raise PassError(f"dpu.program @{prog.sym_name}: {e.message}",
                                 prog.location) from None
 
 

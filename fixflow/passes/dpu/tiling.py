@@ -73,9 +73,14 @@ class Plan:
         return [Band(r, min(r + self.rows, g.oh), c, min(c + self.cols, g.ow))
                 for r in range(0, g.oh, self.rows) for c in range(0, g.ow, self.cols)]
 
+    @property
+    def step(self) -> int:
+        """Output rows of one instruction: the engine's strip, or fewer when a band is shorter."""
+        return min(self.geom.strip, self.rows)
+
     def strips(self, band: Band) -> list[tuple[int, int]]:
         """(first output row, valid rows) of each instruction of a band."""
-        s = self.geom.strip
+        s = self.step
         return [(q, min(s, band.oh1 - q)) for q in range(band.oh0, band.oh1, s)]
 
 
@@ -130,24 +135,28 @@ def plan(g: Geometry, pp: int, half: int, rows: int | None = None, cols: int | N
     if rows is not None or cols is not None:
         r = min(rows or g.strip, g.oh)
         c = min(cols or g.ow, g.ow)
-        if r % g.strip and r != g.oh:
-            raise TilingError(f"band rows {r} must be a multiple of {g.strip}")
+        if r % g.strip and r > g.strip and r != g.oh:
+            raise TilingError(f"band rows {r} must be a multiple of {g.strip} (or fewer)")
         if not fits(g, r, c, pp, half):
             raise TilingError(f"a band of {r} rows x {c} columns does not fit the feature-map banks")
         return Plan(g, r, c, pp, half)
-    cols = g.ow
-    while cols >= 1:
-        if fits(g, min(g.strip, g.oh), cols, pp, half):
+    rows = min(g.strip, g.oh)
+    cols = 0
+    while rows >= 1:                  # widest columns for a full strip; fewer rows if even 1 column fails
+        cols = g.ow
+        while cols >= 1 and not fits(g, rows, cols, pp, half):
+            cols = cols - 1 if cols <= 8 else math.ceil(cols / 2)
+        if cols >= 1:
             break
-        cols = cols - 1 if cols <= 8 else math.ceil(cols / 2)
-    else:
+        rows -= 1
+    if rows < 1:
         raise TilingError("not even one output pixel's input window fits the feature-map banks")
     # balance the column tiles
     n = math.ceil(g.ow / cols)
     cols = math.ceil(g.ow / n)
-    rows = min(g.strip, g.oh)
-    while rows < g.oh and fits(g, min(rows + g.strip, g.oh), cols, pp, half):
-        rows = min(rows + g.strip, g.oh)
+    if rows == min(g.strip, g.oh):
+        while rows < g.oh and fits(g, min(rows + g.strip, g.oh), cols, pp, half):
+            rows = min(rows + g.strip, g.oh)
     return Plan(g, rows, cols, pp, half)
 
 
