@@ -280,8 +280,14 @@ def test_readme_lists_the_conversions():
 _FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```", re.S | re.M)
 
 
-def _doc_blocks() -> list[tuple[str, str]]:
-    return [(info.strip(), body) for info, body in _FENCE.findall(DOC.read_text())]
+def _doc_blocks(with_lines: bool = False) -> list:
+    """(info string, body) of each fenced block of the doc; with `with_lines`, also the body's first line."""
+    text = DOC.read_text()
+    blocks = []
+    for m in _FENCE.finditer(text):
+        block = (m.group(1).strip(), m.group(2))
+        blocks.append(block + (text.count("\n", 0, m.start(2)),) if with_lines else block)
+    return blocks
 
 
 def _write_doc_files(folder: Path) -> None:
@@ -318,10 +324,14 @@ def test_doc_python_examples(tmp_path, monkeypatch):
     """The ```pycon blocks run as one doctest session (in a folder holding the doc's file= blocks)."""
     _write_doc_files(tmp_path)
     monkeypatch.chdir(tmp_path)
-    text = "\n".join(body for info, body in _doc_blocks() if info == "pycon")
-    test = doctest.DocTestParser().get_doctest(text, {}, DOC.name, str(DOC), 0)
-    assert len(test.examples) >= 10
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    out = io.StringIO()
-    result = runner.run(test, out=out.write)
-    assert result.failed == 0, out.getvalue()
+    parser, runner, out = doctest.DocTestParser(), doctest.DocTestRunner(), io.StringIO()
+    session: dict = {}
+    examples = 0
+    for info, body, line in _doc_blocks(with_lines=True):
+        if info == "pycon":
+            test = parser.get_doctest(body, session, DOC.name, str(DOC), line)
+            examples += len(test.examples)
+            runner.run(test, out=out.write, clear_globs=False)
+            session = test.globs  # DocTest copies its globals: carry them to the next block
+    assert runner.failures == 0, out.getvalue()
+    assert examples >= 20
