@@ -53,6 +53,8 @@ class DPUSubgraph:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self._program: list | None = None
+        self._plan = None
+        self._consts_full: dict[int, np.ndarray] | None = None
 
     @classmethod
     def from_xmodel(cls, source: Any, subgraph: str | None = None) -> "DPUSubgraph":
@@ -103,6 +105,25 @@ class DPUSubgraph:
             self._program = as_program(self.mc_code)
         return self._program
 
+    def _const_regions(self) -> dict[int, np.ndarray]:
+        """The CONST regions at their full size (the parameters, zero-padded)."""
+        if self._consts_full is None:
+            full = {}
+            for r, c in self.consts.items():
+                size = self.reg_sizes.get(r, c.size)
+                pad = np.zeros(size, dtype=np.int8)
+                pad[:min(c.size, size)] = c[:size]
+                full[r] = pad
+            self._consts_full = full
+        return self._consts_full
+
+    def plan(self):
+        """The fast-mode plan of this subgraph (compiled on first use, then kept)."""
+        if self._plan is None:
+            from .fast import compile_plan
+            self._plan = compile_plan(self.machine, self.program, self.reg_sizes, self._const_regions())
+        return self._plan
+
     def _inputs(self, inputs: Mapping[str, Any] | Sequence[Any]) -> list[np.ndarray]:
         if isinstance(inputs, Mapping):
             missing = [t.name for t in self.inputs if t.name not in inputs]
@@ -137,17 +158,9 @@ class DPUSubgraph:
             if off.size and off.max() >= self.reg_sizes[t.reg_id]:
                 raise DPUExecError(f"input {t.name} ends beyond REG_{t.reg_id} ({self.reg_sizes[t.reg_id]} bytes)")
             dyn[t.reg_id][:, off] = a.reshape(n, -1)
-        consts = {r: c for r, c in self.consts.items()}
-        for r, c in consts.items():
-            if r in self.reg_sizes and c.size != self.reg_sizes[r]:
-                pad = np.zeros(self.reg_sizes[r], dtype=np.int8)
-                pad[:min(c.size, pad.size)] = c[:pad.size]
-                consts[r] = pad
+        consts = self._const_regions()
         if mode == "fast":
-            from .fast import compile_plan
-            plan = compile_plan(self.machine, self.program, {**{r: a.shape[1] for r, a in dyn.items()},
-                                                             **{r: c.size for r, c in consts.items()}}, consts)
-            final = plan.run(dyn)
+            final = self.plan().run(dyn)
         elif mode == "reference":
             from .interpreter import DPUInterpreter
             final = {r: np.empty_like(a) for r, a in dyn.items()}
