@@ -301,7 +301,10 @@ class FastPlan:
                        instructions=sorted(o.index for blk in blocks for o in blk))
             self._fold(k)
             self.kernels.append(k)
-        self.final_ddr = {r: remap[d] for r, d in b.dprov.items() if r not in self.const_regs}
+        # the DDR after the program: every data region, and a constant region only if it was written
+        self.final_ddr = {r: remap[d] for r, d in b.dprov.items()
+                          if r not in self.const_regs
+                          or not np.array_equal(d, b.region_start[r] + np.arange(d.size))}
         self.final_banks = remap[b.prov[:self.machine.memory_bytes]]
 
     def _fold(self, k: Kernel) -> None:
@@ -331,7 +334,8 @@ class FastPlan:
     # -- execution -------------------------------------------------------------------------
     def run(self, regions: Mapping[int, np.ndarray], with_banks: bool = False):
         """Execute on a batch. `regions` maps every non-constant reg id to an int8 array (B, size).
-        Returns {reg: (B, size) int8} after the program (and the (B, bank bytes) banks if asked)."""
+        Returns {reg: (B, size) int8} after the program for every data region and every constant region
+        the program wrote (and the (B, bank bytes) banks if asked)."""
         batch = None
         for r in self.region_sizes:
             if r in self.const_regs:

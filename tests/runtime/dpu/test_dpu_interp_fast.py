@@ -85,7 +85,7 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
             ch = int(r(1, 70))
             length = int(r(1, 6))
             jw = int(r(1, 80))
-            reg = int(r(1, 4))
+            reg = int(r(0, 4))
             top = SIZES[reg] - ((length - 1) * jw + ch)
             ins.append(I("SAVE", bank_id=img_bank(), bank_addr=line(), reg_id=reg,
                          ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_write=jw,
