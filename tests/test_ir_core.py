@@ -18,7 +18,8 @@ from fixflow.ir.attributes import (UNIT, ArrayAttr, BoolAttr, DenseArrayAttr, De
 from fixflow.ir.opdef import (BOOL, ELEMENTS, FLOAT, I64_ARRAY, INT, STR, TYPE, Dialect, Enum, Op,
                               SameOperandsAndResultType, Terminator, attr, lookup_op_class, operand,
                               optional_operand, region, result, variadic_operand, variadic_result)
-from fixflow.ir.types import (FixedPointType, FloatType, FunctionType, IntegerType, TensorType, element_type_for,
+from fixflow.dialects.fix.types import FixedPointType
+from fixflow.ir.types import (FloatType, FunctionType, IntegerType, TensorType, element_type_for,
                               f32, i1, i8, i32, i64, numpy_dtype)
 
 # ---- a small test dialect ----------------------------------------------------------------------

@@ -16,7 +16,8 @@ from fixflow.ir import (UNKNOWN_LOC, Block, Builder, CallSiteLoc, FileLineColLoc
                         Region, parse_module, print_module)
 from fixflow.ir.attributes import (UNIT, ArrayAttr, DenseArrayAttr, DenseElementsAttr, DenseResourceElementsAttr,
                                    DictionaryAttr, FloatAttr, IntegerAttr, StringAttr, SymbolRefAttr, TypeAttr)
-from fixflow.ir.types import FixedPointType, TensorType, f16, f32, i8, i32, i64
+from fixflow.dialects.fix.types import FixedPointType
+from fixflow.ir.types import TensorType, f16, f32, i8, i32, i64
 
 MLIR_OPT = shutil.which("mlir-opt-22")
 XDSL_OPT = shutil.which("xdsl-opt")

@@ -15,7 +15,8 @@ from fixflow.ir import (Block, CallSiteLoc, FileLineColLoc, FusedLoc, NameLoc, O
 from fixflow.ir.attributes import (UNIT, ArrayAttr, BoolAttr, DenseArrayAttr, DenseElementsAttr,
                                    DenseResourceElementsAttr, DictionaryAttr, FloatAttr, IntegerAttr, OpaqueAttr,
                                    StringAttr, SymbolRefAttr, TypeAttr)
-from fixflow.ir.types import (FixedPointType, FunctionType, IntegerType, OpaqueType, TensorType,
+from fixflow.dialects.fix.types import FixedPointType
+from fixflow.ir.types import (FunctionType, IntegerType, OpaqueType, TensorType,
                               UnrankedTensorType, bf16, f16, f32, f64, i1, i8, i16, i32, i64, index, numpy_dtype)
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -17,7 +17,8 @@ from fixflow.ir import (CallSiteLoc, FileLineColLoc, FusedLoc, NameLoc, Operatio
 from fixflow.ir.attributes import (UNIT, ArrayAttr, BoolAttr, DenseArrayAttr, DenseElementsAttr,
                                    DenseResourceElementsAttr, DictionaryAttr, FloatAttr, IntegerAttr,
                                    LocationAttr, OpaqueAttr, StringAttr, SymbolRefAttr, TypeAttr)
-from fixflow.ir.types import (FixedPointType, FunctionType, IntegerType, NoneType, OpaqueType, TensorType,
+from fixflow.dialects.fix.types import FixedPointType
+from fixflow.ir.types import (FunctionType, IntegerType, NoneType, OpaqueType, TensorType,
                               UnrankedTensorType, bf16, f16, f32, f64, i1, i8, i16, i32, i64, index)
 
 TYPES = [

@@ -12,6 +12,6 @@ from .location import (UNKNOWN_LOC, CallSiteLoc, FileLineColLoc, FusedLoc, Locat
 from .opdef import *  # noqa: F401,F403
 from .parser import parse_attribute, parse_module, parse_type
 from .printer import Printer, print_module
-from .types import (FixedPointType, FloatType, FunctionType, IndexType, IntegerType, NoneType, OpaqueType,
+from .types import (DialectType, FloatType, FunctionType, IndexType, IntegerType, NoneType, OpaqueType,
                     TensorType, Type, UnrankedTensorType, bf16, f16, f32, f64, i1, i8, i16, i32, i64, index)
 from .verifier import verify

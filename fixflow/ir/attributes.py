@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .types import FixedPointType, FloatType, TensorType, Type, element_type_for, f64, i1, i64, numpy_dtype
+from .types import DialectType, FloatType, TensorType, Type, element_type_for, f64, i1, i64, numpy_dtype
 
 
 class Attribute:
@@ -335,7 +335,7 @@ class DenseElementsAttr(Attribute):
 
     def text(self) -> str:
         a = self._array
-        if isinstance(self.type.element_type, FixedPointType):
+        if isinstance(self.type.element_type, DialectType):
             # MLIR only takes element lists for builtin element types; a hex string is valid for any type
             data = a.flat[:1] if self.is_splat() else a
             body = '"0x' + np.ascontiguousarray(data).astype(a.dtype.newbyteorder("<")).tobytes().hex().upper() + '"'
@@ -453,6 +453,38 @@ def resource_key_text(key: str) -> str:
     return key if _BARE_ID.match(key) else quote_string(key)
 
 
+class DialectAttribute(Attribute):
+    """Base of the attributes a dialect defines, written `#dialect.mnemonic<parameters>`.
+
+    A subclass sets DIALECT and MNEMONICS, keeps its (immutable) parameters, prints itself in
+    `text()`, compares by `_key()` and parses in `parse(mnemonic, parameters)`;
+    `@dialect.attribute` registers it with the parser.
+    """
+
+    __slots__ = ()
+    DIALECT: str = ""
+    MNEMONICS: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, mnemonic: str, parameters: str | None) -> "DialectAttribute":
+        """The attribute of `#DIALECT.mnemonic<parameters>` (parameters None without `<...>`); raise
+        ValueError with a message for bad parameters."""
+        raise NotImplementedError
+
+
+_DIALECT_ATTRIBUTES: dict[tuple[str, str], type[DialectAttribute]] = {}
+
+
+def register_dialect_attribute(cls: type[DialectAttribute]) -> None:
+    """Make the parser build `cls` for `#cls.DIALECT.m<...>`, m in cls.MNEMONICS (see `Dialect.attribute`)."""
+    for m in cls.MNEMONICS:
+        _DIALECT_ATTRIBUTES[(cls.DIALECT, m)] = cls
+
+
+def lookup_dialect_attribute(dialect: str, mnemonic: str) -> type[DialectAttribute] | None:
+    return _DIALECT_ATTRIBUTES.get((dialect, mnemonic))
+
+
 class OpaqueAttr(Attribute):
     """An attribute of an unregistered dialect (`#dialect.body`), kept as text."""
 
@@ -532,5 +564,6 @@ def from_attribute(attr: Attribute) -> Any:
 
 
 __all__ = [name for name in dir() if name.endswith("Attr") or name in (
-    "Attribute", "ResourceBlob", "UNIT", "to_attribute", "from_attribute", "quote_string", "format_float",
+    "Attribute", "DialectAttribute", "ResourceBlob", "UNIT", "to_attribute", "from_attribute", "quote_string",
+    "format_float",
     "attr_dict_text", "symbol_text")]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Sequence
 
+from .. import _registry
+
 import numpy as np
 
 from .attributes import (ArrayAttr, Attribute, BoolAttr, DenseArrayAttr, DenseElementsAttr,
@@ -31,7 +33,7 @@ from .attributes import (ArrayAttr, Attribute, BoolAttr, DenseArrayAttr, DenseEl
                          SymbolRefAttr, TypeAttr, from_attribute, to_attribute)
 from .core import IRError, Operation, Region, Value
 from .location import UNKNOWN_LOC, Location
-from .types import FloatType, Type, f64, i32, i64
+from .types import DialectType, FloatType, Type, f64, i32, i64, register_dialect_type
 
 
 # ---- traits -------------------------------------------------------------------------------
@@ -400,19 +402,14 @@ class Op(Operation):
 # ---- dialects and the registry ----------------------------------------------------------------
 _OPS: dict[str, type[Op]] = {}
 _DIALECTS: dict[str, "Dialect"] = {}
-#: dialect prefix -> module that registers it when imported (lazy loading keeps start-up fast)
-_LAZY_DIALECTS: dict[str, str] = {
-    "builtin": "fixflow.dialects.builtin",
-    "func": "fixflow.dialects.builtin",
-    "arith": "fixflow.dialects.arith",
-    "graph": "fixflow.dialects.graph",
-    "fix": "fixflow.dialects.fix",
-    "dpu": "fixflow.dialects.dpu",
-}
+# Which module defines a not-yet-loaded prefix is looked up in `fixflow._registry`, whose tables
+# `fixflow.dialects` fills (every package under fixflow/dialects/); the core names no dialect module.
 
 
 class Dialect:
-    """A namespace of ops. `@dialect.op` registers an op class."""
+    """A namespace of ops, types and attributes: `@dialect.op`, `@dialect.type`, `@dialect.attribute`
+    register a class (types and attributes then parse and print as `!name.mnemonic<...>` and
+    `#name.mnemonic<...>`)."""
 
     def __init__(self, name: str, description: str = ""):
         self.name = name
@@ -429,16 +426,35 @@ class Dialect:
         _OPS[cls.OP_NAME] = cls
         return cls
 
+    def type(self, cls: type) -> type:
+        """Register a `DialectType` subclass (its DIALECT must be this dialect's name)."""
+        if not (isinstance(cls, type) and issubclass(cls, DialectType)) or cls.DIALECT != self.name:
+            raise IRError(f"type class {getattr(cls, '__name__', cls)} must subclass DialectType with "
+                          f"DIALECT = '{self.name}'")
+        register_dialect_type(cls)
+        return cls
+
+    def attribute(self, cls: type) -> type:
+        """Register a `DialectAttribute` subclass (its DIALECT must be this dialect's name)."""
+        from .attributes import DialectAttribute, register_dialect_attribute
+        if not (isinstance(cls, type) and issubclass(cls, DialectAttribute)) or cls.DIALECT != self.name:
+            raise IRError(f"attribute class {getattr(cls, '__name__', cls)} must subclass DialectAttribute "
+                          f"with DIALECT = '{self.name}'")
+        register_dialect_attribute(cls)
+        return cls
+
 
 def register_lazy_dialect(prefix: str, module: str) -> None:
-    """Make `prefix.*` ops load `module` on first use."""
-    _LAZY_DIALECTS[prefix] = module
+    """Make `prefix.*` ops, types and attributes load `module` on first use."""
+    _registry.add_dialect(prefix, module)
 
 
 def load_dialect(prefix: str) -> "Dialect | None":
     """Import the module that defines dialect `prefix` (if known) and return the dialect."""
-    if prefix not in _DIALECTS and prefix in _LAZY_DIALECTS:
-        importlib.import_module(_LAZY_DIALECTS[prefix])
+    if prefix not in _DIALECTS:
+        module = _registry.dialect_module(prefix)
+        if module is not None:
+            importlib.import_module(module)
     return _DIALECTS.get(prefix)
 
 
@@ -446,18 +462,36 @@ def lookup_op_class(name: str) -> type[Op] | None:
     cls = _OPS.get(name)
     if cls is None:
         prefix = name.split(".", 1)[0]
-        if prefix not in _DIALECTS and prefix in _LAZY_DIALECTS:
-            load_dialect(prefix)
+        if prefix not in _DIALECTS and load_dialect(prefix) is not None:
             cls = _OPS.get(name)
     return cls
 
 
+def lookup_type_class(dialect: str, name: str) -> type | None:
+    """The registered `DialectType` class of `!dialect.name` (loading the dialect), or None."""
+    from .types import lookup_dialect_type
+    cls = lookup_dialect_type(dialect, name)
+    if cls is None and dialect not in _DIALECTS and load_dialect(dialect) is not None:
+        cls = lookup_dialect_type(dialect, name)
+    return cls
+
+
+def lookup_attribute_class(dialect: str, name: str) -> type | None:
+    """The registered `DialectAttribute` class of `#dialect.name` (loading the dialect), or None."""
+    from .attributes import lookup_dialect_attribute
+    cls = lookup_dialect_attribute(dialect, name)
+    if cls is None and dialect not in _DIALECTS and load_dialect(dialect) is not None:
+        cls = lookup_dialect_attribute(dialect, name)
+    return cls
+
+
 def is_known_dialect(prefix: str) -> bool:
-    return prefix in _DIALECTS or prefix in _LAZY_DIALECTS
+    return prefix in _DIALECTS or _registry.dialect_module(prefix) is not None
 
 
 def registered_dialects() -> dict[str, Dialect]:
-    for prefix in list(_LAZY_DIALECTS):
+    """Every dialect, loading the ones not loaded yet (a package that cannot be imported is skipped)."""
+    for prefix in _registry.dialect_prefixes():
         try:
             load_dialect(prefix)
         except ImportError:
@@ -469,4 +503,5 @@ __all__ = ["Trait", "Pure", "Terminator", "SameOperandsAndResultType", "Isolated
            "ConstantLike", "SymbolTable", "NoTerminator", "AttrKind", "INT", "I32", "FLOAT", "BOOL", "STR",
            "I64_ARRAY", "F64_ARRAY", "TYPE", "ELEMENTS", "SYMBOL", "DICT", "ARRAY", "ANY", "Enum", "REQUIRED",
            "operand", "optional_operand", "variadic_operand", "result", "variadic_result", "attr", "region",
-           "Op", "Dialect", "register_lazy_dialect", "load_dialect", "lookup_op_class", "registered_dialects"]
+           "Op", "Dialect", "register_lazy_dialect", "load_dialect", "lookup_op_class", "lookup_type_class",
+           "lookup_attribute_class", "registered_dialects"]

@@ -20,8 +20,8 @@ from .attributes import (UNIT, ArrayAttr, Attribute, BoolAttr, DenseArrayAttr, D
 from .core import Block, Operation, Region, Value
 from .diagnostics import ParseError, register_source
 from .location import (UNKNOWN_LOC, CallSiteLoc, FileLineColLoc, FusedLoc, Location, NameLoc)
-from .opdef import IsolatedFromAbove, is_known_dialect, lookup_op_class
-from .types import (FixedPointType, FloatType, FunctionType, IndexType, IntegerType, NoneType, OpaqueType,
+from .opdef import IsolatedFromAbove, is_known_dialect, lookup_attribute_class, lookup_op_class, lookup_type_class
+from .types import (FloatType, FunctionType, IndexType, IntegerType, NoneType, OpaqueType,
                     TensorType, Type, UnrankedTensorType, f64, i1, i64, numpy_dtype)
 
 _WS = re.compile(r"(?:[ \t\r\n]+|//[^\n]*)*")
@@ -688,9 +688,17 @@ class Parser:
             body = dm.group(2)
             if "." not in full and not self.text.startswith("<", self.pos):
                 raise self.error(f"undefined attribute alias '#{full}'", pos)
+            params = None
             if self.text.startswith("<", self.pos):
                 self.pos += 1
                 params = self.balanced()
+            acls = lookup_attribute_class(dm.group(1), body) if "." in full else None
+            if acls is not None:  # a dialect's own attribute (registered with @dialect.attribute)
+                try:
+                    return acls.parse(body, params)
+                except ValueError as e:
+                    raise self.error(str(e), pos) from None
+            if params is not None:
                 body += f"<{params}>" if params or body else ""
             return OpaqueAttr(dm.group(1), body)
         if c.isdigit() or c in "-+":
@@ -885,17 +893,12 @@ class Parser:
             if text.startswith("<", self.pos):
                 self.pos += 1
                 params = self.balanced()
-            if dm.group(1) == "fix" and body in ("xint", "xuint") and params is not None:
-                parts = [p.strip() for p in params.split(",")]
+            tcls = lookup_type_class(dm.group(1), body) if "." in full else None
+            if tcls is not None:  # a dialect's own type (registered with @dialect.type)
                 try:
-                    bw, fp = int(parts[0]), int(parts[1])
-                except (ValueError, IndexError):
-                    raise self.error(f"bad fixed-point type !fix.{body}<{params}>: "
-                                     f"expected <bit_width, fix_pos>", pos) from None
-                if len(parts) != 2 or not 1 <= bw <= 32:
-                    raise self.error(f"bad fixed-point type !fix.{body}<{params}>: expected <bit_width, fix_pos> "
-                                     f"with a bit width in [1, 32]", pos)
-                return FixedPointType(bw, fp, body == "xint")
+                    return tcls.parse(body, params)
+                except ValueError as e:
+                    raise self.error(str(e), pos) from None
             return OpaqueType(dm.group(1), body + (f"<{params}>" if params or (params is not None and body) else ""))
         m = _BARE_ID.match(text, pos)
         if m is None:
@@ -1021,7 +1024,6 @@ _TOO_DEEP = "nesting too deep here (regions, types, attributes or locations exce
 def parse_module(text: str, filename: str = "<stdin>", *, allow_unregistered: bool = False) -> Operation:
     """Parse a module. A single top-level `builtin.module` is returned as is; other top-level ops
     are wrapped in a new module."""
-    from ..dialects.builtin import ModuleOp
     gc_was_enabled = gc.isenabled()
     gc.disable()  # the parser allocates many small objects that are never cyclic garbage
     parser = Parser(text, filename, allow_unregistered)
@@ -1034,9 +1036,9 @@ def parse_module(text: str, filename: str = "<stdin>", *, allow_unregistered: bo
             gc.enable()
     if len(ops) == 1 and ops[0].name == "builtin.module":
         return ops[0]
-    module = ModuleOp.empty(FileLineColLoc(filename, 1, 1))
+    module = Operation.create("builtin.module", regions=[Region([Block()])], location=FileLineColLoc(filename, 1, 1))
     for op in ops:
-        module.body.append(op)
+        module.regions[0].blocks[0].append(op)
     return module
 
 

@@ -113,38 +113,42 @@ class NoneType(Type):
         return "none"
 
 
-class FixedPointType(Type):
-    """Fixed-point element type of the quant dialect: `value = q * 2^-fix_pos`.
+class DialectType(Type):
+    """Base of the types a dialect defines, written `!dialect.mnemonic<parameters>`.
 
-    Printed as `!fix.xint<8, 4>` (signed) or `!fix.xuint<8, 4>`; the textual namespace is `fix`
-    because upstream MLIR registers `quant` itself.
+    A subclass sets DIALECT and MNEMONICS (the names it parses), keeps its parameters as interned
+    type arguments (`__new__`/`_init`/`_args`, as every type), prints itself in `_text()` and parses
+    in `parse(mnemonic, parameters)`; `@dialect.type` registers it with the parser. A type that can
+    be a tensor element type says how numpy stores it (`storage_dtype`); dense constants of it print
+    in MLIR's hex form.
     """
 
-    __slots__ = ("bit_width", "fix_pos", "signed")
+    __slots__ = ()
+    DIALECT: str = ""
+    MNEMONICS: tuple[str, ...] = ()
 
-    def __new__(cls, bit_width: int, fix_pos: int, signed: bool = True):
-        return super().__new__(cls, int(bit_width), int(fix_pos), bool(signed))
+    @classmethod
+    def parse(cls, mnemonic: str, parameters: str | None) -> "DialectType":
+        """The type of `!DIALECT.mnemonic<parameters>` (parameters None without `<...>`); raise
+        ValueError with a message for bad parameters."""
+        raise NotImplementedError
 
-    def _init(self, bit_width: int, fix_pos: int, signed: bool) -> None:
-        if bit_width < 1 or bit_width > 32:
-            raise ValueError(f"fixed-point bit width must be in [1, 32], got {bit_width}")
-        self.bit_width = bit_width
-        self.fix_pos = fix_pos
-        self.signed = signed
+    def storage_dtype(self) -> np.dtype:
+        """The numpy dtype holding elements of this type."""
+        raise ValueError(f"no numpy dtype for element type {self}")
 
-    @property
-    def qmin(self) -> int:
-        return -(1 << (self.bit_width - 1)) if self.signed else 0
 
-    @property
-    def qmax(self) -> int:
-        return (1 << (self.bit_width - 1)) - 1 if self.signed else (1 << self.bit_width) - 1
+_DIALECT_TYPES: dict[tuple[str, str], type[DialectType]] = {}
 
-    def _text(self) -> str:
-        return f"!fix.{'xint' if self.signed else 'xuint'}<{self.bit_width}, {self.fix_pos}>"
 
-    def _args(self) -> tuple:
-        return (self.bit_width, self.fix_pos, self.signed)
+def register_dialect_type(cls: type[DialectType]) -> None:
+    """Make the parser build `cls` for `!cls.DIALECT.m<...>`, m in cls.MNEMONICS (see `Dialect.type`)."""
+    for m in cls.MNEMONICS:
+        _DIALECT_TYPES[(cls.DIALECT, m)] = cls
+
+
+def lookup_dialect_type(dialect: str, mnemonic: str) -> type[DialectType] | None:
+    return _DIALECT_TYPES.get((dialect, mnemonic))
 
 
 class OpaqueType(Type):
@@ -273,11 +277,9 @@ _NP_DTYPES = {
 
 
 def numpy_dtype(element_type: Type) -> np.dtype:
-    """The numpy dtype that stores elements of `element_type` (fixed point: the integer)."""
-    if isinstance(element_type, FixedPointType):
-        bw = element_type.bit_width
-        width = 8 if bw <= 8 else 16 if bw <= 16 else 32
-        return np.dtype(f"{'i' if element_type.signed else 'u'}{width // 8}")
+    """The numpy dtype that stores elements of `element_type` (a dialect type: its `storage_dtype()`)."""
+    if isinstance(element_type, DialectType):
+        return element_type.storage_dtype()
     try:
         return np.dtype(_NP_DTYPES[str(element_type)])
     except KeyError:

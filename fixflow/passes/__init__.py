@@ -1,0 +1,34 @@
+"""The built-in passes, one folder per level, and their lazy registry.
+
+    passes/generic.py   canonicalize, cse, dce, symbol-dce (any dialect)
+    passes/graph/       float graph level (fold-bn, equalize, infer-shapes, ...)
+    passes/fix/         fix level (calibrate, legalize-fix, quantize: graph -> fix)
+    passes/dpu/         DPU level (partition, lowering, allocation, scheduling)
+
+A module that defines passes (`@register_pass`) is listed in `PASS_MODULES`; it is imported only
+when a pass is looked up by name or all passes are listed (`fixflow-opt --help`). A listed module
+that does not exist (yet) is skipped.
+"""
+
+from __future__ import annotations
+
+from .. import _registry
+
+PASS_MODULES = [
+    "fixflow.passes.generic",
+    "fixflow.passes.graph",
+    "fixflow.passes.quantize",
+    "fixflow.passes.equalize",
+    "fixflow.passes.calibrate",
+    "fixflow.passes.legalize",
+    "fixflow.passes.dpu.passes",
+]
+
+
+def pass_modules() -> list[str]:
+    """The listed modules that exist."""
+    import importlib.util
+    return [m for m in PASS_MODULES if importlib.util.find_spec(m) is not None]
+
+
+_registry.add_pass_source(pass_modules)

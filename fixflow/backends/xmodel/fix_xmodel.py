@@ -41,7 +41,8 @@ from ...ir.attributes import (BoolAttr, DenseArrayAttr, DenseElementsAttr, Dense
 from ...ir.core import Operation, Value
 from ...ir.location import UNKNOWN_LOC, NameLoc
 from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
-from ...ir.types import FixedPointType, FloatType, TensorType, f32
+from ...dialects.fix.types import FixedPointType
+from ...ir.types import FloatType, TensorType, f32
 from .model import XAttr, XGraph, XModelError, XOp, XSubgraph, XTensor
 from .serial import read_xmodel, write_xmodel
 

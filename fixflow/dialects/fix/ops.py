@@ -22,11 +22,13 @@ from ...ir.attributes import DenseElementsAttr, DenseResourceElementsAttr
 from ...ir.core import Value
 from ...ir.opdef import (BOOL, ELEMENTS, I64_ARRAY, INT, ConstantLike, Dialect, Enum, Op, Pure, attr, operand,
                          optional_operand, result, variadic_operand)
-from ...ir.types import FixedPointType, FloatType, TensorType, Type, f32
+from ...ir.types import FloatType, TensorType, Type, f32
 from . import kernels as K
+from .types import FixedPointType
 from .numerics import ROUND_MODES, NumericsError, conv_shifts, dequantize, fake_quantize, quantize
 
 fix = Dialect("fix", "Fixed-point ops with power-of-two scales (NHWC, XIR *-fix semantics).")
+fix.type(FixedPointType)
 
 CONV_NONLINEAR = ("NONE", "RELU", "LEAKYRELU", "RELU6")
 ELEW_NONLINEAR = ("NONE", "RELU")
@@ -726,4 +728,4 @@ class HardSwishOp(FixOp):
 __all__ = ["fix", "FixOp", "DataOp", "FixFixOp", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",
            "ConvTranspose2dOp", "DenseOp", "PoolOp", "EltwiseOp", "ConcatOp", "ReshapeOp", "TransposeOp",
            "UpsampleOp", "PadOp", "HardSigmoidOp", "HardSwishOp", "fixed_type", "fix_tensor", "resolve_shape",
-           "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size"]
+           "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size", "FixedPointType"]
