@@ -106,41 +106,36 @@ class _Builder:
         self.prov[machine.memory_bytes + 1] = MIN
         self.dprov = {r: self.region_start[r] + np.arange(int(s), dtype=np.int64) for r, s in region_sizes.items()}
         self.ops: list[_Op] = []
-        self.op_starts: list[int] = []
-        self.op_levels: list[int] = []
+        # the level of the op that produced each bank byte / DDR byte (0: a constant or an input)
+        self.lvl = np.zeros(machine.memory_bytes + 2, dtype=np.int32)
+        self.dlvl = {r: np.zeros(int(sz), dtype=np.int32) for r, sz in region_sizes.items()}
 
-    def level_of(self, *arrays: np.ndarray | None) -> int:
-        if not self.ops:
-            return 1
+    def level_of(self, s: Step) -> int:
+        """1 + the deepest level among the bank bytes the step reads."""
         best = 0
-        starts = None
-        for a in arrays:
-            if a is None:
-                continue
-            c = a.ravel()
-            c = c[c >= self.data_end]
-            if c.size == 0:
-                continue
-            if starts is None:
-                starts = np.asarray(self.op_starts)
-                levels = np.asarray(self.op_levels)
-            best = max(best, int(levels[np.searchsorted(starts, c, side="right") - 1].max()))
+        for a in (s.x, s.w, s.b, s.src):
+            if a is not None and a.size:
+                best = max(best, int(self.lvl[a].max()))
         return best + 1
 
-    def add_op(self, s: Step, kind: str, sig: tuple, params: dict, x, w, b, out_shape) -> np.ndarray:
-        level = self.level_of(x, w, b)
+    def add_op(self, s: Step, kind: str, sig: tuple, params: dict, x, w, b, out_shape) -> tuple[np.ndarray, int]:
+        level = self.level_of(s)
         start = self.n
         self.n += out_shape[0] * out_shape[1]
         self.ops.append(_Op(kind, sig, params, x, w, b, start, out_shape, level, s.index))
-        self.op_starts.append(start)
-        self.op_levels.append(level)
-        return start + np.arange(out_shape[0] * out_shape[1], dtype=np.int64).reshape(out_shape)
+        return start + np.arange(out_shape[0] * out_shape[1], dtype=np.int64).reshape(out_shape), level
 
-    def write_bank(self, s: Step, cells: np.ndarray) -> None:
+    def write_bank(self, s: Step, cells: np.ndarray, levels: np.ndarray | int) -> None:
         fill = s.out.shape[1] - cells.shape[1]
         if fill:
             cells = np.concatenate([cells, np.full((cells.shape[0], fill), ZERO, dtype=np.int64)], axis=1)
         scatter(self.prov, s.out, cells)
+        if isinstance(levels, np.ndarray):
+            if fill:
+                levels = np.concatenate([levels, np.zeros((levels.shape[0], fill), dtype=np.int32)], axis=1)
+            scatter(self.lvl, s.out, levels)
+        else:
+            self.lvl[s.out] = levels
 
     def step(self, s: Step) -> None:
         prov = self.prov
@@ -149,39 +144,47 @@ class _Builder:
         if s.kind == "load":
             if s.params["const"] is not None:
                 cells = np.full(s.ddr.shape, s.params["const"] & 0xFF, dtype=np.int64)
+                levels = np.zeros(s.ddr.shape, dtype=np.int32)
             else:
                 cells = self.dprov[s.reg][s.ddr]
+                levels = self.dlvl[s.reg][s.ddr]
             if s.mask is not None:
                 cells = np.where(s.mask, cells, ZERO)
-            self.write_bank(s, cells)
+                levels = np.where(s.mask, levels, 0)
+            self.write_bank(s, cells, levels)
         elif s.kind == "save":
             mode = s.params["mode"]
             if mode == "const":
                 cells = np.full(s.ddr.shape, s.params["const"] & 0xFF, dtype=np.int64)
+                levels = np.zeros(s.ddr.shape, dtype=np.int32)
             elif mode == "copy":
                 cells = prov[s.src]
+                levels = self.lvl[s.src]
             else:
                 x = prov[s.src]
-                cells = self.add_op(s, "argmax", ("argmax", mode, x.shape[1]), {"mode": mode}, x, None, None,
-                                    (x.shape[0], 1))[:, 0]
+                out, level = self.add_op(s, "argmax", ("argmax", mode, x.shape[1]), {"mode": mode}, x, None,
+                                         None, (x.shape[0], 1))
+                cells = out[:, 0]
+                levels = np.full(cells.shape, level, dtype=np.int32)
             scatter(self.dprov[s.reg], s.ddr, cells)
+            scatter(self.dlvl[s.reg], s.ddr, levels)
         elif s.kind == "conv":
             p = s.params
             x, w, b = prov[s.x], prov[s.w], prov[s.b]
             sig = ("conv", x.shape[1], w.shape[1], p["shift_cut"], p["shift_bias"], p["act"])
-            self.write_bank(s, self.add_op(s, "conv", sig, p, x, w, b, (x.shape[0], w.shape[1])))
+            self.write_bank(s, *self.add_op(s, "conv", sig, p, x, w, b, (x.shape[0], w.shape[1])))
         elif s.kind == "alu":
             p = s.params
             x = prov[s.x]
             w = prov[s.w] if s.w is not None else None
             b = prov[s.b] if s.b is not None else None
             sig = ("alu", x.shape[1], x.shape[2]) + tuple(sorted(p.items()))
-            self.write_bank(s, self.add_op(s, "alu", sig, p, x, w, b, (x.shape[0], x.shape[2])))
+            self.write_bank(s, *self.add_op(s, "alu", sig, p, x, w, b, (x.shape[0], x.shape[2])))
         elif s.kind == "elew":
             p = s.params
             x = prov[s.x]
             sig = ("elew", x.shape[0], x.shape[2]) + tuple(sorted(p.items()))
-            self.write_bank(s, self.add_op(s, "elew", sig, p, x, None, None, (x.shape[1], x.shape[2])))
+            self.write_bank(s, *self.add_op(s, "elew", sig, p, x, None, None, (x.shape[1], x.shape[2])))
 
 
 def _key(a: np.ndarray | None) -> bytes:

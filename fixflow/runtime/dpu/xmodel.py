@@ -12,6 +12,7 @@ its own copy of the non-constant regions (spec dpu-semantics.md section 2, item 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -54,6 +55,7 @@ class DPUSubgraph:
         self.outputs = list(outputs)
         self._program: list | None = None
         self._plan = None
+        self._plan_lock = threading.Lock()
         self._consts_full: dict[int, np.ndarray] | None = None
 
     @classmethod
@@ -119,10 +121,11 @@ class DPUSubgraph:
 
     def plan(self):
         """The fast-mode plan of this subgraph (compiled on first use, then kept)."""
-        if self._plan is None:
-            from .fast import compile_plan
-            self._plan = compile_plan(self.machine, self.program, self.reg_sizes, self._const_regions())
-        return self._plan
+        with self._plan_lock:
+            if self._plan is None:
+                from .fast import compile_plan
+                self._plan = compile_plan(self.machine, self.program, self.reg_sizes, self._const_regions())
+            return self._plan
 
     def _inputs(self, inputs: Mapping[str, Any] | Sequence[Any]) -> list[np.ndarray]:
         if isinstance(inputs, Mapping):
