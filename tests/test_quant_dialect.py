@@ -8,7 +8,7 @@ import pytest
 
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.fix import ops as Q
-from fixflow.dialects.fix.constraints import dpu_violation
+from fixflow.dialects.fix.ops import dpu_violation
 from fixflow.runtime.fix_executor import run_quantized, simulate_quantized
 from fixflow.dialects.fix.numerics import dequantize
 from fixflow.ir import parse_module, print_module

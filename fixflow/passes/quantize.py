@@ -27,7 +27,7 @@ from ..dialects import graph as _graph  # noqa: F401  (registers the graph diale
 from ..dialects.graph import kernels as GK
 from ..dialects.builtin import FuncOp, ReturnOp
 from ..dialects.fix import ops as Q
-from ..dialects.fix.constraints import dpu_violation
+from ..dialects.fix.ops import dpu_violation
 from ..dialects.fix.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
 from ..ir.attributes import DenseResourceElementsAttr, StringAttr
 from ..ir.core import BlockArgument, Operation, OpResult, Value

@@ -124,11 +124,33 @@ class FixOp(Op):
         """Float fake-quant twin of `evaluate` on dequantized inputs."""
         return [np.asarray(self.compute_sim(inputs), dtype=np.float32)]
 
+    # -- the DPU
+    def dpu_violation(self, target: Any = None) -> str | None:
+        """The constraint of `target` (a `fixflow.target.Target`, default B4096) this op breaks, as a
+        sentence, or None when the DPU can run it. Ops that break one stay on the CPU."""
+        from ...target import legality  # on demand: the target tables are not needed to parse or run
+        for v in list(self._operands) + list(self.results):
+            ft = fixed_type(v.type)
+            if ft is not None and legality.bit_width_violation(ft.bit_width):
+                return legality.bit_width_violation(ft.bit_width)
+        return self.engine_violation(target)
+
+    def engine_violation(self, target: Any = None) -> str | None:
+        """The engine limit this op breaks (rules of `fixflow.target.legality`); None by default."""
+        return None
+
     def compute(self, inputs: list[np.ndarray]) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def compute_sim(self, inputs: list[np.ndarray]) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+def dpu_violation(op: Any, target: Any = None) -> str | None:
+    """The DPU constraint `op` breaks on `target` (default B4096), as a sentence, or None."""
+    if not isinstance(op, FixOp):
+        return f"'{op.name}' has no DPU implementation"
+    return op.dpu_violation(target)
 
 
 # ---- interface ops ------------------------------------------------------------------------------
@@ -168,6 +190,9 @@ class DataOp(FixOp):
         x = _to_layout(self._no_nan(np.asarray(inputs[0])), self.layout, TO_NHWC)
         return fake_quantize(x, self.bw, self.fp_out, self.round_mode)
 
+    def dpu_violation(self, target: Any = None) -> str | None:
+        return None  # an interface op runs where its neighbours run
+
 
 @fix.op
 class FixFixOp(FixOp):
@@ -202,6 +227,9 @@ class FixFixOp(FixOp):
         x = inputs[0] if self.requantizes else _to_layout(np.asarray(inputs[0]), self.layout, TO_NHWC)
         return fake_quantize(x, self.bw, self.fp_out, mode)
 
+    def dpu_violation(self, target: Any = None) -> str | None:
+        return None  # an interface op runs where its neighbours run
+
 
 @fix.op
 class FloatOp(FixOp):
@@ -229,6 +257,9 @@ class FloatOp(FixOp):
 
     def compute_sim(self, inputs):
         return _to_layout(np.asarray(inputs[0], dtype=np.float32), self.layout, TO_NCHW)
+
+    def dpu_violation(self, target: Any = None) -> str | None:
+        return None  # an interface op runs where its neighbours run
 
 
 @fix.op
@@ -277,6 +308,9 @@ class ConstOp(FixOp):
 
     def compute_sim(self, inputs):
         return dequantize(self.ints, self.fp_out)
+
+    def dpu_violation(self, target: Any = None) -> str | None:
+        return None  # an interface op runs where its neighbours run
 
 
 # ---- conv-like ----------------------------------------------------------------------------------
@@ -366,6 +400,10 @@ class Conv2dOp(_Conv2dBase):
     def compute_sim(self, inputs):
         return K.conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
 
+    def engine_violation(self, target: Any = None) -> str | None:
+        from ...target import legality
+        return legality.conv_violation(self.kernel, self.stride, self.pad, self.input.type.shape[3], target)
+
 
 @fix.op
 class DepthwiseConv2dOp(_Conv2dBase):
@@ -387,6 +425,10 @@ class DepthwiseConv2dOp(_Conv2dBase):
 
     def compute_sim(self, inputs):
         return K.depthwise_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
+
+    def engine_violation(self, target: Any = None) -> str | None:
+        from ...target import legality
+        return legality.depthwise_violation(self.kernel, self.stride, self.pad, target)
 
 
 @fix.op
@@ -418,6 +460,10 @@ class ConvTranspose2dOp(_Conv2dBase):
     def compute_sim(self, inputs):
         return K.transposed_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
 
+    def engine_violation(self, target: Any = None) -> str | None:
+        from ...target import legality
+        return legality.conv_violation(self.kernel, self.stride, self.pad, self.input.type.shape[3], target)
+
 
 @fix.op
 class DenseOp(_ConvLike):
@@ -439,6 +485,10 @@ class DenseOp(_ConvLike):
 
     def compute_sim(self, inputs):
         return K.dense_fix_sim(*self._args(inputs), **self.fps())
+
+    def engine_violation(self, target: Any = None) -> str | None:
+        from ...target import legality
+        return legality.dense_violation(self.input.type.shape[-1], target)
 
 
 # ---- pooling / element-wise ---------------------------------------------------------------------
@@ -480,6 +530,10 @@ class PoolOp(FixOp):
 
     def compute_sim(self, inputs):
         return K.pool_fix_sim(inputs[0], **self._kw())
+
+    def engine_violation(self, target: Any = None) -> str | None:
+        from ...target import legality
+        return legality.pool_violation(self.kernel, self.stride, self.pad, target)
 
 
 @fix.op
@@ -624,6 +678,9 @@ class TransposeOp(_SameFormat):
     def compute_sim(self, inputs):
         return fake_quantize(np.transpose(inputs[0], self.perm), self.bw, self.fp_out, "half_up")
 
+    def engine_violation(self, target: Any = None) -> str | None:
+        return "a transpose of a feature map is a CPU op"
+
 
 @fix.op
 class UpsampleOp(_SameFormat):
@@ -728,4 +785,4 @@ class HardSwishOp(FixOp):
 __all__ = ["fix", "FixOp", "DataOp", "FixFixOp", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",
            "ConvTranspose2dOp", "DenseOp", "PoolOp", "EltwiseOp", "ConcatOp", "ReshapeOp", "TransposeOp",
            "UpsampleOp", "PadOp", "HardSigmoidOp", "HardSwishOp", "fixed_type", "fix_tensor", "resolve_shape",
-           "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size", "FixedPointType"]
+           "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size", "FixedPointType", "dpu_violation"]
