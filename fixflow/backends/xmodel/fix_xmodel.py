@@ -16,7 +16,7 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | fix.hard_sigmoid / hard_swish | hard-sigmoid-fix / hard-swish-fix | |
 | fix.transpose | transpose (`order`) | |
 | fix.fix / fix.float | fix / fix2float | |
-| graph.constant | const | float32 `data` |
+| graph.constant | const | float32 `data`; a scalar is written with shape [1] (XIR needs a non-empty shape) |
 | graph.* (CPU fallback) | XIR's float op: sigmoid, tanh, swish, softmax, prelu, sub, matmul | float tensors, XIR argument names (:data:`XIR_FLOAT_OPS`) |
 
 Every type is one of XIR's built-in op types (amd/xir `src/xir/op/built_in_ops.cpp`) with the
@@ -168,6 +168,7 @@ class _Exporter:
         attrs: dict[str, Any] = {k: op.attributes[k].value for k in _KEEP if k in op.attributes}
         inputs: dict[str, list[str]] = {}
         rmode = "DPU_ROUND"
+        otype = out.type
         typ = _FIX_TYPES.get(op.name)
         if op.name == "fix.data":
             if not isinstance(op.input, Value) or op.input not in self.func.regions[0].blocks[0].args:
@@ -239,6 +240,9 @@ class _Exporter:
         elif op.name == "graph.constant":
             arr = np.asarray(op.attributes["value"].array, dtype=np.float32)
             typ = "const"
+            if arr.ndim == 0:   # XIR needs a non-empty shape: a scalar is written as [1] (it broadcasts alike)
+                arr = arr.reshape(1)
+                otype = TensorType((1,), out.type.element_type)
             attrs.update(data=arr.astype("<f4").tobytes(), shape=list(arr.shape), data_type="FLOAT32")
         elif op.name in XIR_FLOAT_OPS:
             typ, args, fixed = XIR_FLOAT_OPS[op.name]
@@ -253,7 +257,7 @@ class _Exporter:
                               f"can hold: {', '.join(sorted(XIR_FLOAT_OPS))})")
         else:
             raise XModelError(f"{where}: no XIR equivalent")
-        self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, out.type, rmode)))
+        self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, otype, rmode)))
 
     def _tconv_weight(self, op: Operation) -> bool:
         return any(u.name == "fix.transposed_conv2d" and u.operands[1] is op.results[0] for u in op.results[0].users)
