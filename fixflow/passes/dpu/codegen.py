@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 from ...dialects.dpu.isa import Instruction
 from .ddr import REG_CONST, DdrPlan
-from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, Layer
-from .tiling import Band, Geometry, Plan, in_cols, plan as make_plan, row_lines
+from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, EltwiseLayer, Layer
+from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, row_lines
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,10 @@ class Tagged:
     layer: int
 
 
-def geometry(L: ConvLayer | AluLayer, a: Arch, chunk_groups: int = 1) -> Geometry:
+def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int = 1) -> Geometry:
+    if isinstance(L, EltwiseLayer):
+        cg = math.ceil(L.out.c / a.icp)
+        return Geometry(L.out.h, L.out.w, cg, L.out.h, L.out.w, 1, 1, 1, 1, 0, 0, cg, a.alu_pp, True, len(L.ins))
     kh, kw = L.win.kernel
     sh, sw = L.win.stride
     pt, _, pl, _ = L.win.pad
@@ -100,22 +103,23 @@ class Emitter:
         return ins
 
     # ---- data movement
-    def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int) -> None:
+    def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int, fmap=None, line_base: int = 0) -> None:
         a = self.arch
-        reg, base = L.inp.ddr
+        fm = L.inp if fmap is None else fmap
+        reg, base = fm.ddr
         r_lo = band.oh0 * g.sh - g.pt
         c_lo = band.ow0 * g.sw - g.pl
         ncols = in_cols(g, band.ow1 - band.ow0)
         rl = row_lines(g, band.ow1 - band.ow0)
-        c0, c1 = max(c_lo, 0), min(c_lo + ncols, L.inp.w)
+        c0, c1 = max(c_lo, 0), min(c_lo + ncols, fm.w)
         nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
-        for r in range(max(r_lo, 0), min(r_lo + nrows, L.inp.h)):
+        for r in range(max(r_lo, 0), min(r_lo + nrows, fm.h)):
             v = r - r_lo
             b = v // g.sh
-            line = (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
-            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=L.inp.c,
-                      jump_write=g.cg, pad_idx=1, channel=L.inp.c, length=c1 - c0, reg_id=reg,
-                      ddr_addr=base + (r * L.inp.w + c0) * L.inp.c)
+            line = line_base + (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
+            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=fm.c,
+                      jump_write=g.cg, pad_idx=1, channel=fm.c, length=c1 - c0, reg_id=reg,
+                      ddr_addr=base + (r * fm.w + c0) * fm.c)
 
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
         a = self.arch
@@ -248,6 +252,34 @@ class Emitter:
             self._save_output(i, L, g, band, vb, 0, L.out.c)
 
 
+    def elew(self, i: int, L: EltwiseLayer) -> None:
+        a = self.arch
+        g = geometry(L, a)
+        rows, cols = self.tiling.get(i, (None, None))
+        p = make_plan(g, a.pp, a.half, rows, cols)
+        self.plans[i] = p
+        for band in p.bands():
+            vb = self.band_count % 2
+            self.band_count += 1
+            cols_b = band.ow1 - band.ow0
+            inl = in_lines(g, band.oh1 - band.oh0, cols_b, a.pp)
+            for k, f in enumerate(L.ins):
+                self._load_input(i, L, g, band, vb, f, k * inl)
+            rl = row_lines(g, cols_b)
+            orl = cols_b * g.cg
+            for oh, vpp in p.strips(band):
+                q0 = oh - band.oh0
+                for k in range(len(L.ins)):
+                    self.emit(i, "ELEWINIT", share_pp=0, bank_id_in=a.vb[vb] + q0 % a.pp,
+                              bank_addr_in=k * inl + (q0 // a.pp) * rl, jump_read_endl=rl, id=k, jump_bank=1,
+                              jump_read=g.cg, shift_read=L.shift_reads[k])
+                self.emit(i, "ELEW", length=cols_b, act_type=ACT_TYPES[L.act], elew_type=L.elew_type,
+                          bank_id_out=a.vb[vb] + q0 % a.pp, bank_addr_out=a.half + (q0 // a.pp) * orl,
+                          jump_write_endl=orl, num=len(L.ins), valid_pixel_parallel=vpp, jump_write=g.cg,
+                          shift_write=L.shift_write, channel_group=g.cg)
+            self._save_output(i, L, g, band, vb, 0, L.out.c)
+
+
 def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
              tiling: dict[int, tuple[int | None, int | None]] | None = None) -> Emitter:
     """The instruction stream (without END and without dependency flags) of `layers`."""
@@ -257,6 +289,8 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
             em.conv(i, L)
         elif isinstance(L, AluLayer):
             em.alu(i, L)
+        elif isinstance(L, EltwiseLayer):
+            em.elew(i, L)
         elif not isinstance(L, Alias):
             raise ValueError(f"no code for layer {L!r}")
     return em

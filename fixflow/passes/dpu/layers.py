@@ -114,6 +114,26 @@ class AluLayer:
 
 
 @dataclass(eq=False)
+class EltwiseLayer:
+    """eltwise-fix ADD/MUL of 1-4 same-shape maps on the ELEW engine: input k is pre-scaled by
+    `shift_reads[k]`, the result by `shift_write` (the 5-bit field encoding)."""
+
+    name: str
+    ins: list[FMap]
+    out: FMap
+    elew_type: int            # 0 ADD, 1 MULT
+    act: str
+    shift_reads: list[int]
+    shift_write: int
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "elew"
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return list(self.ins)
+
+
+@dataclass(eq=False)
 class Alias:
     """A reshape: `out` is `inp`'s bytes under another shape (no code)."""
 
@@ -128,7 +148,7 @@ class Alias:
         return [self.inp]
 
 
-Layer = ConvLayer | AluLayer | Alias
+Layer = ConvLayer | AluLayer | EltwiseLayer | Alias
 
 
 def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -236,10 +256,16 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
                 mult, sc = avg_pool_params(win.kernel[0], win.kernel[1], fi, fo)
                 layers.append(AluLayer(out.name, "avg_pool", inp, out, win, shift_cut=sc, multi_factor=mult,
                                        ops=[op]))
+        elif kind == "fix.eltwise":
+            from ...dialects.fix.kernels import elew_shift_write_field, elew_shifts
+            fps = [_fmt_fp(v) for v in op.operands]
+            reads, write = elew_shifts(fps, _fmt_fp(op.results[0]), op.type)
+            layers.append(EltwiseLayer(out.name, [fm(v) for v in op.operands], out, 0 if op.type == "ADD" else 1,
+                                       op.nonlinear, reads, elew_shift_write_field(write), [op]))
         else:
             raise ValueError(f"'{kind}' has no DPU lowering")
     return layers, fmaps
 
 
-__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "Alias", "Layer", "build_layers", "fmap_shape",
+__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "EltwiseLayer", "Alias", "Layer", "build_layers", "fmap_shape",
            "ACT_TYPES", "ALU_MODES", "max_pool_shift_cut", "avg_pool_params"]

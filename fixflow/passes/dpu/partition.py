@@ -183,8 +183,9 @@ def dpu_reason(op: Operation, target) -> str | None:
         _, oh, ow, _ = op.results[0].type.shape
         cg = math.ceil(c / target.icp)
         return _tiling_reason(target, h, w, c, oh, ow, tuple(op.kernel), tuple(op.stride), pad, cg, True)
+    if kind == "fix.eltwise":
+        return _eltwise_reason(op, target)
     reasons = {
-        "fix.eltwise": "element-wise ops (ELEW engine) are not lowered by fixflow's DPU compiler yet",
         "fix.concat": "concat is not lowered by fixflow's DPU compiler yet",
         "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
         "fix.upsample": "upsample is not lowered by fixflow's DPU compiler yet",
@@ -200,6 +201,32 @@ def dpu_reason(op: Operation, target) -> str | None:
     if kind.startswith("fix."):
         return f"'{kind}' has no DPU lowering"
     return f"'{kind}' is a float op (CPU fallback)"
+
+
+def _eltwise_reason(op, target) -> str | None:
+    from ...dialects.fix.kernels import elew_shifts
+    from ...dialects.fix.numerics import NumericsError
+    r = _bits_ok(op)
+    if r:
+        return r
+    shapes = {tuple(v.type.shape) for v in op.operands}
+    if shapes != {tuple(op.results[0].type.shape)} or op.results[0].type.rank != 4:
+        return f"element-wise inputs {sorted(shapes)} need broadcasting; the ELEW engine adds equal NHWC maps"
+    name = NONLINEAR[op.nonlinear]
+    if name is not None and name not in target.supported_nonlinear("elew"):
+        return f"{target.name}'s elew engine has no fused {op.nonlinear}"
+    try:
+        elew_shifts([_fp(v) for v in op.operands], op.fp_out, op.type)
+    except NumericsError as e:
+        return f"element-wise shifts do not fit the ELEW fields: {e}"
+    _, h, w, c = op.results[0].type.shape
+    cg = math.ceil(c / target.icp)
+    g = Geometry(h, w, cg, h, w, 1, 1, 1, 1, 0, 0, cg, target.alu_pp, True, len(op.operands))
+    try:
+        plan(g, target.pp, target.feature_map_groups[0].depth // 2)
+    except TilingError as e:
+        return f"no tiling fits the feature-map banks: {e}"
+    return None
 
 
 def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None]]:

@@ -106,6 +106,7 @@ def footprints(instrs: list[Instruction], g: Geometry) -> list[tuple[list[tuple]
     res = []
     convinit: dict = {}
     aluinit: dict = {}
+    elewinit: deque = deque()
     for ins in instrs:
         f = ins.fields
         r: list[tuple] = []
@@ -147,6 +148,27 @@ def footprints(instrs: list[Instruction], g: Geometry) -> list[tuple[list[tuple]
             if c["exec_mode"] == 0:
                 r += _lines(g.bias, f["bank_addr_bias"], cg, g.depth)
             w += _rows_out(f, c, g, f["valid_pixel_parallel"], c["length"], cg)
+        elif ins.name == "ELEWINIT":
+            elewinit.append(dict(f))
+        elif ins.name == "ELEW":
+            cg = f["channel_group"]
+            for _ in range(f["num"]):
+                e = elewinit.popleft() if elewinit else None
+                if e is None:
+                    raise ScheduleError("an ELEW has fewer queued ELEWINITs than inputs")
+                base = e["bank_id_in"] - e["bank_id_in"] % g.pp
+                for k in range(f["valid_pixel_parallel"]):
+                    off = e["bank_id_in"] - base + k * e["jump_bank"]
+                    bank = e["bank_id_in"] if e["share_pp"] else base + off % g.pp
+                    line = e["bank_addr_in"] + (0 if e["share_pp"] else off // g.pp) * e["jump_read_endl"]
+                    for j in range(f["length"]):
+                        r += _lines(bank, line + j * e["jump_read"], cg, g.depth)
+            base = f["bank_id_out"] - f["bank_id_out"] % g.pp
+            for k in range(f["valid_pixel_parallel"]):
+                off = f["bank_id_out"] - base + k
+                line = f["bank_addr_out"] + (off // g.pp) * f["jump_write_endl"]
+                for j in range(f["length"]):
+                    w += _lines(base + off % g.pp, line + j * f["jump_write"], cg, g.depth)
         elif ins.name != "END":
             raise ScheduleError(f"no footprint model for {ins.name}")
         res.append((r, w))

@@ -46,6 +46,7 @@ class Geometry:
     opl: int             # output lines per pixel
     strip: int           # rows per instruction (PP or ALU_PP)
     alu: bool
+    n_inputs: int = 1    # maps loaded side by side in the input region (ELEW)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def fits(g: Geometry, rows: int, cols: int, pp: int, half: int) -> bool:
     """Whether a band of rows x cols output pixels fits the per-band budget `half` lines."""
     endl = ALU_ENDL_MAX if g.alu else CONV_ENDL_MAX
     return (cols <= LENGTH_MAX and row_lines(g, cols) <= endl and cols * g.opl <= endl
-            and in_lines(g, rows, cols, pp) <= half and out_lines(g, rows, cols, pp) <= half)
+            and g.n_inputs * in_lines(g, rows, cols, pp) <= half and out_lines(g, rows, cols, pp) <= half)
 
 
 def plan(g: Geometry, pp: int, half: int, rows: int | None = None, cols: int | None = None) -> Plan:

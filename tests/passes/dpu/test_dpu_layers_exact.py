@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _dpu_testlib import (SIZES, assert_bit_exact, conv_ops, dense_ops, dw_ops, module_with, pool_ops)
+from _dpu_testlib import (FT, SIZES, assert_bit_exact, conv_ops, dense_ops, dw_ops, module_with, pool_ops)
+from fixflow.dialects.fix import ops as Q
 
 SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -120,3 +121,24 @@ def test_multi_band_and_column_tiles():
                     lambda x: conv_ops(x, rng, 18, (5, 3), (2, 1), (2, 2, 1, 1), "RELU", (7, 6, 4)))
     prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B1024", _inputs(rng, (1, 30, 23, 20), 1), tiling="conv:8:6")
     assert sum(i.name == "CONV" for i in prog.instructions) == 2 * 4 * 3   # 2 bands x 4 column tiles x 3 groups
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 13), st.integers(1, 13), st.integers(1, 70), st.sampled_from(SIZES), st.integers(0, 2**16),
+       st.sampled_from(["ADD", "MUL"]), st.sampled_from(["NONE", "RELU"]), st.integers(2, 4))
+def test_residual_eltwise_bit_exact(h, w, c, size, seed, typ, act, n):
+    """conv branches joined by an ELEW add (2-4 inputs, different fix positions) or mult."""
+    rng = np.random.default_rng(seed)
+    n = 2 if typ == "MUL" else n
+
+    def build(x):
+        ops, outs = [], []
+        for k in range(n):
+            ops += conv_ops(x, rng, c, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 3 + k % 3), name=f"b{k}")
+            outs.append(ops[-1].results[0])
+        e = Q.EltwiseOp.build(outs, type=typ, nonlinear=act, result_types=[FT((1, h, w, c), 8, 3)])
+        e.results[0].name_hint = "add"
+        return ops + [e]
+
+    m = module_with((1, h, w, 5), 5, build)
+    assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, h, w, 5), 2))

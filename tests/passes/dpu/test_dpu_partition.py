@@ -78,17 +78,28 @@ def test_dilation_and_unlowered_ops():
 
     assert "dilation" in _reason(dilated)
 
-    def add(x):
-        return [Q.EltwiseOp.build([x, x], type="ADD", result_types=[FT(x.type.shape, 8, 4)])]
+    def cat(x):
+        return [Q.ConcatOp.build([x, x], axis=3, result_types=[FT((1, 8, 8, 8), 8, 5)])]
 
-    assert "not lowered" in _reason(add, kind="fix.eltwise")
+    assert "concat is not lowered" in _reason(cat, kind="fix.concat")
+
+    def add(x):
+        return [Q.EltwiseOp.build([x, x], type="ADD", nonlinear="RELU", result_types=[FT(x.type.shape, 8, 4)])]
+
+    assert _reason(add, kind="fix.eltwise") is None
+
+    def bcast(x):
+        b = Q.PoolOp.build(x, type="MAX", kernel=(8, 8), stride=(8, 8), result_types=[FT((1, 1, 1, 4), 8, 5)])
+        return [b, Q.EltwiseOp.build([x, b.results[0]], type="MUL", result_types=[FT(x.type.shape, 8, 4)])]
+
+    assert "broadcasting" in _reason(bcast, kind="fix.eltwise")
 
 
 def _dpu_cpu_dpu(rng):
     def build(x):
         ops = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="c1")
-        add = Q.EltwiseOp.build([ops[-1].results[0], ops[-1].results[0]], type="ADD",
-                                result_types=[FT((1, 6, 6, 8), 8, 3)])
+        add = Q.ConcatOp.build([ops[-1].results[0], ops[-1].results[0]], axis=3,
+                               result_types=[FT((1, 6, 6, 16), 8, 4)])
         add.results[0].name_hint = "add"
         ops.append(add)
         ops += conv_ops(add.results[0], rng, 4, (1, 1), act="RELU", fps=(7, 6, 3), name="c2")
@@ -110,9 +121,9 @@ def test_subgraphs_split_around_cpu_ops():
 def test_pass_annotations_round_trip_and_two_programs():
     m = _dpu_cpu_dpu(np.random.default_rng(5))
     compile_module(m, "DPUCZDX8G_ISA1_B512")
-    add = _op(m, "fix.eltwise")
+    add = _op(m, "fix.concat")
     assert add.attributes["dpu.device"].value == "CPU"
-    assert "element-wise" in add.attributes["dpu.reason"].value
+    assert "concat" in add.attributes["dpu.reason"].value
     assert _func(m).attributes["dpu.target"].value == "DPUCZDX8G_ISA1_B512"
     progs = [op for op in m.body.ops if op.name == "dpu.program"]
     assert [p.sym_name for p in progs] == ["subgraph_c1", "subgraph_c2"]
