@@ -116,7 +116,7 @@ def test_parser_accepts_mlir_spellings():
     assert parse_attribute("1.0 : f32") == FloatAttr(1.0, f32)
     assert parse_attribute("0x3F800000 : f32") == FloatAttr(1.0, f32)
     assert parse_attribute("1 : i1") == BoolAttr(True)
-    assert parse_attribute("true : i1") == BoolAttr(True)
+    assert parse_attribute("-1 : i1") == BoolAttr(True)  # (mlir-opt rejects `true : i1`)
     assert parse_attribute('"s" : i32') == StringAttr("s")  # typed string: type dropped
     assert parse_attribute("-0x10 : i32") == IntegerAttr(-16, i32)
     assert parse_attribute("dense<[1, 2]> : tensor<2xi32>").array.tolist() == [1, 2]
@@ -198,12 +198,14 @@ def test_resource_inside_array_and_dict_attrs_and_missing_data():
                      '{-#\n dialect_resources: { builtin: { k: "0x0400000001" } }\n#-}\n', allow_unregistered=True)
 
 
-def test_other_dialect_resources_and_external_resources_are_skipped():
+def test_external_resources_are_skipped_other_dialect_resources_rejected():
     text = ('"test.h"() {w = dense_resource<k> : tensor<1xi8>} : () -> ()\n{-#\n'
-            '  dialect_resources: { other: { z: "0x00" }, builtin: { k: "0x0100000005" } },\n'
+            '  dialect_resources: { builtin: { k: "0x0100000005" } },\n'
             '  external_resources: { mlir_reproducer: { pipeline: "builtin.module(cse)" } }\n#-}\n')
     op = parse_module(text, allow_unregistered=True).body.first_op
     assert op.attributes["w"].array.tolist() == [5]
+    with pytest.raises(ParseError, match="unexpected resources of dialect 'other'"):  # mlir-opt rejects them too
+        parse_module(text.replace("{ builtin:", '{ other: { z: "0x00" }, builtin:'), allow_unregistered=True)
 
 
 # ---- locations ---------------------------------------------------------------------------------------

@@ -86,6 +86,17 @@ class BoolAttr(Attribute):
         return (self.value,)
 
 
+def int_text(value: int) -> str:
+    """Decimal text of an int of any size (Python's str() refuses more than 4,300 digits)."""
+    if value.bit_length() < 13_000:
+        return str(value)
+    digits, rest, chunk = [], abs(value), 10 ** 3000
+    while rest:
+        rest, low = divmod(rest, chunk)
+        digits.append(str(low).zfill(3000) if rest else str(low))
+    return ("-" if value < 0 else "") + "".join(reversed(digits))
+
+
 class IntegerAttr(Attribute):
     """`5 : i64`."""
 
@@ -96,7 +107,7 @@ class IntegerAttr(Attribute):
         self.type = type
 
     def text(self) -> str:
-        return f"{self.value} : {self.type}"
+        return f"{int_text(self.value)} : {self.type}"
 
     def _key(self) -> tuple:
         return (self.value, self.type)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import gc
+import math
 import re
 import struct
 import numpy as np
@@ -32,7 +33,11 @@ _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_$.]*")
 _INT = re.compile(r"-?(?:0x[0-9A-Fa-f]+|\d+)")
 _FLOAT = re.compile(r"[-+]?\d+\.\d*(?:[eE][-+]?\d+)?")
-_NUMBER = re.compile(r"[-+]?(?:0x[0-9A-Fa-f]+|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|inf|nan)")
+# MLIR's number tokens: a float needs its '.', `1e5` is not one; an optional leading '-' (never '+')
+_NUMBER = re.compile(r"-?(?:0x[0-9A-Fa-f]+|\d+\.\d*(?:[eE][-+]?\d+)?|\d+)")
+_BOOL_WORD = re.compile(r"(?:true|false)(?![A-Za-z0-9_$.])")
+_HEX_BLOB = re.compile(r"0x(?:[0-9A-Fa-f]{2})*\Z")
+_ESCAPE = re.compile(r'\\(?:[0-9A-Fa-f]{2}|[nt"\\]|(.?))')  # group 1: an escape MLIR does not know
 _SYMBOL = re.compile(r'@(?:([A-Za-z_$.][A-Za-z0-9_$.-]*)|"((?:[^"\\\n]|\\.)*)")')
 _INT_TYPE = re.compile(r"(si|ui|i)(\d+)\Z")
 _DIMS = re.compile(r"((?:(?:\d+|\?)x)*)")
@@ -42,7 +47,15 @@ _HEX_ESC = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)")
 
 _FAST_OP = re.compile(
     r'(?:%([A-Za-z0-9_$.-]+) = )?"([A-Za-z_][A-Za-z0-9_$.-]*)"\(((?:%[A-Za-z0-9_$.-]+(?:, )?)*)\)'
-    r'(?: (\{(?:[^{}"\n]|"(?:[^"\\\n]|\\.)*")*\}))? : \(([^()\n]*)\) -> ([^\n]*?)[ \t]*(?=\n|\Z)')
+    r'(?: (\{(?:[^{}"\n]|"(?:[^"\\\n]|\\.)*")*\}))? : \(([^()\n]*)\) -> ([^\n%"^{}]*?)[ \t]*(?=\n|\Z|[%"^}])')
+
+
+def _bad_escape(body: str) -> int | None:
+    """Offset in `body` of the first escape MLIR rejects (it knows \\n \\t \\" \\\\ and \\XX), else None."""
+    for m in _ESCAPE.finditer(body):
+        if m.group(1) is not None:
+            return m.start()
+    return None
 
 
 def _unescape(body: str) -> str:
@@ -149,7 +162,16 @@ class Parser:
 
     def string(self) -> str | None:
         m = self.match(_STRING)
-        return _unescape(m.group(1)) if m else None
+        return self._unescape_at(m.group(1), m.start(1)) if m else None
+
+    def _unescape_at(self, body: str, pos: int) -> str:
+        """`body` (a string literal's text starting at `pos`) unescaped; unknown escapes are errors."""
+        if "\\" in body:
+            bad = _bad_escape(body)
+            if bad is not None:
+                raise self.error("unknown escape in string literal (MLIR knows \\n, \\t, \\\", \\\\ and "
+                                 "two hex digits \\XX)", pos + bad)
+        return _unescape(body)
 
     def expect_string(self, what: str) -> str:
         s = self.string()
@@ -161,7 +183,7 @@ class Parser:
         m = self.match(_INT)
         if m is None:
             raise self.error(f"expected {what}, found {self._found()}")
-        return int(m.group(0), 0) if "x" in m.group(0) else int(m.group(0))
+        return _int_literal(m.group(0))
 
     def balanced(self, open_: str = "<", close: str = ">") -> str:
         """Text up to the bracket matching the one just consumed (strings respected)."""
@@ -176,6 +198,7 @@ class Parser:
                 m = _STRING.match(text, i)
                 if m is None:
                     raise self.error("unterminated string", i)
+                self._unescape_at(m.group(1), i + 1)  # only to reject unknown escapes
                 i = m.end()
                 continue
             if c == open_:
@@ -253,7 +276,12 @@ class Parser:
             self.expect(":")
             self.expect("{")
             while not self.accept("}"):
+                self.skip()
+                dpos = self.pos
                 dialect = self.bare_id() or self.string()
+                if section == "dialect_resources" and dialect != "builtin":
+                    raise self.error(f"unexpected resources of dialect '{dialect}' (only builtin blobs are read, "
+                                     f"as mlir-opt does)", dpos)
                 self.expect(":")
                 self.expect("{")
                 while not self.accept("}"):
@@ -261,16 +289,29 @@ class Parser:
                     if key is None:
                         key = self.expect_string("a resource key")
                     self.expect(":")
+                    self.skip()
+                    vpos = self.pos
                     value = self.string()
                     if value is None:
                         raise self.error("expected a resource blob string")
                     if dialect == "builtin":
-                        if not value.startswith("0x"):
-                            raise self.error(f"resource '{key}' is not a hex blob")
+                        if not _HEX_BLOB.match(value):
+                            raise self.error(f"resource '{key}' is not a hex blob (\"0x\" and an even number of "
+                                             f"hex digits)", vpos)
+                        if len(value) < 10:
+                            raise self.error(f"resource '{key}' lacks the 4-byte alignment that starts a blob", vpos)
+                        if key in self._resources:
+                            raise self.error(f"resource '{key}' is defined twice", vpos)
                         self._resources[key] = value
-                    self.accept(",")
-                self.accept(",")
-            self.accept(",")
+                    if not self.accept(","):
+                        self.expect("}", "or ',' after a resource")
+                        break
+                if not self.accept(","):
+                    self.expect("}", "or ',' after a dialect's resources")
+                    break
+            if not self.accept(","):
+                self.expect("#-}", "or ',' after a resource section")
+                break
 
     def _fill_resources(self) -> None:
         for key, attrs in self._resource_refs.items():
@@ -461,6 +502,8 @@ class Parser:
                     count = self.expect_int("a result count")
                     if count < 1:
                         raise self.error(f"result group '%{m.group(1)}' must define at least one result", cpos)
+                    if count >= 1 << 32:
+                        raise self.error("result count too large", cpos)
                 results.append((m.group(1), count, m.start()))
                 if not self.accept(","):
                     break
@@ -472,6 +515,8 @@ class Parser:
             found = self._found()
             raise self.error(f"expected an operation in generic form (\"dialect.op\"(...)), found {found}; "
                              f"custom assembly formats are not supported, print with --mlir-print-op-generic")
+        if "\0" in name:
+            raise self.error("null character not allowed in an operation name", name_pos)
         cls = self._op_class(name, name_pos)
         self.expect("(", "to start the operand list")
         uses: list[tuple[str, int | None, int]] = []
@@ -482,6 +527,8 @@ class Parser:
                 um = self.match(_VALUE_USE)
                 if um is None:
                     raise self.error(f"expected an SSA value, found {self._found()}")
+                if um.group(2) and len(um.group(2)) > 18:
+                    raise self.error("result number too large", um.start(2))
                 uses.append((um.group(1), int(um.group(2)) if um.group(2) else None, upos))
                 if self.accept(")"):
                     break
@@ -669,7 +716,7 @@ class Parser:
                 sm = self.match(_SYMBOL)
                 if sm is None:
                     raise self.error("expected a symbol name")
-                names.append(sm.group(1) if sm.group(1) is not None else _unescape(sm.group(2)))
+                names.append(sm.group(1) if sm.group(1) is not None else self._unescape_at(sm.group(2), sm.start(2)))
                 if not self.text.startswith("::@", self.pos):
                     break
                 self.pos += 2
@@ -707,9 +754,6 @@ class Parser:
         word = word_m.group(0) if word_m else ""
         if word == "true" or word == "false":
             self.pos = word_m.end()
-            if self.peek(":") and not self.text.startswith("::", self.pos):
-                self.pos += 1
-                self.parse_type()
             return BoolAttr(word == "true")
         if word == "unit":
             self.pos = word_m.end()
@@ -744,6 +788,8 @@ class Parser:
         try:
             return TypeAttr(self.parse_type())
         except ParseError:
+            if word == "tensor" or word in FloatType.KINDS or word in ("index", "none") or _INT_TYPE.match(word):
+                raise  # a builtin type that went wrong (`tensor<...>`, `i99999999`): its own message is the useful one
             self.pos = pos
             raise self.error(f"expected an attribute value, found {self._found()}") from None
 
@@ -756,52 +802,65 @@ class Parser:
         typ: Type | None = None
         if self.peek(":") and not self.text.startswith("::", self.pos):
             self.pos += 1
+            self.skip()
+            tpos = self.pos
             typ = self.parse_type()
-        is_float_lit = any(ch in lit for ch in ".eEn") and "x" not in lit
-        if isinstance(typ, FloatType):
-            if "x" in lit and not is_float_lit:
-                try:
-                    return FloatAttr(_hex_float(int(lit, 16), typ), typ)
-                except ValueError as e:
-                    raise self.error(str(e), npos) from None
-            return FloatAttr(float(lit), typ)
-        if is_float_lit:
-            if typ is not None and not isinstance(typ, FloatType):
-                raise self.error(f"float literal with non-float type {typ}", npos)
-            return FloatAttr(float(lit), f64)
-        value = int(lit, 0) if "x" in lit else int(lit)
-        if typ is None:
-            typ = i64
+        is_float_lit = "." in lit
+        try:
+            if isinstance(typ, FloatType):
+                return FloatAttr(_float_token(lit, typ), typ)
+            if is_float_lit:
+                if typ is not None:
+                    raise self.error(f"float literal with non-float type {typ}", tpos)
+                return FloatAttr(_float_token(lit, f64), f64)
+            if typ is None:
+                typ = i64
+            if not isinstance(typ, (IntegerType, IndexType)):
+                raise self.error(f"integer literal not valid for type {typ}", tpos)
+            value = _check_int(lit, typ)
+        except ValueError as e:
+            raise self.error(str(e), npos) from None
         if typ == i1:
             return BoolAttr(bool(value))
-        if not isinstance(typ, (IntegerType, IndexType)):
-            raise self.error(f"integer literal with type {typ}", npos)
-        if isinstance(typ, IntegerType):
-            w = typ.width
-            lo = 0 if typ.signedness == "unsigned" or w == 0 else -(1 << (w - 1))
-            hi = (1 << (w - 1)) - 1 if typ.signedness == "signed" and w > 0 else (1 << w) - 1
-            if not lo <= value <= hi:
-                raise self.error(f"integer constant {value} out of range for {typ}", npos)
         return IntegerAttr(value, typ)
 
     def _parse_dense_array(self) -> DenseArrayAttr:
+        self.skip()
+        tpos = self.pos
         et = self.parse_type()
+        if not (isinstance(et, FloatType) or et == i1 or (isinstance(et, IntegerType) and et.width
+                                                          and et.width % 8 == 0)):
+            raise self.error(f"array<...> elements must be i1, integers of a multiple of 8 bits or floats; "
+                             f"got {et}", tpos)
         if self.accept(">"):
             return DenseArrayAttr(et, ())
         self.expect(":", "after the dense array element type")
-        body = self._until(">")
-        items = [s.strip() for s in body.split(",")]
-        try:
-            if isinstance(et, FloatType):
-                values = [_float_token(s, et) for s in items]
-            elif et == i1:
-                if any(s not in ("true", "false") for s in items):
-                    raise ValueError("expected true or false")
-                values = [s == "true" for s in items]
+        values = []
+        while True:
+            self.skip()
+            vpos = self.pos
+            if et == i1:
+                m = self.match(_BOOL_WORD)
+                if m is None:
+                    raise self.error(f"expected true or false in array<i1: ...>, found {self._found()}")
+                values.append(m.group(0) == "true")
             else:
-                values = [int(s, 16) if "x" in s else int(s) for s in items]
-        except ValueError:
-            raise self.error(f"bad element in array<{et}: {body}>") from None
+                m = self.match(_NUMBER)
+                if m is None:
+                    raise self.error(f"expected a number in array<{et}: ...>, found {self._found()}")
+                tok = m.group(0)
+                try:
+                    if isinstance(et, FloatType):
+                        values.append(_float_token(tok, et))
+                    elif "." in tok:
+                        raise ValueError(f"expected an integer literal for {et}, found {tok[:20]}")
+                    else:
+                        values.append(_check_int(tok, et))
+                except ValueError as e:
+                    raise self.error(str(e), vpos) from None
+            if self.accept(">"):
+                break
+            self.expect(",", "or '>' in the dense array")
         return DenseArrayAttr(et, values)
 
     def _until(self, ch: str) -> str:
@@ -813,43 +872,138 @@ class Parser:
         return body
 
     def _parse_dense(self) -> DenseElementsAttr:
-        bpos = self.pos
-        body = self.balanced("<", ">").strip()
+        """After `dense<`: a splat scalar, a nested list whose shape must be the type's, `"0x..."` raw
+        little-endian bytes (i1: one bit per element) or nothing (zero elements)."""
+        self.skip()
+        lpos = self.pos
+        text = self.text
+        shape: tuple[int, ...] | None = None  # None: a splat scalar
+        elems: list[tuple[str, int]] = []
+        hex_body = None
+        if text.startswith("[", lpos):
+            shape, elems = self._dense_list()
+        elif text.startswith('"', lpos):
+            m = self.match(_STRING)
+            if m is None:
+                raise self.error("unterminated string")
+            hex_body = m.group(1)
+            if not _HEX_BLOB.match(hex_body):
+                raise self.error("expected a string of hex digits (an even number) starting with '0x'", lpos)
+        elif not text.startswith(">", lpos):
+            m = self.match(_NUMBER) or self.match(_BOOL_WORD)
+            if m is None:
+                raise self.error(f"expected a dense element literal, found {self._found()}")
+            elems.append((m.group(0), lpos))
+        self.expect(">", "to close dense<...>")
         self.expect(":", "after dense<...>")
         self.skip()
         tpos = self.pos
         t = self.parse_type()
         if not isinstance(t, TensorType):
             raise self.error(f"dense elements need a tensor type, got {t}", tpos)
+        if not t.has_static_shape():
+            raise self.error(f"dense elements need a static shape, got {t}", tpos)
         try:
             dtype = numpy_dtype(t.element_type)
         except ValueError as e:
             raise self.error(str(e), tpos) from None
+        numel = t.num_elements
         try:
-            if body.startswith('"0x'):
-                raw = bytes.fromhex(body[3:-1])
-                arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
-                if arr.size == 1:
-                    return DenseElementsAttr(t, arr.reshape(()).astype(dtype))
-                return DenseElementsAttr(t, arr.astype(dtype).reshape(t.shape))
-            flat = body.replace("[", " ").replace("]", " ").replace(",", " ").split()
-            if not flat:
+            if hex_body is not None:
+                return DenseElementsAttr(t, self._dense_hex(hex_body, t, dtype, lpos))
+            if not elems and shape is None:
+                if numel:
+                    raise self.error(f"dense<> has no elements but {t} has {numel}", lpos)
                 return DenseElementsAttr(t, np.zeros(t.shape, dtype))
-            if dtype == np.bool_:
-                if any(v not in ("true", "false", "1", "0") for v in flat):
-                    raise ValueError("i1 elements must be true or false")
-                values = np.array([v in ("true", "1") for v in flat], dtype=np.bool_)
-            elif dtype.kind == "f":
-                values = np.array([_float_token(v, t.element_type) for v in flat], dtype=dtype)
-            else:
-                values = np.array([int(v, 0) for v in flat], dtype=dtype)
-            if values.size == 1:
+            if shape is not None and shape != tuple(t.shape):
+                raise self.error(f"the literal's shape {list(shape)} differs from the type's {list(t.shape)}", lpos)
+            values = np.array([self._dense_element(tok, p, t.element_type, dtype) for tok, p in elems],
+                              dtype=dtype)
+            if shape is None:
                 return DenseElementsAttr(t, values.reshape(()))
             return DenseElementsAttr(t, values.reshape(t.shape))
-        except (ValueError, OverflowError) as e:
-            raise self.error(f"bad dense elements for {t}: {e}", bpos) from None
         except MemoryError:
-            raise self.error(f"dense elements for {t} are too large to hold in memory", bpos) from None
+            raise self.error(f"dense elements for {t} are too large to hold in memory", lpos) from None
+
+    def _dense_list(self) -> tuple[tuple[int, ...], list[tuple[str, int]]]:
+        """At the '[' of a dense literal: its shape (every level must be regular) and its scalar
+        tokens with their positions."""
+        text = self.text
+        elems: list[tuple[str, int]] = []
+        stack: list[list] = []  # per open '[': [element count, element shape, position]
+        while True:
+            self.skip()
+            p = self.pos
+            if text.startswith("[", p):
+                self.pos += 1
+                self.skip()
+                if not text.startswith("]", self.pos):
+                    stack.append([0, None, p])
+                    continue
+                self.pos += 1
+                sub: tuple[int, ...] = (0,)
+            else:
+                m = self.match(_NUMBER) or self.match(_BOOL_WORD)
+                if m is None:
+                    raise self.error(f"expected a dense element literal or '[', found {self._found()}")
+                elems.append((m.group(0), p))
+                sub = ()
+            while True:  # add the element of shape `sub` at `p` to the innermost list, then ',' or ']'
+                if not stack:
+                    return sub, elems
+                frame = stack[-1]
+                if frame[1] is None:
+                    frame[1] = sub
+                elif frame[1] != sub:
+                    raise self.error(f"ragged dense literal: this element has shape {list(sub)}, "
+                                     f"the ones before it {list(frame[1])}", p)
+                frame[0] += 1
+                if self.accept(","):
+                    break
+                if not self.accept("]"):
+                    raise self.error(f"expected ',' or ']' in the dense literal, found {self._found()}")
+                stack.pop()
+                sub, p = (frame[0],) + frame[1], frame[2]
+
+    def _dense_element(self, tok: str, pos: int, et: Type, dtype: np.dtype):
+        try:
+            if dtype.kind == "f":
+                if tok[0] in "tf":
+                    raise ValueError(f"expected a float, found {tok}")
+                return _float_token(tok, et)
+            if tok[0] in "tf":
+                if dtype != np.bool_:
+                    raise ValueError(f"expected an integer for {et}, found {tok}")
+                return tok == "true"
+            if "." in tok:
+                raise ValueError(f"expected an integer for {et}, found the float {tok[:20]}")
+            v = _check_int(tok, et if isinstance(et, (IntegerType, IndexType)) else IntegerType(dtype.itemsize * 8))
+        except ValueError as e:
+            raise self.error(str(e), pos) from None
+        if dtype == np.bool_:
+            return v != 0
+        bits = dtype.itemsize * 8
+        v &= (1 << bits) - 1  # signless: the bits (MLIR reads 255 : i8 as -1)
+        return v - (1 << bits) if dtype.kind == "i" and v >> (bits - 1) else v
+
+    def _dense_hex(self, body: str, t: TensorType, dtype: np.dtype, pos: int) -> np.ndarray:
+        raw = bytes.fromhex(body[2:])
+        numel = t.num_elements
+        if dtype == np.bool_:  # MLIR packs i1 one bit per element, LSB first; one 0x00/0xFF byte is a splat
+            if len(raw) == 1 and raw[0] in (0, 0xFF):
+                return np.array(bool(raw[0]))
+            if len(raw) * 8 == -(-numel // 8) * 8:
+                bits = np.unpackbits(np.frombuffer(raw, np.uint8), bitorder="little")[:numel]
+                return bits.astype(np.bool_).reshape(t.shape)
+            raise self.error(f"hex data of {len(raw)} bytes does not fit {t} (one bit per element, "
+                             f"{-(-numel // 8)} bytes)", pos)
+        size = dtype.itemsize
+        if len(raw) == size:
+            return np.frombuffer(raw, dtype.newbyteorder("<")).reshape(()).astype(dtype)
+        if len(raw) != size * numel:
+            raise self.error(f"hex data of {len(raw)} bytes does not fit {t} ({size * numel} bytes, or {size} "
+                             f"for a splat)", pos)
+        return np.frombuffer(raw, dtype.newbyteorder("<")).astype(dtype).reshape(t.shape)
 
     # ---- types --------------------------------------------------------------------------
     def parse_type(self) -> Type:
@@ -915,7 +1069,7 @@ class Parser:
                 self.expect(">")
                 return UnrankedTensorType(et)
             dm2 = _DIMS.match(text, self.pos)
-            dims = [(-1 if d == "?" else int(d)) for d in dm2.group(1).split("x")[:-1]]
+            dims = [(-1 if d == "?" else int(d) if len(d) < 20 else 1 << 63) for d in dm2.group(1).split("x")[:-1]]
             if any(d >= 1 << 63 for d in dims):
                 raise self.error("invalid dimension: tensor dimensions must fit in 64 bits", pos)
             self.pos = dm2.end()
@@ -925,6 +1079,8 @@ class Parser:
         im = _INT_TYPE.match(word)
         if im is not None:
             sign = {"i": "signless", "si": "signed", "ui": "unsigned"}[im.group(1)]
+            if len(im.group(2)) > 8 or int(im.group(2)) > _MAX_INT_WIDTH:
+                raise self.error(f"integer bit width is limited to {_MAX_INT_WIDTH} bits", pos)
             return IntegerType(int(im.group(2)), sign)
         if word in FloatType.KINDS:
             return FloatType(word)
@@ -937,6 +1093,16 @@ class Parser:
         raise self.error(f"unknown type '{word}'")
 
     # ---- locations ----------------------------------------------------------------------
+    def _loc_int(self, what: str) -> int:
+        self.skip()
+        pos = self.pos
+        m = self.match(_LOC_INT)
+        if m is None:
+            raise self.error(f"expected {what} (an unsigned integer), found {self._found()}")
+        if len(m.group(0)) > 20 or _int_literal(m.group(0)) >= 1 << 32:
+            raise self.error(f"{what} does not fit in 32 bits", pos)
+        return _int_literal(m.group(0))
+
     def parse_location(self) -> Location:
         self.expect("loc(")
         loc = self._location_body()
@@ -980,15 +1146,17 @@ class Parser:
         if s is None:
             raise self.error(f"expected a location, found {self._found()}")
         if self.accept(":"):
-            line = self.expect_int("a line number")
+            line = self._loc_int("a line number")
             self.expect(":")
-            col = self.expect_int("a column number")
+            col = self._loc_int("a column number")
             if self.peek("to"):
                 self.pos += 2
-                self.accept(":")
-                self.expect_int()
                 if self.accept(":"):
-                    self.expect_int()
+                    self._loc_int("a column number")
+                else:
+                    self._loc_int("a line number")
+                    if self.accept(":"):
+                        self._loc_int("a column number")
             return FileLineColLoc(s, line, col)
         if self.accept("("):
             child = self._location_body()
@@ -997,10 +1165,75 @@ class Parser:
         return NameLoc(s)
 
 
+_MAX_INT_WIDTH = 16777215  # MLIR's limit on iN widths
+_DIGITS_CHUNK = 4000  # below Python's 4,300-digit limit on int(str)
+# smallest magnitudes that round to infinity (round to nearest even) in each float type
+_FLOAT_OVERFLOW = {"f16": 65520.0, "bf16": float.fromhex("0x1.ffp127"), "f32": float.fromhex("0x1.ffffffp127")}
+
+
+def _int_literal(tok: str) -> int:
+    """Value of an integer token (`-`?, decimal or `0x` hex) of any length."""
+    neg = tok.startswith("-")
+    body = tok[1:] if neg else tok
+    if body.startswith("0x"):
+        v = int(body, 16)
+    elif len(body) <= _DIGITS_CHUNK:
+        v = int(body)
+    else:
+        v = 0
+        for i in range(0, len(body), _DIGITS_CHUNK):
+            chunk = body[i:i + _DIGITS_CHUNK]
+            v = v * 10 ** len(chunk) + int(chunk)
+    return -v if neg else v
+
+
+def _int_range(t: Type) -> tuple[int, int]:
+    """Values an integer literal of type `t` may take (signless: signed or unsigned bits, as in MLIR)."""
+    if isinstance(t, IndexType):
+        return -(1 << 63), (1 << 63) - 1
+    w = t.width
+    if w == 0:
+        return 0, 0
+    if t.signedness == "unsigned":
+        return 0, (1 << w) - 1
+    if t.signedness == "signed":
+        return -(1 << (w - 1)), (1 << (w - 1)) - 1
+    return -(1 << (w - 1)), (1 << w) - 1
+
+
+def _check_int(tok: str, t: Type) -> int:
+    """The value of integer token `tok` for type `t`; ValueError when out of range."""
+    digits = len(tok) - tok.startswith("-")
+    width = 64 if isinstance(t, IndexType) else t.width
+    if digits > width // 3 + 4 and "x" not in tok:  # far too many digits: do not convert a huge number
+        raise ValueError(f"integer constant out of range for {t}")
+    v = _int_literal(tok)
+    lo, hi = _int_range(t)
+    if not lo <= v <= hi:
+        if v < 0 and isinstance(t, IntegerType) and t.signedness == "unsigned":
+            raise ValueError(f"negative integer literal not valid for unsigned type {t}")
+        raise ValueError(f"integer constant {tok if len(tok) < 40 else tok[:20] + '...'} out of range for {t}")
+    return v
+
+
+_LOC_INT = re.compile(r"0x[0-9A-Fa-f]+|\d+")
+
+
 def _float_token(tok: str, et: Type) -> float:
-    if tok.startswith("0x") or tok.startswith("-0x"):
+    """The value of a number token for float type `et` (ValueError where MLIR, or fixflow, rejects it):
+    decimal integers need a '.', hex gives the IEEE bits (no '-'), finite values that round to
+    infinity in `et` are out of range."""
+    if "x" in tok:
+        if tok.startswith("-"):
+            raise ValueError("hexadecimal float literal should not have a leading minus")
         return _hex_float(int(tok, 16), et)
-    return float(tok)
+    if "." not in tok:
+        raise ValueError(f"integer literal {tok[:20]} for a {et} value (add a trailing dot to make it a float)")
+    v = float(tok)
+    kind = et.kind if isinstance(et, FloatType) else "f64"
+    if math.isinf(v) or abs(v) >= _FLOAT_OVERFLOW.get(kind, math.inf):
+        raise ValueError(f"float literal {tok[:20]} out of range for {kind} (write infinity as hex bits)")
+    return v
 
 
 def _hex_float(bits: int, et: Type) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .attributes import (ArrayAttr, Attribute, DenseResourceElementsAttr, DictionaryAttr, UnitAttr,
-                         attr_name_text, resource_key_text)
+                         attr_name_text, quote_string, resource_key_text)
 from .core import Block, Operation, Region, Value
 from .types import function_type_text
 
@@ -118,8 +118,11 @@ class Printer:
         if op.results:
             parts.append(self._name_results(op))
             parts.append(" = ")
+        name = op.name
+        if not name.isprintable() or '"' in name or "\\" in name:
+            name = quote_string(name)[1:-1]
         parts.append('"')
-        parts.append(op.name)
+        parts.append(name)
         parts.append('"(')
         try:
             parts.append(", ".join([names[v] for v in op._operands]))
@@ -204,7 +207,7 @@ class Printer:
             self._prename_region(region, scope)
         for bi, block in enumerate(region.blocks):
             self._name_args(block, scope)
-            if bi > 0 or block.args:
+            if bi > 0 or block.args or block.first_op is None:  # MLIR reads `{}` as a region without blocks
                 label = self._name_block(block)
                 if block.args:
                     args = ", ".join(f"{self._names[a]}: {a.type}" for a in block.args)
