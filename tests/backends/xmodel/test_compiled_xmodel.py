@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fixflow.backends.xmodel import XAttr, netron_problems, read_xmodel_bytes, xmodel_bytes
-from fixflow.backends.xmodel.compiled import (CompiledModel, CompiledModelError, HostSubgraph, SuperLayer,
+from fixflow.backends.xmodel.compiled import (CompiledModel, CompiledModelError, HostSubgraph, Region, SuperLayer,
                                               compiled_bytes, from_xgraph, read_compiled, read_compiled_bytes,
                                               write_compiled)
 from fixflow.backends.xmodel.vaic import meta_json, read_compiler_outputs, write_compiler_outputs
@@ -262,3 +262,45 @@ def test_int_xmodel_is_not_a_compiled_one():
     g.root = XSubgraph("root", [o.name for o in g.ops])
     with pytest.raises(FixflowError, match="x.xmodel: invalid compiled xmodel: .*root subgraph has no children"):
         read_compiled_bytes(xmodel_bytes(g), "x.xmodel")
+
+
+@pytest.mark.parametrize("size", [512, 800, 1024, 1152, 1600, 2304, 3136, 4096])
+def test_every_target_size_round_trips(size):
+    m = build_model(f"DPUCZDX8G_ISA1_B{size}")
+    again = read_compiled_bytes(compiled_bytes(m))
+    assert again == m and again.dpu_subgraphs[0].target.peak_ops == size
+    assert again.dpu_subgraphs[0].dpu_name == f"DPUCZDX8G_ISA1_B{size}"
+
+
+def test_25_fingerprint_with_its_base_name():
+    """Vitis AI 2.5 wrote fingerprint 0x0101000016010407 with dpu_name DPUCZDX8G_ISA1_B4096."""
+    g = build_model().to_xgraph()
+    dpu = g.root.find("subgraph_conv_dpu")
+    dpu.set_attr("dpu_fingerprint", XAttr("uint64", 0x0101000016010407))
+    dpu.set_attr("dpu_name", "DPUCZDX8G_ISA1_B4096")
+    m = from_xgraph(g)
+    assert m.dpu_subgraphs[0].target.name == "DPUCZDX8G_ISA1_B4096_0101000016010407"
+    assert read_compiled_bytes(compiled_bytes(m)) == m
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40)
+@given(extra=st.lists(st.tuples(st.integers(4, 7), st.sampled_from(["WORKSPACE", "INTERFACE"]),
+                                st.integers(0, 2**31 - 1)), unique_by=lambda r: r[0], max_size=3),
+       mc=st.binary(max_size=64), ac=st.none() | st.lists(st.text(max_size=20), max_size=4),
+       workload=st.integers(0, 2**64 - 1), on_arch=st.none() | st.integers(0, 2**64 - 1),
+       debug=st.booleans())
+def test_random_dpu_attributes_round_trip(extra, mc, ac, workload, on_arch, debug):
+    m = build_model()
+    d = m.dpu_subgraphs[0]
+    d.regions = sorted(d.regions + [Region(i, "DATA", v2, size) for i, v2, size in extra], key=lambda r: r.reg_id)
+    d.mc_code, d.ac_code, d.workload, d.workload_on_arch = mc, ac, workload, on_arch
+    child = d.child("subgraph_conv")
+    child.mc_code, child.ac_code, child.workload_on_arch = mc, ac, on_arch
+    if debug:
+        d.attrs["debug_mode"] = XAttr("string", "function")
+    again = read_compiled_bytes(compiled_bytes(m))
+    assert again == m

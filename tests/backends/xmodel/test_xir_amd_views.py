@@ -133,7 +133,8 @@ def test_built_model_views(capsys, tmp_path):
         "root",
         "    subgraph_x [device=USER]",
         "    subgraph_conv_dpu [device=DPU,fingerprint=0x101000056010402,DPU=DPUCZDX8G_ISA1_B1024,"
-        "I=[xir_tensor{x:(1,6,6,1), fixpos=7 # of elements= 36}],O=[xir_tensor{conv:(1,4,4,4), fixpos=4 # of elements= 64}]]",
+        "I=[xir_tensor{x:(1,6,6,1), fixpos=7 # of elements= 36}],"
+        "O=[xir_tensor{conv:(1,4,4,4), fixpos=4 # of elements= 64}]]",
         "        subgraph_x_upload_0",
         "        subgraph_conv",
         "        subgraph_conv_download_0",
