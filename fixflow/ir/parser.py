@@ -966,6 +966,7 @@ class Parser:
                 sub, p = (frame[0],) + frame[1], frame[2]
 
     def _dense_element(self, tok: str, pos: int, et: Type, dtype: np.dtype):
+        rt = et
         try:
             if dtype.kind == "f":
                 if tok[0] in "tf":
@@ -977,9 +978,10 @@ class Parser:
                 return tok == "true"
             if "." in tok:
                 raise ValueError(f"expected an integer for {et}, found the float {tok[:20]}")
-            v = _check_int(tok, et if isinstance(et, (IntegerType, IndexType)) else IntegerType(dtype.itemsize * 8))
+            rt = et if isinstance(et, (IntegerType, IndexType)) else _storage_int_type(et, dtype)
+            v = _check_int(tok, rt)
         except ValueError as e:
-            raise self.error(str(e), pos) from None
+            raise self.error(str(e) + ("" if rt is et else f" (the range of {et})"), pos) from None
         if dtype == np.bool_:
             return v != 0
         bits = dtype.itemsize * 8
@@ -987,6 +989,15 @@ class Parser:
         return v - (1 << bits) if dtype.kind == "i" and v >> (bits - 1) else v
 
     def _dense_hex(self, body: str, t: TensorType, dtype: np.dtype, pos: int) -> np.ndarray:
+        arr = self._dense_hex_raw(body, t, dtype, pos)
+        et = t.element_type
+        if dtype.kind in "iu" and not isinstance(et, IntegerType) and arr.size:
+            lo, hi = _int_range(_storage_int_type(et, dtype))  # e.g. a 4-bit fixed-point type stored in int8
+            if int(arr.min()) < lo or int(arr.max()) > hi:
+                raise self.error(f"hex data holds values outside [{lo}, {hi}], the range of {et}", pos)
+        return arr
+
+    def _dense_hex_raw(self, body: str, t: TensorType, dtype: np.dtype, pos: int) -> np.ndarray:
         raw = bytes.fromhex(body[2:])
         numel = t.num_elements
         if dtype == np.bool_:  # MLIR packs i1 one bit per element, LSB first; one 0x00/0xFF byte is a splat
@@ -1199,6 +1210,15 @@ def _int_range(t: Type) -> tuple[int, int]:
     if t.signedness == "signed":
         return -(1 << (w - 1)), (1 << (w - 1)) - 1
     return -(1 << (w - 1)), (1 << w) - 1
+
+
+def _storage_int_type(et: Type, dtype: np.dtype) -> IntegerType:
+    """The integer type whose range a dialect element type stored as integers allows: its `bit_width` and
+    `signed` when it declares them (fixed-point types), else its storage dtype's."""
+    bw = getattr(et, "bit_width", None)
+    signed = getattr(et, "signed", dtype.kind == "i")
+    width = bw if isinstance(bw, int) and 0 < bw <= dtype.itemsize * 8 else dtype.itemsize * 8
+    return IntegerType(width, "signed" if signed else "unsigned")
 
 
 def _check_int(tok: str, t: Type) -> int:

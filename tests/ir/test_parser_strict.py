@@ -224,3 +224,18 @@ def test_deep_nesting_is_a_located_error(text):
     with pytest.raises(FixflowError) as info:
         parse_module(OP.format(text) if not text.startswith('"') else text, "deep.mlir", allow_unregistered=True)
     assert info.value.filename == "deep.mlir" and info.value.line == 1
+
+
+@pytest.mark.parametrize("attr, col, fragment", [
+    ("dense<[8, 2]> : tensor<2x!fix.xint<4, 3>>", 22, "integer constant 8 out of range for si4 (the range of !fix.xint<4, 3>)"),
+    ("dense<[-1, 0]> : tensor<2x!fix.xuint<4, 3>>", 22, "negative integer literal"),
+    ('dense<"0x08"> : tensor<2x!fix.xint<4, 3>>', 21, "hex data holds values outside [-8, 7]"),
+    ("dense<[1, 2]> : tensor<3x!fix.xint<8, 0>>", 21, "shape [2] differs"),
+])
+def test_fixed_point_elements_stay_in_their_bit_width(attr, col, fragment):
+    with pytest.raises(ParseError) as info:
+        parse_module(OP.format(attr), "c.mlir", allow_unregistered=True)
+    assert fragment in info.value.message and info.value.col == col, info.value.render()
+    ok = parse_attribute("dense<[-8, 7]> : tensor<2x!fix.xint<4, 3>>")
+    assert ok.array.tolist() == [-8, 7]
+    assert parse_attribute(ok.text()) == ok
