@@ -101,3 +101,25 @@ def test_bad_inputs_are_errors(mnist):
         dpu.run([xs[:, :27]])
     with pytest.raises(DPUExecError, match="missing input"):
         dpu.run({"nope": xs})
+
+
+def test_fast_mode_from_many_threads(mnist):
+    import threading
+    dpu, xs, expected = mnist
+    wrong, done = [], []
+
+    def worker(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(6):
+            idx = rng.integers(0, len(xs), size=int(rng.integers(1, 4)))
+            out = dpu.run([xs[idx]], mode="fast")["quant_dense_1_softmax_fix"]
+            if not np.array_equal(out, expected[idx]):
+                wrong.append(seed)
+            done.append(seed)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not wrong and len(done) == 48
