@@ -107,6 +107,15 @@ def test_exported_ops_match_xir_definitions(key, tmp_path):
     assert xir_problems(op_net_int_xmodel(key, tmp_path)) == []
 
 
+def test_op_nets_cover_every_exporter_type(tmp_path):
+    """The op nets above emit every XIR type the exporter can write (a new mapping needs a net here)."""
+    from fixflow.backends.xmodel.fix_xmodel import _FIX_TYPES, XIR_FLOAT_OPS
+    emitted = {o.type for key in OP_NETS for o in read_xmodel(op_net_int_xmodel(key, tmp_path)).ops}
+    exporter = set(_FIX_TYPES.values()) | {t for t, _, _ in XIR_FLOAT_OPS.values()} | {"const"}
+    assert exporter - emitted == set()
+    assert exporter - set(XIR_BUILT_IN) == set()   # and the table above knows each of them
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n not in ("digits_cnn", "tiny_mobilenet")
                                   else n for n in zoo_names()])
 def test_zoo_int_xmodels_match_xir_definitions(name, tmp_path_factory):
