@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .machine import ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6
-from .steps import AVEPOOL, DWCV, DWCV_NB, HSIGMOID, LEAKYRELU, MAXPOOL, MAXREDUCE, PRELU
+from .steps import AVEPOOL, DWCV, DWCV_NB, HSIGMOID, LEAKYRELU, MAXPOOL, MAXREDUCE, PRELU, W16B0
 
 
 def round_shift(x: np.ndarray, s: int) -> np.ndarray:
@@ -84,6 +84,17 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
         v = x[..., 0, :].astype(np.int64)
         h = np.clip(v * 2731 + (3 * 2731 << p["shift_bias"]), 0, 1 << 32)
         return saturate(round_shift(h, p["shift_cut"]))
+    if mode == W16B0:
+        # 16-bit weights: channel c's two bytes are (lo, hi) at 2c, 2c+1; every channel uses the weight
+        # of the first channel of its group of ICP channels; no bias: acc / 2^shift_cut
+        w = np.asarray(w)
+        lo = w[..., 0::2].astype(np.uint8).astype(np.int64)
+        hi = w[..., 1::2].astype(np.int8).astype(np.int64)
+        w16 = hi * 256 + lo
+        c = w16.shape[-1]
+        w16 = w16[..., (np.arange(c) // p["cp"]) * p["cp"]]
+        acc = (x.astype(np.int64) * w16).sum(axis=-2)
+        return activate_round(acc, p["shift_cut"], p["act"])
     if mode in (DWCV, DWCV_NB):
         acc = (x.astype(np.int64) * np.asarray(w, dtype=np.int64)).sum(axis=-2)
         if mode == DWCV:

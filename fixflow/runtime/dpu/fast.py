@@ -290,15 +290,14 @@ class FastPlan:
         self.kernels: list[Kernel] = []
         for kind, params, blocks, start, size in layouts:
             first = blocks[0]
-            x = remap[np.concatenate([o.x for o in first])].astype(idx_t)
+            # stack the ops' pixels: axis 0 of (pixels, ...) inputs, axis 1 of ELEW's (num, pixels, C)
+            x = remap[np.concatenate([o.x for o in first], axis=1 if kind == "elew" else 0)].astype(idx_t)
             if kind == "conv":
                 w = remap[np.concatenate([blk[0].w for blk in blocks], axis=1)]
                 bias = remap[np.concatenate([blk[0].b for blk in blocks])]
             else:
                 w = remap[first[0].w] if first[0].w is not None else None
                 bias = remap[first[0].b] if first[0].b is not None else None
-            if kind == "elew":
-                x = remap[np.concatenate([o.x for o in first], axis=1)].astype(idx_t)
             x, run = _compact(x)
             k = Kernel(kind, params, x, w, bias, start, size, run=run,
                        instructions=sorted(o.index for blk in blocks for o in blk))

@@ -330,9 +330,6 @@ class Decoder:
         mode = ai["exec_mode"]
         if mode > W16B0:
             raise self.err(f"exec_mode {mode} is not an ALU mode (0-8)")
-        if mode == W16B0:
-            raise self.err("ALU exec_mode 8 (DWCV-W16B0, 16-bit weights) is not supported by the fixflow "
-                           "interpreter")
         kh, kw, sh, sw = ai["kernel_h"], ai["kernel_w"], ai["stride_h"], ai["stride_w"]
         kd = f["kernel_d"]
         self._bank(f["bank_id_in"], "bank_id_in", image=True)
@@ -346,7 +343,7 @@ class Decoder:
             raise self.err(f"shift_bias {ai['shift_bias']} exceeds 20")
         if mode in (LEAKYRELU, PRELU, HSIGMOID) and (kh, kw, sh, sw, kd) != (1, 1, 1, 1, 1):
             raise self.err(f"ALU {ALU_MODE_NAMES[mode]} needs kernel 1x1x1 and stride 1")
-        if kd != 1 and mode not in (DWCV, DWCV_NB):
+        if kd != 1 and mode not in (DWCV, DWCV_NB, W16B0):
             raise self.err(f"kernel_d {kd} with ALU {ALU_MODE_NAMES[mode]} is not supported by the fixflow "
                            f"interpreter")
         vpp, length, cg = f["valid_pixel_parallel"], ai["length"], ai["channel_group"]
@@ -364,13 +361,15 @@ class Decoder:
         x = self._windows(x, vpp, length, kh, kw, sh, sw)             # (npix, kh*kw, kd*c)
         x = x.reshape(vpp * length, kh * kw * kd, c)
         w = b = None
-        if mode in (DWCV, DWCV_NB):
+        if mode in (DWCV, DWCV_NB, W16B0):
+            # W16B0: 2 bytes per channel (little-endian int16), depth step 2*channel_group lines
+            size = 2 if mode == W16B0 else 1
             j = np.arange(kh, dtype=np.int64)[:, None, None]
             k = np.arange(kw, dtype=np.int64)[None, :, None]
             d = np.arange(kd, dtype=np.int64)[None, None, :]
             jrw = ai["jump_read_weights"]
-            wl = f["bank_addr_weights"] + j * kw * jrw + k * jrw + d * cg
-            w = self.cells(m.dwconvw_bank, wl, c).reshape(kh * kw * kd, c)
+            wl = f["bank_addr_weights"] + j * kw * jrw + k * jrw + d * cg * size
+            w = self.cells(m.dwconvw_bank, wl, size * c).reshape(kh * kw * kd, size * c)
         if mode == DWCV:
             b = self.cells(m.bias_bank, f["bank_addr_bias"], c)
         if mode == PRELU:
@@ -383,7 +382,7 @@ class Decoder:
         def shift_p(v: int) -> int:      # the value v means: divide by 2^shift_p
             return v - 32 if v >= 32 else -v
 
-        params = {"mode": mode, "act": act, "shift_cut": ai["shift_cut"], "shift_bias": ai["shift_bias"],
+        params = {"mode": mode, "act": act, "cp": m.icp, "shift_cut": ai["shift_cut"], "shift_bias": ai["shift_bias"],
                   "multi_factor": int(np.int8(np.uint8(ai["multi_factor"]))),
                   "shift_p_p": shift_p(ai["shift_prelu_p"]), "shift_p_n": shift_p(ai["shift_prelu_n"])}
         return Step(self._index, "ALU", "alu", params, x=x, w=w, b=b, out=out, out_bytes=c)

@@ -157,14 +157,14 @@ def alu_program(x, mode, kernel=(2, 2), stride=(2, 2), pads=(0, 0, 0, 0), shift_
     jre = (w + pl + pr + 1) * cg
     p = Prog()
     if wt is not None:
-        p.load(32, 50, 0, p.put_const(wt), kh * kw * c)
+        p.load(32, 50, 0, p.put_const(wt), wt.size)
     if bias is not None:
         p.load(33 if mode != 1 else 32, 9, 0, p.put_const(bias), c)
     p.load_fmap(x, sh, pt, pl, jre)
     p.ins.append(I("ALUINIT", exec_mode=mode, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
                    length=ow, channel_group=cg, jump_read=cg, jump_read_endl=jre, jump_write=cg,
                    jump_write_endl=ow * cg, stride_out=1, shift_cut=shift_cut, shift_bias=shift_bias,
-                   multi_factor=multi_factor & 0xFF, act_type=act, jump_read_weights=cg,
+                   multi_factor=multi_factor & 0xFF, act_type=act, jump_read_weights=cg * (2 if mode == 8 else 1),
                    shift_prelu_p=prelu_shifts[0], shift_prelu_n=prelu_shifts[1]))
     p.ins.append(I("ALU", bank_id_in=8, bank_addr_in=IN_BASE[0], bank_addr_in_1=IN_BASE[1],
                    bank_addr_in_2=IN_BASE[2], bank_addr_in_3=IN_BASE[3], valid_pixel_parallel=oh,

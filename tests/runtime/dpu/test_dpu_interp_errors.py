@@ -74,7 +74,9 @@ def test_engine_state_errors(mode):
     fails([I("ELEWINIT", id=1), I("ELEW", num=1)], mode, r"instruction 1 \(ELEW\): ELEWINIT at instruction 0 has id 1")
     fails([I("ALUINIT", kernel_h=40, exec_mode=3), I("ALU", bank_id_in=0)], mode,
           r"instruction 1 \(ALU\): ALU input rows span 5 wraps")
-    fails([I("ALUINIT", exec_mode=8), I("ALU")], mode, r"instruction 1 \(ALU\): .*DWCV-W16B0.* not supported")
+    fails([I("ALUINIT", exec_mode=3), I("ALU", kernel_d=2)], mode,
+          r"instruction 1 \(ALU\): kernel_d 2 with ALU MAXPOOL is not supported")
+    fails([I("ALUINIT", exec_mode=9), I("ALU")], mode, r"instruction 1 \(ALU\): exec_mode 9 is not an ALU mode")
     fails([I("POOLINIT")], mode, r"instruction 0 \(POOLINIT\): POOLINIT cannot run on DPUCZDX8G_ISA1_B4096")
     fails([I("CONVINIT", act_type=5), I("CONV")], mode, r"act_type 5 is not supported by the conv engine")
 

@@ -53,7 +53,7 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
                              channel_offset=int(r(0, 5)), bank_id_out=img_bank(), bank_addr_out=line(),
                              bank_addr_weights=line(), bank_addr_bias=line()))
         elif kind == "alu":
-            mode = int(rng.choice([0, 2, 3, 5, 6, 4, 1, 7]))
+            mode = int(rng.choice([0, 2, 3, 5, 6, 4, 1, 7, 8]))
             one = mode in (1, 4, 7)
             kh, kw, sh, sw = (1, 1, 1, 1) if one else (int(v) for v in r(1, 4, size=4))
             ins.append(I("ALUINIT", exec_mode=mode, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
@@ -64,23 +64,28 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
                          jump_read_weights=int(r(0, 4)), channel_offset=int(r(0, 4)),
                          shift_prelu_p=int(r(0, 40)), shift_prelu_n=int(r(0, 40)),
                          stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
-            ins.append(I("ALU", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 3)), bank_addr_in=line(),
-                         bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
-                         valid_pixel_parallel=int(r(1, 5)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
-                         pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)), bank_id_out=img_bank(),
-                         bank_addr_out=line(), bank_addr_weights=line(), bank_addr_bias=line(), kernel_d=1))
+            for _ in range(int(r(1, 4))):          # several tiles per ALUINIT: mergeable in fast mode
+                ins.append(I("ALU", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 3)), bank_addr_in=line(),
+                             bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
+                             valid_pixel_parallel=int(r(1, 5)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
+                             pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)), bank_id_out=img_bank(),
+                             bank_addr_out=line(), bank_addr_weights=line(), bank_addr_bias=line(),
+                             kernel_d=int(r(1, 3)) if mode in (0, 6, 8) else 1))
         elif kind == "elew":
             num = int(r(1, 4))
             et = int(r(0, 2)) if num == 2 else 0
-            vpp = int(r(1, 5))
-            for k in range(num):
-                ins.append(I("ELEWINIT", id=k, bank_id_in=img_bank(), bank_addr_in=line(), jump_read=int(r(0, 3)),
-                             jump_bank=int(r(1, 3)), jump_read_endl=int(r(1, 20)), shift_read=int(r(0, 5)),
-                             share_pp=int(r(0, 2))))
-            ins.append(I("ELEW", num=num, elew_type=et, act_type=int(r(0, 2)), valid_pixel_parallel=vpp,
-                         bank_id_out=img_bank(), bank_addr_out=line(), length=int(r(1, 7)),
-                         channel_group=int(r(1, 3)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 20)),
-                         shift_write=int(r(0, 22))))
+            shifts = [int(r(0, 5)) for _ in range(num)]
+            common = dict(num=num, elew_type=et, act_type=int(r(0, 2)), channel_group=int(r(1, 3)),
+                          shift_write=int(r(0, 22)))
+            for _ in range(int(r(1, 4))):          # repeated with the same parameters: mergeable
+                vpp = int(r(1, 5))
+                for k in range(num):
+                    ins.append(I("ELEWINIT", id=k, bank_id_in=img_bank(), bank_addr_in=line(),
+                                 jump_read=int(r(0, 3)), jump_bank=int(r(1, 3)), jump_read_endl=int(r(1, 20)),
+                                 shift_read=shifts[k], share_pp=int(r(0, 2))))
+                ins.append(I("ELEW", valid_pixel_parallel=vpp, bank_id_out=img_bank(), bank_addr_out=line(),
+                             length=int(r(1, 7)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 20)),
+                             **common))
         else:
             ch = int(r(1, 70))
             length = int(r(1, 6))
@@ -142,6 +147,22 @@ def test_random_programs_mostly_run():
         except DPUExecError:
             pass
     assert ran >= 30
+
+
+def test_random_programs_exercise_merging():
+    """Fast-mode kernels that merge several instructions occur for every engine in the fuzzed streams."""
+    merged = set()
+    m = Machine.from_target(TARGET)
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        program = random_program(rng)
+        regs = regions(rng)
+        try:
+            plan = compile_plan(m, program, SIZES, {0: regs[0]})
+        except DPUExecError:
+            continue
+        merged |= {k.kind for k in plan.kernels if len(k.instructions) > 1}
+    assert merged >= {"conv", "alu", "elew"}
 
 
 @pytest.mark.parametrize("seed", range(12))

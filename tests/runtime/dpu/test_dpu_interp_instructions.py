@@ -199,3 +199,20 @@ def test_elew(mode, etype, shifts, sw, act):
     p, (r, w, c) = elew_program(xs, shifts, sw, etype, act)
     got = out_fmap(run(p, mode), r, w, c)
     np.testing.assert_array_equal(got, elew_expected(xs, shifts, sw, etype, act))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_alu_depthwise_16bit_weights(mode):
+    """exec_mode 8 (DWCV-W16B0): int16 weights, two bytes per channel (low byte first); every channel
+    uses the weight of the first channel of its group of 16; no bias; acc / 2^shift_cut."""
+    rng = np.random.default_rng(8)
+    x = rnd(rng, 4, 5, 32)
+    w16 = rng.integers(-600, 600, size=(3, 3, 32)).astype(np.int16)
+    raw = w16.view(np.uint8).view(np.int8).reshape(3, 3, 64)      # little-endian byte pairs
+    kw = dict(kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1))
+    p, (oh, ow, c) = alu_program(x, 8, shift_cut=9, act=1, wt=raw, **kw)
+    got = out_fmap(run(p, mode), oh, ow, c)
+    win = pool_windows(x, pad_value=0, **kw)                       # (9, oh, ow, 32)
+    shared = np.repeat(w16.reshape(9, 32)[:, ::16], 16, axis=1)     # channel c -> weight of 16*(c//16)
+    acc = (win * shared.reshape(9, 1, 1, 32).astype(np.int64)).sum(axis=0)
+    np.testing.assert_array_equal(got, round_sat(np.maximum(acc / 2.0 ** 9, 0)))
