@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...dialects.fix.kernels import _pads  # (top, bottom, left, right) normalization
 from ...dialects.fix.numerics import avgpool_multiplier
 from ...ir.core import Operation, Value
 
@@ -223,10 +222,10 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             b = _const_array(op.bias)
             if kind == "fix.conv2d":
                 inp = fm(op.input)
-                win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+                win = Window(tuple(op.kernel), tuple(op.stride), tuple(op.pad))
             else:
                 inp = fm(op.input)
-                src = inp.root() if inp.alias_of is not None else inp
+                src = inp.root()
                 if src.nbytes != inp.nbytes or w.shape[1] != src.nbytes:
                     raise ValueError("dense input does not match its weights")
                 inp = src
@@ -241,13 +240,13 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             w = _const_array(op.weights)
             w = w[0] if w.ndim == 4 else w
             b = _const_array(op.bias)
-            win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+            win = Window(tuple(op.kernel), tuple(op.stride), tuple(op.pad))
             mode = "dwconv" if b is not None else "dwconv_no_bias"
             layers.append(AluLayer(out.name, mode, fm(op.input), out, win, op.nonlinear, sc,
                                    0 if sb is None else sb + 1, 0, w, b, [op]))
         elif kind == "fix.pool":
             inp = fm(op.input)
-            win = Window(tuple(op.kernel), tuple(op.stride), tuple(_pads(tuple(op.pad))))
+            win = Window(tuple(op.kernel), tuple(op.stride), tuple(op.pad))
             fi, fo = _fmt_fp(op.input), _fmt_fp(op.results[0])
             if op.type == "MAX":
                 layers.append(AluLayer(out.name, "max_pool", inp, out, win, shift_cut=max_pool_shift_cut(fi, fo),

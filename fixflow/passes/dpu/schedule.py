@@ -23,6 +23,8 @@ import math
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from ...dialects.dpu.isa import Instruction
 from ...ir.diagnostics import FixflowError
 
@@ -58,15 +60,17 @@ class Geometry:
         return cls(arch.icp, arch.pp, arch.ocp, arch.depth, arch.convw, arch.dwconvw, arch.bias)
 
 
-def _lines(bank: int, start: int, n: int, depth: int) -> list[tuple]:
-    return [("b", bank, (start + k) % depth) for k in range(n)]
+def _lines(bank: int, start: int, n: int, depth: int) -> np.ndarray:
+    return bank * depth + (start + np.arange(n)) % depth
 
 
-def _ddr(reg: int, start: int, n: int) -> list[tuple]:
-    return [("d", reg, b) for b in range(start // DDR_BLOCK, (start + n - 1) // DDR_BLOCK + 1)] if n > 0 else []
+def _pixel_lines(bank: int, base: int, count: int, stride: int, lines_px: int, depth: int) -> np.ndarray:
+    """Lines of `count` pixels `stride` lines apart, `lines_px` lines each, from line `base`."""
+    a = base + np.add.outer(np.arange(count) * stride, np.arange(lines_px)).reshape(-1)
+    return bank * depth + a % depth
 
 
-def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_px: int) -> list[tuple]:
+def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_px: int) -> list[np.ndarray]:
     """Bank lines of the input rows 0..real_h-1 of a CONV/ALU (dpu-semantics.md (2).3)."""
     out = []
     base = ins["bank_id_in"] - ins["bank_id_in"] % g.pp
@@ -76,8 +80,7 @@ def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_
     addrs = (ins["bank_addr_in"], ins["bank_addr_in_1"], ins["bank_addr_in_2"], ins["bank_addr_in_3"])
     for _ in range(real_h):
         a = addrs[min(group, 3)] + so * init["jump_read_endl"]
-        for w in range(src_w):
-            out += _lines(bank, a + w * init["jump_read"], lines_px, g.depth)
+        out.append(_pixel_lines(bank, a, src_w, init["jump_read"], lines_px, g.depth))
         so += 1
         if so == init["stride_h"]:
             so = 0
@@ -87,7 +90,7 @@ def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_
     return out
 
 
-def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_px: int) -> list[tuple]:
+def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_px: int) -> list[np.ndarray]:
     out = []
     base = ins["bank_id_out"] - ins["bank_id_out"] % g.pp
     o = ins["bank_id_out"] % g.pp
@@ -95,32 +98,66 @@ def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_p
     for h in range(vpp):
         boff = (h + so) // s
         bank = base + (o + boff) % g.pp
-        a = ins["bank_addr_out"] + ((o + boff) // g.pp) * s * init["jump_write_endl"] + ((h + so) % s) * init["jump_write_endl"]
-        for w in range(length):
-            out += _lines(bank, a + w * init["jump_write"], lines_px, g.depth)
+        a = (ins["bank_addr_out"] + ((o + boff) // g.pp) * s * init["jump_write_endl"]
+             + ((h + so) % s) * init["jump_write_endl"])
+        out.append(_pixel_lines(bank, a, length, init["jump_write"], lines_px, g.depth))
     return out
 
 
-def footprints(instrs: list[Instruction], g: Geometry) -> list[tuple[list[tuple], list[tuple]]]:
-    """(reads, writes) of every instruction: ("b", bank, line) and ("d", reg, block) resources."""
-    res = []
+def _ddr_blocks(start: int, count: int, stride: int, nbytes: int) -> np.ndarray:
+    """DDR blocks touched by `count` runs of `nbytes` bytes, `stride` bytes apart."""
+    if nbytes <= 0 or count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    first = (start + np.arange(count) * stride) // DDR_BLOCK
+    last = (start + np.arange(count) * stride + nbytes - 1) // DDR_BLOCK
+    span = int((last - first).max()) + 1
+    blocks = (first[:, None] + np.arange(span)[None, :])
+    return np.unique(blocks[blocks <= last[:, None]])
+
+
+@dataclass
+class Footprints:
+    """Per instruction, the resources it reads and writes, as indices into one space: bank lines
+    (`bank * depth + line`) first, then each DDR region's blocks of DDR_BLOCK bytes."""
+
+    reads: list[np.ndarray]
+    writes: list[np.ndarray]
+    size: int
+    bank_lines: int
+    reg_base: dict[int, int]
+
+    def describe(self, res: int, depth: int) -> str:
+        if res < self.bank_lines:
+            return f"bank {res // depth} line {res % depth}"
+        reg = max((r for r, b in self.reg_base.items() if b <= res), key=lambda r: self.reg_base[r])
+        blk = res - self.reg_base[reg]
+        return f"REG_{reg} bytes {blk * DDR_BLOCK}-{blk * DDR_BLOCK + DDR_BLOCK - 1}"
+
+
+def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
+    """What every instruction reads and writes (bank lines and DDR blocks)."""
+    banks_r: list[list[np.ndarray]] = []
+    banks_w: list[list[np.ndarray]] = []
+    ddr_r: list[list[tuple[int, np.ndarray]]] = []
+    ddr_w: list[list[tuple[int, np.ndarray]]] = []
     convinit: dict = {}
     aluinit: dict = {}
     elewinit: deque = deque()
+    num_banks = g.bias + 1
     for ins in instrs:
         f = ins.fields
-        r: list[tuple] = []
-        w: list[tuple] = []
+        r: list[np.ndarray] = []
+        w: list[np.ndarray] = []
+        dr: list[tuple[int, np.ndarray]] = []
+        dw: list[tuple[int, np.ndarray]] = []
         if ins.name == "LOAD":
             n = math.ceil(f["channel"] / g.width)
-            for l in range(f["length"]):
-                w += _lines(f["bank_id"], f["bank_addr"] + l * f["jump_write"], n, g.depth)
-                r += _ddr(f["reg_id"], f["ddr_addr"] + l * f["jump_read"], f["channel"])
+            w.append(_pixel_lines(f["bank_id"], f["bank_addr"], f["length"], f["jump_write"], n, g.depth))
+            dr.append((f["reg_id"], _ddr_blocks(f["ddr_addr"], f["length"], f["jump_read"], f["channel"])))
         elif ins.name == "SAVE":
             n = math.ceil(f["channel"] / g.width)
-            for l in range(f["length"]):
-                r += _lines(f["bank_id"], f["bank_addr"] + l * f["jump_read"], n, g.depth)
-                w += _ddr(f["reg_id"], f["ddr_addr"] + l * f["jump_write"], f["channel"])
+            r.append(_pixel_lines(f["bank_id"], f["bank_addr"], f["length"], f["jump_read"], n, g.depth))
+            dw.append((f["reg_id"], _ddr_blocks(f["ddr_addr"], f["length"], f["jump_write"], f["channel"])))
         elif ins.name == "CONVINIT":
             convinit = dict(f)
         elif ins.name == "ALUINIT":
@@ -132,9 +169,8 @@ def footprints(instrs: list[Instruction], g: Geometry) -> list[tuple[list[tuple]
             src_w = (f["length"] - 1) * c["stride_w"] + c["kernel_w"]
             r += _rows_in(f, c, g, real_h, src_w, cg)
             taps = c["kernel_h"] * c["kernel_w"] * cg
-            for b in range(g.ocp):
-                r += _lines(g.convw + b, f["bank_addr_weights"], taps, g.depth)
-            r += _lines(g.bias, f["bank_addr_bias"], 1, g.depth)
+            r += [_lines(g.convw + b, f["bank_addr_weights"], taps, g.depth) for b in range(g.ocp)]
+            r.append(_lines(g.bias, f["bank_addr_bias"], 1, g.depth))
             w += _rows_out(f, c, g, c["valid_pixel_parallel"], f["length"], 1)
         elif ins.name == "ALU":
             c = aluinit
@@ -143,66 +179,92 @@ def footprints(instrs: list[Instruction], g: Geometry) -> list[tuple[list[tuple]
             src_w = (c["length"] - 1) * c["stride_w"] + c["kernel_w"]
             r += _rows_in(f, c, g, real_h, src_w, cg)
             if c["exec_mode"] in (0, 6, 8):
-                for t in range(c["kernel_h"] * c["kernel_w"]):
-                    r += _lines(g.dwconvw, f["bank_addr_weights"] + t * c["jump_read_weights"], cg, g.depth)
+                r.append(_pixel_lines(g.dwconvw, f["bank_addr_weights"], c["kernel_h"] * c["kernel_w"],
+                                      c["jump_read_weights"], cg, g.depth))
             if c["exec_mode"] == 0:
-                r += _lines(g.bias, f["bank_addr_bias"], cg, g.depth)
+                r.append(_lines(g.bias, f["bank_addr_bias"], cg, g.depth))
             w += _rows_out(f, c, g, f["valid_pixel_parallel"], c["length"], cg)
         elif ins.name == "ELEWINIT":
             elewinit.append(dict(f))
         elif ins.name == "ELEW":
             cg = f["channel_group"]
             for _ in range(f["num"]):
-                e = elewinit.popleft() if elewinit else None
-                if e is None:
+                if not elewinit:
                     raise ScheduleError("an ELEW has fewer queued ELEWINITs than inputs")
+                e = elewinit.popleft()
                 base = e["bank_id_in"] - e["bank_id_in"] % g.pp
                 for k in range(f["valid_pixel_parallel"]):
                     off = e["bank_id_in"] - base + k * e["jump_bank"]
                     bank = e["bank_id_in"] if e["share_pp"] else base + off % g.pp
                     line = e["bank_addr_in"] + (0 if e["share_pp"] else off // g.pp) * e["jump_read_endl"]
-                    for j in range(f["length"]):
-                        r += _lines(bank, line + j * e["jump_read"], cg, g.depth)
+                    r.append(_pixel_lines(bank, line, f["length"], e["jump_read"], cg, g.depth))
             base = f["bank_id_out"] - f["bank_id_out"] % g.pp
             for k in range(f["valid_pixel_parallel"]):
                 off = f["bank_id_out"] - base + k
                 line = f["bank_addr_out"] + (off // g.pp) * f["jump_write_endl"]
-                for j in range(f["length"]):
-                    w += _lines(base + off % g.pp, line + j * f["jump_write"], cg, g.depth)
+                w.append(_pixel_lines(base + off % g.pp, line, f["length"], f["jump_write"], cg, g.depth))
         elif ins.name != "END":
             raise ScheduleError(f"no footprint model for {ins.name}")
-        res.append((r, w))
-    return res
+        banks_r.append(r)
+        banks_w.append(w)
+        ddr_r.append(dr)
+        ddr_w.append(dw)
+    bank_lines = num_banks * g.depth
+    extent: dict[int, int] = defaultdict(int)
+    for parts in (ddr_r, ddr_w):
+        for lst in parts:
+            for reg, a in lst:
+                if a.size:
+                    extent[reg] = max(extent[reg], int(a.max()) + 1)
+    reg_base, pos = {}, bank_lines
+    for reg in sorted(extent):
+        reg_base[reg] = pos
+        pos += extent[reg]
+
+    def join(bank_parts, ddr_parts) -> np.ndarray:
+        arrs = list(bank_parts) + [a + reg_base[reg] for reg, a in ddr_parts if a.size]
+        return np.unique(np.concatenate(arrs)) if arrs else np.zeros(0, dtype=np.int64)
+
+    reads = [join(b, d) for b, d in zip(banks_r, ddr_r)]
+    writes = [join(b, d) for b, d in zip(banks_w, ddr_w)]
+    return Footprints(reads, writes, pos, bank_lines, reg_base)
 
 
-def schedule(instrs: list[Instruction], g: Geometry | None = None, fps=None) -> None:
+def _need(units: np.ndarray, idx: np.ndarray, need: list[int]) -> None:
+    """need[u] = max(need[u], largest index of `idx` whose instruction is on unit u)."""
+    idx = idx[idx >= 0]
+    if idx.size:
+        for u in np.unique(units[idx]):
+            need[u] = max(need[u], int(idx[units[idx] == u].max()))
+
+
+def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None) -> None:
     """Set `dpdon`/`dpdby` of `instrs` in place (see the module docstring). Clears existing flags."""
     if fps is None:
         if g is None:
             raise ValueError("schedule needs the bank geometry or the footprints")
         fps = footprints(instrs, g)
+    units = np.array([unit(i) for i in instrs], dtype=np.int64)
     for ins in instrs:
         ins.dpdon = ins.dpdby = 0
-    last_writer: dict[tuple, int] = {}
-    readers: dict[tuple, list[int]] = defaultdict(list)
+    last_writer = np.full(fps.size, -1, dtype=np.int64)
+    last_reader = np.full((4, fps.size), -1, dtype=np.int64)   # newest reader of each unit
     last_of_unit = [-1, -1, -1, -1]
     covered = [[-1] * 4 for _ in range(4)]    # covered[A][B]: B has waited on A's instruction index
     for j, ins in enumerate(instrs):
-        u = unit(ins)
+        u = int(units[j])
         need = [-1, -1, -1, -1]
-        reads, writes = fps[j]
+        reads, writes = fps.reads[j], fps.writes[j]
         if ins.name == "END":
             need = list(last_of_unit)
-        for res in reads:
-            i = last_writer.get(res, -1)
-            if i >= 0:
-                need[unit(instrs[i])] = max(need[unit(instrs[i])], i)
-        for res in writes:
-            i = last_writer.get(res, -1)
-            if i >= 0:
-                need[unit(instrs[i])] = max(need[unit(instrs[i])], i)
-            for i in readers.get(res, ()):
-                need[unit(instrs[i])] = max(need[unit(instrs[i])], i)
+        if reads.size:
+            _need(units, last_writer[reads], need)
+        if writes.size:
+            lw = last_writer[writes]
+            _need(units, lw, need)
+            for a in range(4):
+                lr = last_reader[a, writes]
+                _need(units, lr[lr > lw], need)
         for a in range(4):
             if a == u or need[a] < 0 or need[a] <= covered[a][u]:
                 continue
@@ -210,34 +272,33 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps=None) -> 
             instrs[p].dpdby |= 1 << u
             ins.dpdon |= 1 << a
             covered[a][u] = p
-        # transitivity: waiting on A's p also orders us after everything p waited on (not tracked; safe)
-        for res in reads:
-            readers[res].append(j)
-        for res in writes:
-            last_writer[res] = j
-            readers[res] = []
+        if reads.size:
+            last_reader[u, reads] = j
+        if writes.size:
+            last_writer[writes] = j
         last_of_unit[u] = j
 
 
-def check(instrs: list[Instruction], g: Geometry | None = None, fps=None) -> dict[str, int]:
+def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None) -> dict[str, int]:
     """Prove the flags safe (module docstring); raise `ScheduleError` naming the first problem.
 
-    Returns counts: instructions per unit and tokens per unit pair.
+    Returns the number of instructions per unit.
     """
     if fps is None:
         fps = footprints(instrs, g)
     n = len(instrs)
+    units = np.array([unit(i) for i in instrs], dtype=np.int64)
     per_unit: list[list[int]] = [[], [], [], []]
+    for j in range(n):
+        per_unit[int(units[j])].append(j)
     for j, ins in enumerate(instrs):
-        per_unit[unit(ins)].append(j)
-    for j, ins in enumerate(instrs):
-        if ins.dpdon >> unit(ins) & 1 or ins.dpdby >> unit(ins) & 1:
+        if ins.dpdon >> int(units[j]) & 1 or ins.dpdby >> int(units[j]) & 1:
             raise ScheduleError(f"instruction {j} ({ins.name}) waits on or signals its own unit")
     # abstract run of the token protocol; vector clocks for happens-before
     queues: dict[tuple[int, int], deque] = defaultdict(deque)
     head = [0, 0, 0, 0]
     unit_clock = [[0] * 4 for _ in range(4)]
-    clock: list[list[int] | None] = [None] * n
+    clock = np.zeros((n, 4), dtype=np.int64)
     done = 0
     while done < n:
         progressed = False
@@ -251,7 +312,7 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps=None) -> dic
                 vc = list(unit_clock[u])
                 for a in waits:
                     src = queues[(a, u)].popleft()
-                    vc = [max(x, y) for x, y in zip(vc, clock[src])]
+                    vc = [max(x, int(y)) for x, y in zip(vc, clock[src])]
                 vc[u] = head[u] + 1
                 clock[j] = vc
                 unit_clock[u] = vc
@@ -265,45 +326,51 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps=None) -> dic
             stuck = [f"{UNIT_NAMES[u]} at instruction {per_unit[u][head[u]]} ({instrs[per_unit[u][head[u]]].name})"
                      for u in range(4) if head[u] < len(per_unit[u])]
             raise ScheduleError("deadlock: " + "; ".join(stuck) + " wait for tokens never sent")
-    left = [(a, b, len(q)) for (a, b), q in queues.items() if q]
+    left = [(a, b, q) for (a, b), q in queues.items() if q]
     if left:
-        a, b, k = left[0]
-        raise ScheduleError(f"{k} token(s) from {UNIT_NAMES[a]} to {UNIT_NAMES[b]} are never consumed "
-                            f"(first sent by instruction {queues[(a, b)][0]})")
+        a, b, q = left[0]
+        raise ScheduleError(f"{len(q)} token(s) from {UNIT_NAMES[a]} to {UNIT_NAMES[b]} are never consumed "
+                            f"(first sent by instruction {q[0]})")
+    own = clock[np.arange(n), units]                 # position of each instruction in its unit (1-based)
+    depth = g.depth if g is not None else 2048
 
-    def before(i: int, j: int) -> bool:
-        ui = unit(instrs[i])
-        return clock[j][ui] >= clock[i][ui]
+    def first_unordered(prev: np.ndarray, j: int) -> int | None:
+        prev = np.unique(prev[prev >= 0])
+        if prev.size == 0:
+            return None
+        bad = prev[clock[j, units[prev]] < own[prev]]
+        return int(bad[0]) if bad.size else None
 
-    last_writer: dict[tuple, int] = {}
-    readers: dict[tuple, list[int]] = defaultdict(list)
+    last_writer = np.full(fps.size, -1, dtype=np.int64)
+    last_reader = np.full((4, fps.size), -1, dtype=np.int64)
     for j in range(n):
-        reads, writes = fps[j]
-        for res in reads:
-            i = last_writer.get(res)
-            if i is not None and not before(i, j):
-                raise ScheduleError(_race("read-after-write", i, j, res, instrs))
-        for res in writes:
-            i = last_writer.get(res)
-            if i is not None and not before(i, j):
-                raise ScheduleError(_race("write-after-write", i, j, res, instrs))
-            for i in readers.get(res, ()):
-                if not before(i, j):
-                    raise ScheduleError(_race("write-after-read", i, j, res, instrs))
-        for res in reads:
-            readers[res].append(j)
-        for res in writes:
-            last_writer[res] = j
-            readers[res] = []
-    stats = {f"{UNIT_NAMES[u]} instructions": len(per_unit[u]) for u in range(4)}
-    return stats
+        reads, writes = fps.reads[j], fps.writes[j]
+        if reads.size:
+            i = first_unordered(last_writer[reads], j)
+            if i is not None:
+                raise ScheduleError(_race("read-after-write", i, j, reads, last_writer, fps, depth, instrs))
+        if writes.size:
+            lw = last_writer[writes]
+            i = first_unordered(lw, j)
+            if i is not None:
+                raise ScheduleError(_race("write-after-write", i, j, writes, last_writer, fps, depth, instrs))
+            for a in range(4):
+                lr = last_reader[a, writes]
+                i = first_unordered(np.where(lr > lw, lr, -1), j)
+                if i is not None:
+                    raise ScheduleError(_race("write-after-read", i, j, writes, last_reader[a], fps, depth, instrs))
+        if reads.size:
+            last_reader[int(units[j]), reads] = j
+        if writes.size:
+            last_writer[writes] = j
+    return {f"{UNIT_NAMES[u]} instructions": len(per_unit[u]) for u in range(4)}
 
 
-def _race(kind: str, i: int, j: int, res: tuple, instrs: list[Instruction]) -> str:
-    where = (f"bank {res[1]} line {res[2]}" if res[0] == "b"
-             else f"REG_{res[1]} bytes {res[2] * DDR_BLOCK}-{res[2] * DDR_BLOCK + DDR_BLOCK - 1}")
+def _race(kind: str, i: int, j: int, res: np.ndarray, owner: np.ndarray, fps: Footprints, depth: int,
+          instrs: list[Instruction]) -> str:
+    where = fps.describe(int(res[owner[res] == i][0]), depth)
     return (f"{kind} hazard on {where}: instruction {j} ({instrs[j].name}) is not ordered after "
             f"instruction {i} ({instrs[i].name})")
 
 
-__all__ = ["schedule", "check", "footprints", "Geometry", "ScheduleError", "unit", "UNIT_NAMES"]
+__all__ = ["schedule", "check", "footprints", "Footprints", "Geometry", "ScheduleError", "unit", "UNIT_NAMES"]
