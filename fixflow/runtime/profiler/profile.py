@@ -1,0 +1,397 @@
+"""Profiles as plain data: per layer (super-layer) and per subgraph latency, share, utilization, DDR
+traffic and GOP/s from the cycle model; multi-core throughput; host (interpreter) wall times.
+
+    from fixflow.runtime.profiler import profile_xmodel
+    p = profile_xmodel("net.xmodel", board="kv260")     # a dict: JSON-ready, no custom classes
+    p["subgraphs"][1]["layers"][0]["ms"], p["throughput"]["fps_multi_thread"]
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Sequence
+
+from ...ir.diagnostics import FixflowError
+from .constants import ModelConstants
+from .cycles import UNITS, Machine, costs, ddr_latency_cycles
+from .timeline import ProfileError, timeline
+
+
+def _board(board: Any):
+    from ...target import TargetError, get_board
+    if board is None or not isinstance(board, str):
+        return board
+    try:
+        return get_board(board)
+    except TargetError as e:
+        raise ProfileError(e.message) from None
+
+
+def _apportion(slots, group_of: Sequence[int], ngroups: int) -> list[float]:
+    """Cycles of the timeline given to each group: every elementary interval is split equally among the
+    groups with an instruction running in it (so the groups' cycles add up to the busy time)."""
+    events: list[tuple[int, int, int]] = []
+    for s in slots:
+        if s.end > s.start:
+            events.append((s.start, 1, group_of[s.index]))
+            events.append((s.end, -1, group_of[s.index]))
+    events.sort(key=lambda e: (e[0], e[1]))
+    active = [0] * ngroups
+    live: set[int] = set()
+    out = [0.0] * ngroups
+    t_prev = 0
+    for t, d, g in events:
+        if t > t_prev and live:
+            share = (t - t_prev) / len(live)
+            for k in live:
+                out[k] += share
+        t_prev = t
+        active[g] += d
+        if active[g]:
+            live.add(g)
+        else:
+            live.discard(g)
+    return out
+
+
+def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, name: str = "subgraph",
+                    groups: Sequence[str] | None = None, group_of: Sequence[int] | None = None,
+                    group_types: Sequence[str] | None = None, workloads: Sequence[int | None] | None = None,
+                    constants: ModelConstants | None = None) -> dict[str, Any]:
+    """Time one DPU program on ``target`` clocked as ``board``; ``group_of[i]`` names the layer
+    (index into ``groups``) of instruction ``i``; ``workloads`` the layers' useful ops (None: the ops
+    the hardware performs). Returns a DPU subgraph profile (plain data, see docs/profiler.md)."""
+    from ...target import get_target
+    target = get_target(target)
+    b = _board(board)
+    mach = Machine.of(target, b)
+    consts = constants or ModelConstants()
+    instrs = list(instrs)
+    if groups is None or group_of is None:
+        groups, group_of = [name], [0] * len(instrs)
+    if len(group_of) != len(instrs):
+        raise ProfileError(f"{name}: {len(group_of)} layer labels for {len(instrs)} instructions")
+    try:
+        cs = costs(instrs, mach, consts)
+    except ValueError as e:
+        raise ProfileError(f"{name}: {e}") from None
+    slots, notes = timeline(instrs, cs)
+    total = max((s.end for s in slots), default=0)
+    shares = _apportion(slots, group_of, len(groups))
+    clock = mach.clock_hz
+    peak = mach.peak_ops_per_cycle
+    layers = []
+    for k, g in enumerate(groups):
+        idx = [i for i in range(len(instrs)) if group_of[i] == k]
+        on_arch = sum(cs[i].ops_on_arch for i in idx)
+        wl = workloads[k] if workloads is not None and workloads[k] is not None else on_arch
+        rd = sum(cs[i].ddr_read for i in idx)
+        wr = sum(cs[i].ddr_write for i in idx)
+        cyc = shares[k]
+        busy = [sum(cs[i].cycles for i in idx if cs[i].unit == u) for u in range(4)]
+        layers.append({
+            "name": g, "type": group_types[k] if group_types else "", "instructions": len(idx),
+            "workload_ops": int(wl), "ops_on_arch": int(on_arch), "gop": wl / 1e9,
+            "cycles": cyc, "ms": cyc / clock * 1e3, "share": cyc / total if total else 0.0,
+            "start_cycle": min((slots[i].start for i in idx), default=0),
+            "end_cycle": max((slots[i].end for i in idx), default=0),
+            "unit_busy_cycles": dict(zip(UNITS, busy)),
+            "utilization": wl / (peak * cyc) if cyc else 0.0,
+            "ddr_read_bytes": rd, "ddr_write_bytes": wr, "ddr_mb": (rd + wr) / 1e6,
+            "gops_per_s": wl / (cyc / clock) / 1e9 if cyc else 0.0,
+            "ops_per_byte": wl / (rd + wr) if rd + wr else None,
+        })
+    wl_total = sum(L["workload_ops"] for L in layers)
+    rd_total = sum(c.ddr_read for c in cs)
+    wr_total = sum(c.ddr_write for c in cs)
+    unit_busy = [sum(c.cycles for c in cs if c.unit == u) for u in range(4)]
+    return {
+        "name": name, "device": "DPU", "target": target.name, "cycles": total,
+        "ms": total / clock * 1e3, "workload_ops": wl_total, "gop": wl_total / 1e9,
+        "ops_on_arch": sum(c.ops_on_arch for c in cs),
+        "utilization": wl_total / (peak * total) if total else 0.0,
+        "gops_per_s": wl_total / (total / clock) / 1e9 if total else 0.0,
+        "ddr_read_bytes": rd_total, "ddr_write_bytes": wr_total, "ddr_mb": (rd_total + wr_total) / 1e6,
+        "unit_busy_cycles": dict(zip(UNITS, unit_busy)),
+        "serial_cycles": sum(c.cycles for c in cs),
+        "layers": layers, "notes": notes,
+        "instructions": [{"index": s.index, "name": instrs[s.index].name, "unit": UNITS[s.unit],
+                          "start": s.start, "end": s.end, "waited": s.waited, "layer": group_of[s.index]}
+                         for s in slots],
+    }
+
+
+def machine_info(target: Any, board: Any, constants: ModelConstants | None = None) -> dict[str, Any]:
+    """The machine the numbers are for (target, board, clock, cores, DDR, peak, the model constants)."""
+    from ...target import get_target
+    target = get_target(target)
+    b = _board(board)
+    mach = Machine.of(target, b)
+    consts = constants or ModelConstants()
+    return {
+        "board": getattr(b, "name", "kv260") if b is not None else "kv260", "target": target.name,
+        "clock_mhz": mach.clock_hz / 1e6, "cores": mach.cores, "pp": mach.pp, "icp": mach.icp, "ocp": mach.ocp,
+        "alu_pp": mach.alu_pp, "peak_ops_per_cycle": mach.peak_ops_per_cycle,
+        "peak_gops_per_s": mach.peak_ops_per_cycle * mach.clock_hz / 1e9,
+        "ddr_gb_per_s": mach.ddr_bytes_per_second / 1e9, "ddr_bytes_per_cycle": mach.ddr_bytes_per_cycle,
+        "ddr_latency_ns": consts.ddr_latency_ns, "ddr_latency_cycles": ddr_latency_cycles(mach, consts),
+        "issue_cycles": consts.issue_cycles, "lines_per_cycle": consts.lines_per_cycle,
+    }
+
+
+def throughput(dpu_ms: float, ddr_bytes: int, machine: dict[str, Any], cpu_ms: float = 0.0) -> dict[str, Any]:
+    """Frames per second: one runner thread runs frames back to back (DPU + measured CPU time); with
+    one thread per core the cores run in parallel and share the DDR, so the rate is the smaller of
+    ``cores / frame time`` and ``DDR bandwidth / bytes per frame``."""
+    cores = machine["cores"]
+    frame_s = (dpu_ms + cpu_ms) / 1e3
+    single = 1.0 / frame_s if frame_s > 0 else math.inf
+    dpu_s = dpu_ms / 1e3
+    by_cores = cores / dpu_s if dpu_s > 0 else math.inf
+    by_ddr = machine["ddr_gb_per_s"] * 1e9 / ddr_bytes if ddr_bytes else math.inf
+    multi = min(by_cores, by_ddr)
+    return {"threads": cores, "fps_single_thread": single, "fps_multi_thread": multi,
+            "multi_thread_limit": "DDR bandwidth" if by_ddr < by_cores else "DPU cores",
+            "dpu_ms": dpu_ms, "cpu_ms": cpu_ms}
+
+
+# ---------------------------------------------------------------------------- compiled xmodels
+
+
+def _model(source: Any):
+    from ...backends.xmodel import XModelError
+    from ...backends.xmodel.compiled import CompiledModel, read_compiled
+    if isinstance(source, CompiledModel):
+        return source
+    try:
+        return read_compiled(source)
+    except XModelError as e:
+        raise ProfileError(e.message) from None
+
+
+def _child_type(model: Any, c: Any) -> str:
+    kinds = []
+    for n in c.op_names:
+        try:
+            t = model.op(n).type
+        except Exception:
+            continue
+        if t not in ("const-fix", "const") and t not in kinds:
+            kinds.append(t)
+    return "+".join(kinds)
+
+
+def profile_dpu_subgraph(model: Any, sg: Any, board: Any = None,
+                         constants: ModelConstants | None = None) -> dict[str, Any]:
+    """Profile DPU subgraph ``sg`` of a compiled model: one layer per super-layer child."""
+    from ...backends.mc import McError, decode
+    from .attribution import attribute
+    code_children = sg.code_children or [c for c in sg.children if c.kind == "code"]
+    with_code = [c for c in code_children if c.mc_code]
+    if code_children and len(with_code) == len(code_children):
+        # debug mode: each child carries its own self-contained stream; they run one after the other
+        parts = []
+        for c in code_children:
+            try:
+                ins = decode(c.mc_code, f"{sg.name}/{c.name}: mc_code")
+            except McError as e:
+                raise ProfileError(e.message) from None
+            parts.append(profile_program(ins, sg.target, board, name=c.name, groups=[c.name], group_of=[0] * len(ins),
+                                         group_types=[_child_type(model, c)],
+                                         workloads=[c.workload or None], constants=constants))
+        return _concat(sg.name, sg.target.name, parts, "per-super-layer mc_code (debug mode)")
+    try:
+        ins = decode(sg.mc_code, f"{sg.name}: mc_code")
+    except McError as e:
+        raise ProfileError(e.message) from None
+    names, group_of = attribute(ins, model, sg, sg.target)
+    by_name = {c.name: c for c in code_children}
+    types = [_child_type(model, by_name[n]) if n in by_name else "DPU" for n in names]
+    wls = [(by_name[n].workload or None) if n in by_name else (sg.workload or None) for n in names]
+    p = profile_program(ins, sg.target, board, name=sg.name, groups=names, group_of=group_of, group_types=types,
+                        workloads=wls, constants=constants)
+    p["attribution"] = "whole-subgraph mc_code, layers found from constant loads (attribution.py)"
+    p["children"] = [{"name": c.name, "kind": c.kind, "ops": list(c.op_names)} for c in sg.children]
+    return p
+
+
+def _concat(name: str, target: str, parts: list[dict[str, Any]], how: str) -> dict[str, Any]:
+    layers, instrs, off = [], [], 0
+    for k, p in enumerate(parts):
+        for L in p["layers"]:
+            layers.append({**L, "start_cycle": L["start_cycle"] + off, "end_cycle": L["end_cycle"] + off})
+        for s in p["instructions"]:
+            instrs.append({**s, "start": s["start"] + off, "end": s["end"] + off, "layer": k})
+        off += p["cycles"]
+    total = off
+    out = dict(parts[0]) if parts else {}
+    keys_sum = ("workload_ops", "ops_on_arch", "ddr_read_bytes", "ddr_write_bytes", "serial_cycles")
+    for key in keys_sum:
+        out[key] = sum(p[key] for p in parts)
+    for L in layers:
+        L["share"] = L["cycles"] / total if total else 0.0
+    ms = sum(p["ms"] for p in parts)
+    out.update(name=name, target=target, cycles=total, ms=ms, gop=out.get("workload_ops", 0) / 1e9,
+               ddr_mb=(out["ddr_read_bytes"] + out["ddr_write_bytes"]) / 1e6, layers=layers, instructions=instrs,
+               unit_busy_cycles={u: sum(p["unit_busy_cycles"][u] for p in parts) for u in UNITS},
+               notes=[n for p in parts for n in p["notes"]], attribution=how)
+    out["gops_per_s"] = out["workload_ops"] / (ms / 1e3) / 1e9 if ms else 0.0
+    out["utilization"] = (sum(L["utilization"] * L["cycles"] for L in layers) / total) if total else 0.0
+    return out
+
+
+def profile_xmodel(source: Any, board: Any = "kv260", *, measure_cpu: bool = False, inputs: Any = None,
+                   constants: ModelConstants | None = None) -> dict[str, Any]:
+    """The profile of a compiled xmodel (path or ``CompiledModel``) on ``board``: every subgraph in
+    order with its device; DPU subgraphs from the cycle model, CPU subgraphs timed by running them on
+    the host when ``measure_cpu`` (else their time is None)."""
+    m = _model(source)
+    b = _board(board)
+    dpus = m.dpu_subgraphs
+    if not dpus:
+        raise ProfileError(f"{m.name}: no DPU subgraph to profile")
+    machine = machine_info(dpus[0].target, b, constants)
+    subs: list[dict[str, Any]] = []
+    host = host_profile(m, inputs=inputs, repeat=1) if measure_cpu else None
+    for s in m.subgraphs:
+        if s.device == "DPU":
+            p = profile_dpu_subgraph(m, s, b, constants)
+            subs.append(p)
+        else:
+            ms = None
+            if host is not None:
+                ms = next((h["ms"] for h in host["subgraphs"] if h["name"] == s.name), None)
+            subs.append({"name": s.name, "device": s.device, "ops": list(s.op_names), "ms": ms,
+                         "measured_on": "host" if ms is not None else None})
+    dpu_ms = sum(p["ms"] for p in subs if p["device"] == "DPU")
+    cpu_ms = sum(p["ms"] or 0.0 for p in subs if p["device"] == "CPU")
+    ddr = sum(p["ddr_read_bytes"] + p["ddr_write_bytes"] for p in subs if p["device"] == "DPU")
+    out = {"model": m.name, "source": os.fspath(source) if isinstance(source, (str, os.PathLike)) else m.name,
+           "machine": machine, "subgraphs": subs,
+           "total": {"dpu_ms": dpu_ms, "cpu_ms": cpu_ms,
+                     "workload_ops": sum(p.get("workload_ops", 0) for p in subs if p["device"] == "DPU"),
+                     "ddr_bytes": ddr},
+           "throughput": throughput(dpu_ms, ddr, machine, cpu_ms)}
+    if host is not None:
+        out["host"] = host
+    return out
+
+
+def profile_compiled_program(prog: Any, board: Any = "kv260",
+                             constants: ModelConstants | None = None) -> dict[str, Any]:
+    """The profile of a program from fixflow's DPU compiler (``fixflow.passes.dpu.program.DpuProgram``:
+    ``instructions``, ``layer_of``, ``layers``); layers are the compiler's, exactly."""
+    layers = list(prog.layers)
+    layer_of = list(prog.layer_of) if prog.layer_of else None
+    if layer_of is None or len(layer_of) != len(prog.instructions):
+        groups, group_of, types, wls = None, None, None, None
+    else:
+        last = max((k for k in layer_of if k >= 0), default=0)
+        group_of = [k if k >= 0 else last for k in layer_of]
+        used = sorted(set(group_of))
+        remap = {k: j for j, k in enumerate(used)}
+        group_of = [remap[k] for k in group_of]
+        groups = [layers[k].name for k in used]
+        types = ["+".join(o.name.split(".", 1)[-1] for o in layers[k].ops) for k in used]
+        wls = [layer_workload(layers[k]) for k in used]
+    b = _board(board)
+    p = profile_program(prog.instructions, prog.target, b, name=prog.name, groups=groups, group_of=group_of,
+                        group_types=types, workloads=wls, constants=constants)
+    p["attribution"] = "the compiler's layer of each instruction"
+    machine = machine_info(prog.target, b, constants)
+    ddr = p["ddr_read_bytes"] + p["ddr_write_bytes"]
+    return {"model": prog.name, "source": "fixflow.passes.dpu", "machine": machine, "subgraphs": [p],
+            "total": {"dpu_ms": p["ms"], "cpu_ms": 0.0, "workload_ops": p["workload_ops"], "ddr_bytes": ddr},
+            "throughput": throughput(p["ms"], ddr, machine)}
+
+
+def layer_workload(L: Any) -> int | None:
+    """Useful ops of a compiler layer, counted as AMD's compiler counts ``workload``: 2 per MAC plus
+    one per bias add (conv, depthwise), kernel taps per output (pooling), inputs - 1 per output
+    (element-wise)."""
+    eng = getattr(L, "engine", None)
+    out = getattr(L, "out", None)
+    if out is None or eng == "none":
+        return 0
+    oh, ow, oc = out.shape
+    n_out = oh * ow * oc
+    if eng == "conv":
+        kh, kw = L.win.kernel
+        return 2 * n_out * kh * kw * L.inp.c + n_out
+    if eng == "alu":
+        kh, kw = L.win.kernel
+        if L.mode.startswith("dwconv"):
+            return 2 * n_out * kh * kw + (n_out if L.mode == "dwconv" else 0)
+        return n_out * kh * kw
+    if eng == "elew":
+        return n_out * max(1, len(L.ins) - 1)
+    return None
+
+
+# ---------------------------------------------------------------------------- host (interpreter) runs
+
+
+def host_profile(source: Any, inputs: Any = None, repeat: int = 3, mode: str = "fast") -> dict[str, Any]:
+    """Wall time on this host of every subgraph of a compiled model run by fixflow's runtime (the DPU
+    interpreter in ``mode`` for DPU subgraphs, the reference semantics for CPU ones): the best of
+    ``repeat`` runs, after one warm-up run that also builds the fast plans. Per DPU subgraph only: the
+    interpreter's fast mode runs a whole subgraph as one plan, with no per-layer hook."""
+    import numpy as np
+    m = _model(source)
+    try:
+        from ..graph_runner import GraphRunner
+    except ImportError:
+        GraphRunner = None  # type: ignore[assignment]
+    how = "per subgraph (fast mode runs a DPU subgraph as one plan: no per-layer hook)"
+    if GraphRunner is not None:
+        try:
+            runner = GraphRunner(m.to_xgraph(), mode=mode, name=m.name)
+            feeds = inputs if inputs is not None else [
+                np.random.default_rng(0).standard_normal((1,) + tuple(s.shape[1:])).astype(np.float32)
+                for s in runner.inputs]
+            results = _time_steps(runner, feeds, repeat, mode)
+        except FixflowError as e:
+            raise ProfileError(f"{m.name}: cannot run on the host: {e.message}") from None
+    else:
+        results = _time_dpu_only(m, repeat, mode)
+        how += "; CPU subgraphs not measured (no graph runner in this build)"
+    subs = [{"name": s.name, "device": s.device, "ms": results.get(s.name)} for s in m.subgraphs]
+    return {"model": m.name, "mode": mode, "repeat": repeat, "granularity": how, "subgraphs": subs}
+
+
+def _time_steps(runner: Any, feeds: Any, repeat: int, mode: str) -> dict[str, float]:
+    """Run the graph runner's steps one by one, timing each (best of ``repeat``)."""
+    from ..graph_runner import _as_list
+    best: dict[str, float] = {}
+    for _ in range(repeat + 1):
+        floats = _as_list(feeds, runner.inputs)
+        env: dict = {}
+        runner._user.run(floats, env)
+        for s in runner.steps:
+            t0 = time.perf_counter()
+            s.run(env, mode)
+            dt = (time.perf_counter() - t0) * 1e3
+            best[s.name] = min(best.get(s.name, math.inf), dt)
+    return best
+
+
+def _time_dpu_only(m: Any, repeat: int, mode: str) -> dict[str, float]:
+    import numpy as np
+    from ..dpu import DPUSubgraph
+    out = {}
+    for s in m.dpu_subgraphs:
+        d = DPUSubgraph.from_xmodel(m, s.name)
+        xs = [np.zeros((1,) + t.shape[1:], np.int8) for t in d.inputs]
+        best = math.inf
+        for _ in range(repeat + 1):
+            t0 = time.perf_counter()
+            d.run(xs, mode=mode)
+            best = min(best, (time.perf_counter() - t0) * 1e3)
+        out[s.name] = best
+    return out
+
+
+__all__ = ["profile_program", "profile_dpu_subgraph", "profile_xmodel", "profile_compiled_program", "host_profile",
+           "throughput", "machine_info", "layer_workload"]

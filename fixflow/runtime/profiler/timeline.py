@@ -1,0 +1,82 @@
+"""The timeline of the four units under the ``dpdon``/``dpdby`` tokens.
+
+Protocol (spec ``dpu-isa.md`` "Dependencies", the decoupled access/execute scheme of TVM's VTA, as
+fixflow's scheduler uses it): each unit runs its own instructions in program order, one at a time.
+An instruction whose ``dpdon`` has the bit of another unit U first takes one token from the FIFO
+U -> this unit (waiting until U has sent it); when it completes, it sends one token to every other
+unit named in its ``dpdby``. A unit's own bit (AMD's compiler sets it on almost every instruction)
+adds nothing: a unit is already in order. Instruction queues are assumed deep enough that dispatch
+never stalls a unit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ...ir.diagnostics import FixflowError
+from .cycles import UNITS, Cost
+
+
+class ProfileError(FixflowError):
+    """A program the profiler cannot time (a deadlock under its tokens, a bad input); one message."""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """When one instruction ran: ``start`` and ``end`` cycles on ``unit``; ``waited`` cycles spent
+    waiting for tokens (after the unit became free)."""
+
+    index: int
+    unit: int
+    start: int
+    end: int
+    waited: int
+
+
+def timeline(instrs: Sequence[Any], costs: Sequence[Cost]) -> tuple[list[Slot], list[str]]:
+    """The start and end cycle of every instruction (see the module docstring), and notes on tokens
+    sent but never consumed (harmless for timing, but a sign of a wrong schedule).
+
+    Raises :class:`ProfileError` naming the stuck instructions when the tokens can never arrive.
+    """
+    n = len(instrs)
+    per_unit: list[list[int]] = [[], [], [], []]
+    for j, c in enumerate(costs):
+        per_unit[c.unit].append(j)
+    queues: dict[tuple[int, int], deque] = {(a, b): deque() for a in range(4) for b in range(4)}
+    head = [0, 0, 0, 0]
+    free = [0, 0, 0, 0]
+    slots: list[Slot | None] = [None] * n
+    done = 0
+    while done < n:
+        progressed = False
+        for u in range(4):
+            while head[u] < len(per_unit[u]):
+                j = per_unit[u][head[u]]
+                ins = instrs[j]
+                waits = [a for a in range(4) if a != u and ins.dpdon >> a & 1]
+                if any(not queues[(a, u)] for a in waits):
+                    break
+                ready = max([queues[(a, u)].popleft() for a in waits], default=0)
+                start = max(free[u], ready)
+                end = start + costs[j].cycles
+                slots[j] = Slot(j, u, start, end, start - free[u])
+                free[u] = end
+                for b in range(4):
+                    if b != u and ins.dpdby >> b & 1:
+                        queues[(u, b)].append(end)
+                head[u] += 1
+                done += 1
+                progressed = True
+        if not progressed:
+            stuck = [f"{UNITS[u]} at instruction {per_unit[u][head[u]]} ({instrs[per_unit[u][head[u]]].name})"
+                     for u in range(4) if head[u] < len(per_unit[u])]
+            raise ProfileError("deadlock under dpdon/dpdby: " + "; ".join(stuck) + " wait for tokens never sent")
+    notes = [f"{len(q)} token(s) from {UNITS[a]} to {UNITS[b]} are never consumed"
+             for (a, b), q in queues.items() if q]
+    return slots, notes  # type: ignore[return-value]
+
+
+__all__ = ["ProfileError", "Slot", "timeline"]
