@@ -468,7 +468,7 @@ class Parser:
             sub.skip()
             if sub.pos != len(text):
                 return None
-        except ParseError:
+        except (ParseError, RecursionError):  # the general path reports it, at the right place
             return None
         result = tuple(types)
         self._type_cache[text] = result
@@ -916,7 +916,8 @@ class Parser:
                     raise self.error(f"dense<> has no elements but {t} has {numel}", lpos)
                 return DenseElementsAttr(t, np.zeros(t.shape, dtype))
             if shape is not None and shape != tuple(t.shape):
-                raise self.error(f"the literal's shape {list(shape)} differs from the type's {list(t.shape)}", lpos)
+                raise self.error(f"the literal's shape {_shape_text(shape)} differs from the type's "
+                                 f"{_shape_text(t.shape)}", lpos)
             values = np.array([self._dense_element(tok, p, t.element_type, dtype) for tok, p in elems],
                               dtype=dtype)
             if shape is None:
@@ -955,8 +956,8 @@ class Parser:
                 if frame[1] is None:
                     frame[1] = sub
                 elif frame[1] != sub:
-                    raise self.error(f"ragged dense literal: this element has shape {list(sub)}, "
-                                     f"the ones before it {list(frame[1])}", p)
+                    raise self.error(f"ragged dense literal: this element has shape {_shape_text(sub)}, "
+                                     f"the ones before it {_shape_text(frame[1])}", p)
                 frame[0] += 1
                 if self.accept(","):
                     break
@@ -1210,6 +1211,11 @@ def _int_range(t: Type) -> tuple[int, int]:
     if t.signedness == "signed":
         return -(1 << (w - 1)), (1 << (w - 1)) - 1
     return -(1 << (w - 1)), (1 << w) - 1
+
+
+def _shape_text(shape) -> str:
+    dims = list(shape)
+    return str(dims) if len(dims) <= 8 else f"[{', '.join(map(str, dims[:4]))}, ... ({len(dims)} dimensions)]"
 
 
 def _storage_int_type(et: Type, dtype: np.dtype) -> IntegerType:
