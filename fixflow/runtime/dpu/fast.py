@@ -236,10 +236,13 @@ def _compact(x: np.ndarray) -> tuple[np.ndarray, int]:
     return base.reshape(x.shape[:-1] + (n // run,)), run
 
 
-def _expand(base: np.ndarray, run: int) -> np.ndarray:
+def _gather(v: np.ndarray, base: np.ndarray, run: int) -> np.ndarray:
+    """v[:, cells] for the cells stored as runs (see `_compact`): each index copies `run` bytes
+    through a sliding-window view, without materializing the full index array."""
     if run == 1:
-        return base
-    return (base[..., None] + np.arange(run, dtype=base.dtype)).reshape(base.shape[:-1] + (-1,))
+        return v[:, base]
+    win = np.lib.stride_tricks.sliding_window_view(v, run, axis=1)
+    return win[:, base].reshape((v.shape[0],) + base.shape[:-1] + (-1,))
 
 
 class FastPlan:
@@ -368,9 +371,9 @@ class FastPlan:
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
-        xi = _expand(k.x, k.run)
+        xg = _gather(v, k.x, k.run)                               # the input values, int8
         if k.kind == "conv":
-            x = v[:, xi]                                           # (B, R, K) int8
+            x = xg                                                 # (B, R, K)
             rows = x.shape[1]
             xf = x.reshape(batch * rows, -1).astype(np.float32)
             if k.wconst is not None:
@@ -394,11 +397,11 @@ class FastPlan:
         elif k.kind == "alu":
             w = k.wconst if k.wconst is not None else (v[:, k.w][:, None] if k.w is not None else None)
             b = k.bconst if k.bconst is not None else (v[:, k.b][:, None] if k.b is not None else None)
-            res = alu_compute(k.params, v[:, xi], w, b)
+            res = alu_compute(k.params, xg, w, b)
         elif k.kind == "elew":
-            res = elew_compute(k.params, np.moveaxis(v[:, xi], 1, 0))
+            res = elew_compute(k.params, np.moveaxis(xg, 1, 0))
         else:  # argmax
-            data = v[:, xi]
+            data = xg
             idx = data.argmax(axis=2)
             if k.params["mode"] == "argmax_index":
                 res = idx.astype(np.int64).astype(np.uint8).view(np.int8)
