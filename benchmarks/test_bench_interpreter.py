@@ -16,7 +16,7 @@ from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp  # noqa: E402
 from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, BatchNormOp, ConstantOp, Conv2dOp,  # noqa: E402
                                     FlattenOp, LinearOp, MaxPool2dOp, ReluOp)
 from fixflow.ir import Builder, TensorType, f32  # noqa: E402
-from fixflow.passes.graph import fold_batch_norm  # noqa: E402
+from fixflow.passes.graph.transforms import fold_batch_norm  # noqa: E402
 from fixflow.ir.interpreter import run_module  # noqa: E402
 from fixflow.zoo.models import ResNet18  # noqa: E402
 

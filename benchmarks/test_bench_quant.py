@@ -8,9 +8,9 @@ import torch
 
 from fixflow import zoo
 from fixflow.frontends.torch import import_module
-from fixflow.passes.calibrate import calibrate_module
-from fixflow.passes.equalize import equalize
-from fixflow.passes.graph import fold_batch_norm
+from fixflow.passes.fix.calibrate import calibrate_module
+from fixflow.passes.graph.equalize import equalize
+from fixflow.passes.graph.transforms import fold_batch_norm
 
 
 @pytest.fixture(scope="module")

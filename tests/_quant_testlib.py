@@ -13,7 +13,7 @@ from fixflow.dialects.fix.numerics import (ConvFixPos, fix_pos_diffs, legalize_c
 from fixflow.ir.attributes import ArrayAttr, DenseArrayAttr
 from fixflow.ir.core import BlockArgument, OpResult
 from fixflow.ir.types import i64
-from fixflow.passes.quantize import JOINING
+from fixflow.passes.fix.annotations import GROUP_JOINERS as JOINING
 from fixflow.ir.interpreter import run_module
 
 CONV_LIKE = ("graph.conv2d", "graph.conv_transpose2d", "graph.linear")

@@ -11,9 +11,10 @@ from fixflow.dialects.fix.numerics import fake_quantize, fix_pos_diffs
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.passes import PassManager, parse_pipeline
-from fixflow.passes.calibrate import (CalibrationError, FakeQuantRunner, calibrate_module, main_function,
-                                      quant_points, read_fix_attr)
-from fixflow.passes.graph import fold_batch_norm
+from fixflow.ir.interpreter import find_function as main_function
+from fixflow.passes.fix.annotations import CalibrationError, quant_points, read_fix_attr
+from fixflow.passes.fix.calibrate import FakeQuantRunner, calibrate_module
+from fixflow.passes.graph.transforms import fold_batch_norm
 from fixflow.ir.interpreter import run_module
 
 NET = """

@@ -7,7 +7,7 @@ import pytest
 
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir.passes import PassManager, parse_pipeline
-from fixflow.passes.equalize import equalization_pairs, equalize
+from fixflow.passes.graph.equalize import equalization_pairs, equalize
 from fixflow.ir.interpreter import run_module
 
 CHAIN = """

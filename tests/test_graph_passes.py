@@ -12,7 +12,7 @@ from fixflow.ir import TensorType, f32, parse_module, print_module
 from fixflow.ir.attributes import DenseResourceElementsAttr
 from fixflow.ir.diagnostics import FixflowError, VerifyError
 from fixflow.ir.passes import PassManager
-from fixflow.passes.graph import fold_batch_norm, infer_shapes, remove_dropout
+from fixflow.passes.graph.transforms import fold_batch_norm, infer_shapes, remove_dropout
 from fixflow.ir.interpreter import run_module
 
 

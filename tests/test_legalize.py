@@ -8,8 +8,10 @@ import pytest
 from fixflow.dialects.fix.numerics import conv_shifts
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir.diagnostics import capture_diagnostics
-from fixflow.passes.calibrate import CalibrationError, calibrate_module, fix_attr, main_function, read_fix_attr
-from fixflow.passes.legalize import legalize_fix
+from fixflow.ir.interpreter import find_function as main_function
+from fixflow.passes.fix.annotations import CalibrationError, fix_attr, read_fix_attr
+from fixflow.passes.fix.calibrate import calibrate_module
+from fixflow.passes.fix.legalize import legalize_fix
 
 
 def _ops(m):

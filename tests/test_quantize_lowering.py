@@ -13,8 +13,8 @@ from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.diagnostics import capture_diagnostics
 from fixflow.ir.passes import PassManager
-from fixflow.passes.graph import fold_batch_norm
-from fixflow.passes.quantize import QuantizeError, quantize_module
+from fixflow.passes.graph.transforms import fold_batch_norm
+from fixflow.passes.fix.quantize import QuantizeError, quantize_module
 from fixflow.ir.interpreter import run_module
 
 

@@ -311,7 +311,7 @@ def test_common_argument_parser_and_helpers(tmp_path, capsys):
 def _quantized_dsl_module(tmp_path):
     import numpy as np
     from fixflow.frontends.dsl import import_dsl
-    from fixflow.passes.quantize import quantize_module
+    from fixflow.passes.fix.quantize import quantize_module
     from _quant_testlib import annotate
     module = import_dsl("net N(x: f32[1, 2, 6, 6]) with seed=1 {\n  c = conv2d(x, out=4, kernel=3, pad=1)\n"
                         "  r = relu(c)\n  return r\n}\n", "n.ffn")

@@ -11,8 +11,8 @@ from fixflow.backends.xmodel import XModelError, netron_problems, read_xmodel
 from fixflow.backends.xmodel.fix_xmodel import module_to_xgraph, read_int_xmodel, write_int_xmodel, xgraph_to_module
 from fixflow.runtime.fix_executor import run_quantized
 from fixflow.frontends.dsl import import_dsl
-from fixflow.passes.graph import fold_batch_norm
-from fixflow.passes.quantize import quantize_module
+from fixflow.passes.graph.transforms import fold_batch_norm
+from fixflow.passes.fix.quantize import quantize_module
 from test_quantize_lowering import GRAPHS, _inputs, _net
 
 NET = _net("""

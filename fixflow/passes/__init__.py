@@ -1,8 +1,10 @@
 """The built-in passes, one folder per level, and their lazy registry.
 
     passes/generic.py   canonicalize, cse, dce, symbol-dce (any dialect)
-    passes/graph/       float graph level (fold-bn, equalize, infer-shapes, ...)
-    passes/fix/         fix level (calibrate, legalize-fix, quantize: graph -> fix)
+    passes/graph/       float graph level (infer-shapes, fold-bn, remove-dropout, relu6-to-relu,
+                        ensure-biases, equalize)
+    passes/fix/         toward the fix level (calibrate, legalize-fix, quantize: graph -> fix;
+                        annotations.py: the fix.* annotation contract they share)
     passes/dpu/         DPU level (partition, lowering, allocation, scheduling)
 
 A module that defines passes (`@register_pass`) is listed in `PASS_MODULES`; it is imported only
@@ -16,11 +18,11 @@ from .. import _registry
 
 PASS_MODULES = [
     "fixflow.passes.generic",
-    "fixflow.passes.graph",
-    "fixflow.passes.quantize",
-    "fixflow.passes.equalize",
-    "fixflow.passes.calibrate",
-    "fixflow.passes.legalize",
+    "fixflow.passes.graph.transforms",
+    "fixflow.passes.graph.equalize",
+    "fixflow.passes.fix.calibrate",
+    "fixflow.passes.fix.legalize",
+    "fixflow.passes.fix.quantize",
     "fixflow.passes.dpu.passes",
 ]
 

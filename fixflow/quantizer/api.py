@@ -21,16 +21,15 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .. import __version__
-from ..dialects.graph import ConstantOp, Relu6Op, ReluOp
+from ..dialects.graph import ConstantOp
 from ..ir.attributes import ArrayAttr, BoolAttr, DenseResourceElementsAttr
 from ..ir.core import Operation, Value
+from ..ir.interpreter import find_function, run_function
 from ..ir.location import NameLoc
-from ..passes.calibrate import (CONV_LIKE, FakeQuantRunner, conv_like_ops, ensure_biases, fix_attr, main_function,
-                                quant_points, read_fix_attr)
-from ..passes.equalize import equalize
-from ..passes.graph import fold_batch_norm, remove_dropout
-from ..passes.legalize import legalize_fix
-from ..ir.interpreter import run_function
+from ..ir.passes import PassManager, parse_pipeline
+from ..passes.fix.annotations import conv_like_ops, fix_attr, quant_points, read_fix_attr
+from ..passes.fix.calibrate import FakeQuantRunner
+from ..passes.fix.legalize import legalize_fix
 from .config import QuantConfig, load_config
 from .errors import QuantizerError
 
@@ -114,11 +113,15 @@ class Quantizer:
 
     `config` is None, a JSON file or a dict with vai_q_pytorch's keys (see `fixflow.quantizer.config`).
     `log` receives the progress lines (default: print to stdout; pass `None` for silence).
+    The graph is prepared by a pass pipeline (`preparation_pipeline()`: fold-bn, remove-dropout,
+    relu6-to-relu, equalize, ensure-biases as the config asks), verified after every pass;
+    `print_ir_after_all=True` prints the IR after each of its passes to stderr (as fixflow-opt's flag).
     """
 
     def __init__(self, model: Any, example_inputs: Any, mode: str = "float", output_dir: str | os.PathLike = "quantize_result",
                  config: None | str | os.PathLike | Mapping[str, Any] = None, bitwidth: int = 8, target: str | None = None,
-                 *, log: Callable[[str], None] | None = print, progress: bool = True):
+                 *, log: Callable[[str], None] | None = print, progress: bool = True,
+                 print_ir_after_all: bool = False):
         if mode not in MODES:
             raise QuantizerError(f"unknown quant mode {mode!r} (expected one of: {', '.join(MODES)})")
         if target is not None and "DPUCZDX8G" not in str(target).upper():
@@ -130,19 +133,18 @@ class Quantizer:
         self.progress = progress
         if not isinstance(example_inputs, (tuple, list)):
             example_inputs = (example_inputs,)
-        self.example_inputs = tuple(example_inputs)
         self.name = type(model).__name__
         self._log(f"[fixflow] Parsing {self.name}...")
         from ..frontends.torch import import_module
-        self.module = import_module(model, self.example_inputs, name=self.name)
-        self.func = main_function(self.module)
+        self.module = import_module(model, tuple(example_inputs), name=self.name)
+        self.func = find_function(self.module)
         self.graph_md5 = graph_md5(self.func)
         self._report_cpu_ops()
-        self._prepare_graph()
+        self._prepare_graph(print_ir_after_all)
         self.runner: FakeQuantRunner | None = None
         self.fix_module: Operation | None = None
         if mode == "float":
-            self.quant_model = QuantModel(lambda xs: run_function(main_function(self.module), xs), mode)
+            self.quant_model = QuantModel(lambda xs: run_function(self.func, xs), mode)
         elif mode == "calib":
             from ..ir.diagnostics import capture_diagnostics
             with capture_diagnostics() as diags:
@@ -162,20 +164,20 @@ class Quantizer:
             self._generate_source()
 
     # ---- graph preparation (all modes: the same deterministic graph)
-    def _prepare_graph(self) -> None:
-        fold_batch_norm(self.module)
-        remove_dropout(self.module)
+    def preparation_pipeline(self) -> str:
+        """The pass pipeline that prepares the float graph (the same in every mode)."""
+        passes = ["fold-bn", "remove-dropout"]
         if self.config.convert_relu6_to_relu:
-            for op in list(self.module.walk(Relu6Op)):
-                new = ReluOp.build(op.input, location=op.location)
-                new.result.name_hint = op.output.name_hint
-                op.parent.insert_before(op, new)
-                op.output.replace_all_uses_with(new.result)
-                op.erase()
+            passes.append("relu6-to-relu")
+        if self.config.include_cle:
+            passes.append("equalize")
+        passes.append("ensure-biases")
+        return "builtin.module(" + ",".join(passes) + ")"
+
+    def _prepare_graph(self, print_ir_after_all: bool) -> None:
         if self.config.include_cle:
             self._log("[fixflow] Doing weights equalization...")
-            equalize(self.module)
-        ensure_biases(self.func)
+        PassManager(parse_pipeline(self.preparation_pipeline()), print_after_all=print_ir_after_all).run(self.module)
 
     def _points(self) -> dict[str, Operation]:
         out = {}
@@ -310,7 +312,6 @@ class Quantizer:
             ins.append(fix_attr(*inputs[k][0]))
         self.func.attributes["fix.inputs"] = ArrayAttr(ins)
         self.module.attributes["fix.bias_corrected"] = BoolAttr(bool(info.get("bias_corrected")))
-        self.quant_info = info
 
     def _apply_correction(self, op: Operation, c: np.ndarray) -> None:
         old = op.bias.op
@@ -326,7 +327,7 @@ class Quantizer:
     def _report_cpu_ops(self) -> None:
         """Say up front which ops will stay on the CPU (the lowering repeats it with the final decision)."""
         from ..ir.diagnostics import format_diagnostic
-        from ..passes.quantize import CPU_ONLY
+        from ..passes.fix.quantize import CPU_ONLY
         for op in self.func.walk():
             reason = CPU_ONLY.get(op.name)
             if reason is not None:
@@ -334,15 +335,13 @@ class Quantizer:
                     "note", f"'{op.name}' will stay on the CPU: {reason}", op.location).splitlines()[0])
 
     def _lower(self) -> None:
-        from ..passes.quantize import quantize_module
+        from ..passes.fix.quantize import quantize_module
         from ..ir.diagnostics import capture_diagnostics
-        self.graph_module = self.module.clone()
         self.fix_module = self.module.clone()
         with capture_diagnostics() as diags:
             quantize_module(self.fix_module)
         for d in diags:
             self._log(f"[fixflow] {d.render()}")
-        self.warnings = diags
 
     def export_xmodel(self, output_dir: str | os.PathLike | None = None, deploy_check: bool = False) -> Path:
         """Test mode: write `<Model>_int.xmodel` (to output_dir, default the quantizer's)."""
@@ -364,5 +363,4 @@ class Quantizer:
         from .codegen import write_quant_module
         _mkdir(self.output_dir)
         path = write_quant_module(self.module, self.name, self.output_dir)
-        self.source_path = path
         self._log(f"[fixflow] Quantizable module is generated.({path})")

@@ -13,7 +13,8 @@ from ..dialects.graph import ConstantOp
 from ..ir.attributes import DenseResourceElementsAttr
 from ..ir.core import Operation, Value
 from ..ir.opdef import Terminator
-from ..passes.calibrate import CONV_LIKE, main_function, quant_points
+from ..ir.interpreter import find_function
+from ..passes.fix.annotations import CONV_LIKE, quant_points
 
 __all__ = ["render_quant_module", "write_quant_module"]
 
@@ -65,7 +66,7 @@ def _torch_expr(op: Operation, a: list[str]) -> str | None:
 
 def render_quant_module(module: Operation, name: str) -> tuple[str, dict[str, np.ndarray]]:
     """The module source and its parameter arrays (keys = buffer names)."""
-    func = main_function(module)
+    func = find_function(module)
     block = func.regions[0].blocks[0]
     names: dict[Value, str] = {}
     args = []

@@ -182,3 +182,13 @@ def torch_loader(
     gen = torch.Generator().manual_seed(seed)
     ds = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen, drop_last=drop_last)
+
+
+def calibration_images(input_shape: tuple[int, ...]) -> np.ndarray:
+    """The train split's images at a network's input size: the "digits" calibration data set
+    (entry point `fixflow.datasets`, used by `calibrate{data=digits}`)."""
+    shape = tuple(int(d) for d in input_shape)
+    if len(shape) != 4 or shape[1] != 1 or shape[2] != shape[3]:
+        raise ValueError(f"'digits' data is 1-channel square images; the network input is {shape}")
+    x, _ = load_digits("train", size=shape[2])
+    return np.asarray(x, np.float32)

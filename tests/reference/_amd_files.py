@@ -25,7 +25,7 @@ def zoo_int_xmodel(name: str, tmp_factory) -> Path:
     torch = pytest.importorskip("torch")
     from fixflow import zoo
     from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
-    from fixflow.passes.quantize import quantize_module
+    from fixflow.passes.fix.quantize import quantize_module
     from fixflow.quantizer import Quantizer
     from fixflow.zoo import registry
 
@@ -70,10 +70,10 @@ OP_NETS = {
 def op_net_int_xmodel(key: str, tmp: Path) -> Path:
     from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
     from fixflow.frontends.dsl import import_dsl
-    from fixflow.passes.calibrate import calibrate_module
-    from fixflow.passes.graph import fold_batch_norm
-    from fixflow.passes.legalize import legalize_fix
-    from fixflow.passes.quantize import quantize_module
+    from fixflow.passes.fix.calibrate import calibrate_module
+    from fixflow.passes.graph.transforms import fold_batch_norm
+    from fixflow.passes.fix.legalize import legalize_fix
+    from fixflow.passes.fix.quantize import quantize_module
 
     m = import_dsl(f"net {key}(x: f32[1, 4, 8, 8]) with seed=3 {{\n  {OP_NETS[key]}\n}}")
     fold_batch_norm(m)
@@ -92,7 +92,7 @@ def scalar_const_int_xmodel(tmp: Path) -> Path:
     from torch import nn
 
     from fixflow.backends.xmodel.fix_xmodel import write_int_xmodel
-    from fixflow.passes.quantize import quantize_module
+    from fixflow.passes.fix.quantize import quantize_module
     from fixflow.quantizer import Quantizer
 
     class Net(nn.Module):

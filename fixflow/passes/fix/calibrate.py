@@ -1,9 +1,8 @@
 """Post-training calibration of a graph-dialect module (numerics.md, "Calibration across batches").
 
-`calibrate_module(module, batches)` runs a graph-level fake-quant interpreter over calibration
-batches and writes the quantization annotations of the contract (`fix.out`, `fix.weight`,
-`fix.bias` on ops, `fix.inputs` on the function, `fix.bias_corrected` / `fix.calib_batches`
-on the module):
+`calibrate_module(module, batches)` runs a graph-level fake-quant interpreter (the op-by-op
+interpreter of `fixflow.ir.interpreter` with a per-op hook) over calibration batches and writes the
+quantization annotations of the contract (`annotations.py`):
 
 * quantization points: one per fused group; relu, relu6, leaky_relu, flatten, reshape,
   transpose, pad, upsample, dropout and identity join their producer's group (`quant_points`);
@@ -28,29 +27,26 @@ from typing import Callable, Iterable, Sequence
 import attrs
 import numpy as np
 
-from ..dialects.graph import kernels as GK
-from ..dialects.graph import (AdaptiveAvgPool2dOp, AvgPool2dOp, ConstantOp, Conv2dOp, ConvTranspose2dOp,
-                              LeakyReluOp, LinearOp)
-from ..dialects.graph.shapes import ShapeError
-from ..dialects.fix.numerics import LEAKY_RELU_ALPHA, ModalFixPos, avgpool_multiplier, fake_quantize, fix_pos_diffs
-from ..ir.attributes import ArrayAttr, BoolAttr, DenseArrayAttr, DenseResourceElementsAttr, IntegerAttr, StringAttr
-from ..ir.core import Operation, Value
-from ..ir.diagnostics import FixflowError, emit_warning
-from ..ir.opdef import ConstantLike, Terminator
-from ..ir.passes import Pass, register_pass
-from ..ir.types import i64
+from ...dialects.fix.numerics import ModalFixPos, avgpool_multiplier, fake_quantize, fix_pos_diffs
+from ...dialects.graph import kernels as GK
+from ...dialects.graph import AdaptiveAvgPool2dOp, AvgPool2dOp, ConstantOp, Conv2dOp, LinearOp
+from ...dialects.graph.shapes import ShapeError
+from ...ir.attributes import ArrayAttr, BoolAttr, DenseResourceElementsAttr, IntegerAttr, StringAttr
+from ...ir.core import Operation, Value
+from ...ir.interpreter import find_function, run_function
+from ...ir.opdef import ConstantLike
+from ...ir.passes import Pass, register_pass
+from ..graph.transforms import ensure_biases
+from .annotations import (BIAS_CORR_SUFFIX, CONV_LIKE, CalibrationError, conv_like_ops, fix_attr, quant_points,
+                          read_fix_attr)
+from .legalize import legalize_leaky_relu
 
-__all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "quant_points", "conv_like_ops",
-           "main_function", "fix_attr", "read_fix_attr", "load_calibration_data", "Calibrate", "GROUP_JOINERS",
-           "CONV_LIKE", "BIAS_CORR_SUFFIX"]
+__all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "load_calibration_data", "Calibrate",
+           "DATASET_ENTRY_POINTS"]
 
-#: ops that join their producer's quantization group (no quantization point of their own)
-GROUP_JOINERS = frozenset({"graph.relu", "graph.relu6", "graph.leaky_relu", "graph.hardtanh", "graph.flatten",
-                           "graph.reshape", "graph.transpose", "graph.pad", "graph.upsample", "graph.dropout",
-                           "graph.identity"})
-CONV_LIKE = (Conv2dOp, ConvTranspose2dOp, LinearOp)
 METHODS = ("diffs", "maxmin")
-BIAS_CORR_SUFFIX = "_biascorr"
+#: entry-point group of named calibration data sets (`calibrate{data=digits}`): name -> f(input_shape) -> array
+DATASET_ENTRY_POINTS = "fixflow.datasets"
 
 # bias correction schedule (numerics.md)
 BC_RATE = 0.05
@@ -58,61 +54,7 @@ BC_HALVE_ABOVE = 4.0
 BC_STOP_ABOVE = 4.3
 
 
-class CalibrationError(FixflowError):
-    """Calibration cannot run: no data, bad options, inputs that do not fit the network."""
-
-
 # ---------------------------------------------------------------------------------------- helpers
-def main_function(module: Operation, function: str | None = None) -> Operation:
-    """The function to calibrate: `function` by name, else the module's only (or @main) function."""
-    funcs = [op for op in module.walk() if op.name == "func.func" and op.regions and op.regions[0].blocks]
-    if function is not None:
-        funcs = [f for f in funcs if f.attributes["sym_name"].value == function]
-    elif len(funcs) > 1:
-        funcs = [f for f in funcs if f.attributes["sym_name"].value == "main"] or funcs[:0]
-    if len(funcs) != 1:
-        raise CalibrationError("cannot pick the function to calibrate (expected one function, or @main)",
-                               module.location)
-    return funcs[0]
-
-
-def fix_attr(bit_width: int, fix_pos: int) -> DenseArrayAttr:
-    """`array<i64: BW, FP>`."""
-    return DenseArrayAttr(i64, (int(bit_width), int(fix_pos)))
-
-
-def read_fix_attr(op: Operation, name: str) -> tuple[int, int] | None:
-    """`(bit_width, fix_pos)` of a `fix.*` annotation, or None."""
-    a = op.attributes.get(name)
-    if a is None:
-        return None
-    return int(a[0]), int(a[1])
-
-
-def conv_like_ops(func: Operation) -> list[Operation]:
-    """conv2d / conv_transpose2d / linear ops of the function body, in program order."""
-    return [op for op in func.regions[0].blocks[0].ops if isinstance(op, CONV_LIKE)]
-
-
-def quant_points(func: Operation) -> list[Value]:
-    """Op results that are quantization points (one per fused group), in program order.
-
-    A result is *not* a point when its only user is a group joiner (relu, reshape, ...) and it
-    is not returned by the function; constants are never points.
-    """
-    block = func.regions[0].blocks[0]
-    points = []
-    for op in block.ops:
-        if ConstantLike in op.TRAITS or Terminator in op.TRAITS:
-            continue
-        for r in op.results:
-            users = list(r.users)
-            if len(users) == 1 and r.uses.get(users[0], 0) == 1 and users[0].name in GROUP_JOINERS:
-                continue
-            points.append(r)
-    return points
-
-
 def _const_op(v: Value | None) -> ConstantOp | None:
     owner = getattr(v, "op", None)
     return owner if isinstance(owner, ConstantOp) else None
@@ -130,47 +72,6 @@ def _resource_key(v: Value) -> str | None:
     owner = _const_op(v)
     a = owner.attributes.get("value") if owner is not None else None
     return a.key if isinstance(a, DenseResourceElementsAttr) else None
-
-
-def _out_channels(op: Operation) -> int:
-    w = op.weight.type.shape
-    if isinstance(op, ConvTranspose2dOp):
-        return w[1] * op.groups
-    return w[0]
-
-
-def ensure_biases(func: Operation) -> int:
-    """Give every conv-like op without bias a zero bias constant; returns how many were added."""
-    n = 0
-    for op in conv_like_ops(func):
-        if op.bias is not None:
-            continue
-        key = _resource_key(op.weight)
-        key = (key[: -len("weight")] + "bias" if key and key.endswith("weight")
-               else f"{key or op.output.name_hint or 'conv'}.bias")
-        b = ConstantOp.from_array(np.zeros(_out_channels(op), np.float32), key, op.location)
-        op.parent.insert_before(op, b)
-        new = type(op).build(op.input, op.weight, b.result, attributes=dict(op.attributes),
-                             result_types=[op.output.type], location=op.location)
-        new.result.name_hint = op.output.name_hint
-        op.parent.insert_before(op, new)
-        op.output.replace_all_uses_with(new.result)
-        op.erase()
-        n += 1
-    return n
-
-
-def legalize_leaky_relu(func: Operation) -> int:
-    """Force every leaky_relu slope to the DPU's 26/256 with a warning naming the layer."""
-    n = 0
-    alpha = float(LEAKY_RELU_ALPHA)
-    for op in func.walk(LeakyReluOp):
-        if op.alpha != alpha:
-            emit_warning(f"leaky_relu slope {op.alpha:g} changed to 26/256 = {alpha} (the DPU's only "
-                         "LeakyReLU slope)", op.location)
-            op.alpha = alpha
-            n += 1
-    return n
 
 
 def _avgpool_factor(op: Operation, x: np.ndarray) -> float | None:
@@ -227,13 +128,12 @@ class FakeQuantRunner:
         if scope < 1:
             raise CalibrationError(f"calibration scope must be >= 1, got {scope}")
         self.module = module
-        self.func = main_function(module, function)
+        self.func = find_function(module, function)
         self.bit_width = bit_width
         self.scope = 1 if method == "maxmin" else scope
         self.bias_correction = bias_correction
         legalize_leaky_relu(self.func)
         ensure_biases(self.func)
-        self._refresh()
         self.points = set(quant_points(self.func))
         self.modal: dict[Value, ModalFixPos] = {v: ModalFixPos() for v in self.points}
         self.input_modal = [ModalFixPos() for _ in self.args]
@@ -246,15 +146,9 @@ class FakeQuantRunner:
         self._wq: dict[Operation, np.ndarray] = {}   # fake-quantized weights (fix_pos chosen once)
         self.batches = 0
 
-    def _refresh(self) -> None:
-        block = self.func.regions[0].blocks[0]
-        self.ops = list(block.ops)
-        self.args = list(block.args)
-        last: dict[Value, int] = {}
-        for i, op in enumerate(self.ops):
-            for v in op.operands:
-                last[v] = i
-        self._last = last
+    @property
+    def args(self) -> list[Value]:
+        return list(self.func.regions[0].blocks[0].args)
 
     # -- construction from an annotated module
     @classmethod
@@ -314,7 +208,7 @@ class FakeQuantRunner:
         if len(inputs) != len(self.args):
             raise CalibrationError(f"the network takes {len(self.args)} input(s), got {len(inputs)}",
                                    self.func.location)
-        env: dict[Value, np.ndarray] = {}
+        xs = []
         for i, (arg, x) in enumerate(zip(self.args, inputs)):
             x = np.asarray(x, dtype=np.float32)
             t = arg.type
@@ -330,40 +224,36 @@ class FakeQuantRunner:
                                        "values", self.func.location)
             if update and self.fixed_inputs[i] is None:
                 self.input_modal[i].update(fix_pos_diffs(x, self.bit_width, "std_round", scope=1))
-            env[arg] = fake_quantize(x, self.bit_width, self.input_fix_pos(i), "std_round")
-        for idx, op in enumerate(self.ops):
-            if Terminator in op.TRAITS:
-                return [env[v] for v in op.operands]
-            args = [env[v] for v in op.operands]
-            if ConstantLike in op.TRAITS:
-                y = np.asarray(op.attributes["value"].array, dtype=np.float32)
-            elif isinstance(op, CONV_LIKE):
-                y = self._conv(op, args, update)
-            else:
-                try:
-                    y = op.evaluate(args)[0]
-                except (ValueError, TypeError, IndexError) as e:
-                    raise CalibrationError(f"'{op.name}' failed during calibration: {e}", op.location) from None
-                f = _avgpool_factor(op, args[0]) if op.name in ("graph.avg_pool2d",
-                                                                  "graph.adaptive_avg_pool2d") else None
-                if f is not None:
-                    y = (y * np.float32(f)).astype(np.float32)
-            r = op.results[0] if op.results else None
-            if r is not None and r in self.points:
-                if update and r not in self.fixed:
-                    if not np.isfinite(y).all():
-                        raise CalibrationError(f"'{op.name}' produced NaN or inf values during calibration",
-                                               op.location)
-                    self.modal[r].update(fix_pos_diffs(y, self.bit_width, "half_up", self.scope))
-                y = fake_quantize(y, self.bit_width, self.point_fix_pos(r), "half_up")
-            if observer is not None:
-                observer(op, y)
-            if r is not None and r in self._last:
-                env[r] = y
-            for v in op.operands:
-                if self._last.get(v) == idx:
-                    env.pop(v, None)
-        raise CalibrationError("the function does not end with func.return", self.func.location)
+            xs.append(fake_quantize(x, self.bit_width, self.input_fix_pos(i), "std_round"))
+        return run_function(self.func, xs, evaluate=lambda op, args: [self._op(op, args, update, observer)])
+
+    def _op(self, op: Operation, args: list[np.ndarray], update: bool,
+            observer: Callable[[Operation, np.ndarray], None] | None) -> np.ndarray:
+        """One op of the fake-quant forward (the interpreter's per-op hook)."""
+        if ConstantLike in op.TRAITS:
+            y = np.asarray(op.attributes["value"].array, dtype=np.float32)
+        elif isinstance(op, CONV_LIKE):
+            y = self._conv(op, args, update)
+        else:
+            try:
+                y = op.evaluate(args)[0]
+            except (ValueError, TypeError, IndexError) as e:
+                raise CalibrationError(f"'{op.name}' failed during calibration: {e}", op.location) from None
+            f = _avgpool_factor(op, args[0]) if op.name in ("graph.avg_pool2d",
+                                                              "graph.adaptive_avg_pool2d") else None
+            if f is not None:
+                y = (y * np.float32(f)).astype(np.float32)
+        r = op.results[0]
+        if r in self.points:
+            if update and r not in self.fixed:
+                if not np.isfinite(y).all():
+                    raise CalibrationError(f"'{op.name}' produced NaN or inf values during calibration",
+                                           op.location)
+                self.modal[r].update(fix_pos_diffs(y, self.bit_width, "half_up", self.scope))
+            y = fake_quantize(y, self.bit_width, self.point_fix_pos(r), "half_up")
+        if observer is not None:
+            observer(op, y)
+        return y
 
     def _conv(self, op: Operation, args: list[np.ndarray], update: bool) -> np.ndarray:
         wq, bq = self._params(op)
@@ -465,7 +355,6 @@ class FakeQuantRunner:
         m["fix.bias_corrected"] = BoolAttr(bool(corrected or (prev is not None and prev.value)))
         m["fix.calib_batches"] = IntegerAttr(self.batches)
         m["fix.calib_scope"] = IntegerAttr(self.scope)
-        self._refresh()
 
 
 def calibrate_module(module: Operation, batches: Iterable[Sequence[np.ndarray]], *, function: str | None = None,
@@ -491,15 +380,17 @@ def calibrate_module(module: Operation, batches: Iterable[Sequence[np.ndarray]],
 
 # ---------------------------------------------------------------------------------------- the pass
 def load_calibration_data(data: str, input_shape: Sequence[int]) -> np.ndarray:
-    """Calibration images: "digits" (the train split at the network's input size) or a `.npz` file
-    (its first array, or the array named `x`/`input`)."""
+    """Calibration images: a named data set or a `.npz` file (its first array, or the array named
+    `x`/`input`). Named data sets are entry points of the `fixflow.datasets` group, `f(input_shape)`
+    returning the images (fixflow's own: "digits", the zoo's train split at the network's input size);
+    the pass knows no data set itself."""
     shape = tuple(int(d) for d in input_shape)
-    if data == "digits":
-        from ..zoo.data import load_digits
-        if len(shape) != 4 or shape[1] != 1 or shape[2] != shape[3]:
-            raise CalibrationError(f"'digits' data is 1-channel square images; the network input is {shape}")
-        x, _ = load_digits("train", size=shape[2])
-        return np.asarray(x, np.float32)
+    loader = _named_dataset(data)
+    if loader is not None:
+        try:
+            return np.asarray(loader(shape), np.float32)
+        except ValueError as e:
+            raise CalibrationError(str(e)) from None
     try:
         with np.load(data) as z:
             names = list(z.files)
@@ -515,6 +406,16 @@ def load_calibration_data(data: str, input_shape: Sequence[int]) -> np.ndarray:
     return x
 
 
+def _named_dataset(name: str):
+    if name.endswith(".npz") or "/" in name or "\\" in name:
+        return None
+    from importlib.metadata import entry_points
+    for ep in entry_points(group=DATASET_ENTRY_POINTS):
+        if ep.name == name:
+            return ep.load()
+    return None
+
+
 @register_pass
 class Calibrate(Pass):
     NAME = "calibrate"
@@ -522,7 +423,8 @@ class Calibrate(Pass):
 
     @attrs.define
     class Options:
-        data: str = attrs.field(default="digits", metadata={"help": "'digits' or a .npz file of inputs"})
+        data: str = attrs.field(default="digits", metadata={"help": "a named data set ('digits') or a .npz file "
+                                                                    "of inputs"})
         batches: int = attrs.field(default=10, metadata={"help": "number of calibration batches"})
         batch_size: int = attrs.field(default=32, metadata={"help": "images per batch"})
         method: str = attrs.field(default="diffs", metadata={"help": "diffs | maxmin"})
@@ -534,7 +436,7 @@ class Calibrate(Pass):
         o = self.options
         if o.batches < 1 or o.batch_size < 1:
             raise CalibrationError("calibrate: batches and batch_size must be >= 1", module.location)
-        func = main_function(module)
+        func = find_function(module)
         args = func.regions[0].blocks[0].args
         if len(args) != 1:
             raise CalibrationError("calibrate{data=...} feeds single-input networks; use calibrate_module() "

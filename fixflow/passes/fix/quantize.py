@@ -23,20 +23,19 @@ from typing import Callable
 
 import numpy as np
 
-from ..dialects import graph as _graph  # noqa: F401  (registers the graph dialect)
-from ..dialects.graph import kernels as GK
-from ..dialects.builtin import FuncOp, ReturnOp
-from ..dialects.fix import ops as Q
-from ..dialects.fix.ops import dpu_violation
-from ..dialects.fix.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
-from ..ir.attributes import DenseResourceElementsAttr, StringAttr
-from ..ir.core import BlockArgument, Operation, OpResult, Value
-from ..ir.diagnostics import FixflowError, emit_warning
-from ..ir.passes import Pass, register_pass
+from ...dialects import graph as _graph  # noqa: F401  (registers the graph dialect)
+from ...dialects.graph import kernels as GK
+from ...dialects.builtin import FuncOp, ReturnOp
+from ...dialects.fix import ops as Q
+from ...dialects.fix.ops import dpu_violation
+from ...dialects.fix.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
+from ...ir.attributes import DenseResourceElementsAttr, StringAttr
+from ...ir.core import BlockArgument, Operation, OpResult, Value
+from ...ir.diagnostics import FixflowError, emit_warning
+from ...ir.passes import Pass, register_pass
+from .annotations import GROUP_JOINERS
 
 #: ops that join their producer's quantization group (numerics.md)
-JOINING = {"graph.relu", "graph.relu6", "graph.leaky_relu", "graph.flatten", "graph.reshape", "graph.transpose",
-           "graph.pad", "graph.upsample", "graph.dropout", "graph.identity"}
 CONV_ACTS = {"graph.relu": "RELU", "graph.relu6": "RELU6", "graph.leaky_relu": "LEAKYRELU"}
 #: graph ops without a fixed-point form: kept as float CPU ops
 CPU_ONLY = {
@@ -120,7 +119,7 @@ class _Lowering:
         if f is not None:
             return f
         users = v.users
-        if len(users) == 1 and v.num_uses == 1 and users[0].name in JOINING:
+        if len(users) == 1 and v.num_uses == 1 and users[0].name in GROUP_JOINERS:
             return self.fmt_or_none(users[0].results[0])
         return None
 
@@ -688,4 +687,4 @@ class Quantize(Pass):
         quantize_module(module)
 
 
-__all__ = ["Quantize", "QuantizeError", "quantize_module", "JOINING", "CPU_ONLY"]
+__all__ = ["Quantize", "QuantizeError", "quantize_module", "CPU_ONLY"]

@@ -1,7 +1,8 @@
-"""Graph-level passes: infer-shapes, fold-bn, remove-dropout.
+"""Graph-level passes: infer-shapes, fold-bn, remove-dropout, relu6-to-relu (and `ensure_biases`).
 
 Each pass is a thin wrapper around a function of the same job (`infer_shapes`, `fold_batch_norm`,
-`remove_dropout`) that can also be called directly on a module.
+`remove_dropout`, `relu6_to_relu`) that can also be called directly on a module. The local rewrites
+(fold-bn, remove-dropout, relu6-to-relu) are rewrite patterns applied in one walk.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from ..dialects.graph import (BatchNormOp, ConstantOp, Conv2dOp, ConvTranspose2dOp, DropoutOp, IdentityOp,
-                              LinearOp)
-from ..ir.attributes import DenseResourceElementsAttr
-from ..ir.core import IRError, Operation, Value
-from ..ir.diagnostics import FixflowError
-from ..ir.opdef import ConstantLike, Op, Terminator
-from ..ir.passes import Pass, register_pass
-from ..ir.types import TensorType
+from ...dialects.graph import (BatchNormOp, ConstantOp, Conv2dOp, ConvTranspose2dOp, DropoutOp, IdentityOp,
+                              LinearOp, Relu6Op, ReluOp)
+from ...ir.attributes import DenseResourceElementsAttr
+from ...ir.core import IRError, Operation, Value
+from ...ir.diagnostics import FixflowError
+from ...ir.opdef import ConstantLike, Op, Terminator
+from ...ir.passes import Pass, register_pass
+from ...ir.rewrite import PatternRewriter, pattern, walk_and_apply
+from ...ir.types import TensorType
 
 #: suffix of the resource keys of weights and biases rewritten by fold-bn
 FOLD_BN_SUFFIX = "_bnfold"
@@ -133,11 +135,13 @@ def fold_batch_norm(module: Operation) -> int:
     with other users) are left alone.
     """
     used = _resource_keys(module)
-    folded = 0
-    for bn in list(module.walk(BatchNormOp)):
+    folded = []
+
+    @pattern(BatchNormOp)
+    def fold_bn(bn: Operation, rewriter: PatternRewriter) -> bool:
         found = _foldable(bn)
         if found is None:
-            continue
+            return False
         conv, (mean, var, gamma, beta, w) = found
         s = gamma / np.sqrt(var + bn.eps)
         b = _const_array(conv.bias) if conv.bias is not None else np.zeros_like(mean)
@@ -151,25 +155,25 @@ def fold_batch_norm(module: Operation) -> int:
             b_key = w_key[: -len("weight")] + "bias"
         else:
             b_key = f"{w_key}.bias"
-        block = conv.parent
-        w_op = ConstantOp.from_array(new_w, _unique_key(w_key + FOLD_BN_SUFFIX, used), conv.weight.op.location)
-        b_op = ConstantOp.from_array(new_b, _unique_key(b_key + FOLD_BN_SUFFIX, used), bn.location)
-        block.insert_before(conv, w_op)
-        block.insert_before(conv, b_op)
-        new_conv = type(conv).build(conv.input, w_op.result, b_op.result, attributes=dict(conv.attributes),
-                                    result_types=[bn.output.type], location=conv.location)
+        rewriter.set_insertion_point_before(conv)
+        w_op = rewriter.insert(ConstantOp.from_array(new_w, _unique_key(w_key + FOLD_BN_SUFFIX, used),
+                                                     conv.weight.op.location))
+        b_op = rewriter.insert(ConstantOp.from_array(new_b, _unique_key(b_key + FOLD_BN_SUFFIX, used), bn.location))
+        new_conv = rewriter.create(type(conv), conv.input, w_op.result, b_op.result, attributes=dict(conv.attributes),
+                                   result_types=[bn.output.type], location=conv.location)
         new_conv.result.name_hint = conv.output.name_hint or bn.output.name_hint
-        block.insert_before(conv, new_conv)
         old_inputs = [conv.weight, conv.bias, bn.mean, bn.var, bn.gamma, bn.beta]
-        bn.output.replace_all_uses_with(new_conv.result)
-        bn.erase()
-        conv.erase()
+        rewriter.replace_op(bn, new_conv)
+        rewriter.erase_op(conv)
         for v in old_inputs:
             owner = getattr(v, "op", None)
             if isinstance(owner, ConstantOp) and owner.parent is not None and not owner.output.uses:
-                owner.erase()
-        folded += 1
-    return folded
+                rewriter.erase_op(owner)
+        folded.append(bn)
+        return True
+
+    walk_and_apply(module, [fold_bn])
+    return len(folded)
 
 
 @register_pass
@@ -191,13 +195,22 @@ class FoldBatchNorm(Pass):
 
 
 # ---- remove-dropout ---------------------------------------------------------------------------
+@pattern(DropoutOp)
+def _drop_dropout(op: Operation, rewriter: PatternRewriter) -> bool:
+    rewriter.replace_op(op, [op.input])
+    return True
+
+
+@pattern(IdentityOp)
+def _drop_identity(op: Operation, rewriter: PatternRewriter) -> bool:
+    rewriter.replace_op(op, [op.input])
+    return True
+
+
 def remove_dropout(module: Operation) -> int:
     """Replace every graph.dropout and graph.identity by its input; returns how many were removed."""
-    n = 0
-    for op in list(module.walk((DropoutOp, IdentityOp))):
-        op.output.replace_all_uses_with(op.input)
-        op.erase()
-        n += 1
+    n = sum(1 for _ in module.walk((DropoutOp, IdentityOp)))
+    walk_and_apply(module, [_drop_dropout, _drop_identity])
     return n
 
 
@@ -210,5 +223,71 @@ class RemoveDropout(Pass):
         remove_dropout(module)
 
 
-__all__ = ["infer_shapes", "fold_batch_norm", "remove_dropout", "InferShapes", "FoldBatchNorm", "RemoveDropout",
-           "FOLD_BN_SUFFIX"]
+# ---- relu6-to-relu -----------------------------------------------------------------------------
+@pattern(Relu6Op)
+def _relu6_to_relu(op: Operation, rewriter: PatternRewriter) -> bool:
+    new = rewriter.create(ReluOp, op.input)
+    new.result.name_hint = op.output.name_hint
+    rewriter.replace_op(op, new)
+    return True
+
+
+def relu6_to_relu(module: Operation) -> int:
+    """Replace every graph.relu6 by graph.relu (vai_q's convert_relu6_to_relu); returns how many."""
+    n = sum(1 for _ in module.walk(Relu6Op))
+    walk_and_apply(module, [_relu6_to_relu])
+    return n
+
+
+@register_pass
+class Relu6ToRelu(Pass):
+    NAME = "relu6-to-relu"
+    SUMMARY = "Replace graph.relu6 by graph.relu (the quantizer's convert_relu6_to_relu)"
+
+    def run(self, module: Operation) -> None:
+        relu6_to_relu(module)
+
+
+# ---- ensure-biases ------------------------------------------------------------------------------
+def _out_channels(op: Operation) -> int:
+    w = op.weight.type.shape
+    if isinstance(op, ConvTranspose2dOp):
+        return w[1] * op.groups
+    return w[0]
+
+
+def ensure_biases(func: Operation) -> int:
+    """Give every conv2d / conv_transpose2d / linear without bias a zero bias constant (keyed after its
+    weight); returns how many were added."""
+    n = 0
+    for op in [op for op in func.regions[0].blocks[0].ops if isinstance(op, (Conv2dOp, ConvTranspose2dOp, LinearOp))]:
+        if op.bias is not None:
+            continue
+        key = _resource_key(op.weight)
+        key = (key[: -len("weight")] + "bias" if key and key.endswith("weight")
+               else f"{key or op.output.name_hint or 'conv'}.bias")
+        b = ConstantOp.from_array(np.zeros(_out_channels(op), np.float32), key, op.location)
+        op.parent.insert_before(op, b)
+        new = type(op).build(op.input, op.weight, b.result, attributes=dict(op.attributes),
+                             result_types=[op.output.type], location=op.location)
+        new.result.name_hint = op.output.name_hint
+        op.parent.insert_before(op, new)
+        op.output.replace_all_uses_with(new.result)
+        op.erase()
+        n += 1
+    return n
+
+
+@register_pass
+class EnsureBiases(Pass):
+    NAME = "ensure-biases"
+    SUMMARY = "Give every conv2d / conv_transpose2d / linear without bias a zero bias (as calibration needs)"
+
+    def run(self, module: Operation) -> None:
+        for func in _functions(module):
+            if func.regions and func.regions[0].blocks:
+                ensure_biases(func)
+
+
+__all__ = ["infer_shapes", "fold_batch_norm", "remove_dropout", "relu6_to_relu", "ensure_biases", "InferShapes",
+           "FoldBatchNorm", "RemoveDropout", "Relu6ToRelu", "EnsureBiases", "FOLD_BN_SUFFIX"]

@@ -18,10 +18,10 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from ..dialects.graph import ConstantOp, Conv2dOp, LinearOp
-from ..ir.attributes import DenseResourceElementsAttr
-from ..ir.core import Operation, Value
-from ..ir.passes import Pass, register_pass
+from ...dialects.graph import ConstantOp, Conv2dOp, LinearOp
+from ...ir.attributes import DenseResourceElementsAttr
+from ...ir.core import Operation, Value
+from ...ir.passes import Pass, register_pass
 
 __all__ = ["equalize", "equalization_pairs", "Equalize", "CLE_SUFFIX"]
 

@@ -11,17 +11,31 @@ warning naming the layer (its location).
 
 from __future__ import annotations
 
-from ..dialects.fix.numerics import ConvFixPos, legalize_conv, legalize_hsigmoid, legalize_hswish, \
-    legalize_passthrough
-from ..ir.core import Operation, Value
-from ..ir.diagnostics import emit_warning
-from ..ir.passes import Pass, register_pass
-from .calibrate import (CalibrationError, GROUP_JOINERS, conv_like_ops, fix_attr, legalize_leaky_relu,
-                        main_function, read_fix_attr)
+from ...dialects.fix.numerics import (LEAKY_RELU_ALPHA, ConvFixPos, legalize_conv, legalize_hsigmoid,
+                                      legalize_hswish, legalize_passthrough)
+from ...dialects.graph import LeakyReluOp
+from ...ir.core import Operation, Value
+from ...ir.diagnostics import emit_warning
+from ...ir.interpreter import find_function
+from ...ir.passes import Pass, register_pass
+from .annotations import CalibrationError, GROUP_JOINERS, conv_like_ops, fix_attr, read_fix_attr
 
-__all__ = ["legalize_fix", "LegalizeFix", "RELU6_MIN_FIX_POS", "group_end", "value_fix_pos"]
+__all__ = ["legalize_fix", "legalize_leaky_relu", "LegalizeFix", "RELU6_MIN_FIX_POS", "group_end", "value_fix_pos"]
 
 RELU6_MIN_FIX_POS = 4
+
+
+def legalize_leaky_relu(func: Operation) -> int:
+    """Force every leaky_relu slope to the DPU's 26/256 with a warning naming the layer."""
+    n = 0
+    alpha = float(LEAKY_RELU_ALPHA)
+    for op in func.walk(LeakyReluOp):
+        if op.alpha != alpha:
+            emit_warning(f"leaky_relu slope {op.alpha:g} changed to 26/256 = {alpha} (the DPU's only "
+                         "LeakyReLU slope)", op.location)
+            op.alpha = alpha
+            n += 1
+    return n
 
 
 def _layer(op: Operation) -> str:
@@ -68,7 +82,7 @@ def _set_value_fix_pos(v: Value, func: Operation, fp: int) -> None:
         ins = list(func.attributes["fix.inputs"])
         bw = int(ins[where][0])
         ins[where] = fix_attr(bw, fp)
-        from ..ir.attributes import ArrayAttr
+        from ...ir.attributes import ArrayAttr
         func.attributes["fix.inputs"] = ArrayAttr(ins)
     else:
         bw = read_fix_attr(where, "fix.out")[0]
@@ -77,7 +91,7 @@ def _set_value_fix_pos(v: Value, func: Operation, fp: int) -> None:
 
 def legalize_fix(module: Operation, function: str | None = None) -> int:
     """Apply the hardware rules to the annotations; returns the number of adjustments (warnings)."""
-    func = main_function(module, function)
+    func = find_function(module, function)
     if "fix.inputs" not in func.attributes:
         raise CalibrationError("legalize-fix needs a calibrated module (no fix.inputs): run calibrate first",
                                func.location)
