@@ -47,7 +47,7 @@ class Printer:
         self._out = []
         self._print_op(op, "")
         text = "".join(self._out)
-        if self._resources:
+        if any(a.blob is not None for a in self._resources.values()):
             text += "\n" + self.resources_text()
         return text
 
@@ -57,8 +57,10 @@ class Printer:
         return "".join(self._out).rstrip("\n")
 
     def resources_text(self) -> str:
-        entries = ",\n".join(f"      {resource_key_text(k)}: \"{a.blob.hex() if a.blob else '0x04000000'}\""
-                             for k, a in self._resources.items())
+        """The `dialect_resources` section; a resource without data gets no entry (as in MLIR: inventing an
+        empty blob would give it zero bytes)."""
+        entries = ",\n".join(f"      {resource_key_text(k)}: \"{a.blob.hex()}\""
+                             for k, a in self._resources.items() if a.blob is not None)
         return "{-#\n  dialect_resources: {\n    builtin: {\n" + entries + "\n    }\n  }\n#-}\n"
 
     def value_name(self, v: Value) -> str:

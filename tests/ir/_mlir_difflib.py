@@ -193,8 +193,8 @@ def fixflow_verdict(text: str) -> tuple[str, str]:
         return "crash", f"printing: {type(e).__name__}: {e}"
 
 
-def _run_batch(texts: list[str], workdir: Path) -> list[str] | None:
-    """mlir-opt's verdict ('accept' / 'reject') per text, or None when mlir-opt crashed on the batch."""
+def _run_batch(texts: list[str], workdir: Path) -> list[tuple[str, str]] | None:
+    """mlir-opt's (verdict, generic print) per text, or None when mlir-opt crashed on the batch."""
     path = workdir / "batch.mlir"
     path.write_text(f"\n{SPLIT}\n".join(texts))
     proc = subprocess.run([MLIR_OPT, *MLIR_FLAGS, str(path), "-o", "-"], capture_output=True, text=True,
@@ -204,7 +204,7 @@ def _run_batch(texts: list[str], workdir: Path) -> list[str] | None:
     sections = proc.stdout.split(f"{SPLIT}\n")
     if len(sections) != len(texts):
         return None
-    return ["accept" if s.strip() else "reject" for s in sections]
+    return [("accept", s) if s.strip() else ("reject", "") for s in sections]
 
 
 # mlir-opt 22 aborts on `array<T: ...>` whose T is neither an integer nor a float (getIntOrFloatBitWidth on
@@ -215,17 +215,22 @@ BATCH = 250
 
 def mlir_verdicts(texts: list[str]) -> list[str]:
     """mlir-opt's verdict per text ('accept', 'reject' or 'crash'), in few processes (BATCH texts each)."""
-    verdicts = ["crash" if KNOWN_MLIR_CRASH.search(t) else "" for t in texts]
-    todo = [i for i, v in enumerate(verdicts) if not v]
+    return [v for v, _ in mlir_results(texts)]
+
+
+def mlir_results(texts: list[str]) -> list[tuple[str, str]]:
+    """mlir-opt's (verdict, generic print without locations) per text."""
+    verdicts: list = [("crash", "") if KNOWN_MLIR_CRASH.search(t) else None for t in texts]
+    todo = [i for i, v in enumerate(verdicts) if v is None]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
 
-        def run(chunk: list[str]) -> list[str]:
+        def run(chunk: list[str]) -> list[tuple[str, str]]:
             got = _run_batch(chunk, work)
             if got is not None:
                 return got
             if len(chunk) == 1:
-                return ["crash"]
+                return [("crash", "")]
             half = len(chunk) // 2
             return run(chunk[:half]) + run(chunk[half:])
 
@@ -263,6 +268,7 @@ class Report:
     mlir_crashes: int = 0
     extensions: int = 0
     printed_rejected: int = 0  # fixflow's print of a text both accept is rejected by mlir-opt
+    values_differ: int = 0  # mlir-opt prints fixflow's print of a text differently from the text itself
     failures: list[tuple[str, str]] = None
 
     def summary(self) -> str:
@@ -270,7 +276,8 @@ class Report:
                 f"rejects {self.only_fixflow_rejects}, mlir-opt crashed {self.mlir_crashes}, documented extensions "
                 f"{self.extensions}, FAILURES {len(self.failures)} (fixflow accepts what mlir-opt rejects: "
                 f"{self.only_mlir_rejects}, fixflow crashes: {self.fixflow_crashes}, fixflow prints text mlir-opt "
-                f"rejects: {self.printed_rejected})")
+                f"rejects: {self.printed_rejected}, fixflow's print means something else to mlir-opt: "
+                f"{self.values_differ})")
 
 
 def _extension_of(texts: list[str]) -> list[str | None]:
@@ -287,7 +294,8 @@ def _extension_of(texts: list[str]) -> list[str | None]:
 
 def differential(texts: list[str]) -> Report:
     rep = Report(failures=[])
-    mlir = mlir_verdicts(texts)
+    results = mlir_results(texts)
+    mlir = [v for v, _ in results]
     fixflow = [fixflow_verdict(t) for t in texts]
     suspects = [i for i, (mv, (fv, _)) in enumerate(zip(mlir, fixflow)) if mv == "reject" and fv == "accept"]
     explained = dict(zip(suspects, _extension_of([texts[i] for i in suspects])))
@@ -313,8 +321,23 @@ def differential(texts: list[str]) -> Report:
         else:
             rep.both_accept += 1
     both = [i for i, (mv, (fv, _)) in enumerate(zip(mlir, fixflow)) if mv == "accept" and fv == "accept"]
-    for i, v in zip(both, mlir_verdicts([fixflow[i][1] for i in both])):
+    for i, (v, out) in zip(both, mlir_results([fixflow[i][1] for i in both])):
         if v == "reject":
             rep.printed_rejected += 1
             rep.failures.append((texts[i], "mlir-opt rejects fixflow's print of it:\n" + fixflow[i][1]))
+        elif v == "accept" and _ZERO_SPLAT.sub("dense<>", out) != _ZERO_SPLAT.sub("dense<>", results[i][1]):
+            rep.values_differ += 1
+            rep.failures.append((texts[i], "mlir-opt reads fixflow's print of it differently:\n" +
+                                 _first_difference(results[i][1], out)))
     return rep
+
+
+# a splat of a zero-element tensor: mlir-opt keeps the value, fixflow prints `dense<>` (no elements either way)
+_ZERO_SPLAT = re.compile(r"dense<[^<>]*>(?= : tensor<(?:\d+x)*0x)")
+
+
+def _first_difference(a: str, b: str) -> str:
+    for la, lb in zip(a.splitlines(), b.splitlines()):
+        if la != lb:
+            return f"mlir-opt, original: {la.strip()}\nmlir-opt, fixflow's print: {lb.strip()}"
+    return "(different number of lines)"

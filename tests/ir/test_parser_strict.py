@@ -248,3 +248,12 @@ def test_fixed_point_elements_stay_in_their_bit_width(attr, col, fragment):
     ok = parse_attribute("dense<[-8, 7]> : tensor<2x!fix.xint<4, 3>>")
     assert ok.array.tolist() == [-8, 7]
     assert parse_attribute(ok.text()) == ok
+
+
+def test_a_resource_without_data_keeps_having_none():
+    text = '"t.a"() {w = dense_resource<gone> : tensor<2xf32>} : () -> ()\n'
+    out = print_module(parse_module(text, allow_unregistered=True))
+    assert "dense_resource<gone>" in out and "{-#" not in out  # no invented (empty) blob
+    again = parse_module(out, allow_unregistered=True).body.first_op.attributes["w"]
+    with pytest.raises(ValueError, match="no data"):
+        again.array
