@@ -311,6 +311,54 @@ class FastPlan:
                           if r not in self.const_regs
                           or not np.array_equal(d, b.region_start[r] + np.arange(d.size))}
         self.final_banks = remap[b.prov[:self.machine.memory_bytes]]
+        self._prune_constants(b.data_end)
+
+    def _prune_constants(self, data_end: int) -> None:
+        """Drop from the per-batch value space the constant-region cells no run-time gather reads
+        (folded weights were copied into the plan), so a batch row does not carry the whole CONST
+        region. The order of the kept cells is unchanged, so runs of consecutive cells stay runs."""
+        keep = ~self._const_ok.copy()
+        keep[:NCONST] = True
+        used = np.zeros(data_end, dtype=bool)
+
+        def mark(a: np.ndarray | None, run: int = 1) -> None:
+            if a is None:
+                return
+            c = a.ravel()
+            c = c[c < data_end]
+            for i in range(run):
+                used[c + i] = True
+
+        for k in self.kernels:
+            mark(k.x, k.run)
+            mark(k.w)
+            mark(k.b)
+        for d in self.final_ddr.values():
+            mark(d)
+        keep |= used
+        new_end = int(keep.sum())
+        shift = data_end - new_end
+        newpos = np.cumsum(keep) - 1
+
+        def remap(a: np.ndarray | None) -> np.ndarray | None:
+            if a is None:
+                return None
+            inside = a < data_end
+            return np.where(inside, newpos[np.where(inside, a, 0)], a - shift).astype(a.dtype)
+
+        for k in self.kernels:
+            k.x, k.w, k.b = remap(k.x), remap(k.w), remap(k.b)
+            k.out_start -= shift
+        self.final_ddr = {r: remap(d) for r, d in self.final_ddr.items()}
+        fb = self.final_banks
+        self._banks_from_base = (fb < data_end) & ~keep[np.minimum(fb, data_end - 1)]
+        self._banks_base_cells = fb[self._banks_from_base]
+        self.final_banks = remap(np.where(self._banks_from_base, 0, fb))
+        self.region_start = {r: (int(newpos[st]) if st < data_end else new_end)
+                             for r, st in self.region_start.items() if r not in self.const_regs}
+        self.full_base = self.base
+        self.base = self.base[keep]
+        self.n_values -= shift
 
     def _fold(self, k: Kernel) -> None:
         """Fold weights/bias that come from constant cells; plan the float32 chunks of a conv."""
@@ -365,7 +413,9 @@ class FastPlan:
             self._exec(k, v, batch)
         out = {r: v[:, idx] for r, idx in self.final_ddr.items()}
         if with_banks:
-            return out, v[:, self.final_banks]
+            banks = v[:, self.final_banks]
+            banks[:, self._banks_from_base] = self.full_base[self._banks_base_cells]
+            return out, banks
         return out
 
     @staticmethod
