@@ -9,7 +9,9 @@ overwritten (single assignment), so the only ordering that matters is data depen
 level (1 + the deepest op it reads from), and ops of one level with the same configuration are merged:
 the CONV tiles of a layer that share weights become one matrix product over the stacked rows, tiles that
 share inputs one product over the concatenated weights. Finally the value space is renumbered so that
-every merged op writes one contiguous slice.
+every merged op writes one contiguous slice, gather indices are stored as the first cell of each run of
+consecutive cells, and constant cells that only folded weights read are left out of the per-batch
+values (a batch is a ``(B, values)`` int8 array).
 
 Exactness by construction: a CONV product runs in float32 only over reductions whose partial sums are
 provably below 2^24 (bound: 128 * sum |w| per output channel, from the actual weights when they are
