@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from ...dialects.dpu.isa import Instruction
 from .ddr import REG_CONST, DdrPlan
 from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, EltwiseLayer, Layer
-from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, row_lines
+from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, plan_channels, row_lines
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,11 @@ class Emitter:
         return ins
 
     # ---- data movement
-    def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int, fmap=None, line_base: int = 0) -> None:
+    def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int, fmap=None, line_base: int = 0,
+                    c_first: int = 0, n_ch: int | None = None) -> None:
         a = self.arch
         fm = L.inp if fmap is None else fmap
+        n_ch = fm.c if n_ch is None else n_ch
         reg, base = fm.ddr
         r_lo = band.oh0 * g.sh - g.pt
         c_lo = band.ow0 * g.sw - g.pl
@@ -118,8 +120,8 @@ class Emitter:
             b = v // g.sh
             line = line_base + (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
             self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=fm.c,
-                      jump_write=g.cg, pad_idx=1, channel=fm.c, length=c1 - c0, reg_id=reg,
-                      ddr_addr=base + (r * fm.w + c0) * fm.c)
+                      jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
+                      ddr_addr=base + (r * fm.w + c0) * fm.c + c_first)
 
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
         a = self.arch
@@ -208,76 +210,82 @@ class Emitter:
                                   bank_addr_out=a.half + (q0 // a.pp) * orl + k, **pads)
                 self._save_output(i, L, g, band, vb, c_first, n_ch)
 
+    def _channel_tiles(self, g: Geometry, c: int):
+        """(first channel, channels, lines a pixel) of each channel tile of a channel-independent layer."""
+        step = g.cg * self.arch.icp
+        return [(c0, min(step, c - c0), math.ceil(min(step, c - c0) / self.arch.icp)) for c0 in range(0, c, step)]
+
     def alu(self, i: int, L: AluLayer) -> None:
         a = self.arch
         kh, kw = L.win.kernel
         sh, sw = L.win.stride
-        g = geometry(L, a)
         rows, cols = self.tiling.get(i, (None, None))
-        p = make_plan(g, a.pp, a.half, rows, cols)
+        p = plan_channels(geometry(L, a), a.pp, a.half, rows, cols)
+        g = p.geom
         self.plans[i] = p
-        if L.weights is not None:
-            woff = self.ddr.const[(i, "weights")]
-            self.emit(i, "LOAD", bank_id=a.dwconvw, bank_addr=0, jump_read=L.inp.c, jump_write=g.cg, pad_idx=1,
-                      channel=L.inp.c, length=kh * kw, reg_id=REG_CONST, ddr_addr=woff)
-        if L.bias is not None:
-            boff = self.ddr.const[(i, "bias")]
-            self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=L.inp.c, jump_write=1, pad_idx=1,
-                      channel=L.inp.c, length=1, reg_id=REG_CONST, ddr_addr=boff)
-        for band in p.bands():
-            vb = self.band_count % 2
-            self.band_count += 1
-            self._load_input(i, L, g, band, vb)
-            cols_b = band.ow1 - band.ow0
-            orl = cols_b * g.cg
-            init = dict(kernel_w=kw, kernel_h=kh, exec_mode=ALU_MODES[L.mode], stride_offset_out=0,
-                        stride_offset_in=0, stride_w=sw, stride_h=sh, length=cols_b, channel_offset=0,
-                        channel_group=g.cg, stride_out=1, shift_prelu_n=0, shift_cut=L.shift_cut,
-                        shift_bias=L.shift_bias, act_type=ACT_TYPES[L.act], shift_prelu_p=0,
-                        jump_read_endl=row_lines(g, cols_b), jump_read=g.cg, multi_factor=L.multi_factor & 0xFF,
-                        jump_write_endl=orl, jump_write=g.cg, jump_read_weights=g.cg)
-            key = tuple(sorted(init.items()))
-            if key != self._aluinit:
-                self.emit(i, "ALUINIT", **init)
-                self._aluinit = key
-            for oh, vpp in p.strips(band):
-                q0 = oh - band.oh0
-                s = self._strip_in(g, band, q0)
-                pads = self._pads(L, g, band, oh, vpp)
-                self.emit(i, "ALU", bank_id_out=a.vb[vb] + q0 % a.pp,
-                          bank_addr_out=a.half + (q0 // a.pp) * orl, bank_id_in=a.vb[vb] + s["bank"],
-                          bank_addr_in=s["bank_addr_in"], bank_addr_in_1=s["bank_addr_in_1"],
-                          bank_addr_in_2=s["bank_addr_in_2"], bank_addr_in_3=s["bank_addr_in_3"],
-                          valid_pixel_parallel=vpp, bank_addr_weights=0, kernel_d=1, bank_addr_bias=0, **pads)
-            self._save_output(i, L, g, band, vb, 0, L.out.c)
-
+        for c0, n_ch, cg in self._channel_tiles(g, L.out.c):
+            if L.weights is not None:
+                self.emit(i, "LOAD", bank_id=a.dwconvw, bank_addr=0, jump_read=L.inp.c, jump_write=g.cg, pad_idx=1,
+                          channel=n_ch, length=kh * kw, reg_id=REG_CONST,
+                          ddr_addr=self.ddr.const[(i, "weights")] + c0)
+            if L.bias is not None:
+                self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=n_ch, jump_write=1, pad_idx=1,
+                          channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=self.ddr.const[(i, "bias")] + c0)
+            for band in p.bands():
+                vb = self.band_count % 2
+                self.band_count += 1
+                self._load_input(i, L, g, band, vb, c_first=c0, n_ch=n_ch)
+                cols_b = band.ow1 - band.ow0
+                orl = cols_b * g.cg
+                init = dict(kernel_w=kw, kernel_h=kh, exec_mode=ALU_MODES[L.mode], stride_offset_out=0,
+                            stride_offset_in=0, stride_w=sw, stride_h=sh, length=cols_b, channel_offset=0,
+                            channel_group=cg, stride_out=1, shift_prelu_n=0, shift_cut=L.shift_cut,
+                            shift_bias=L.shift_bias, act_type=ACT_TYPES[L.act], shift_prelu_p=0,
+                            jump_read_endl=row_lines(g, cols_b), jump_read=g.cg,
+                            multi_factor=L.multi_factor & 0xFF, jump_write_endl=orl, jump_write=g.cg,
+                            jump_read_weights=g.cg)
+                key = tuple(sorted(init.items()))
+                if key != self._aluinit:
+                    self.emit(i, "ALUINIT", **init)
+                    self._aluinit = key
+                for oh, vpp in p.strips(band):
+                    q0 = oh - band.oh0
+                    s = self._strip_in(g, band, q0)
+                    pads = self._pads(L, g, band, oh, vpp)
+                    self.emit(i, "ALU", bank_id_out=a.vb[vb] + q0 % a.pp,
+                              bank_addr_out=a.half + (q0 // a.pp) * orl, bank_id_in=a.vb[vb] + s["bank"],
+                              bank_addr_in=s["bank_addr_in"], bank_addr_in_1=s["bank_addr_in_1"],
+                              bank_addr_in_2=s["bank_addr_in_2"], bank_addr_in_3=s["bank_addr_in_3"],
+                              valid_pixel_parallel=vpp, bank_addr_weights=0, kernel_d=1, bank_addr_bias=0, **pads)
+                self._save_output(i, L, g, band, vb, c0, n_ch)
 
     def elew(self, i: int, L: EltwiseLayer) -> None:
         a = self.arch
-        g = geometry(L, a)
         rows, cols = self.tiling.get(i, (None, None))
-        p = make_plan(g, a.pp, a.half, rows, cols)
+        p = plan_channels(geometry(L, a), a.pp, a.half, rows, cols)
+        g = p.geom
         self.plans[i] = p
-        for band in p.bands():
-            vb = self.band_count % 2
-            self.band_count += 1
-            cols_b = band.ow1 - band.ow0
-            inl = in_lines(g, band.oh1 - band.oh0, cols_b, a.pp)
-            for k, f in enumerate(L.ins):
-                self._load_input(i, L, g, band, vb, f, k * inl)
-            rl = row_lines(g, cols_b)
-            orl = cols_b * g.cg
-            for oh, vpp in p.strips(band):
-                q0 = oh - band.oh0
-                for k in range(len(L.ins)):
-                    self.emit(i, "ELEWINIT", share_pp=0, bank_id_in=a.vb[vb] + q0 % a.pp,
-                              bank_addr_in=k * inl + (q0 // a.pp) * rl, jump_read_endl=rl, id=k, jump_bank=1,
-                              jump_read=g.cg, shift_read=L.shift_reads[k])
-                self.emit(i, "ELEW", length=cols_b, act_type=ACT_TYPES[L.act], elew_type=L.elew_type,
-                          bank_id_out=a.vb[vb] + q0 % a.pp, bank_addr_out=a.half + (q0 // a.pp) * orl,
-                          jump_write_endl=orl, num=len(L.ins), valid_pixel_parallel=vpp, jump_write=g.cg,
-                          shift_write=L.shift_write, channel_group=g.cg)
-            self._save_output(i, L, g, band, vb, 0, L.out.c)
+        for c0, n_ch, cg in self._channel_tiles(g, L.out.c):
+            for band in p.bands():
+                vb = self.band_count % 2
+                self.band_count += 1
+                cols_b = band.ow1 - band.ow0
+                inl = in_lines(g, band.oh1 - band.oh0, cols_b, a.pp)
+                for k, f in enumerate(L.ins):
+                    self._load_input(i, L, g, band, vb, f, k * inl, c0, n_ch)
+                rl = row_lines(g, cols_b)
+                orl = cols_b * g.cg
+                for oh, vpp in p.strips(band):
+                    q0 = oh - band.oh0
+                    for k in range(len(L.ins)):
+                        self.emit(i, "ELEWINIT", share_pp=0, bank_id_in=a.vb[vb] + q0 % a.pp,
+                                  bank_addr_in=k * inl + (q0 // a.pp) * rl, jump_read_endl=rl, id=k, jump_bank=1,
+                                  jump_read=g.cg, shift_read=L.shift_reads[k])
+                    self.emit(i, "ELEW", length=cols_b, act_type=ACT_TYPES[L.act], elew_type=L.elew_type,
+                              bank_id_out=a.vb[vb] + q0 % a.pp, bank_addr_out=a.half + (q0 // a.pp) * orl,
+                              jump_write_endl=orl, num=len(L.ins), valid_pixel_parallel=vpp, jump_write=g.cg,
+                              shift_write=L.shift_write, channel_group=cg)
+                self._save_output(i, L, g, band, vb, c0, n_ch)
 
 
 def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,

@@ -263,6 +263,10 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
                                        op.nonlinear, reads, elew_shift_write_field(write), [op]))
         else:
             raise ValueError(f"'{kind}' has no DPU lowering")
+    for L in layers:           # one output row (column): the row (column) stride is irrelevant
+        if isinstance(L, (ConvLayer, AluLayer)):
+            sh, sw = L.win.stride
+            L.win = Window(L.win.kernel, (1 if L.out.h == 1 else sh, 1 if L.out.w == 1 else sw), L.win.pad)
     return layers, fmaps
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ...dialects.fix.ops import fixed_type
 from ...ir.core import Operation, Value
 from ...dialects.fix.numerics import avgpool_multiplier
-from .tiling import Geometry, TilingError, plan
+from .tiling import Geometry, TilingError, plan, plan_channels
 
 DPU, CPU, USER = "DPU", "CPU", "USER"
 NONLINEAR = {"NONE": None, "RELU": "relu", "LEAKYRELU": "leaky_relu", "RELU6": "relu6"}
@@ -74,10 +74,11 @@ def _window_reason(engine: str, kernel, stride, pad, lim, what: str) -> str | No
 
 def _tiling_reason(target, h, w, c, oh, ow, kernel, stride, pad, opl, alu: bool) -> str | None:
     cg = math.ceil(c / target.icp)
-    g = Geometry(h, w, cg, oh, ow, kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[2], opl,
+    sh, sw = (1 if oh == 1 else stride[0]), (1 if ow == 1 else stride[1])
+    g = Geometry(h, w, cg, oh, ow, kernel[0], kernel[1], sh, sw, pad[0], pad[2], opl,
                  target.alu_pp if alu else target.pp, alu)
     try:
-        plan(g, target.pp, target.feature_map_groups[0].depth // 2)
+        (plan_channels if alu else plan)(g, target.pp, target.feature_map_groups[0].depth // 2)
     except TilingError as e:
         return f"no tiling fits the feature-map banks: {e}"
     return None
@@ -223,7 +224,7 @@ def _eltwise_reason(op, target) -> str | None:
     cg = math.ceil(c / target.icp)
     g = Geometry(h, w, cg, h, w, 1, 1, 1, 1, 0, 0, cg, target.alu_pp, True, len(op.operands))
     try:
-        plan(g, target.pp, target.feature_map_groups[0].depth // 2)
+        plan_channels(g, target.pp, target.feature_map_groups[0].depth // 2)
     except TilingError as e:
         return f"no tiling fits the feature-map banks: {e}"
     return None

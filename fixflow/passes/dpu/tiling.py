@@ -14,7 +14,7 @@ A strip is what one instruction computes: up to `strip` (PP for CONV, ALU_PP for
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: field limits the layouts must respect (logical values, from the ISA1 field table)
 CONV_ENDL_MAX = 1024      # CONVINIT jump_read_endl / jump_write_endl (10 bits, minus)
@@ -22,6 +22,7 @@ ALU_ENDL_MAX = 8192       # ALUINIT jump_read_endl / jump_write_endl (13 bits, m
 LENGTH_MAX = 1024         # CONV length, LOAD/SAVE length (10 bits, minus)
 JUMP_MAX = 1024           # jump_read / jump_write of CONVINIT/ALUINIT (10 bits, minus)
 MAX_ADDR_GROUPS = 4       # bank_addr_in, _in_1, _in_2, _in_3
+MAX_CHANNEL_GROUPS = 256  # channel_group of CONV / ALUINIT / ELEW (8 bits, minus)
 
 
 class TilingError(ValueError):
@@ -128,6 +129,8 @@ def plan(g: Geometry, pp: int, half: int, rows: int | None = None, cols: int | N
 
     `rows`/`cols` force a tiling (a pass option, for experiments); it must fit.
     """
+    if g.cg > MAX_CHANNEL_GROUPS:
+        raise TilingError(f"{g.cg} channel groups a pixel: the channel_group field holds at most {MAX_CHANNEL_GROUPS}")
     if g.cg > JUMP_MAX or g.opl > JUMP_MAX:
         raise TilingError(f"{g.cg * 1} lines a pixel is beyond the {JUMP_MAX}-line jump fields")
     if not _addr_groups_ok(g, pp):
@@ -161,5 +164,19 @@ def plan(g: Geometry, pp: int, half: int, rows: int | None = None, cols: int | N
     return Plan(g, rows, cols, pp, half)
 
 
-__all__ = ["Geometry", "Band", "Plan", "plan", "fits", "in_rows", "in_cols", "row_lines", "in_lines",
+def plan_channels(g: Geometry, pp: int, half: int, rows: int | None = None,
+                  cols: int | None = None) -> Plan:
+    """`plan` for a channel-independent layer (ALU, ELEW): when no band of all the channels fits, the
+    channels are split into tiles of fewer lines a pixel (`Plan.geom.cg`), halving until one fits."""
+    cgt = min(g.cg, MAX_CHANNEL_GROUPS)
+    while True:
+        try:
+            return plan(replace(g, cg=cgt, opl=cgt), pp, half, rows, cols)
+        except TilingError:
+            if cgt == 1:
+                raise
+            cgt = math.ceil(cgt / 2)
+
+
+__all__ = ["Geometry", "Band", "Plan", "plan", "plan_channels", "fits", "in_rows", "in_cols", "row_lines", "in_lines",
            "out_lines", "TilingError"]

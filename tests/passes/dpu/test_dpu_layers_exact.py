@@ -142,3 +142,67 @@ def test_residual_eltwise_bit_exact(h, w, c, size, seed, typ, act, n):
 
     m = module_with((1, h, w, 5), 5, build)
     assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, h, w, 5), 2))
+
+
+def resnet_like(rng, widths=(8, 16, 24), size=16):
+    """stem conv, per stage a strided basic block (3x3 s2 + 1x1 s2 shortcut) and a plain one, residual
+    add + ReLU on the ELEW engine, global average pool, dense."""
+
+    def block(x, c, stride, name):
+        ops = conv_ops(x, rng, c, (3, 3), (stride, stride), (1, 1, 1, 1), "RELU", (7, 6, 4), name=f"{name}a")
+        ops += conv_ops(ops[-1].results[0], rng, c, (3, 3), (1, 1), (1, 1, 1, 1), "NONE", (7, 6, 4), name=f"{name}b")
+        main = ops[-1].results[0]
+        short = x
+        if stride != 1 or x.type.shape[3] != c:
+            ops += conv_ops(x, rng, c, (1, 1), (stride, stride), act="NONE", fps=(7, 6, 4), name=f"{name}s")
+            short = ops[-1].results[0]
+        e = Q.EltwiseOp.build([main, short], type="ADD", nonlinear="RELU", result_types=[FT(main.type.shape, 8, 4)])
+        e.results[0].name_hint = f"{name}add"
+        return ops + [e]
+
+    def build(x):
+        ops = conv_ops(x, rng, widths[0], (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 4), name="stem")
+        for k, c in enumerate(widths):
+            ops += block(ops[-1].results[0], c, 1 if k == 0 else 2, f"s{k}x")
+            ops += block(ops[-1].results[0], c, 1, f"s{k}y")
+        hw = ops[-1].results[0].type.shape[1]
+        ops += pool_ops(ops[-1].results[0], "AVG", (hw, hw), (hw, hw), fp_out=4, name="gap")
+        ops += dense_ops(ops[-1].results[0], rng, 10, (7, 6, 2))
+        return ops
+
+    return module_with((1, size, size, 3), 5, build)
+
+
+@pytest.mark.parametrize("size", [512, 4096])
+def test_resnet_like_bit_exact(size):
+    rng = np.random.default_rng(size)
+    m = resnet_like(rng)
+    prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, 16, 16, 3), 2))
+    assert sum(i.name == "ELEW" for i in prog.instructions) > 0
+
+
+@pytest.mark.slow
+def test_resnet18_cifar_shaped_bit_exact():
+    """ResNet-18-CIFAR's shapes (32x32, 64-512 channels, two blocks a stage), random weights."""
+    rng = np.random.default_rng(18)
+    m = resnet_like(rng, widths=(64, 128, 256, 512), size=32)
+    assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _inputs(rng, (1, 32, 32, 3), 1), mode="fast")
+
+
+def test_channel_tiles_for_alu_and_elew():
+    """A 7x7 global average pool over 1280 channels on B512 and an add over 5000 channels: the bands fit
+    only with the channels split into tiles (each tile LOADs and SAVEs its own channel slice)."""
+    rng = np.random.default_rng(7)
+    m = module_with((1, 7, 7, 1280), 5, lambda x: pool_ops(x, "AVG", (7, 7), (7, 7), fp_out=5))
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B512", _inputs(rng, (1, 7, 7, 1280), 1))
+    assert len({i["channel_group"] for i in prog.instructions if i.name == "ALUINIT"}) == 1
+    assert sum(i.name == "ALU" for i in prog.instructions) == 4           # 160 lines -> 4 tiles of 40
+
+    def add(x):
+        e = Q.EltwiseOp.build([x, x], type="ADD", nonlinear="RELU", result_types=[FT((1, 2, 3, 5000), 8, 4)])
+        e.results[0].name_hint = "add"
+        return [e]
+
+    m = module_with((1, 2, 3, 5000), 5, add)
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _inputs(rng, (1, 2, 3, 5000), 1))
+    assert len({i["ddr_addr"] % 5000 for i in prog.instructions if i.name == "SAVE"}) > 1   # channel slices
