@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._geometry import pad4, pair
 from .numerics import (
     NumericsError,
     avgpool_multiplier,
@@ -148,37 +149,13 @@ def _q_param(x: np.ndarray, fp: int, bit_width: int = 8) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- geometry
-
-
-def _pair(v: int | Sequence[int], what: str) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    t = tuple(int(a) for a in v)
-    if len(t) != 2:
-        raise NumericsError(f"{what} must be an int or a pair, got {v!r}")
-    return t  # type: ignore[return-value]
-
-
-def _pads(padding: int | Sequence[int]) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right)."""
-    if isinstance(padding, (int, np.integer)):
-        p = int(padding)
-        return p, p, p, p
-    t = tuple(int(a) for a in padding)
-    if len(t) == 2:
-        return t[0], t[0], t[1], t[1]
-    if len(t) == 4:
-        return t  # type: ignore[return-value]
-    raise NumericsError(f"padding must be an int, (ph, pw) or (top, bottom, left, right), got {padding!r}")
-
-
 def _windows(x: np.ndarray, kh: int, kw: int, stride, dilation, padding, pad_value=0) -> np.ndarray:
     """Sliding windows of an NHWC tensor: shape (N, OH, OW, KH, KW, C)."""
     if x.ndim != 4:
         raise NumericsError(f"expected an NHWC feature map, got shape {x.shape}")
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
-    pt, pb, pl, pr = _pads(padding)
+    sh, sw = pair(stride, "stride", NumericsError)
+    dh, dw = pair(dilation, "dilation", NumericsError)
+    pt, pb, pl, pr = pad4(padding, "padding", NumericsError)
     if min(sh, sw, dh, dw) < 1 or min(pt, pb, pl, pr) < 0:
         raise NumericsError(f"bad stride {stride}, dilation {dilation} or padding {padding}")
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=pad_value)
@@ -234,10 +211,10 @@ def _tconv_acc(x, w, stride, padding, dilation, output_padding, matmul) -> np.nd
     oc, kh, kw, wic = w.shape
     if wic != ic:
         raise NumericsError(f"transposed conv input has {ic} channels, weights expect {wic}")
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
-    oph, opw = _pair(output_padding, "output_padding")
-    pt, pb, pl, pr = _pads(padding)
+    sh, sw = pair(stride, "stride", NumericsError)
+    dh, dw = pair(dilation, "dilation", NumericsError)
+    oph, opw = pair(output_padding, "output_padding", NumericsError)
+    pt, pb, pl, pr = pad4(padding, "padding", NumericsError)
     fh = (h - 1) * sh + (kh - 1) * dh + 1 + oph
     fw = (wd - 1) * sw + (kw - 1) * dw + 1 + opw
     dtype = np.float64 if x.dtype.kind == "f" else np.int64
@@ -370,7 +347,7 @@ def _pool_args(pool_type, kernel, stride):
     pt = str(pool_type).upper()
     if pt not in ("MAX", "AVG"):
         raise NumericsError(f"pool_type must be MAX or AVG, got {pool_type!r}")
-    kh, kw = _pair(kernel, "kernel")
+    kh, kw = pair(kernel, "kernel", NumericsError)
     return pt, kh, kw, (kh, kw) if stride is None else stride
 
 
@@ -536,7 +513,7 @@ def concat_fix_sim(inputs: Sequence[np.ndarray], *, fps_in: Sequence[int], fp_ou
 def upsample_fix(x: np.ndarray, scale, *, fp_in: int, fp_out: int | None = None,
                  bit_width: int = 8) -> np.ndarray:
     """Nearest-neighbour upsampling of NHWC by integer factors ``(sh, sw)``."""
-    sh, sw = _pair(scale, "scale")
+    sh, sw = pair(scale, "scale", NumericsError)
     y = np.repeat(np.repeat(_int(x), sh, axis=1), sw, axis=2)
     return requantize(y, fp_in, fp_in if fp_out is None else fp_out, bit_width)
 
@@ -544,14 +521,14 @@ def upsample_fix(x: np.ndarray, scale, *, fp_in: int, fp_out: int | None = None,
 def upsample_fix_sim(x: np.ndarray, scale, *, fp_in: int, fp_out: int | None = None,
                      bit_width: int = 8) -> np.ndarray:
     """Float simulation of `upsample_fix`."""
-    sh, sw = _pair(scale, "scale")
+    sh, sw = pair(scale, "scale", NumericsError)
     y = np.repeat(np.repeat(_q_act(x, fp_in, bit_width), sh, axis=1), sw, axis=2)
     return fake_quantize(y, bit_width, fp_in if fp_out is None else fp_out, _ACT_MODE)
 
 
 def pad_fix(x: np.ndarray, padding, value: int = 0, mode: str = "constant") -> np.ndarray:
     """Pad H and W of NHWC (output fix_pos = input fix_pos); ``value`` is an integer code."""
-    pt, pb, pl, pr = _pads(padding)
+    pt, pb, pl, pr = pad4(padding, "padding", NumericsError)
     xi = np.asarray(x)
     width = ((0, 0), (pt, pb), (pl, pr), (0, 0))
     if mode == "constant":
@@ -565,7 +542,7 @@ def pad_fix_sim(x: np.ndarray, padding, *, fp: int, value: int = 0, mode: str = 
                 bit_width: int = 8) -> np.ndarray:
     """Float simulation of `pad_fix` (``value`` is the same integer code)."""
     xq = _q_act(x, fp, bit_width)
-    pt, pb, pl, pr = _pads(padding)
+    pt, pb, pl, pr = pad4(padding, "padding", NumericsError)
     width = ((0, 0), (pt, pb), (pl, pr), (0, 0))
     if mode == "constant":
         y = np.pad(xq, width, mode="constant", constant_values=value * 2.0**-fp)

@@ -36,6 +36,10 @@ __all__ = [
     "legalize_conv",
     "legalize_hsigmoid",
     "legalize_hswish",
+    "HSIGMOID_MIN_FP_IN",
+    "HSIGMOID_MIN_FP_OUT",
+    "HSWISH_MIN_FP_IN",
+    "HSWISH_MAX_FP_OUT_OVER_IN",
     "legalize_passthrough",
     "conv_shifts",
     "avgpool_multiplier",
@@ -361,31 +365,43 @@ def legalize_conv(pos: ConvFixPos, name: str = "conv") -> tuple[ConvFixPos, list
     raise AssertionError("legalize_conv did not converge")  # each rule only lowers; unreachable
 
 
+#: the DPU's hard-sigmoid / hard-swish fix_pos rules (the one place they are written down)
+HSIGMOID_MIN_FP_IN = 0
+HSIGMOID_MIN_FP_OUT = 7
+HSWISH_MIN_FP_IN = 0
+HSWISH_MAX_FP_OUT_OVER_IN = 7
+
+
 def legalize_hsigmoid(fp_in: int, fp_out: int, name: str = "hsigmoid") -> tuple[int, int, list[str]]:
     """Hard-sigmoid: output fix_pos >= 7, input fix_pos >= 0 (vai_q_pytorch FixPosChecker).
 
     With ``fp_out >= 7`` the DPU's missing upper clamp is done by saturation, so the
-    hardware formula equals ``relu6(x + 3) * 2731 / 16384``.
+    hardware formula equals ``relu6(x + 3) * 2731 / 16384``. Returns the legal pair and one reason
+    per change (none: the pair is legal, which is what `fix.hard_sigmoid` verifies).
     """
     reasons = []
-    if fp_out < 7:
-        reasons.append(f"{name}: output fix_pos raised from {fp_out} to 7 (DPU hsigmoid needs >= 7)")
-        fp_out = 7
-    if fp_in < 0:
-        reasons.append(f"{name}: input fix_pos raised from {fp_in} to 0 (DPU hsigmoid needs >= 0)")
-        fp_in = 0
+    if fp_out < HSIGMOID_MIN_FP_OUT:
+        reasons.append(f"{name}: output fix_pos raised from {fp_out} to {HSIGMOID_MIN_FP_OUT} "
+                       f"(DPU hsigmoid needs >= {HSIGMOID_MIN_FP_OUT})")
+        fp_out = HSIGMOID_MIN_FP_OUT
+    if fp_in < HSIGMOID_MIN_FP_IN:
+        reasons.append(f"{name}: input fix_pos raised from {fp_in} to {HSIGMOID_MIN_FP_IN} "
+                       f"(DPU hsigmoid needs >= {HSIGMOID_MIN_FP_IN})")
+        fp_in = HSIGMOID_MIN_FP_IN
     return fp_in, fp_out, reasons
 
 
 def legalize_hswish(fp_in: int, fp_out: int, name: str = "hswish") -> tuple[int, int, list[str]]:
-    """Hard-swish: input fix_pos >= 0, output fix_pos <= input fix_pos + 7."""
+    """Hard-swish: input fix_pos >= 0, output fix_pos <= input fix_pos + 7 (no reasons: legal)."""
     reasons = []
-    if fp_in < 0:
-        reasons.append(f"{name}: input fix_pos raised from {fp_in} to 0 (DPU hswish needs >= 0)")
-        fp_in = 0
-    if fp_out > fp_in + 7:
-        reasons.append(f"{name}: output fix_pos lowered from {fp_out} to {fp_in + 7} (must be <= input + 7)")
-        fp_out = fp_in + 7
+    if fp_in < HSWISH_MIN_FP_IN:
+        reasons.append(f"{name}: input fix_pos raised from {fp_in} to {HSWISH_MIN_FP_IN} "
+                       f"(DPU hswish needs >= {HSWISH_MIN_FP_IN})")
+        fp_in = HSWISH_MIN_FP_IN
+    if fp_out > fp_in + HSWISH_MAX_FP_OUT_OVER_IN:
+        reasons.append(f"{name}: output fix_pos lowered from {fp_out} to {fp_in + HSWISH_MAX_FP_OUT_OVER_IN} "
+                       f"(must be <= input + {HSWISH_MAX_FP_OUT_OVER_IN})")
+        fp_out = fp_in + HSWISH_MAX_FP_OUT_OVER_IN
     return fp_in, fp_out, reasons
 
 

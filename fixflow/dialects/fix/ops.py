@@ -23,9 +23,12 @@ from ...ir.core import Value
 from ...ir.opdef import (BOOL, ELEMENTS, I64_ARRAY, INT, ConstantLike, Dialect, Enum, Op, Pure, attr, operand,
                          optional_operand, result, variadic_operand)
 from ...ir.types import FloatType, TensorType, Type, f32
+from .._geometry import conv_out_size
 from . import kernels as K
 from .types import FixedPointType
-from .numerics import ROUND_MODES, NumericsError, conv_shifts, dequantize, fake_quantize, quantize
+from .numerics import (HSIGMOID_MIN_FP_IN, HSIGMOID_MIN_FP_OUT, HSWISH_MAX_FP_OUT_OVER_IN, HSWISH_MIN_FP_IN,
+                       ROUND_MODES, NumericsError, conv_shifts, dequantize, fake_quantize, legalize_hsigmoid,
+                       legalize_hswish, quantize)
 
 fix = Dialect("fix", "Fixed-point ops with power-of-two scales (NHWC, XIR *-fix semantics).")
 fix.type(FixedPointType)
@@ -57,10 +60,6 @@ def _layout_shape(shape: tuple[int, ...], perm: Sequence[int]) -> tuple[int, ...
 
 def _to_layout(x: np.ndarray, layout: str, perm: Sequence[int]) -> np.ndarray:
     return np.transpose(x, perm) if layout == "NCHW" and np.ndim(x) == 4 else x
-
-
-def conv_out_size(size: int, k: int, s: int, p0: int, p1: int, d: int = 1) -> int:
-    return (size + p0 + p1 - d * (k - 1) - 1) // s + 1
 
 
 class FixOp(Op):
@@ -750,9 +749,9 @@ class HardSigmoidOp(FixOp):
     output = result(TensorType)
 
     def check(self) -> None:
-        if self.fmt(0).fix_pos < 0 or self.fp_out < 7:
-            raise self.error(f"hard sigmoid needs input fix_pos >= 0 and output fix_pos >= 7, got "
-                             f"{self.fmt(0).fix_pos} and {self.fp_out} (run legalize-fix)")
+        if legalize_hsigmoid(self.fmt(0).fix_pos, self.fp_out)[2]:
+            raise self.error(f"hard sigmoid needs input fix_pos >= {HSIGMOID_MIN_FP_IN} and output fix_pos >= "
+                             f"{HSIGMOID_MIN_FP_OUT}, got {self.fmt(0).fix_pos} and {self.fp_out} (run legalize-fix)")
 
     def compute(self, inputs):
         return K.hard_sigmoid_fix(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
@@ -771,9 +770,9 @@ class HardSwishOp(FixOp):
 
     def check(self) -> None:
         fi = self.fmt(0).fix_pos
-        if fi < 0 or self.fp_out > fi + 7:
-            raise self.error(f"hard swish needs input fix_pos >= 0 and output fix_pos <= input + 7, got "
-                             f"{fi} and {self.fp_out} (run legalize-fix)")
+        if legalize_hswish(fi, self.fp_out)[2]:
+            raise self.error(f"hard swish needs input fix_pos >= {HSWISH_MIN_FP_IN} and output fix_pos <= input + "
+                             f"{HSWISH_MAX_FP_OUT_OVER_IN}, got {fi} and {self.fp_out} (run legalize-fix)")
 
     def compute(self, inputs):
         return K.hard_swish_fix(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)

@@ -17,6 +17,8 @@ import math
 import numbers
 from typing import Iterable, Optional, Sequence, Union
 
+from .. import _geometry
+
 Shape = tuple[int, ...]
 IntOrPair = Union[int, Sequence[int]]
 
@@ -44,33 +46,13 @@ def _shape(s: Iterable[int]) -> Shape:
 
 
 def pair(v: IntOrPair, name: str = "value", op: str = "graph") -> tuple[int, int]:
-    """Normalize an int or an ``(h, w)`` sequence to a pair of ints."""
-    if isinstance(v, numbers.Integral):
-        return (int(v), int(v))
-    t = tuple(int(e) for e in v)
-    if len(t) == 1:
-        return (t[0], t[0])
-    if len(t) != 2:
-        raise _err(op, f"{name} must be an int or an (h, w) pair, got {tuple(v)}")
-    return t  # type: ignore[return-value]
+    """Normalize an int or an ``(h, w)`` sequence to a pair of ints (a ShapeError naming `op` otherwise)."""
+    return _geometry.pair(v, name, lambda m: _err(op, m))
 
 
 def pad4(v: IntOrPair, name: str = "padding", op: str = "graph") -> tuple[int, int, int, int]:
-    """Normalize padding to ``(top, bottom, left, right)``.
-
-    Accepts an int (all sides), an ``(h, w)`` pair (symmetric) or an explicit 4-tuple.
-    """
-    if isinstance(v, numbers.Integral):
-        p = int(v)
-        return (p, p, p, p)
-    t = tuple(int(e) for e in v)
-    if len(t) == 1:
-        return (t[0],) * 4  # type: ignore[return-value]
-    if len(t) == 2:
-        return (t[0], t[0], t[1], t[1])
-    if len(t) != 4:
-        raise _err(op, f"{name} must be an int, an (h, w) pair or (top, bottom, left, right), got {t}")
-    return t  # type: ignore[return-value]
+    """Normalize padding to ``(top, bottom, left, right)`` (int, ``(h, w)`` pair or explicit 4-tuple)."""
+    return _geometry.pad4(v, name, lambda m: _err(op, m))
 
 
 def normalize_axis(axis: int, ndim: int, op: str = "graph", name: str = "axis") -> int:
@@ -123,8 +105,8 @@ def conv2d_shape(x: Shape, w: Shape, b: Optional[Shape] = None, stride: IntOrPai
         raise _err(op, f"input has {c} channels but weight expects {cg * groups} (groups={groups})")
     if b is not None and _shape(b) != (o,):
         raise _err(op, f"bias must have shape ({o},), got {_shape(b)}")
-    oh = (h + p[0] + p[1] - d[0] * (kh - 1) - 1) // s[0] + 1
-    ow = (wd + p[2] + p[3] - d[1] * (kw - 1) - 1) // s[1] + 1
+    oh = _geometry.conv_out_size(h, kh, s[0], p[0], p[1], d[0])
+    ow = _geometry.conv_out_size(wd, kw, s[1], p[2], p[3], d[1])
     if oh <= 0 or ow <= 0:
         raise _err(op, f"kernel ({kh}, {kw}) with dilation {d} is larger than the padded input "
                        f"({h + p[0] + p[1]}, {wd + p[2] + p[3]})")

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ...dialects._geometry import conv_pads
 from ...ir.attributes import DenseElementsAttr
 from ...ir.core import Value
 from .lower import NetBuilder, did_you_mean, literal_array
@@ -333,8 +334,7 @@ def _same_pad(nb: NetBuilder, b: Bound, kernel: tuple[int, int], stride: tuple[i
     if pad == "same":
         if stride != (1, 1):
             raise nb.error(f'{name}="same" needs stride 1, got {list(stride)}', b.pos.get(name))
-        th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
-        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        return conv_pads("same", kernel, dilation)
     return pad
 
 

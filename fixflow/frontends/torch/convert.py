@@ -17,6 +17,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from fixflow.dialects._geometry import conv_pads, pad4, pair
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, BatchNormOp, ConcatOp, ConstantOp,
                                     Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardSigmoidOp, HardSwishOp,
@@ -75,31 +76,6 @@ def _arg(node: torch.fx.Node, i: int, name: str, default: Any = _MISSING) -> Any
     if default is _MISSING:
         raise FrontendError(f"'{node.target}' is missing its argument '{name}'", location_of(node))
     return default
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    t = tuple(int(e) for e in v)
-    return (t[0], t[0]) if len(t) == 1 else (t[0], t[1])
-
-
-def _pads4(padding: Any) -> tuple[int, int, int, int]:
-    ph, pw = _pair(padding)
-    return (ph, ph, pw, pw)
-
-
-def _conv_pads(padding: Any, kernel: Any, dilation: Any) -> tuple[int, int, int, int]:
-    """Conv padding (int, pair, 'valid', 'same') as (top, bottom, left, right); 'same' puts the odd pixel last."""
-    if isinstance(padding, str):
-        if padding == "valid":
-            return (0, 0, 0, 0)
-        out: list[int] = []
-        for k, d in zip(_pair(kernel), _pair(dilation)):
-            total = d * (k - 1)
-            out += [total // 2, total - total // 2]
-        return tuple(out)  # type: ignore[return-value]
-    return _pads4(padding)
 
 
 def _qualified(obj: Any) -> str:
@@ -403,9 +379,9 @@ def _conv2d_module(cv: Converter, node: torch.fx.Node, m: nn.Conv2d) -> Value:
         x = cv.emit(PadOp, x, suffix="pad", pads=tuple(m._reversed_padding_repeated_twice), mode=m.padding_mode)
         pads = (0, 0, 0, 0)
     else:
-        pads = _conv_pads(m.padding, m.kernel_size, m.dilation)
-    return cv.emit(Conv2dOp, x, cv.param(m, "weight"), cv.param(m, "bias"), stride=_pair(m.stride),
-                   padding=pads, dilation=_pair(m.dilation), groups=m.groups)
+        pads = conv_pads(m.padding, m.kernel_size, m.dilation)
+    return cv.emit(Conv2dOp, x, cv.param(m, "weight"), cv.param(m, "bias"), stride=pair(m.stride),
+                   padding=pads, dilation=pair(m.dilation), groups=m.groups)
 
 
 @_on_function(F.conv2d, torch.conv2d)
@@ -417,8 +393,8 @@ def _conv2d_fn(cv: Converter, node: torch.fx.Node) -> Value:
     dilation = cv.static_value(_arg(node, 5, "dilation", 1))
     groups = cv.static_value(_arg(node, 6, "groups", 1))
     kernel = w.type.shape[2:]
-    return cv.emit(Conv2dOp, x, w, None if b is None else cv.x(b), stride=_pair(stride),
-                   padding=_conv_pads(padding, kernel, dilation), dilation=_pair(dilation), groups=groups)
+    return cv.emit(Conv2dOp, x, w, None if b is None else cv.x(b), stride=pair(stride),
+                   padding=conv_pads(padding, kernel, dilation), dilation=pair(dilation), groups=groups)
 
 
 @_on_module(nn.ConvTranspose2d)
@@ -428,8 +404,8 @@ def _conv_transpose2d_module(cv: Converter, node: torch.fx.Node, m: nn.ConvTrans
     if m.padding_mode != "zeros":
         raise cv.unsupported("'torch.nn.ConvTranspose2d'", f"padding_mode='{m.padding_mode}'")
     return cv.emit(ConvTranspose2dOp, cv.x(node.args[0]), cv.param(m, "weight"), cv.param(m, "bias"),
-                   stride=_pair(m.stride), padding=_pads4(m.padding), output_padding=_pair(m.output_padding),
-                   dilation=_pair(m.dilation), groups=m.groups)
+                   stride=pair(m.stride), padding=pad4(m.padding), output_padding=pair(m.output_padding),
+                   dilation=pair(m.dilation), groups=m.groups)
 
 
 @_on_function(F.conv_transpose2d, torch.conv_transpose2d)
@@ -438,9 +414,9 @@ def _conv_transpose2d_fn(cv: Converter, node: torch.fx.Node) -> Value:
     b = _arg(node, 2, "bias", None)
     sv = cv.static_value
     return cv.emit(ConvTranspose2dOp, x, w, None if b is None else cv.x(b),
-                   stride=_pair(sv(_arg(node, 3, "stride", 1))), padding=_pads4(sv(_arg(node, 4, "padding", 0))),
-                   output_padding=_pair(sv(_arg(node, 5, "output_padding", 0))),
-                   groups=sv(_arg(node, 6, "groups", 1)), dilation=_pair(sv(_arg(node, 7, "dilation", 1))))
+                   stride=pair(sv(_arg(node, 3, "stride", 1))), padding=pad4(sv(_arg(node, 4, "padding", 0))),
+                   output_padding=pair(sv(_arg(node, 5, "output_padding", 0))),
+                   groups=sv(_arg(node, 6, "groups", 1)), dilation=pair(sv(_arg(node, 7, "dilation", 1))))
 
 
 @_on_module(nn.Linear)
@@ -567,8 +543,8 @@ def _max_pool(cv: Converter, x: Any, kernel: Any, stride: Any, padding: Any, dil
               return_indices: Any) -> Value:
     if return_indices:
         raise cv.unsupported("'max_pool2d'", "return_indices=True")
-    return cv.emit(MaxPool2dOp, cv.x(x), kernel=_pair(kernel), stride=_pair(stride or kernel),
-                   padding=_pads4(padding), dilation=_pair(dilation), ceil_mode=bool(ceil_mode))
+    return cv.emit(MaxPool2dOp, cv.x(x), kernel=pair(kernel), stride=pair(stride or kernel),
+                   padding=pad4(padding), dilation=pair(dilation), ceil_mode=bool(ceil_mode))
 
 
 @_on_module(nn.MaxPool2d)
@@ -587,7 +563,7 @@ def _max_pool_fn(cv: Converter, node: torch.fx.Node) -> Value:
 
 def _avg_pool(cv: Converter, x: Any, kernel: Any, stride: Any, padding: Any, ceil_mode: Any, include_pad: Any,
               divisor: Any) -> Value:
-    return cv.emit(AvgPool2dOp, cv.x(x), kernel=_pair(kernel), stride=_pair(stride or kernel), padding=_pads4(padding),
+    return cv.emit(AvgPool2dOp, cv.x(x), kernel=pair(kernel), stride=pair(stride or kernel), padding=pad4(padding),
                    ceil_mode=bool(ceil_mode), count_include_pad=bool(include_pad),
                    divisor_override=None if divisor is None else int(divisor))
 
