@@ -98,6 +98,13 @@ _SPECS: tuple[ModelSpec, ...] = (
         "fixflow.zoo.models:MobileNetV2",
         (1, 3, 224, 224), 1000, "imagenet", published_gops=0.6,
     ),
+    ModelSpec(
+        "squeezenet1_1",
+        "SqueezeNet 1.1 (as pt_squeezenet: fire modules, ceil-mode max pools, conv classifier), "
+        "seeded random weights",
+        "fixflow.zoo.models:SqueezeNet11",
+        (1, 3, 224, 224), 1000, "imagenet", published_gops=0.7035,
+    ),
 )  # fmt: skip
 
 REGISTRY: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
