@@ -189,29 +189,59 @@ class _Builder:
             self.write_bank(s, *self.add_op(s, "elew", sig, p, x, None, None, (x.shape[1], x.shape[2])))
 
 
-def _key(a: np.ndarray | None) -> bytes:
-    return b"" if a is None else hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest() \
-        + repr(a.shape).encode()
+def _fingerprint(arrays: Sequence[np.ndarray | None]) -> tuple:
+    """A cheap key for a tuple of index arrays: shapes and a strided sample (equal arrays, equal keys)."""
+    key = []
+    for a in arrays:
+        if a is None:
+            key.append(None)
+            continue
+        flat = a.reshape(-1)
+        sample = flat[::max(1, flat.size // 256)]
+        key.append((a.shape, hashlib.blake2b(np.ascontiguousarray(sample).tobytes(), digest_size=8).digest()))
+    return tuple(key)
+
+
+def _same(a: Sequence[np.ndarray | None], b: Sequence[np.ndarray | None]) -> bool:
+    return all((x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+               for x, y in zip(a, b))
+
+
+def _group_equal(items: list, arrays) -> list[list]:
+    """Partition `items` into groups whose `arrays(item)` tuples are exactly equal (first-seen order)."""
+    buckets: dict[tuple, list[list]] = defaultdict(list)
+    order: list[list] = []
+    for it in items:
+        arrs = arrays(it)
+        for group in buckets[_fingerprint(arrs)]:
+            if _same(arrays(group[0]), arrs):
+                group.append(it)
+                break
+        else:
+            group = [it]
+            buckets[_fingerprint(arrs)].append(group)
+            order.append(group)
+    return order
 
 
 def _merge(ops: list[_Op]) -> list[tuple[str, dict, list[list[_Op]]]]:
     """Group ops by (level, signature, weights); within a conv group also join clusters sharing inputs.
     Returns kernels as (kind, params, column blocks), each column block a list of row-stacked ops."""
-    groups: dict[tuple, list[_Op]] = defaultdict(list)
+    by_level_sig: dict[tuple, list[_Op]] = defaultdict(list)
     for op in ops:
-        groups[(op.level, op.sig, _key(op.w), _key(op.b))].append(op)
-    by_level_sig: dict[tuple, list[list[_Op]]] = defaultdict(list)
-    for key, members in groups.items():
-        by_level_sig[key[:2]].append(members)
+        by_level_sig[(op.level, op.sig)].append(op)
     kernels = []
-    for (_level, sig), clusters in sorted(by_level_sig.items(), key=lambda kv: kv[0][0]):
+    for (_level, sig), members in sorted(by_level_sig.items(), key=lambda kv: kv[0][0]):
+        clusters = _group_equal(members, lambda o: (o.w, o.b))       # same weights: stack rows
         if sig[0] != "conv" or len(clusters) == 1:
-            kernels += [(members[0].kind, members[0].params, [members]) for members in clusters]
+            kernels += [(c[0].kind, c[0].params, [c]) for c in clusters]
             continue
-        by_x: dict[bytes, list[list[_Op]]] = defaultdict(list)
-        for members in clusters:
-            by_x[_key(np.concatenate([o.x for o in members]))].append(members)
-        kernels += [("conv", blocks[0][0].params, blocks) for blocks in by_x.values()]
+        # clusters reading the same inputs (op by op, same order): put their weights side by side
+        for blocks in _group_equal(clusters, lambda c: tuple(o.x for o in c)):
+            if len({len(c) for c in blocks}) == 1:
+                kernels.append(("conv", blocks[0][0].params, blocks))
+            else:
+                kernels += [("conv", c[0].params, [c]) for c in blocks]
     return kernels
 
 

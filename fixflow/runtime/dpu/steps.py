@@ -58,18 +58,6 @@ class Step:
     mask: np.ndarray | None = None     # load: False where the channel-augmentation mask zeroes a byte
 
 
-def _dedupe_last(idx: np.ndarray) -> np.ndarray | None:
-    """Positions (into idx.ravel()) of the last write to each address, or None when all differ."""
-    flat = idx.ravel()
-    if flat.size < 2:
-        return None
-    rev = flat[::-1]
-    uniq, first_in_rev = np.unique(rev, return_index=True)
-    if uniq.size == flat.size:
-        return None
-    return np.sort(flat.size - 1 - first_in_rev)
-
-
 class Decoder:
     """Turns instructions into steps in program order (sticky INIT state, ELEWINIT FIFO)."""
 
