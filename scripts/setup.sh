@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh machine: Python dependencies (CPU PyTorch 2.13.0), fixflow itself (editable),
-# and Debian's MLIR 22 tools for the interop tests. Safe to run again.
+# and Debian's MLIR 22 tools (interop tests) and chromium (the HTML report's browser test). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -10,10 +10,10 @@ if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.
 fi
 "$PY" -m pip install --quiet -e ".[torch,test]"
 
-if [ "${FIXFLOW_SKIP_APT:-0}" != "1" ] && ! command -v mlir-opt-22 >/dev/null 2>&1; then
+if [ "${FIXFLOW_SKIP_APT:-0}" != "1" ] && { ! command -v mlir-opt-22 >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; }; then
   if command -v apt-get >/dev/null 2>&1; then
     SUDO=""; [ "$(id -u)" = "0" ] || SUDO="sudo"
-    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq mlir-22-tools >/dev/null) \
-      || echo "warning: could not install mlir-22-tools; the mlir-opt interop tests will be skipped" >&2
+    ($SUDO apt-get update -qq && $SUDO apt-get install -y -qq mlir-22-tools chromium >/dev/null) \
+      || echo "warning: could not install mlir-22-tools and chromium; the mlir-opt interop tests and the HTML report's browser test will be skipped" >&2
   fi
 fi
