@@ -136,22 +136,10 @@ def test_random_programs_bit_exact(seed):
     np.testing.assert_array_equal(ref[1], fast[1], err_msg="banks")
 
 
-def test_random_programs_mostly_run():
-    """The generator makes executable programs (else the test above would compare only errors)."""
-    ran = 0
-    for seed in range(40):
-        rng = np.random.default_rng(seed)
-        try:
-            DPUInterpreter(TARGET, random_program(rng), regions(rng), mode="fast").run()
-            ran += 1
-        except DPUExecError:
-            pass
-    assert ran >= 30
-
-
-def test_random_programs_exercise_merging():
-    """Fast-mode kernels that merge several instructions occur for every engine in the fuzzed streams."""
-    merged = set()
+def test_random_programs_run_and_merge():
+    """The generator makes executable programs (else the test above would compare only errors), and
+    their fast plans merge several instructions into one kernel on every engine."""
+    ran, merged = 0, set()
     m = Machine.from_target(TARGET)
     for seed in range(40):
         rng = np.random.default_rng(seed)
@@ -161,7 +149,9 @@ def test_random_programs_exercise_merging():
             plan = compile_plan(m, program, SIZES, {0: regs[0]})
         except DPUExecError:
             continue
+        ran += 1
         merged |= {k.kind for k in plan.kernels if len(k.instructions) > 1}
+    assert ran >= 30
     assert merged >= {"conv", "alu", "elew"}
 
 
