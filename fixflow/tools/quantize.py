@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from typing import Any, Sequence
 
@@ -20,43 +19,16 @@ __all__ = ["main"]
 
 
 def _load_model(spec: str, weights: str | None) -> tuple[Any, str | None]:
-    """(model, zoo name or None)."""
-    import torch
-    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
-        path, cls_name = spec.rsplit(":", 1)
-        if not os.path.exists(path):
-            raise ToolError(f"--model: file {path} not found")
-        mspec = importlib.util.spec_from_file_location("_fixflow_user_model", path)
-        mod = importlib.util.module_from_spec(mspec)
-        try:
-            mspec.loader.exec_module(mod)
-        except Exception as e:  # noqa: BLE001 - the user's file
-            raise ToolError(f"--model: importing {path} failed: {type(e).__name__}: {e}") from None
-        cls = getattr(mod, cls_name, None)
-        if cls is None:
-            raise ToolError(f"--model: {path} has no class '{cls_name}'")
-        try:
-            model = cls()
-        except Exception as e:  # noqa: BLE001
-            raise ToolError(f"--model: {cls_name}() failed: {type(e).__name__}: {e}") from None
-        zoo_name = None
-    else:
-        from fixflow.zoo import get_model
-        model = get_model(spec)
-        zoo_name = spec
+    """(model, zoo name or None) for `--model` (a zoo name or file.py:Class) and `--weights`."""
+    from .user_model import load_state_dict, load_torch_model, split_model_spec
+    file_class = split_model_spec(spec)
+    if file_class is not None:
+        return load_torch_model(*file_class, weights), None
+    from fixflow.zoo import get_model
+    model = get_model(spec)
     if weights:
-        if not os.path.exists(weights):
-            raise ToolError(f"--weights: file {weights} not found")
-        try:
-            if weights.endswith(".npz"):
-                with np.load(weights) as z:
-                    state = {k: torch.from_numpy(z[k]) for k in z.files}
-            else:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state)
-        except Exception as e:  # noqa: BLE001
-            raise ToolError(f"--weights: cannot load {weights}: {' '.join(str(e).split())}") from None
-    return model.eval(), zoo_name
+        load_state_dict(model, weights)
+    return model.eval(), spec
 
 
 def _data(args, model_input_shape: tuple[int, ...], zoo_name: str | None):
