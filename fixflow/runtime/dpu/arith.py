@@ -63,6 +63,15 @@ def alu_shift(shift_cut: int) -> int:
     return -(shift_cut - 8) if shift_cut >= 8 else shift_cut
 
 
+def _window_dot(x: np.ndarray, w: np.ndarray, term_max: int) -> np.ndarray:
+    """sum over the window axis (-2) of x * w, exactly: in int32 when win * term_max < 2^31."""
+    win = x.shape[-2]
+    w = np.asarray(w)
+    if win * term_max < 2**31:
+        return np.einsum("...wc,...wc->...c", x.astype(np.int32), w.astype(np.int32)).astype(np.int64)
+    return (x.astype(np.int64) * w.astype(np.int64)).sum(axis=-2)
+
+
 def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
     """One ALU tile. x: (..., npix, win, C) int8; w: (win, C); b: (C,). Returns (..., npix, C) int8."""
     mode = p["mode"]
@@ -70,7 +79,7 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
         mx = x.max(axis=-2).astype(np.int64)
         return saturate(scale_round(mx, alu_shift(p["shift_cut"])))
     if mode == AVEPOOL:
-        s = x.astype(np.int64).sum(axis=-2)
+        s = x.sum(axis=-2, dtype=np.int32).astype(np.int64)          # |sum| <= 128 * 65536 windows
         prod = s.astype(np.float32) * np.float32(p["multi_factor"])      # float32 rounding, as the sim
         return saturate(scale_round(prod.astype(np.int64), alu_shift(p["shift_cut"])))
     if mode in (LEAKYRELU, PRELU):
@@ -93,10 +102,10 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
         w16 = hi * 256 + lo
         c = w16.shape[-1]
         w16 = w16[..., (np.arange(c) // p["cp"]) * p["cp"]]
-        acc = (x.astype(np.int64) * w16).sum(axis=-2)
+        acc = _window_dot(x, w16, 128 * 32768)
         return activate_round(acc, p["shift_cut"], p["act"])
     if mode in (DWCV, DWCV_NB):
-        acc = (x.astype(np.int64) * np.asarray(w, dtype=np.int64)).sum(axis=-2)
+        acc = _window_dot(x, w, 128 * 128)
         if mode == DWCV:
             acc2 = 2 * acc + (np.asarray(b, dtype=np.int64) << np.int64(p["shift_bias"]))
             return activate_round(acc2, p["shift_cut"] + 1, p["act"])
