@@ -216,3 +216,23 @@ def test_alu_depthwise_16bit_weights(mode):
     shared = np.repeat(w16.reshape(9, 32)[:, ::16], 16, axis=1)     # channel c -> weight of 16*(c//16)
     acc = (win * shared.reshape(9, 1, 1, 32).astype(np.int64)).sum(axis=0)
     np.testing.assert_array_equal(got, round_sat(np.maximum(acc / 2.0 ** 9, 0)))
+
+
+def test_integer_helpers_against_float64():
+    from fixflow.runtime.dpu.arith import _window_dot, round_shift, scale_round
+    rng = np.random.default_rng(99)
+    x = rng.integers(-(1 << 40), 1 << 40, 2000)
+    for s in (0, 1, 5, 13, 40, 61, 62, 70):
+        want = np.floor(x / 2.0 ** s + 0.5) if s < 62 else np.zeros(x.size)
+        if s <= 13:                                   # float64 is exact here
+            np.testing.assert_array_equal(round_shift(x, s), want.astype(np.int64))
+        else:
+            np.testing.assert_array_equal(round_shift(x, s), np.array([(int(v) + (1 << (s - 1))) >> s for v in x]))
+    np.testing.assert_array_equal(scale_round(np.array([-3, 5]), 4), [-48, 80])
+    np.testing.assert_array_equal(scale_round(np.array([-3, 5, -5, 6]), -1), [-1, 3, -2, 3])   # ties toward +inf
+    xs = rng.integers(-128, 128, (2, 3, 600, 16)).astype(np.int8)
+    ws = rng.integers(-32768, 32768, (600, 16)).astype(np.int64)
+    want = (xs.astype(np.int64) * ws).sum(axis=-2)
+    np.testing.assert_array_equal(_window_dot(xs, ws, 128 * 32768), want)             # int64 path
+    ws8 = ws.astype(np.int8)
+    np.testing.assert_array_equal(_window_dot(xs, ws8, 128 * 128), (xs.astype(np.int64) * ws8).sum(axis=-2))
