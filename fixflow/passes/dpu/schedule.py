@@ -105,14 +105,14 @@ def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_p
 
 
 def _ddr_blocks(start: int, count: int, stride: int, nbytes: int) -> np.ndarray:
-    """DDR blocks touched by `count` runs of `nbytes` bytes, `stride` bytes apart."""
+    """DDR blocks touched by `count` runs of `nbytes` bytes, `stride` bytes apart (may repeat a block)."""
     if nbytes <= 0 or count <= 0:
         return np.zeros(0, dtype=np.int64)
-    first = (start + np.arange(count) * stride) // DDR_BLOCK
-    last = (start + np.arange(count) * stride + nbytes - 1) // DDR_BLOCK
-    span = int((last - first).max()) + 1
-    blocks = (first[:, None] + np.arange(span)[None, :])
-    return np.unique(blocks[blocks <= last[:, None]])
+    starts = start + np.arange(count) * stride
+    first = starts // DDR_BLOCK
+    span = (start + nbytes - 1) // DDR_BLOCK - start // DDR_BLOCK + 2     # an upper bound
+    blocks = first[:, None] + np.arange(span)[None, :]
+    return blocks[blocks <= ((starts + nbytes - 1) // DDR_BLOCK)[:, None]]
 
 
 @dataclass
@@ -223,7 +223,7 @@ def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
 
     def join(bank_parts, ddr_parts) -> np.ndarray:
         arrs = list(bank_parts) + [a + reg_base[reg] for reg, a in ddr_parts if a.size]
-        return np.unique(np.concatenate(arrs)) if arrs else np.zeros(0, dtype=np.int64)
+        return np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int64)
 
     reads = [join(b, d) for b, d in zip(banks_r, ddr_r)]
     writes = [join(b, d) for b, d in zip(banks_w, ddr_w)]
@@ -234,8 +234,11 @@ def _need(units: np.ndarray, idx: np.ndarray, need: list[int]) -> None:
     """need[u] = max(need[u], largest index of `idx` whose instruction is on unit u)."""
     idx = idx[idx >= 0]
     if idx.size:
-        for u in np.unique(units[idx]):
-            need[u] = max(need[u], int(idx[units[idx] == u].max()))
+        on = units[idx]
+        for u in range(4):
+            sel = idx[on == u]
+            if sel.size:
+                need[u] = max(need[u], int(sel.max()))
 
 
 def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None) -> None:
@@ -335,11 +338,11 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints 
     depth = g.depth if g is not None else 2048
 
     def first_unordered(prev: np.ndarray, j: int) -> int | None:
-        prev = np.unique(prev[prev >= 0])
+        prev = prev[prev >= 0]
         if prev.size == 0:
             return None
         bad = prev[clock[j, units[prev]] < own[prev]]
-        return int(bad[0]) if bad.size else None
+        return int(bad.min()) if bad.size else None
 
     last_writer = np.full(fps.size, -1, dtype=np.int64)
     last_reader = np.full((4, fps.size), -1, dtype=np.int64)
