@@ -38,18 +38,19 @@ def trace_events(profile: dict[str, Any]) -> list[dict[str, Any]]:
         layers = s["layers"]
         groups: dict[str, dict[str, Any]] = {}
         for ins in sorted(s["instructions"], key=lambda r: (r["unit"], r["start"])):
-            if ins["end"] <= ins["start"] and ins["name"] != "END":
+            end = ins.get("busy_end", ins["end"])      # the unit's occupancy (a LOAD's DDR latency overlaps)
+            if end <= ins["start"]:
                 continue
             g = groups.get(ins["unit"])
             if g is not None and g["layer"] == ins["layer"] and g["end"] == ins["start"]:
-                g["end"] = ins["end"]
+                g["end"] = end
                 g["n"] += 1
                 g["last"] = ins["index"]
                 continue
             if g is not None:
                 ev.append(_slice(pid, g, layers, t0, clock_mhz))
             groups[ins["unit"]] = {"unit": ins["unit"], "layer": ins["layer"], "start": ins["start"],
-                                   "end": ins["end"], "n": 1, "first": ins["index"], "last": ins["index"]}
+                                   "end": end, "n": 1, "first": ins["index"], "last": ins["index"]}
         for g in groups.values():
             ev.append(_slice(pid, g, layers, t0, clock_mhz))
         lane_end: list[int] = []            # layer spans overlap (prefetch): greedy lanes, no partial overlap

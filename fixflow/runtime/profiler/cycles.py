@@ -10,8 +10,10 @@ The rules (docs/profiler.md works them out by hand):
   ``length * kernel_h * kernel_w * channel_group`` cycles with the ALUINIT's values.
 - ELEW reads one ICP-channel line of each of its ``num`` inputs per cycle for ALU_PP rows:
   ``length * channel_group * num`` cycles.
-- LOAD / SAVE: a fixed DDR latency plus the slower of the DDR transfer (bytes over the board's DDR
-  bytes per DPU clock) and the bank port (one ICP-byte line per cycle).
+- LOAD / SAVE: the unit is busy for the slower of the DDR transfer (bytes over the board's DDR bytes
+  per DPU clock) and the bank port (one ICP-byte line per cycle); the instruction completes a fixed DDR
+  latency later (``Cost.latency``): the AXI master keeps several bursts in flight, so back-to-back
+  LOADs overlap their latencies, but whoever waits for a LOAD's token waits for its data.
 - INIT instructions and END: one issue cycle.
 
 ``ops_on_arch`` is the work the hardware performs, counted as AMD's compiler counts its
@@ -80,7 +82,8 @@ class Cost:
     """One instruction's unit, cycles, hardware work and DDR traffic."""
 
     unit: int
-    cycles: int
+    cycles: int                 # the unit is busy this long
+    latency: int = 0            # then the instruction completes (sends its tokens) this much later
     ops_on_arch: int = 0
     ddr_read: int = 0
     ddr_write: int = 0
@@ -106,30 +109,30 @@ def costs(instrs: Sequence[Any], machine: Machine, consts: ModelConstants | None
         if n == "LOAD":
             lines = f["length"] * math.ceil(f["channel"] / machine.icp)
             nbytes = 0 if f["broadcast"] == 7 else f["length"] * f["channel"]
-            cyc = lat * (nbytes > 0) + max(math.ceil(nbytes / bpc), math.ceil(lines / consts.lines_per_cycle))
-            out.append(Cost(u, max(cyc, 1), ddr_read=nbytes, lines=lines))
+            cyc = max(math.ceil(nbytes / bpc), math.ceil(lines / consts.lines_per_cycle), 1)
+            out.append(Cost(u, cyc, lat if nbytes else 0, ddr_read=nbytes, lines=lines))
         elif n == "SAVE":
             argmax = f.get("argmax", 0) & 2
             const = f.get("const_en", 0)
             lines = 0 if const else f["length"] * math.ceil(f["channel"] / machine.icp)
             nbytes = f["length"] * (1 if argmax else f["channel"])
-            cyc = lat + max(math.ceil(nbytes / bpc), math.ceil(lines / consts.lines_per_cycle))
-            out.append(Cost(u, cyc, ddr_write=nbytes, lines=lines))
+            cyc = max(math.ceil(nbytes / bpc), math.ceil(lines / consts.lines_per_cycle), 1)
+            out.append(Cost(u, cyc, lat, ddr_write=nbytes, lines=lines))
         elif n == "CONV":
             if not conv:
                 raise ValueError(f"instruction {i}: CONV before any CONVINIT")
             cyc = f["length"] * conv["kernel_h"] * conv["kernel_w"] * f["channel_group"]
             ops = 2 * machine.macs_per_cycle * cyc + machine.pp * machine.ocp * f["length"]
-            out.append(Cost(u, cyc, ops))
+            out.append(Cost(u, cyc, ops_on_arch=ops))
         elif n == "ALU":
             if not alu:
                 raise ValueError(f"instruction {i}: ALU before any ALUINIT")
             cyc = alu["length"] * alu["kernel_h"] * alu["kernel_w"] * alu["channel_group"]
             per = 2 if alu["exec_mode"] in _DW_MODES else 1
-            out.append(Cost(u, cyc, per * machine.alu_pp * machine.icp * cyc))
+            out.append(Cost(u, cyc, ops_on_arch=per * machine.alu_pp * machine.icp * cyc))
         elif n == "ELEW":
             cyc = f["length"] * f["channel_group"] * f["num"]
-            out.append(Cost(u, cyc, machine.alu_pp * machine.icp * cyc))
+            out.append(Cost(u, cyc, ops_on_arch=machine.alu_pp * machine.icp * cyc))
         else:
             if n == "CONVINIT":
                 conv = dict(f)

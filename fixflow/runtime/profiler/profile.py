@@ -34,7 +34,7 @@ def _apportion(slots, group_of: Sequence[int], ngroups: int) -> list[float]:
     groups with an instruction running in it (so the groups' cycles add up to the busy time)."""
     events: list[tuple[int, int, int]] = []
     for s in slots:
-        if s.end > s.start:
+        if s.end > s.start:           # busy or waiting for its DDR data: the layer is in progress
             events.append((s.start, 1, group_of[s.index]))
             events.append((s.end, -1, group_of[s.index]))
     events.sort(key=lambda e: (e[0], e[1]))
@@ -118,7 +118,8 @@ def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, na
         "serial_cycles": sum(c.cycles for c in cs),
         "layers": layers, "notes": notes,
         "instructions": [{"index": s.index, "name": instrs[s.index].name, "unit": UNITS[s.unit],
-                          "start": s.start, "end": s.end, "waited": s.waited, "layer": group_of[s.index]}
+                          "start": s.start, "busy_end": s.busy_end, "end": s.end, "waited": s.waited,
+                          "layer": group_of[s.index]}
                          for s in slots],
     }
 
@@ -223,7 +224,8 @@ def _concat(name: str, target: str, parts: list[dict[str, Any]], how: str) -> di
         for L in p["layers"]:
             layers.append({**L, "start_cycle": L["start_cycle"] + off, "end_cycle": L["end_cycle"] + off})
         for s in p["instructions"]:
-            instrs.append({**s, "start": s["start"] + off, "end": s["end"] + off, "layer": k})
+            instrs.append({**s, "start": s["start"] + off, "busy_end": s["busy_end"] + off, "end": s["end"] + off,
+                           "layer": k})
         off += p["cycles"]
     total = off
     out = dict(parts[0]) if parts else {}
@@ -393,5 +395,54 @@ def _time_dpu_only(m: Any, repeat: int, mode: str) -> dict[str, float]:
     return out
 
 
-__all__ = ["profile_program", "profile_dpu_subgraph", "profile_xmodel", "profile_compiled_program", "host_profile",
-           "throughput", "machine_info", "layer_workload"]
+
+# ---------------------------------------------------------------------------- modules from fixflow's compiler
+
+
+def profile_module(module: Any, board: Any = "kv260", constants: ModelConstants | None = None) -> dict[str, Any]:
+    """The profile of a module the DPU compiler's passes ran on (``partition``, ``allocate-ddr``,
+    ``lower-to-dpu``, ``schedule-dpu``): every subgraph in order, each ``dpu.program`` with the compiler's
+    layers (the lowering is re-run to learn the layer of each instruction, and must give the program's
+    instructions), CPU subgraphs listed without time."""
+    from ...dialects.dpu.ops import ProgramOp
+    from ...passes.dpu.program import annotated_subgraphs, compile_annotated
+    from ...target import get_target
+    progs = {op.sym_name: op for op in module.regions[0].blocks[0].ops if isinstance(op, ProgramOp)}
+    if not progs:
+        raise ProfileError("the module has no dpu.program: run the DPU compiler's passes first "
+                           "(partition, allocate-ddr, lower-to-dpu, schedule-dpu)")
+    b = _board(board)
+    subs: list[dict[str, Any]] = []
+    machine = None
+    for func in [op for op in module.regions[0].blocks[0].ops if op.name == "func.func"]:
+        for sg in annotated_subgraphs(func):
+            if sg.name not in progs:
+                subs.append({"name": sg.name, "device": sg.device, "ops": [o.name for o in sg.ops], "ms": None,
+                             "measured_on": None})
+                continue
+            p = progs[sg.name]
+            target = get_target(p.target)
+            machine = machine or machine_info(target, b, constants)
+            dp = compile_annotated(sg, target, flags=False)
+            instrs = p.instructions()
+            same = len(instrs) == len(dp.instructions) and all(
+                a.name == c.name and a.fields == c.fields for a, c in zip(instrs, dp.instructions))
+            dp.instructions = instrs
+            if not same:
+                dp.layer_of = []
+            one = profile_compiled_program(dp, b, constants)["subgraphs"][0]
+            if not same:
+                one["attribution"] = "none: the program differs from what lower-to-dpu gives (edited?)"
+            subs.append(one)
+    assert machine is not None
+    dpu_ms = sum(s["ms"] for s in subs if s["device"] == "DPU")
+    ddr = sum(s["ddr_read_bytes"] + s["ddr_write_bytes"] for s in subs if s["device"] == "DPU")
+    return {"model": "module", "source": "fixflow.passes.dpu", "machine": machine, "subgraphs": subs,
+            "total": {"dpu_ms": dpu_ms, "cpu_ms": 0.0,
+                      "workload_ops": sum(s.get("workload_ops", 0) for s in subs if s["device"] == "DPU"),
+                      "ddr_bytes": ddr},
+            "throughput": throughput(dpu_ms, ddr, machine)}
+
+
+__all__ = ["profile_program", "profile_dpu_subgraph", "profile_xmodel", "profile_compiled_program", "profile_module",
+           "host_profile", "throughput", "machine_info", "layer_workload"]

@@ -4,7 +4,8 @@ Protocol (spec ``dpu-isa.md`` "Dependencies", the decoupled access/execute schem
 fixflow's scheduler uses it): each unit runs its own instructions in program order, one at a time.
 An instruction whose ``dpdon`` has the bit of another unit U first takes one token from the FIFO
 U -> this unit (waiting until U has sent it); when it completes, it sends one token to every other
-unit named in its ``dpdby``. A unit's own bit (AMD's compiler sets it on almost every instruction)
+unit named in its ``dpdby``. A LOAD or SAVE occupies its unit for its transfer and completes a DDR
+latency later (the next one may start meanwhile); instructions of one unit complete in order. A unit's own bit (AMD's compiler sets it on almost every instruction)
 adds nothing: a unit is already in order. Instruction queues are assumed deep enough that dispatch
 never stalls a unit.
 """
@@ -25,14 +26,16 @@ class ProfileError(FixflowError):
 
 @dataclass(frozen=True)
 class Slot:
-    """When one instruction ran: ``start`` and ``end`` cycles on ``unit``; ``waited`` cycles spent
-    waiting for tokens (after the unit became free)."""
+    """When one instruction ran: it occupied ``unit`` from ``start`` to ``busy_end`` and completed (sent
+    its tokens) at ``end`` (later than ``busy_end`` by the DDR latency of a LOAD/SAVE); ``waited``:
+    cycles spent waiting for tokens after the unit became free."""
 
     index: int
     unit: int
     start: int
     end: int
     waited: int
+    busy_end: int
 
 
 def timeline(instrs: Sequence[Any], costs: Sequence[Cost]) -> tuple[list[Slot], list[str]]:
@@ -48,6 +51,7 @@ def timeline(instrs: Sequence[Any], costs: Sequence[Cost]) -> tuple[list[Slot], 
     queues: dict[tuple[int, int], deque] = {(a, b): deque() for a in range(4) for b in range(4)}
     head = [0, 0, 0, 0]
     free = [0, 0, 0, 0]
+    last_end = [0, 0, 0, 0]
     slots: list[Slot | None] = [None] * n
     done = 0
     while done < n:
@@ -61,9 +65,10 @@ def timeline(instrs: Sequence[Any], costs: Sequence[Cost]) -> tuple[list[Slot], 
                     break
                 ready = max([queues[(a, u)].popleft() for a in waits], default=0)
                 start = max(free[u], ready)
-                end = start + costs[j].cycles
-                slots[j] = Slot(j, u, start, end, start - free[u])
-                free[u] = end
+                busy_end = start + costs[j].cycles
+                end = max(busy_end + costs[j].latency, last_end[u])      # a unit completes in order
+                slots[j] = Slot(j, u, start, end, start - free[u], busy_end)
+                free[u], last_end[u] = busy_end, end
                 for b in range(4):
                     if b != u and ins.dpdby >> b & 1:
                         queues[(u, b)].append(end)
