@@ -143,7 +143,8 @@ class DPUSubgraph:
             if a.dtype != np.int8:
                 raise DPUExecError(f"input {t.name} must be int8, got {a.dtype}")
             if a.shape[1:] != t.shape[1:]:
-                raise DPUExecError(f"input {t.name} has shape {a.shape}, expected (N, {', '.join(map(str, t.shape[1:]))})")
+                want = ", ".join(map(str, t.shape[1:]))
+                raise DPUExecError(f"input {t.name} has shape {a.shape}, expected (N, {want})")
             out.append(a)
         return out
 
