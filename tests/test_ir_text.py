@@ -117,7 +117,7 @@ def test_parser_accepts_mlir_spellings():
     assert parse_attribute("0x3F800000 : f32") == FloatAttr(1.0, f32)
     assert parse_attribute("1 : i1") == BoolAttr(True)
     assert parse_attribute("-1 : i1") == BoolAttr(True)  # (mlir-opt rejects `true : i1`)
-    assert parse_attribute('"s" : i32') == StringAttr("s")  # typed string: type dropped
+    assert parse_attribute('"s" : i32').text() == '"s" : i32'  # typed string: the type is kept
     assert parse_attribute("-0x10 : i32") == IntegerAttr(-16, i32)
     assert parse_attribute("dense<[1, 2]> : tensor<2xi32>").array.tolist() == [1, 2]
     assert parse_attribute('dense<"0x0100000002000000"> : tensor<2xi32>').array.tolist() == [1, 2]

@@ -169,6 +169,22 @@ class StringAttr(_ValueAttr):
         return quote_string(self.value)
 
 
+class TypedStringAttr(StringAttr):
+    """`"s" : i32`: a string with a type (MLIR allows one; fixflow keeps it so the text round-trips)."""
+
+    __slots__ = ("type",)
+
+    def __init__(self, value: str, type: Type):
+        super().__init__(value)
+        self.type = type
+
+    def text(self) -> str:
+        return f"{quote_string(self.value)} : {self.type}"
+
+    def _key(self) -> tuple:
+        return (self.value, self.type)
+
+
 class TypeAttr(_ValueAttr):
     __slots__ = ()
 

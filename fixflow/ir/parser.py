@@ -17,7 +17,7 @@ import numpy as np
 
 from .attributes import (UNIT, ArrayAttr, Attribute, BoolAttr, DenseArrayAttr, DenseElementsAttr,
                          DenseResourceElementsAttr, DictionaryAttr, FloatAttr, IntegerAttr, LocationAttr,
-                         OpaqueAttr, ResourceBlob, StringAttr, SymbolRefAttr, TypeAttr)
+                         OpaqueAttr, ResourceBlob, StringAttr, SymbolRefAttr, TypeAttr, TypedStringAttr)
 from .core import Block, Operation, Region, Value
 from .diagnostics import ParseError, register_source
 from .location import (UNKNOWN_LOC, CallSiteLoc, FileLineColLoc, FusedLoc, Location, NameLoc)
@@ -186,8 +186,10 @@ class Parser:
         return _int_literal(m.group(0))
 
     def balanced(self, open_: str = "<", close: str = ">") -> str:
-        """Text up to the bracket matching the one just consumed (strings respected)."""
-        depth = 1
+        """Text up to the bracket matching the `open_` just consumed. Strings are skipped; inside, every
+        `<`, `(`, `[`, `{` must be closed in order (as MLIR requires of dialect attribute and type bodies)."""
+        closers = {"<": ">", "(": ")", "[": "]", "{": "}"}
+        stack = [closers.get(open_, close)]
         start = self.pos
         text = self.text
         i = start
@@ -201,11 +203,13 @@ class Parser:
                 self._unescape_at(m.group(1), i + 1)  # only to reject unknown escapes
                 i = m.end()
                 continue
-            if c == open_:
-                depth += 1
-            elif c == close and not (close == ">" and text[i - 1] == "-"):
-                depth -= 1
-                if depth == 0:
+            if c in closers:
+                stack.append(closers[c])
+            elif c in ">)]}" and not (c == ">" and text[i - 1] == "-"):
+                if c != stack[-1]:
+                    raise self.error(f"unbalanced '{c}' (expected '{stack[-1]}')", i)
+                stack.pop()
+                if not stack:
                     self.pos = i + 1
                     return text[start:i]
             i += 1
@@ -256,7 +260,10 @@ class Parser:
         start = self.pos
         sigil = self.text[self.pos]
         self.pos += 1
-        name = self.bare_id()
+        m = _BARE_ID.match(self.text, self.pos)  # no space after the sigil
+        name = m.group(0) if m else None
+        if m is not None:
+            self.pos = m.end()
         if name is None or not self.accept("="):
             raise self.error("expected an operation, or an alias definition like '#name = ...'", start)
         if sigil == "!":
@@ -269,49 +276,67 @@ class Parser:
                 self._attr_aliases[name] = self.parse_attribute()
 
     def _parse_resources(self) -> None:
-        while not self.accept("#-}"):
-            section = self.bare_id()
-            if section not in ("dialect_resources", "external_resources"):
-                raise self.error(f"unknown resource section '{section}'")
-            self.expect(":")
+        """After `{-#`: `section: { dialect-or-group: { key: value, ... }, ... }, ...` then `#-}` (commas
+        only between entries, as in MLIR)."""
+        def entries(parse_one) -> None:
             self.expect("{")
-            while not self.accept("}"):
-                self.skip()
-                dpos = self.pos
-                dialect = self.bare_id() or self.string()
-                if section == "dialect_resources" and dialect != "builtin":
-                    raise self.error(f"unexpected resources of dialect '{dialect}' (only builtin blobs are read, "
-                                     f"as mlir-opt does)", dpos)
-                self.expect(":")
-                self.expect("{")
-                while not self.accept("}"):
-                    key = self.bare_id()
-                    if key is None:
-                        key = self.expect_string("a resource key")
-                    self.expect(":")
-                    self.skip()
-                    vpos = self.pos
-                    value = self.string()
-                    if value is None:
-                        raise self.error("expected a resource blob string")
-                    if dialect == "builtin":
-                        if not _HEX_BLOB.match(value):
-                            raise self.error(f"resource '{key}' is not a hex blob (\"0x\" and an even number of "
-                                             f"hex digits)", vpos)
-                        if len(value) < 10:
-                            raise self.error(f"resource '{key}' lacks the 4-byte alignment that starts a blob", vpos)
-                        if key in self._resources:
-                            raise self.error(f"resource '{key}' is defined twice", vpos)
-                        self._resources[key] = value
-                    if not self.accept(","):
-                        self.expect("}", "or ',' after a resource")
-                        break
+            if self.accept("}"):
+                return
+            while True:
+                parse_one()
                 if not self.accept(","):
-                    self.expect("}", "or ',' after a dialect's resources")
-                    break
+                    self.expect("}", "or ',' between entries")
+                    return
+
+        def section() -> None:
+            self.skip()
+            name = self.bare_id()
+            if name not in ("dialect_resources", "external_resources"):
+                raise self.error(f"unknown resource section '{name}'")
+            self.expect(":")
+            entries(lambda: group(name))
+
+        def group(section_name: str) -> None:
+            self.skip()
+            dpos = self.pos
+            dialect = self.bare_id() or self.string()
+            if dialect is None:
+                raise self.error(f"expected a dialect or group name, found {self._found()}")
+            if section_name == "dialect_resources" and dialect != "builtin":
+                raise self.error(f"unexpected resources of dialect '{dialect}' (only builtin blobs are read, "
+                                 f"as mlir-opt does)", dpos)
+            self.expect(":")
+            entries(lambda: resource(dialect))
+
+        def resource(dialect: str) -> None:
+            key = self.bare_id()
+            if key is None:
+                key = self.expect_string("a resource key")
+            self.expect(":")
+            self.skip()
+            vpos = self.pos
+            value = self.string()
+            if value is None:
+                if dialect == "builtin" or self.match(_BOOL_WORD) is None:
+                    raise self.error("expected a resource blob string" + ("" if dialect == "builtin" else
+                                                                          ", true or false"))
+            elif dialect == "builtin":
+                if not _HEX_BLOB.match(value):
+                    raise self.error(f"resource '{key}' is not a hex blob (\"0x\" and an even number of "
+                                     f"hex digits)", vpos)
+                if len(value) < 10:
+                    raise self.error(f"resource '{key}' lacks the 4-byte alignment that starts a blob", vpos)
+                if key in self._resources:
+                    raise self.error(f"resource '{key}' is defined twice", vpos)
+                self._resources[key] = value
+
+        if self.accept("#-}"):
+            return
+        while True:
+            section()
             if not self.accept(","):
                 self.expect("#-}", "or ',' after a resource section")
-                break
+                return
 
     def _fill_resources(self) -> None:
         for key, attrs in self._resource_refs.items():
@@ -695,7 +720,7 @@ class Parser:
             s = self.string()
             if self.peek(":") and not self.text.startswith("::", self.pos):
                 self.pos += 1
-                self.parse_type()
+                return TypedStringAttr(s, self.parse_type())
             return StringAttr(s)
         if c == "[":
             self.pos += 1
@@ -1126,9 +1151,12 @@ class Parser:
         text = self.text
         if text.startswith("#", self.pos):
             self.pos += 1
-            name = self.bare_id()
+            m = _BARE_ID.match(text, self.pos)  # no space after '#'
+            name = m.group(0) if m else None
+            if m is not None:
+                self.pos = m.end()
             if name not in self._loc_aliases:
-                raise self.error(f"undefined location alias '#{name}'")
+                raise self.error(f"undefined location alias '#{name or ''}'")
             return self._loc_aliases[name]
         if text.startswith("unknown", self.pos):
             self.pos += 7
@@ -1235,7 +1263,7 @@ def _check_int(tok: str, t: Type) -> int:
         raise ValueError(f"integer constant out of range for {t}")
     v = _int_literal(tok)
     lo, hi = _int_range(t)
-    if not lo <= v <= hi:
+    if not lo <= v <= hi or (v == 0 and tok.startswith("-")):  # mlir-opt rejects an integer -0 too
         if v < 0 and isinstance(t, IntegerType) and t.signedness == "unsigned":
             raise ValueError(f"negative integer literal not valid for unsigned type {t}")
         raise ValueError(f"integer constant {tok if len(tok) < 40 else tok[:20] + '...'} out of range for {t}")

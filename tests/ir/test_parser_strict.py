@@ -4,6 +4,7 @@ silently different value); the valid spellings next to each still parse to the r
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -55,6 +56,9 @@ REJECTED = {
     "-129 : i8": (0, "out of range for i8"),
     "128 : si8": (0, "out of range for si8"),
     "-1 : ui8": (0, "negative integer literal not valid for unsigned type ui8"),
+    "-0 : i32": (0, "integer constant -0 out of range for i32"),
+    "dense<[1, -0]> : tensor<2xi8>": (10, "integer constant -0 out of range"),
+    "array<i8: -0x0>": (10, "integer constant -0x0 out of range"),
     "2 : i1": (0, "out of range for i1"),
     "1 : i0": (0, "out of range for i0"),
     "18446744073709551615 : index": (0, "out of range for index"),
@@ -185,8 +189,10 @@ def test_resource_blobs_are_validated_where_they_are_written():
         assert (info.value.line, info.value.col) == (3, 38)
     with pytest.raises(ParseError, match="defined twice"):
         parse_module(module("0x040000000102", ', k: "0x040000000102"'), allow_unregistered=True)
-    with pytest.raises(ParseError, match="or ',' after a resource"):
+    with pytest.raises(ParseError, match="or ',' between entries"):
         parse_module(module("0x040000000102", ' j: "0x040000000102"'), allow_unregistered=True)
+    with pytest.raises(ParseError, match="expected a resource key"):  # no trailing comma (mlir-opt agrees)
+        parse_module(module("0x040000000102", ","), allow_unregistered=True)
 
 
 def test_locations_need_unsigned_32_bit_numbers():
@@ -257,3 +263,25 @@ def test_a_resource_without_data_keeps_having_none():
     again = parse_module(out, allow_unregistered=True).body.first_op.attributes["w"]
     with pytest.raises(ValueError, match="no data"):
         again.array
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ('"t.a"() {a = #t.attr<no{e>} : () -> ()', "unbalanced '>' (expected '}')"),
+    ('"t.a"() {a = #t.attr<(]>} : () -> ()', "unbalanced ']' (expected ')')"),
+    ('"t.a"() : () -> !t.ty<[1, 2>', "unbalanced '>' (expected ']')"),
+    ('"t.a"() : () -> () loc(# l)\n#l = loc("f":1:1)', "undefined location alias '#'"),
+    ('# m = 1\n"t.a"() : () -> ()', "expected an operation, or an alias definition"),
+])
+def test_mlir_syntax_details(text, fragment):
+    with pytest.raises(ParseError, match=re.escape(fragment)):
+        parse_module(text, allow_unregistered=True)
+
+
+def test_balanced_bodies_typed_strings_and_external_resources_round_trip():
+    text = ('%0 = "t.a"() {a = #t.attr<{x = [1, (2)]}, "}>">, s = "typed" : i32, f = affine_map<(d0) -> (d0)>} : '
+            '() -> !t.ty<[<1>]>\n{-#\n  external_resources: { mlir_reproducer: { pipeline: "p", disable_threading: '
+            'true } }\n#-}\n')
+    m = parse_module(text, allow_unregistered=True)
+    out = print_module(m)
+    assert '#t.attr<{x = [1, (2)]}, "}>">' in out and 's = "typed" : i32' in out and "!t.ty<[<1>]>" in out
+    assert print_module(parse_module(out, allow_unregistered=True)) == out
