@@ -92,7 +92,7 @@ class Cost:
 
 def ddr_latency_cycles(machine: Machine, consts: ModelConstants) -> int:
     """The fixed DDR latency in DPU cycles (rounded up)."""
-    return math.ceil(consts.ddr_latency_ns * 1e-9 * machine.clock_hz)
+    return math.ceil(round(consts.ddr_latency_ns * machine.clock_hz / 1e9, 6))
 
 
 def costs(instrs: Sequence[Any], machine: Machine, consts: ModelConstants | None = None) -> list[Cost]:
