@@ -45,8 +45,10 @@ class DPUSubgraph:
     """The pieces of a compiled DPU subgraph the interpreter needs."""
 
     def __init__(self, name: str, target: Any, mc_code: bytes, reg_sizes: Mapping[int, int],
-                 consts: Mapping[int, bytes], inputs: Sequence[DDRTensor], outputs: Sequence[DDRTensor]):
+                 consts: Mapping[int, bytes], inputs: Sequence[DDRTensor], outputs: Sequence[DDRTensor],
+                 preload: bytes = b""):
         self.name = name
+        self.mc_code_preload = bytes(preload)
         self.machine = Machine.from_target(target)
         self.mc_code = bytes(mc_code)
         self.reg_sizes = dict(reg_sizes)
@@ -98,13 +100,19 @@ class DPUSubgraph:
                 for p in o.inputs.get("input", []):
                     downloads.setdefault(p, o.output.name)
         outputs = [ddr(t, downloads.get(t.op, t.name)) for t in m.dpu_outputs(sg)]
-        return cls(sg.name, sg.target, sg.mc_code, sizes, consts, inputs, outputs)
+        pre = sg.attrs.get("mc_code_preload")
+        pre = bytes(getattr(pre, "value", pre) or b"")
+        return cls(sg.name, sg.target, sg.mc_code, sizes, consts, inputs, outputs, preload=pre)
 
     @property
     def program(self) -> list:
+        """The instructions: `mc_code_preload` without its END (as AMD's simulator runs it), then `mc_code`."""
         if self._program is None:
             from .interpreter import as_program
-            self._program = as_program(self.mc_code)
+            pre = as_program(self.mc_code_preload) if self.mc_code_preload else []
+            if pre and pre[-1].name == "END":
+                pre = pre[:-1]
+            self._program = pre + as_program(self.mc_code)
         return self._program
 
     def _const_regions(self) -> dict[int, np.ndarray]:

@@ -123,3 +123,24 @@ def test_fast_mode_from_many_threads(mnist):
     for t in threads:
         t.join(timeout=120)
     assert not wrong and len(done) == 48
+
+
+def test_preload_code_runs_first(mnist):
+    """mc_code_preload runs before mc_code, without its END: a preload that fills a bank line the program
+    does not use and saves it into REG_3 leaves AMD's outputs unchanged and its bytes visible."""
+    from fixflow.backends.mc import encode
+    from fixflow.backends.xmodel import XAttr, read_xmodel
+    from _dpu_interp_lib import I
+    dpu, xs, expected = mnist
+    g = read_xmodel(os.path.join(REF, "dpu_mnist_classifier.xmodel"))
+    sg = next(s for s in g.root.walk() if s.device == "DPU")
+    pre = [I("LOAD", bank_id=4, bank_addr=0, reg_id=0, ddr_addr=0, channel=16, broadcast=7, const_value=9),
+           I("SAVE", bank_id=4, bank_addr=0, reg_id=3, ddr_addr=12, channel=4), I("END")]
+    sg.set_attr("mc_code_preload", XAttr("bytes", encode(pre)))
+    withpre = DPUSubgraph.from_xmodel(g)
+    assert len(withpre.program) == len(dpu.program) + 2 and withpre.program[0].name == "LOAD"
+    for mode in ("reference", "fast"):
+        np.testing.assert_array_equal(withpre.run([xs], mode=mode)["quant_dense_1_softmax_fix"], expected)
+        regs = _regions(withpre, xs[1])
+        out = DPUInterpreter(withpre.machine, withpre.program, regs, mode=mode).run()
+        np.testing.assert_array_equal(out[3][12:16], [9, 9, 9, 9])
