@@ -126,8 +126,8 @@ def test_fast_mode_from_many_threads(mnist):
 
 
 def test_preload_code_runs_first(mnist):
-    """mc_code_preload runs before mc_code, without its END: a preload that fills a bank line the program
-    does not use and saves it into REG_3 leaves AMD's outputs unchanged and its bytes visible."""
+    """mc_code_preload runs before mc_code, without its END: a preload that fills a bank line (which the
+    program overwrites later) and saves it into REG_3 leaves AMD's outputs unchanged and its bytes visible."""
     from fixflow.backends.mc import encode
     from fixflow.backends.xmodel import XAttr, read_xmodel
     from _dpu_interp_lib import I
