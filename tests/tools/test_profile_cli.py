@@ -1,0 +1,91 @@
+"""`fixflow-profile` on AMD's compiled MNIST: every format, boards, host timing, user errors."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixflow.tools.profile import main
+
+MNIST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "amd-compiled-mnist" / "dpu_mnist_classifier.xmodel"
+LAYERS = ["subgraph_quant_conv2d", "subgraph_quant_dense(TransferMatMulToConv2d)",
+          "subgraph_quant_dense_1(TransferMatMulToConv2d)"]
+
+
+def test_table(capsys):
+    assert main([str(MNIST), "--board", "kv260"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fixflow-profile: mnist_classifier on kv260 (1 x DPUCZDX8G_ISA1_B4096 @ 300 MHz")
+    for name in LAYERS:
+        assert name in out
+    head = next(line for line in out.splitlines() if line.startswith("Name"))
+    for col in ("Type", "Workload(GOP)", "Cycles", "Time(ms)", "% of total", "Utilization(%)", "DDR(MB)"):
+        assert col in head
+
+
+def test_csv_to_file_and_zcu102(tmp_path):
+    out = tmp_path / "p.csv"
+    assert main([str(MNIST), "--board", "ZCU102", "--format", "csv", "-o", str(out)]) == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["name"] for r in rows if r["device"] == "DPU" and r["type"] != "subgraph"][:3] == LAYERS
+    assert all(float(r["ms"]) > 0 for r in rows if r["name"] in LAYERS)
+
+
+def test_trace_html_json(tmp_path):
+    t, h, j = tmp_path / "t.json", tmp_path / "r.html", tmp_path / "p.json"
+    assert main([str(MNIST), "--format", "trace", "-o", str(t)]) == 0
+    assert json.loads(t.read_text())["traceEvents"]
+    assert main([str(MNIST), "--format", "html", "-o", str(h)]) == 0
+    assert h.read_text().count('class="bar"') == 4
+    assert main([str(MNIST), "--format", "json", "-o", str(j), "--board", "zcu104"]) == 0
+    data = json.loads(j.read_text())
+    assert data["machine"]["cores"] == 2 and data["throughput"]["threads"] == 2
+
+
+def test_host_timing(capsys):
+    assert main([str(MNIST), "--host", "--repeat", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "host (DPU interpreter, fast mode)" in out and "board (simulated)" in out
+    assert "measured" in out
+
+
+def test_ddr_latency_option(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main([str(MNIST), "--format", "json", "-o", str(a), "--ddr-latency-ns", "0"]) == 0
+    assert main([str(MNIST), "--format", "json", "-o", str(b), "--ddr-latency-ns", "1000"]) == 0
+    fast, slow = json.loads(a.read_text()), json.loads(b.read_text())
+    assert fast["machine"]["ddr_latency_cycles"] == 0 and slow["machine"]["ddr_latency_cycles"] == 300
+    assert fast["total"]["dpu_ms"] < slow["total"]["dpu_ms"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["missing.xmodel"], "error: missing.xmodel: cannot read: No such file or directory"),
+    ([str(MNIST), "--board", "zcu999"], "error: unknown board 'zcu999'; fixflow knows zcu102, zcu104, kv260"),
+    ([str(MNIST), "--format", "pdf"], "error: argument --format: invalid choice: 'pdf'"),
+    ([str(MNIST), "--repeat", "0"], "error: --repeat must be at least 1, got 0"),
+    ([str(MNIST), "--ddr-latency-ns", "-1"], "error: --ddr-latency-ns must not be negative, got -1.0"),
+])
+def test_user_errors(capsys, args, message):
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_not_an_xmodel(tmp_path, capsys):
+    bad = tmp_path / "bad.xmodel"
+    bad.write_bytes(b"\x0b\x0b\x0b")
+    assert main([str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: ") and len(err.strip().splitlines()) == 1
+
+
+def test_console_script_runs():
+    r = subprocess.run([sys.executable, "-m", "fixflow.tools.profile", str(MNIST), "--format", "csv"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0 and r.stdout.startswith("subgraph,device,name,type,")
