@@ -66,6 +66,23 @@ class Builder:
                 location = _caller_location() if self.capture_locations else UNKNOWN_LOC
         return self.insert(op_class.build(*operands, location=location, **kwargs))
 
+    def emit(self, op_class: type, *operands: Any, name: str | None = None, verify: bool = True,
+             location: Location | None = None, **kwargs: Any) -> Any:
+        """The emitters' one idiom (frontends, lowerings, readers): build `op_class`, insert it here,
+        name its first result `name` and verify it; returns its result (the op itself when it has
+        none or several). An op that fails verification is erased again before the error propagates,
+        so a bad op never stays in the IR."""
+        op = self.create(op_class, *operands, location=location, **kwargs)
+        if name is not None and op.results:
+            op.results[0].name_hint = name
+        if verify:
+            try:
+                op.verify()
+            except Exception:
+                op.erase()
+                raise
+        return op.results[0] if len(op.results) == 1 else op
+
 
 def _caller_location() -> Location:
     frame = sys._getframe(2)

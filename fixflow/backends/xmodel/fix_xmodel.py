@@ -38,7 +38,8 @@ from ...dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from ...dialects.fix import ops as Q
 from ...ir.attributes import (BoolAttr, DenseArrayAttr, DenseElementsAttr, DenseResourceElementsAttr, FloatAttr,
                               IntegerAttr, StringAttr)
-from ...ir.core import Operation, Value
+from ...ir.builder import Builder
+from ...ir.core import Block, Operation, Value
 from ...ir.location import UNKNOWN_LOC, NameLoc
 from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
 from ...dialects.fix.types import FixedPointType
@@ -334,7 +335,8 @@ class _Importer:
     def __init__(self, g: XGraph):
         self.g = g
         self.values: dict[str, Value] = {}
-        self.ops: list[Operation] = []
+        self.body = Block()  # the function's ops, moved into it once its signature is known
+        self.builder = Builder.at_end(self.body)
         self.args: list[tuple[str, TensorType]] = []
 
     def val(self, xop: XOp, arg: str, i: int = 0) -> Value:
@@ -352,7 +354,7 @@ class _Importer:
             if xop.has_attr(k):
                 op.attributes[k] = StringAttr(str(xop.attr(k)))
         op.results[0].name_hint = xop.name
-        self.ops.append(op)
+        self.builder.insert(op)
         self.values[xop.name] = op.results[0]
 
     def build(self, cls, xop: XOp, *operands, **attrs) -> Operation:
@@ -383,7 +385,8 @@ class _Importer:
         for arg, (_, data_op) in zip(func.body.args, pending_args):
             data_op.set_operand(0, arg)
             arg.name_hint = data_op.results[0].name_hint
-        for op in self.ops:
+        for op in list(self.body.ops):
+            op.detach()
             func.body.append(op)
         outs = self.g.attr("__fixflow_outputs")
         if outs is None:

@@ -9,6 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...ir.attributes import DenseElementsAttr, DenseResourceElementsAttr
+from ...ir.builder import Builder
 from ...ir.core import IRError, Value
 from ...ir.diagnostics import FixflowError, VerifyError
 from ...ir.location import CallSiteLoc, FileLineColLoc, NameLoc
@@ -45,7 +46,7 @@ class NetBuilder:
         self.nets = nets or {}
         self.env: dict[str, tuple[Value, Pos]] = {}
         self.stmt: Assign | None = None
-        self.block = None
+        self.builder: Builder | None = None
         # when this builder inlines a called net: the top-level net (weights, seed), a prefix for the
         # statement names (`<call target>.`) and the call sites (locations, notes, recursion check)
         self.owner = net.name
@@ -55,7 +56,7 @@ class NetBuilder:
     def child(self, callee: Net, call: Assign) -> "NetBuilder":
         """A builder that inlines `callee` for the call statement `call` (into the same block)."""
         nb = NetBuilder(callee, self.filename, self.store, self.seed, self.key_prefix, self.nets)
-        nb.block = self.block
+        nb.builder = self.builder
         nb.owner = self.owner
         nb.prefix = f"{self.prefix}{call.target}."
         nb.calls = self.calls + [(self.net.name, self.loc(call.pos))]
@@ -110,20 +111,15 @@ class NetBuilder:
         stmt = self.stmt
         loc = self.op_loc(stmt.pos if stmt is not None else self.net.pos)
         attrs = {k: v for k, v in attrs.items() if v is not None}
+        hint = name if name is not None else (self.qual(stmt.target) if stmt else None)
         try:
-            op = cls.build(*operands, location=loc, **attrs)
-            op.verify_()
+            return self.builder.emit(cls, *operands, name=hint, location=loc, **attrs)
         except VerifyError as e:
             raise self.error(_strip(e.bare_message, op_name)) from None
         except FixflowError as e:
             raise self.error(_strip(e.message, op_name)) from None
         except (ValueError, IRError, TypeError) as e:
             raise self.error(_strip(str(e), op_name)) from None
-        self.block.append(op)
-        if op.results:
-            op.results[0].name_hint = name if name is not None else (self.qual(stmt.target) if stmt else None)
-            return op.results[0]
-        return None  # pragma: no cover
 
     def constant(self, array: np.ndarray, role: str | None, resource: bool = True) -> Value:
         """A `graph.constant` holding `array` (a dense_resource keyed `<stmt>.<role>` when `resource`)."""
@@ -250,7 +246,7 @@ def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarr
                                f"{list(inp.shape)}", nb.loc(inp.pos))
             in_types.append(TensorType(inp.shape, et))
         func = FuncOp.create_function(net.name, in_types, [], location=loc)
-        nb.block = func.body
+        nb.builder = Builder.at_end(func.body)
         for inp, arg in zip(net.inputs, func.args):
             arg.name_hint = inp.name
             nb.define(inp.name, arg, inp.pos)

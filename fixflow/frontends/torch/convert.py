@@ -25,7 +25,8 @@ from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, Bat
                                     PreluOp, Relu6Op, ReluOp, ReshapeOp, SigmoidOp, SiluOp, SoftmaxOp, SubOp, TanhOp,
                                     TransposeOp, UpsampleOp)
 from fixflow.ir.attributes import DenseElementsAttr
-from fixflow.ir.core import Block, Value
+from fixflow.ir.builder import Builder
+from fixflow.ir.core import Value
 from fixflow.ir.location import NameLoc
 from fixflow.ir.types import TensorType, f32
 
@@ -137,7 +138,7 @@ class Converter:
         self.modules = dict(gm.named_modules())
         self.env: dict[torch.fx.Node, Value] = {}
         self.params: dict[str, Value] = {}
-        self.block: Block | None = None
+        self.builder: Builder | None = None
         self.node: torch.fx.Node | None = None
         self.loc = None
 
@@ -200,7 +201,7 @@ class Converter:
         """A rank-0 float32 constant."""
         arr = np.asarray(float(value), dtype=np.float32)
         op = ConstantOp.build(value=DenseElementsAttr(TensorType((), f32), arr), location=self.loc)
-        self.block.append(op)
+        self.builder.insert(op)
         op.result.name_hint = f"{self.node.name}_c"
         return op.result
 
@@ -211,7 +212,7 @@ class Converter:
         arr = tensor.detach().to(torch.float32).contiguous().numpy()
         loc = NameLoc(key, self.loc.child) if key is not None else self.loc
         op = ConstantOp.from_array(arr, key=key, location=loc)
-        self.block.append(op)
+        self.builder.insert(op)
         op.result.name_hint = (key or hint or "cst").replace(".", "_")
         if key is not None:
             self.params[key] = op.result
@@ -226,10 +227,8 @@ class Converter:
 
     def emit(self, cls: type, *operands: Any, suffix: str | None = None, **attrs: Any) -> Value:
         """Build `cls` at the current node's location and append it; returns its result."""
-        op = cls.build(*operands, location=self.loc, **attrs)
-        self.block.append(op)
-        op.result.name_hint = self.node.name if suffix is None else f"{self.node.name}_{suffix}"
-        return op.result
+        name = self.node.name if suffix is None else f"{self.node.name}_{suffix}"
+        return self.builder.emit(cls, *operands, name=name, location=self.loc, verify=False, **attrs)
 
     # ---- driver ---------------------------------------------------------------------------------
     def convert(self) -> ModuleOp:
@@ -248,7 +247,7 @@ class Converter:
         module = ModuleOp.empty()
         func = FuncOp.create_function(self.name, in_types, [])
         module.body.append(func)
-        self.block = func.body
+        self.builder = Builder.at_end(func.body)
         for n, arg in zip(placeholders, func.args):
             arg.name_hint = n.name
             self.env[n] = arg
@@ -265,7 +264,7 @@ class Converter:
                 continue  # a Python value or a constant, materialized where a tensor is needed
             self._convert_node(node)
         self.node = None
-        self.block.append(ReturnOp.build(results, location=func.location))
+        self.builder.insert(ReturnOp.build(results, location=func.location))
         func.update_function_type()
         return module
 

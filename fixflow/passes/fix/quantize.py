@@ -32,6 +32,7 @@ from ...dialects.fix.numerics import LEAKY_RELU_ALPHA, fix_pos_diffs, quantize
 from ...ir.attributes import DenseResourceElementsAttr, StringAttr
 from ...ir.core import BlockArgument, Operation, OpResult, Value
 from ...ir.diagnostics import FixflowError, emit_warning
+from ...ir.builder import Builder
 from ...ir.passes import Pass, register_pass
 from .annotations import GROUP_JOINERS
 
@@ -91,7 +92,7 @@ class _Lowering:
         for k, v in func.attributes.items():
             if k not in ("sym_name", "function_type"):
                 self.new.attributes[k] = v
-        self.block = self.new.body
+        self.builder = Builder.at_end(self.new.body)
         self.map: dict[Value, Value] = {}
         self.float_of: dict[Value, Value] = {}
         self.fused: set[Operation] = set()
@@ -133,12 +134,7 @@ class _Lowering:
 
     # ---- emission ---------------------------------------------------------------------------
     def emit(self, cls, *operands, loc, hint: str | None = None, result_types=None, **attrs) -> Value:
-        op = cls.build(*operands, result_types=result_types, location=loc, **attrs)
-        self.block.append(op)
-        if hint:
-            op.results[0].name_hint = hint
-        op.verify()
-        return op.results[0]
+        return self.builder.emit(cls, *operands, name=hint or None, location=loc, result_types=result_types, **attrs)
 
     def mark_cpu(self, value: Value, reason: str, loc) -> None:
         op = value.op
@@ -162,7 +158,7 @@ class _Lowering:
 
     def const(self, q: np.ndarray, bw: int, fp: int, key: str, loc) -> Value:
         c = Q.ConstOp.from_ints(q, bw, fp, key=self.unique_key(key), location=loc)
-        self.block.append(c)
+        self.builder.insert(c)
         c.results[0].name_hint = key.replace(".", "_")
         return c.results[0]
 
@@ -208,7 +204,7 @@ class _Lowering:
             owner = gv.op if isinstance(gv, OpResult) else None
             if owner is not None and owner.name == "graph.constant":
                 c = owner.clone()
-                self.block.append(c)
+                self.builder.insert(c)
                 self.map[gv] = c.results[0]
                 return c.results[0]
             raise QuantizeError(f"'{op.name}': operand is produced by an op that was not lowered", op.location)
@@ -222,7 +218,7 @@ class _Lowering:
 
     # ---- driver -------------------------------------------------------------------------------
     def run(self) -> FuncOp:
-        for arg, new_arg in zip(self.func.body.args, self.block.args):
+        for arg, new_arg in zip(self.func.body.args, self.new.body.args):
             new_arg.name_hint = arg.name_hint
             f = self.input_fmts[arg.index]
             if f is None:
@@ -261,7 +257,7 @@ class _Lowering:
                 v = self.emit(Q.FloatOp, v, loc=op.location, layout=layout,
                               hint=(gv.name_hint + "_float") if gv.name_hint else None)
             outs.append(v)
-        self.block.append(ReturnOp.build(outs, location=op.location))
+        self.builder.insert(ReturnOp.build(outs, location=op.location))
         self.new.update_function_type()
 
     def bind(self, op: Operation, value: Value) -> None:
@@ -274,7 +270,7 @@ class _Lowering:
         c = op.clone(vm)
         for k in [k for k in c.attributes if k.startswith("fix.")]:
             del c.attributes[k]
-        self.block.append(c)
+        self.builder.insert(c)
         self.mark_cpu(c.results[0], reason, op.location)
         out = c.results[0]
         f = self.fmt_or_none(op.results[0])
