@@ -1,0 +1,153 @@
+"""`fixflow-run`: run a compiled `.xmodel` (DPU subgraphs on the DPU interpreter) or an `_int.xmodel`
+(fix-level integer execution) on float inputs; write the outputs, report accuracy and throughput.
+
+    fixflow-run out/compiled/DigitsCNN.xmodel --data digits
+    fixflow-run DigitsCNN_int.xmodel --data digits --threads 2 --batch 64 -o outputs.npz
+    fixflow-run net.xmodel --input images.npz --mode reference      # x (+ labels y) in an .npz, or an .npy
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from .common import ArgumentParser, ToolError, argv_list, run_tool
+
+__all__ = ["main"]
+
+
+def _read_inputs(path: str, label_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    if not os.path.exists(path):
+        raise ToolError(f"--input: file {path} not found")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if isinstance(z, np.ndarray):
+            x, y = z, None
+        else:
+            with z:
+                key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
+                if key is None:
+                    raise ToolError(f"--input: {path} holds no arrays")
+                x = z[key]
+                y = next((z[k] for k in ("y", "labels") if k in z.files), None)
+    except ToolError:
+        raise
+    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign or corrupt file
+        raise ToolError(f"--input: cannot read {path} as .npy/.npz: {' '.join(str(e).split())}") from None
+    if label_path:
+        if not os.path.exists(label_path):
+            raise ToolError(f"--labels: file {label_path} not found")
+        try:
+            y = np.load(label_path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001
+            raise ToolError(f"--labels: cannot read {label_path} as .npy: {' '.join(str(e).split())}") from None
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) or x.ndim == 0 or not len(x):
+        raise ToolError(f"--input: {path} must hold a non-empty numeric array of inputs, got {x.dtype} {x.shape}")
+    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        raise ToolError(f"labels must be integer class indices of shape ({len(x)},), got {y.dtype} {y.shape}")
+    return np.asarray(x, np.float32), (np.asarray(y) if y is not None else None)
+
+
+def _digits(spec: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    from fixflow.zoo.data import load_digits
+    shape = spec.shape
+    if len(shape) != 4 or (spec.layout == "NCHW" and (shape[1] != 1 or shape[2] != shape[3])) or \
+            (spec.layout != "NCHW" and (shape[3] != 1 or shape[1] != shape[2])):
+        raise ToolError(f"--data digits: the model input {spec.name!r} {spec.layout} {list(shape)} is not a "
+                        "one-channel square image")
+    x, y = load_digits(split, size=shape[2] if spec.layout == "NCHW" else shape[1])
+    if spec.layout != "NCHW":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return x, y
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    p = ArgumentParser(prog="fixflow-run", description="Run a compiled or _int .xmodel on inputs (DPU interpreter)")
+    p.add_argument("xmodel", help="compiled .xmodel (vai_c_xir layout) or the quantizer's _int.xmodel")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help=".npy of inputs, or .npz with x (or inputs/images) and optional labels y")
+    src.add_argument("--data", choices=("digits",), help="the bundled digits data (test split by default)")
+    p.add_argument("--split", default="test", choices=("train", "test", "all"), help="--data split")
+    p.add_argument("--labels", help=".npy of integer labels (when --input has none)")
+    p.add_argument("-o", "--output", help="write the outputs to this .npz (one array per output tensor)")
+    p.add_argument("--mode", choices=("fast", "reference"), default="fast", help="DPU interpreter mode")
+    p.add_argument("--batch", type=int, default=32, help="images per job (default 32)")
+    p.add_argument("--threads", type=int, default=1, help="jobs run in parallel (default 1)")
+    p.add_argument("--limit", type=int, help="run only the first N inputs")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv_list(argv))
+    if args.batch < 1 or args.threads < 1 or (args.limit is not None and args.limit < 1):
+        raise ToolError("--batch, --threads and --limit must be >= 1")
+    from fixflow.runtime.runner import Runner
+    runner = Runner.create_graph_runner(args.xmodel, "run" if args.mode == "fast" else "sim",
+                                        batch=args.batch, num_workers=args.threads)
+    try:
+        ins = runner.get_input_tensors()
+        if len(ins) != 1:
+            raise ToolError(f"the model has {len(ins)} inputs; fixflow-run feeds one (use the Python API)")
+        if args.data:
+            x, y = _digits(runner.graph.inputs[0], args.split)
+        else:
+            x, y = _read_inputs(args.input, args.labels)
+        if args.limit is not None:
+            x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
+        want = tuple(ins[0].dims[1:])
+        if tuple(x.shape[1:]) != want:
+            raise ToolError(f"inputs have shape {tuple(x.shape)}, the model input {ins[0].name!r} needs "
+                            f"(N, {', '.join(map(str, want))})")
+        n = len(x)
+        starts = list(range(0, n, args.batch))
+        outs: list[list[np.ndarray]] = []
+        from tqdm import tqdm
+        bar = tqdm(total=n, unit="img", desc="fixflow-run", disable=args.no_progress or None, file=sys.stderr)
+        t0 = time.perf_counter()
+        pending: deque[tuple[int, int]] = deque()
+
+        def collect() -> None:
+            res = runner.result(pending.popleft())
+            outs.append(res)
+            bar.update(len(res[0]))
+        for s in starts:                       # at most 2 jobs per thread in flight
+            pending.append(runner.execute_async([x[s:s + args.batch]]))
+            if len(pending) >= 2 * args.threads:
+                collect()
+        while pending:
+            collect()
+        dt = time.perf_counter() - t0
+        bar.close()
+    finally:
+        runner.close()
+    names = [t.name for t in runner.get_output_tensors()]
+    results = {nm: np.concatenate([o[k] for o in outs]) for k, nm in enumerate(names)}
+    print(f"[fixflow] {runner.name}: {n} images, {args.threads} thread(s), batch {args.batch}, mode {args.mode}")
+    if y is not None:
+        first = results[names[0]]
+        if first.ndim == 2:
+            acc = float((first.argmax(1) == y).mean())
+            print(f"[fixflow] accuracy {100 * acc:.2f}% ({int(round(acc * n))}/{n}, top-1 of {names[0]!r})")
+        else:
+            print(f"[fixflow] no accuracy: output {names[0]!r} is not (N, classes)")
+    print(f"[fixflow] throughput {n / dt:.1f} images/s, {1000 * dt / n:.3f} ms per image")
+    if args.output:
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+            with open(args.output, "wb") as f:
+                np.savez(f, **results)
+        except OSError as e:
+            raise ToolError(f"cannot write '{args.output}': {e.strerror or e}") from None
+        print(f"[fixflow] outputs written to {args.output} ({', '.join(names)})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: user errors print one `error: ...` line and return 1."""
+    return run_tool(lambda: _main(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
