@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -66,6 +67,16 @@ def _digits(spec: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+def _blas_threads(n: int):
+    """Limit BLAS threads while running (small products are much slower with several threads on a busy
+    machine); a no-op without threadpoolctl (installed with scikit-learn)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(n, user_api="blas")
+
+
 def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-run", description="Run a compiled or _int .xmodel on inputs (DPU interpreter)")
     p.add_argument("xmodel", help="compiled .xmodel (vai_c_xir layout) or the quantizer's _int.xmodel")
@@ -78,50 +89,57 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--mode", choices=("fast", "reference"), default="fast", help="DPU interpreter mode")
     p.add_argument("--batch", type=int, default=32, help="images per job (default 32)")
     p.add_argument("--threads", type=int, default=1, help="jobs run in parallel (default 1)")
+    p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per job (default 1)")
     p.add_argument("--limit", type=int, help="run only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv_list(argv))
-    if args.batch < 1 or args.threads < 1 or (args.limit is not None and args.limit < 1):
-        raise ToolError("--batch, --threads and --limit must be >= 1")
+    if min(args.batch, args.threads, args.blas_threads, args.limit or 1) < 1:
+        raise ToolError("--batch, --threads, --blas-threads and --limit must be >= 1")
     from fixflow.runtime.runner import Runner
     runner = Runner.create_graph_runner(args.xmodel, "run" if args.mode == "fast" else "sim",
                                         batch=args.batch, num_workers=args.threads)
     try:
-        ins = runner.get_input_tensors()
-        if len(ins) != 1:
-            raise ToolError(f"the model has {len(ins)} inputs; fixflow-run feeds one (use the Python API)")
-        if args.data:
-            x, y = _digits(runner.graph.inputs[0], args.split)
-        else:
-            x, y = _read_inputs(args.input, args.labels)
-        if args.limit is not None:
-            x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
-        want = tuple(ins[0].dims[1:])
-        if tuple(x.shape[1:]) != want:
-            raise ToolError(f"inputs have shape {tuple(x.shape)}, the model input {ins[0].name!r} needs "
-                            f"(N, {', '.join(map(str, want))})")
-        n = len(x)
-        starts = list(range(0, n, args.batch))
-        outs: list[list[np.ndarray]] = []
-        from tqdm import tqdm
-        bar = tqdm(total=n, unit="img", desc="fixflow-run", disable=args.no_progress or None, file=sys.stderr)
-        t0 = time.perf_counter()
-        pending: deque[tuple[int, int]] = deque()
-
-        def collect() -> None:
-            res = runner.result(pending.popleft())
-            outs.append(res)
-            bar.update(len(res[0]))
-        for s in starts:                       # at most 2 jobs per thread in flight
-            pending.append(runner.execute_async([x[s:s + args.batch]]))
-            if len(pending) >= 2 * args.threads:
-                collect()
-        while pending:
-            collect()
-        dt = time.perf_counter() - t0
-        bar.close()
+        with _blas_threads(args.blas_threads):
+            return _run(args, runner)
     finally:
         runner.close()
+
+
+def _run(args, runner) -> int:
+    """Read the inputs, run them as jobs of `--batch` images, report and write the outputs."""
+    ins = runner.get_input_tensors()
+    if len(ins) != 1:
+        raise ToolError(f"the model has {len(ins)} inputs; fixflow-run feeds one (use the Python API)")
+    if args.data:
+        x, y = _digits(runner.graph.inputs[0], args.split)
+    else:
+        x, y = _read_inputs(args.input, args.labels)
+    if args.limit is not None:
+        x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
+    want = tuple(ins[0].dims[1:])
+    if tuple(x.shape[1:]) != want:
+        raise ToolError(f"inputs have shape {tuple(x.shape)}, the model input {ins[0].name!r} needs "
+                        f"(N, {', '.join(map(str, want))})")
+    n = len(x)
+    starts = list(range(0, n, args.batch))
+    outs: list[list[np.ndarray]] = []
+    from tqdm import tqdm
+    bar = tqdm(total=n, unit="img", desc="fixflow-run", disable=args.no_progress or None, file=sys.stderr)
+    t0 = time.perf_counter()
+    pending: deque[tuple[int, int]] = deque()
+
+    def collect() -> None:
+        res = runner.result(pending.popleft())
+        outs.append(res)
+        bar.update(len(res[0]))
+    for s in starts:                       # at most 2 jobs per thread in flight
+        pending.append(runner.execute_async([x[s:s + args.batch]]))
+        if len(pending) >= 2 * args.threads:
+            collect()
+    while pending:
+        collect()
+    dt = time.perf_counter() - t0
+    bar.close()
     names = [t.name for t in runner.get_output_tensors()]
     results = {nm: np.concatenate([o[k] for o in outs]) for k, nm in enumerate(names)}
     print(f"[fixflow] {runner.name}: {n} images, {args.threads} thread(s), batch {args.batch}, mode {args.mode}")
