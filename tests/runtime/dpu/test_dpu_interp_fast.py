@@ -13,17 +13,20 @@ from fixflow.runtime.dpu.machine import Machine
 SIZES = {0: 8192, 1: 4096, 2: 4096, 3: 4096}
 
 
-def random_program(rng, n=60, bad=False, sizes=SIZES):
-    """A random but (unless `bad`) executable stream over all four units."""
+def random_program(rng, n=60, bad=False, sizes=SIZES, target=TARGET, lines=2048):
+    """A random but (unless `bad`) executable stream over all four units of `target`; bank line
+    addresses below `lines` (fewer lines: denser reuse of the same data)."""
     SIZES = sizes  # noqa: N806
+    mach = Machine.from_target(target)
+    pp, alu_pp = mach.pp, mach.alu_pp
     ins = []
     r = rng.integers
 
     def line():
-        return int(r(0, 2048))
+        return int(r(0, lines))
 
     def img_bank():
-        return int(r(0, 16))
+        return int(r(0, 2 * pp))
 
     for _ in range(n):
         kind = rng.choice(["load", "load", "load", "conv", "alu", "elew", "save"])
@@ -33,20 +36,20 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
             jr = int(r(1, 80))
             reg = int(r(0, 4))
             top = SIZES[reg] - ((length - 1) * jr + ch)
-            ins.append(I("LOAD", bank_id=int(r(0, 34)), bank_addr=line(), reg_id=reg,
+            ins.append(I("LOAD", bank_id=int(r(0, mach.num_banks)), bank_addr=line(), reg_id=reg,
                          ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_read=jr,
                          jump_write=int(r(1, 4)), broadcast=int(rng.choice([0, 7])), const_value=int(r(0, 256)),
                          pad_start=int(r(0, 3)), pad_end=int(r(0, 3)), pad_idx=int(r(1, 3))))
         elif kind == "conv":
             kh, kw, sh, sw = (int(v) for v in r(1, 4, size=4))
-            vpp = int(r(1, 9))
+            vpp = int(r(1, pp + 1))
             ins.append(I("CONVINIT", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
                          shift_cut=int(r(0, 14)), shift_bias=int(r(0, 12)), act_type=int(rng.choice([0, 1, 3, 4])),
                          jump_read=int(r(1, 4)), jump_read_endl=int(r(1, 40)), jump_write=int(r(1, 3)),
                          jump_write_endl=int(r(1, 40)), stride_out=int(r(1, 3)), valid_pixel_parallel=vpp,
                          stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
             for _ in range(int(r(1, 4))):
-                ins.append(I("CONV", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 2)), bank_addr_in=line(),
+                ins.append(I("CONV", bank_id_in=int(r(0, 2)) * pp + int(r(0, 2)), bank_addr_in=line(),
                              bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
                              channel_group=int(r(1, 3)), length=int(r(1, 9)), pad_left=int(r(0, 3)),
                              pad_top=int(r(0, 3)), pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)),
@@ -65,9 +68,9 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
                          shift_prelu_p=int(r(0, 40)), shift_prelu_n=int(r(0, 40)),
                          stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
             for _ in range(int(r(1, 4))):          # several tiles per ALUINIT: mergeable in fast mode
-                ins.append(I("ALU", bank_id_in=int(r(0, 2)) * 8 + int(r(0, 3)), bank_addr_in=line(),
+                ins.append(I("ALU", bank_id_in=int(r(0, 2)) * pp + int(r(0, 3)), bank_addr_in=line(),
                              bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
-                             valid_pixel_parallel=int(r(1, 5)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
+                             valid_pixel_parallel=int(r(1, alu_pp + 1)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
                              pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)), bank_id_out=img_bank(),
                              bank_addr_out=line(), bank_addr_weights=line(), bank_addr_bias=line(),
                              kernel_d=int(r(1, 3)) if mode in (0, 6, 8) else 1))
@@ -78,7 +81,7 @@ def random_program(rng, n=60, bad=False, sizes=SIZES):
             common = dict(num=num, elew_type=et, act_type=int(r(0, 2)), channel_group=int(r(1, 3)),
                           shift_write=int(r(0, 22)))
             for _ in range(int(r(1, 4))):          # repeated with the same parameters: mergeable
-                vpp = int(r(1, 5))
+                vpp = int(r(1, alu_pp + 1))
                 for k in range(num):
                     ins.append(I("ELEWINIT", id=k, bank_id_in=img_bank(), bank_addr_in=line(),
                                  jump_read=int(r(0, 3)), jump_bank=int(r(1, 3)), jump_read_endl=int(r(1, 20)),
@@ -109,24 +112,28 @@ def regions(rng, batch=None):
     return {reg: rng.integers(-128, 128, size=shape(s)).astype(np.int8) for reg, s in SIZES.items()}
 
 
-def run_both(program, regs):
+def run_both(program, regs, target=TARGET):
     out = {}
     for mode in ("reference", "fast"):
-        it = DPUInterpreter(TARGET, program, {r: a.copy() for r, a in regs.items()}, mode=mode)
+        it = DPUInterpreter(target, program, {r: a.copy() for r, a in regs.items()}, mode=mode)
         try:
             res = it.run()
             out[mode] = ({r: a.copy() for r, a in res.items()},
-                         np.concatenate([it.bank(b).ravel() for b in range(34)]))
+                         np.concatenate([it.bank(b).ravel() for b in range(it.machine.num_banks)]))
         except DPUExecError as e:
             out[mode] = str(e)
     return out["reference"], out["fast"]
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_random_programs_bit_exact(seed):
+OTHER_TARGETS = ["DPUCZDX8G_ISA1_B512", "DPUCZDX8G_ISA1_B1152", "DPUCZDX8G_ISA1_B3136"]
+
+
+@pytest.mark.parametrize("target,seed", [(TARGET, s) for s in range(40)]
+                         + [(t, s) for t in OTHER_TARGETS for s in range(8)])
+def test_random_programs_bit_exact(target, seed):
     rng = np.random.default_rng(seed)
-    program = random_program(rng)
-    ref, fast = run_both(program, regions(rng))
+    program = random_program(rng, target=target)
+    ref, fast = run_both(program, regions(rng), target)
     if isinstance(ref, str):
         assert fast == ref
         return
