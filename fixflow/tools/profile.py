@@ -37,26 +37,14 @@ def _parser() -> ArgumentParser:
 
 def _main(argv: Sequence[str] | None) -> int:
     from fixflow.backends.reports import render
-    from fixflow.runtime.profiler import ModelConstants, host_profile, profile_xmodel
+    from fixflow.runtime.profiler import ModelConstants, profile_xmodel
     args = _parser().parse_args(argv_list(argv))
     if args.repeat < 1:
         raise ToolError(f"--repeat must be at least 1, got {args.repeat}")
-    consts = ModelConstants() if args.ddr_latency_ns is None else ModelConstants(ddr_latency_ns=args.ddr_latency_ns)
     if args.ddr_latency_ns is not None and args.ddr_latency_ns < 0:
         raise ToolError(f"--ddr-latency-ns must not be negative, got {args.ddr_latency_ns}")
-    profile = profile_xmodel(args.xmodel, args.board, constants=consts)
-    if args.host:
-        host = host_profile(args.xmodel, repeat=args.repeat)
-        profile["host"] = host
-        times = {h["name"]: h["ms"] for h in host["subgraphs"]}
-        for s in profile["subgraphs"]:
-            if s["device"] == "CPU" and times.get(s["name"]) is not None:
-                s["ms"], s["measured_on"] = times[s["name"]], "host"
-        from fixflow.runtime.profiler import throughput
-        cpu = sum(s["ms"] or 0.0 for s in profile["subgraphs"] if s["device"] == "CPU")
-        profile["total"]["cpu_ms"] = cpu
-        profile["throughput"] = throughput(profile["total"]["dpu_ms"], profile["total"]["ddr_bytes"],
-                                           profile["machine"], cpu)
+    consts = ModelConstants() if args.ddr_latency_ns is None else ModelConstants(ddr_latency_ns=args.ddr_latency_ns)
+    profile = profile_xmodel(args.xmodel, args.board, measure_cpu=args.host, repeat=args.repeat, constants=consts)
     text = json.dumps(profile, indent=1) + "\n" if args.format == "json" else render(profile, args.format)
     write_output(text, args.output)
     return 0

@@ -73,6 +73,9 @@ def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, na
         groups, group_of = [name], [0] * len(instrs)
     if len(group_of) != len(instrs):
         raise ProfileError(f"{name}: {len(group_of)} layer labels for {len(instrs)} instructions")
+    bad = next((i for i, g in enumerate(group_of) if not 0 <= g < len(groups)), None)
+    if bad is not None:
+        raise ProfileError(f"{name}: instruction {bad} has layer {group_of[bad]}, but there are {len(groups)} layers")
     try:
         cs = costs(instrs, mach, consts)
     except ValueError as e:
@@ -189,9 +192,8 @@ def profile_dpu_subgraph(model: Any, sg: Any, board: Any = None,
     """Profile DPU subgraph ``sg`` of a compiled model: one layer per super-layer child."""
     from ...backends.mc import McError, decode
     from .attribution import attribute
-    code_children = sg.code_children or [c for c in sg.children if c.kind == "code"]
-    with_code = [c for c in code_children if c.mc_code]
-    if code_children and len(with_code) == len(code_children):
+    code_children = [c for c in (sg.code_children or sg.children) if c.kind == "code"]
+    if code_children and all(c.mc_code for c in code_children):
         # debug mode: each child carries its own self-contained stream; they run one after the other
         parts = []
         for c in code_children:
@@ -208,7 +210,7 @@ def profile_dpu_subgraph(model: Any, sg: Any, board: Any = None,
     except McError as e:
         raise ProfileError(e.message) from None
     names, group_of = attribute(ins, model, sg, sg.target)
-    by_name = {c.name: c for c in code_children}
+    by_name = {c.name: c for c in sg.children}
     types = [_child_type(model, by_name[n]) if n in by_name else "DPU" for n in names]
     wls = [(by_name[n].workload or None) if n in by_name else (sg.workload or None) for n in names]
     p = profile_program(ins, sg.target, board, name=sg.name, groups=names, group_of=group_of, group_types=types,
@@ -245,10 +247,11 @@ def _concat(name: str, target: str, parts: list[dict[str, Any]], how: str) -> di
 
 
 def profile_xmodel(source: Any, board: Any = "kv260", *, measure_cpu: bool = False, inputs: Any = None,
-                   constants: ModelConstants | None = None) -> dict[str, Any]:
+                   repeat: int = 1, constants: ModelConstants | None = None) -> dict[str, Any]:
     """The profile of a compiled xmodel (path or ``CompiledModel``) on ``board``: every subgraph in
     order with its device; DPU subgraphs from the cycle model, CPU subgraphs timed by running them on
-    the host when ``measure_cpu`` (else their time is None)."""
+    the host when ``measure_cpu`` (else their time is None; the best of ``repeat`` runs, on ``inputs``
+    or seeded random ones); the host run is then reported under ``"host"`` too."""
     m = _model(source)
     b = _board(board)
     dpus = m.dpu_subgraphs
@@ -256,7 +259,7 @@ def profile_xmodel(source: Any, board: Any = "kv260", *, measure_cpu: bool = Fal
         raise ProfileError(f"{m.name}: no DPU subgraph to profile")
     machine = machine_info(dpus[0].target, b, constants)
     subs: list[dict[str, Any]] = []
-    host = host_profile(m, inputs=inputs, repeat=1) if measure_cpu else None
+    host = host_profile(m, inputs=inputs, repeat=repeat) if measure_cpu else None
     for s in m.subgraphs:
         if s.device == "DPU":
             p = profile_dpu_subgraph(m, s, b, constants)
@@ -342,23 +345,19 @@ def host_profile(source: Any, inputs: Any = None, repeat: int = 3, mode: str = "
     interpreter's fast mode runs a whole subgraph as one plan, with no per-layer hook."""
     import numpy as np
     m = _model(source)
+    how = "per subgraph (fast mode runs a DPU subgraph as one plan: no per-layer hook)"
     try:
         from ..graph_runner import GraphRunner
-    except ImportError:
-        GraphRunner = None  # type: ignore[assignment]
-    how = "per subgraph (fast mode runs a DPU subgraph as one plan: no per-layer hook)"
-    if GraphRunner is not None:
-        try:
-            runner = GraphRunner(m.to_xgraph(), mode=mode, name=m.name)
-            feeds = inputs if inputs is not None else [
-                np.random.default_rng(0).standard_normal((1,) + tuple(s.shape[1:])).astype(np.float32)
-                for s in runner.inputs]
-            results = _time_steps(runner, feeds, repeat, mode)
-        except FixflowError as e:
-            raise ProfileError(f"{m.name}: cannot run on the host: {e.message}") from None
-    else:
+        runner = GraphRunner(m.to_xgraph(), mode=mode, name=m.name)
+        feeds = inputs if inputs is not None else [
+            np.random.default_rng(0).standard_normal((1,) + tuple(s.shape[1:])).astype(np.float32)
+            for s in runner.inputs]
+        results = _time_steps(runner, feeds, repeat, mode)
+    except (ImportError, AttributeError):      # a build without the whole-graph runner (or another version)
         results = _time_dpu_only(m, repeat, mode)
-        how += "; CPU subgraphs not measured (no graph runner in this build)"
+        how += "; CPU subgraphs not measured (fixflow's graph runner is not available)"
+    except FixflowError as e:
+        raise ProfileError(f"{m.name}: cannot run on the host: {e.message}") from None
     subs = [{"name": s.name, "device": s.device, "ms": results.get(s.name)} for s in m.subgraphs]
     return {"model": m.name, "mode": mode, "repeat": repeat, "granularity": how, "subgraphs": subs}
 
@@ -393,7 +392,6 @@ def _time_dpu_only(m: Any, repeat: int, mode: str) -> dict[str, float]:
             best = min(best, (time.perf_counter() - t0) * 1e3)
         out[s.name] = best
     return out
-
 
 
 # ---------------------------------------------------------------------------- modules from fixflow's compiler

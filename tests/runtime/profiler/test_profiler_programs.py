@@ -175,3 +175,40 @@ def test_compiled_digits_models(compiled):
     slots, notes = timeline(instrs, c)
     check_tokens(instrs, c, slots)
     assert notes == [] and max(s.end for s in slots) == d["cycles"]
+
+
+def test_debug_mode_children_run_one_after_another(mnist):
+    """When every super-layer child carries its own stream (debug mode), each is timed on its own and
+    they follow each other."""
+    import copy
+    from fixflow.backends.mc import encode
+    from fixflow.runtime.profiler import profile_dpu_subgraph
+    m = copy.deepcopy(mnist)
+    sg = m.dpu_subgraphs[0]
+    code = [c for c in sg.code_children if c.kind == "code"]
+    streams = [
+        [ins("LOAD", 0, 4, length=4, channel=64), ins("CONVINIT", kernel_h=3, kernel_w=3),
+         ins("CONV", 1, 2, length=10, channel_group=2), ins("SAVE", 4, 0, length=2, channel=32), ins("END")],
+        [ins("CONVINIT"), ins("CONV", 0, 2, length=7), ins("SAVE", 4, 0, length=1, channel=16), ins("END")],
+        [ins("ALUINIT", kernel_h=2, kernel_w=2, length=13, channel_group=2), ins("ALU"), ins("END")],
+    ]
+    for c, s in zip(code, streams):
+        c.mc_code = encode(s)
+    p = profile_dpu_subgraph(m, sg, "kv260")
+    assert p["attribution"] == "per-super-layer mc_code (debug mode)"
+    assert [L["name"] for L in p["layers"]] == [c.name for c in code]
+    # 290 (the worked example); CONVINIT [0,1) CONV [1,8) SAVE [8,9) done 54, END completes at 54;
+    # ALUINIT [0,1) ALU [1,105) (END, on the SAVE unit, waits for nothing)
+    assert [L["cycles"] for L in p["layers"]] == [290, 54, 105]
+    assert p["cycles"] == 290 + 54 + 105
+    assert [L["start_cycle"] for L in p["layers"]] == [0, 290, 344]
+    assert [L["workload_ops"] for L in p["layers"]] == [c.workload for c in code]
+
+
+def test_layer_labels_are_checked():
+    from fixflow.runtime.profiler import profile_program
+    prog = [ins("CONVINIT"), ins("END")]
+    with pytest.raises(ProfileError, match="instruction 1 has layer 2, but there are 2 layers"):
+        profile_program(prog, B4096, groups=["a", "b"], group_of=[0, 2])
+    with pytest.raises(ProfileError, match="1 layer labels for 2 instructions"):
+        profile_program(prog, B4096, groups=["a"], group_of=[0])
