@@ -61,6 +61,7 @@ def test_mnist_batch_equals_one_by_one(mnist):
         assert np.array_equal(mnist.run([x[i:i + 1]])[0][0], whole[i])
 
 
+@pytest.mark.slow   # quantizes digits_cnn (calib + test) first
 def test_int_xmodel_equals_quantizer_test_mode(digits_int):
     import torch
     from fixflow.quantizer import Quantizer
