@@ -38,7 +38,7 @@ _NUMBER = re.compile(r"-?(?:0x[0-9A-Fa-f]+|\d+\.\d*(?:[eE][-+]?\d+)?|\d+)")
 _BOOL_WORD = re.compile(r"(?:true|false)(?![A-Za-z0-9_$.])")
 _HEX_BLOB = re.compile(r"0x(?:[0-9A-Fa-f]{2})*\Z")
 _ESCAPE = re.compile(r'\\(?:[0-9A-Fa-f]{2}|[nt"\\]|(.?))')  # group 1: an escape MLIR does not know
-_SYMBOL = re.compile(r'@(?:([A-Za-z_$.][A-Za-z0-9_$.-]*)|"((?:[^"\\\n]|\\.)*)")')
+_SYMBOL = re.compile(r'@(?:([A-Za-z_][A-Za-z0-9_$.]*)|"((?:[^"\\\n]|\\.)*)")')
 _INT_TYPE = re.compile(r"(si|ui|i)(\d+)\Z")
 _DIMS = re.compile(r"((?:(?:\d+|\?)x)*)")
 _DIALECT_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\.?([A-Za-z0-9_$.]*)")
@@ -1189,14 +1189,11 @@ class Parser:
             line = self._loc_int("a line number")
             self.expect(":")
             col = self._loc_int("a column number")
-            if self.peek("to"):
-                self.pos += 2
-                if self.accept(":"):
-                    self._loc_int("a column number")
-                else:
+            if self.match(_TO) is not None:  # a range: `to :col` or `to line:col`
+                if not self.accept(":"):
                     self._loc_int("a line number")
-                    if self.accept(":"):
-                        self._loc_int("a column number")
+                    self.expect(":", "after the end line of a location range")
+                self._loc_int("a column number")
             return FileLineColLoc(s, line, col)
         if self.accept("("):
             child = self._location_body()
@@ -1271,6 +1268,7 @@ def _check_int(tok: str, t: Type) -> int:
 
 
 _LOC_INT = re.compile(r"0x[0-9A-Fa-f]+|\d+")
+_TO = re.compile(r"to(?![A-Za-z0-9_$.])")
 
 
 def _float_token(tok: str, et: Type) -> float:

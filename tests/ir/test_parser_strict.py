@@ -271,6 +271,10 @@ def test_a_resource_without_data_keeps_having_none():
     ('"t.a"() : () -> !t.ty<[1, 2>', "unbalanced '>' (expected ']')"),
     ('"t.a"() : () -> () loc(# l)\n#l = loc("f":1:1)', "undefined location alias '#'"),
     ('# m = 1\n"t.a"() : () -> ()', "expected an operation, or an alias definition"),
+    ('"t.a"() {a = @.a} : () -> ()', "expected a symbol name"),
+    ('"t.a"() {a = @a-b} : () -> ()', "expected ',' or '}'"),
+    ('"t.a"() : () -> () loc("f":1:2 to 3)', "expected ':' after the end line of a location range"),
+    ('"t.a"() : () -> () loc("f":1:2 to2:9)', "expected ')' to close loc(...)"),
 ])
 def test_mlir_syntax_details(text, fragment):
     with pytest.raises(ParseError, match=re.escape(fragment)):
