@@ -7,6 +7,10 @@ tables. So the core never names a dialect or pass module, and nothing is importe
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # no run-time import: this module must stay free
+    from typing import Callable
+
 #: prefix -> module, registered one by one (`register_lazy_dialect`); wins over the sources
 _dialects: dict[str, str] = {}
 #: callables returning {prefix: module} (e.g. a scan of fixflow/dialects/), asked on first need

@@ -13,7 +13,7 @@ from fixflow.dialects.fix.numerics import (ConvFixPos, fix_pos_diffs, legalize_c
 from fixflow.ir.attributes import ArrayAttr, DenseArrayAttr
 from fixflow.ir.core import BlockArgument, OpResult
 from fixflow.ir.types import i64
-from fixflow.passes.fix.annotations import GROUP_JOINERS as JOINING
+from fixflow.passes.fix.annotations import GROUP_JOINERS
 from fixflow.ir.interpreter import run_module
 
 CONV_LIKE = ("graph.conv2d", "graph.conv_transpose2d", "graph.linear")
@@ -27,7 +27,7 @@ def _point_op(v):
     """The op carrying the quantization point of value `v` (None for a function argument)."""
     while isinstance(v, OpResult):
         users = v.users
-        if len(users) == 1 and v.num_uses == 1 and users[0].name in JOINING:
+        if len(users) == 1 and v.num_uses == 1 and users[0].name in GROUP_JOINERS:
             v = users[0].results[0]
         else:
             return v.op

@@ -11,7 +11,7 @@ from fixflow.dialects.fix.numerics import fake_quantize, fix_pos_diffs
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir import parse_module, print_module
 from fixflow.ir.passes import PassManager, parse_pipeline
-from fixflow.ir.interpreter import find_function as main_function
+from fixflow.ir.interpreter import find_function
 from fixflow.passes.fix.annotations import CalibrationError, quant_points, read_fix_attr
 from fixflow.passes.fix.calibrate import FakeQuantRunner, calibrate_module
 from fixflow.passes.graph.transforms import fold_batch_norm
@@ -32,7 +32,7 @@ net N(x: f32[1, 2, 8, 8]) with seed=3 {
 
 
 def _ops(module):
-    return {op.results[0].name_hint: op for op in main_function(module).regions[0].blocks[0].ops
+    return {op.results[0].name_hint: op for op in find_function(module).regions[0].blocks[0].ops
             if op.results and op.results[0].name_hint}
 
 
@@ -43,7 +43,7 @@ def _batches(n, shape=(4, 2, 8, 8), seed=0, scale=1.0):
 
 def test_quant_points_follow_fused_groups():
     m = import_dsl(NET)
-    names = [v.name_hint for v in quant_points(main_function(m))]
+    names = [v.name_hint for v in quant_points(find_function(m))]
     assert names == ["r1", "p1", "f", "fc"]   # conv outputs join their relu; relu2 joins flatten
 
 
@@ -58,7 +58,7 @@ def test_annotations_and_zero_bias():
         assert read_fix_attr(ops[name], "fix.weight") is not None and read_fix_attr(ops[name], "fix.bias") is not None
     assert ops["c2"].bias is not None           # a missing bias became an explicit zero bias
     assert int(m.attributes["fix.calib_batches"].value) == 2
-    func = main_function(m)
+    func = find_function(m)
     assert len(func.attributes["fix.inputs"]) == 1
     # the annotated module prints and parses back
     text = print_module(m)
@@ -68,7 +68,7 @@ def test_annotations_and_zero_bias():
 def _reference_forward(m, x):
     """Independent fake-quant forward with torch (float64) from the annotations."""
     ops = _ops(m)
-    func = main_function(m)
+    func = find_function(m)
     fp_in = int(func.attributes["fix.inputs"][0][1])
 
     def q(a, fp, mode="half_up"):
@@ -109,7 +109,7 @@ def test_first_layer_fix_positions_are_diffs_of_the_data():
     calibrate_module(m, [[x]], bias_correction=False)
     ops = _ops(m)
     fp_in = fix_pos_diffs(x, 8, "std_round", scope=1)
-    assert int(main_function(m).attributes["fix.inputs"][0][1]) == fp_in
+    assert int(find_function(m).attributes["fix.inputs"][0][1]) == fp_in
     w = np.asarray(ops["c1"].weight.op.attributes["value"].array)
     assert read_fix_attr(ops["c1"], "fix.weight")[1] == fix_pos_diffs(w, 8, "std_round", 5)
     w2 = np.asarray(ops["c2"].weight.op.attributes["value"].array)
@@ -132,7 +132,7 @@ def test_modal_statistic_ties_toward_smaller():
     runner = FakeQuantRunner(m)
     for x in (ones, big, big, ones, mid):
         runner.step([x])
-        seen.append(runner.point_fix_pos(quant_points(main_function(m))[0]))
+        seen.append(runner.point_fix_pos(quant_points(find_function(m))[0]))
     # counts after each batch: {7}, {7,5} tie -> 5, {5:2}, {5:2,7:2} tie -> 5, still 5
     assert seen == [7, 5, 5, 5, 5]
     assert [fix_pos_diffs(a, 8, "half_up") for a in (ones, big, mid)] == [7, 5, 6]

@@ -8,14 +8,14 @@ import pytest
 from fixflow.dialects.fix.numerics import conv_shifts
 from fixflow.frontends.dsl import import_dsl
 from fixflow.ir.diagnostics import capture_diagnostics
-from fixflow.ir.interpreter import find_function as main_function
+from fixflow.ir.interpreter import find_function
 from fixflow.passes.fix.annotations import CalibrationError, fix_attr, read_fix_attr
 from fixflow.passes.fix.calibrate import calibrate_module
 from fixflow.passes.fix.legalize import legalize_fix
 
 
 def _ops(m):
-    return {op.results[0].name_hint: op for op in main_function(m).regions[0].blocks[0].ops
+    return {op.results[0].name_hint: op for op in find_function(m).regions[0].blocks[0].ops
             if op.results and op.results[0].name_hint}
 
 
@@ -32,7 +32,7 @@ CONV = "net C(x: f32[1, 2, 4, 4]) {\n  c = conv2d(x, out=3, kernel=3, pad=1)\n  
 def test_shift_cut_too_small_lowers_output():
     m = _calibrated(CONV, (2, 2, 4, 4))
     ops = _ops(m)
-    i = int(main_function(m).attributes["fix.inputs"][0][1])
+    i = int(find_function(m).attributes["fix.inputs"][0][1])
     w = read_fix_attr(ops["c"], "fix.weight")[1]
     ops["r"].attributes["fix.out"] = fix_attr(8, i + w + 3)        # shift_cut = -3
     with capture_diagnostics() as diags:
@@ -48,7 +48,7 @@ def test_shift_cut_too_small_lowers_output():
 def test_shift_bias_too_big_lowers_weight():
     m = _calibrated(CONV, (2, 2, 4, 4))
     ops = _ops(m)
-    i = int(main_function(m).attributes["fix.inputs"][0][1])
+    i = int(find_function(m).attributes["fix.inputs"][0][1])
     ops["c"].attributes["fix.weight"] = fix_attr(8, 12)
     ops["c"].attributes["fix.bias"] = fix_attr(8, i + 12 - 20)      # shift_bias 20 > 16
     ops["r"].attributes["fix.out"] = fix_attr(8, i + 12 - 2)
@@ -61,7 +61,7 @@ def test_shift_bias_too_big_lowers_weight():
 def test_legal_annotations_are_untouched():
     m = _calibrated(CONV, (4, 2, 4, 4))
     ops = _ops(m)
-    i = int(main_function(m).attributes["fix.inputs"][0][1])
+    i = int(find_function(m).attributes["fix.inputs"][0][1])
     w, b, o = (read_fix_attr(ops["c"], "fix.weight")[1], read_fix_attr(ops["c"], "fix.bias")[1],
                read_fix_attr(ops["r"], "fix.out")[1])
     try:
@@ -81,7 +81,7 @@ def test_relu6_output_set_to_4(calibrated_o):
     ops["r"].attributes["fix.out"] = fix_attr(8, calibrated_o)
     ops["c"].attributes["fix.weight"] = fix_attr(8, 6)
     ops["c"].attributes["fix.bias"] = fix_attr(8, 6)
-    main_function(m).attributes["fix.inputs"] = type(main_function(m).attributes["fix.inputs"])([fix_attr(8, 5)])
+    find_function(m).attributes["fix.inputs"] = type(find_function(m).attributes["fix.inputs"])([fix_attr(8, 5)])
     with capture_diagnostics() as diags:
         legalize_fix(m)
     assert read_fix_attr(ops["r"], "fix.out")[1] == 4

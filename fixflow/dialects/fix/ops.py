@@ -19,7 +19,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...ir.attributes import DenseElementsAttr, DenseResourceElementsAttr
-from ...ir.core import Value
 from ...ir.opdef import (BOOL, ELEMENTS, I64_ARRAY, INT, ConstantLike, Dialect, Enum, Op, Pure, attr, operand,
                          optional_operand, result, variadic_operand)
 from ...ir.types import FloatType, TensorType, Type, f32

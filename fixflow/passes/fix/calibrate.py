@@ -31,12 +31,12 @@ from ...dialects.fix.numerics import ModalFixPos, avgpool_multiplier, fake_quant
 from ...dialects.graph import kernels as GK
 from ...dialects.graph import AdaptiveAvgPool2dOp, AvgPool2dOp, ConstantOp, Conv2dOp, LinearOp
 from ...dialects.graph.shapes import ShapeError
-from ...ir.attributes import ArrayAttr, BoolAttr, DenseResourceElementsAttr, IntegerAttr, StringAttr
+from ...ir.attributes import ArrayAttr, BoolAttr, IntegerAttr, StringAttr
 from ...ir.core import Operation, Value
 from ...ir.interpreter import find_function, run_function
 from ...ir.opdef import ConstantLike
 from ...ir.passes import Pass, register_pass
-from ..graph.transforms import ensure_biases
+from ..graph.transforms import ensure_biases, resource_key
 from .annotations import (BIAS_CORR_SUFFIX, CONV_LIKE, CalibrationError, conv_like_ops, fix_attr, quant_points,
                           read_fix_attr)
 from .legalize import legalize_leaky_relu
@@ -66,12 +66,6 @@ def _const_array(v: Value) -> np.ndarray:
         raise CalibrationError(f"the weights/bias of '{v.users[0].name if v.users else '?'}' are not constants",
                                getattr(getattr(v, "op", None), "location", None))
     return np.asarray(owner.attributes["value"].array, dtype=np.float32)
-
-
-def _resource_key(v: Value) -> str | None:
-    owner = _const_op(v)
-    a = owner.attributes.get("value") if owner is not None else None
-    return a.key if isinstance(a, DenseResourceElementsAttr) else None
 
 
 def _avgpool_factor(op: Operation, x: np.ndarray) -> float | None:
@@ -315,7 +309,7 @@ class FakeQuantRunner:
         out = {}
         for op, st in self.bc.items():
             if np.any(st.correction):
-                key = _resource_key(op.bias) or op.output.name_hint or op.name
+                key = resource_key(op.bias) or op.output.name_hint or op.name
                 out[key] = st.correction.astype(np.float32)
         return out
 
@@ -329,7 +323,7 @@ class FakeQuantRunner:
             st = self.bc.get(op)
             if st is not None and np.any(st.correction):
                 new_b = self.corrected_bias(op)
-                key = _resource_key(op.bias) or f"{op.output.name_hint or 'conv'}.bias"
+                key = resource_key(op.bias) or f"{op.output.name_hint or 'conv'}.bias"
                 if not key.endswith(BIAS_CORR_SUFFIX):
                     key += BIAS_CORR_SUFFIX
                 c = ConstantOp.from_array(new_b, key, op.bias.op.location)

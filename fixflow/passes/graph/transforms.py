@@ -95,7 +95,8 @@ def _unique_key(base: str, used: set[str]) -> str:
     return key
 
 
-def _resource_key(v: Value | None) -> str | None:
+def resource_key(v: Value | None) -> str | None:
+    """The `dense_resource` key of the constant defining `v`, or None."""
     owner = getattr(v, "op", None)
     attr = owner.attributes.get("value") if owner is not None else None
     return attr.key if isinstance(attr, DenseResourceElementsAttr) else None
@@ -148,9 +149,9 @@ def fold_batch_norm(module: Operation) -> int:
         new_w = _scaled_weight(conv, w, s).astype(np.float32)
         new_b = (b * s + beta - mean * s).astype(np.float32)
         hint = conv.output.name_hint or bn.output.name_hint or "conv"
-        w_key = _resource_key(conv.weight) or f"{hint}.weight"
-        if _resource_key(conv.bias):
-            b_key = _resource_key(conv.bias)
+        w_key = resource_key(conv.weight) or f"{hint}.weight"
+        if resource_key(conv.bias):
+            b_key = resource_key(conv.bias)
         elif w_key.endswith("weight"):
             b_key = w_key[: -len("weight")] + "bias"
         else:
@@ -263,7 +264,7 @@ def ensure_biases(func: Operation) -> int:
     for op in [op for op in func.regions[0].blocks[0].ops if isinstance(op, (Conv2dOp, ConvTranspose2dOp, LinearOp))]:
         if op.bias is not None:
             continue
-        key = _resource_key(op.weight)
+        key = resource_key(op.weight)
         key = (key[: -len("weight")] + "bias" if key and key.endswith("weight")
                else f"{key or op.output.name_hint or 'conv'}.bias")
         b = ConstantOp.from_array(np.zeros(_out_channels(op), np.float32), key, op.location)
