@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 1)" 2>/dev/null; then
   "$PY" -m pip install --quiet "torch==2.13.0"
 fi
-"$PY" -m pip install --quiet -e ".[torch,test]"
+"$PY" -m pip install --quiet -e ".[torch,test,ray]"   # ray: an 80 MB wheel, ~10 s (scale-out tests)
 
 if [ "${FIXFLOW_SKIP_APT:-0}" != "1" ] && { ! command -v mlir-opt-22 >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; }; then
   if command -v apt-get >/dev/null 2>&1; then
