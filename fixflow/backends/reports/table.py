@@ -7,7 +7,7 @@ import io
 from typing import Any, Iterator
 
 COLUMNS = ("subgraph", "device", "name", "type", "workload_gop", "cycles", "ms", "percent", "utilization_percent",
-           "ddr_mb", "gops_per_s")
+           "ddr_mb", "gops_per_s", "host_ms")
 _HEAD = ("Name", "Type", "Workload(GOP)", "Cycles", "Time(ms)", "% of total", "Utilization(%)", "DDR(MB)")
 #: the table's layer "% of total" is of the subgraph, its total line's of the whole frame
 
@@ -17,6 +17,7 @@ def rows(profile: dict[str, Any], only: str | None = None) -> Iterator[dict[str,
     subgraph (``type`` ``subgraph``; ``percent``: of the frame, DPU plus measured CPU time).
     ``only`` restricts the rows to the subgraph of that name."""
     total_ms = sum(s["ms"] or 0.0 for s in profile["subgraphs"])
+    host = host_times(profile)
     for s in profile["subgraphs"]:
         if only is not None and s["name"] != only:
             continue
@@ -26,12 +27,23 @@ def rows(profile: dict[str, Any], only: str | None = None) -> Iterator[dict[str,
                        "workload_gop": L["gop"], "cycles": L["cycles"], "ms": L["ms"],
                        "percent": 100 * L["share"],
                        "utilization_percent": 100 * L["utilization"], "ddr_mb": L["ddr_mb"],
-                       "gops_per_s": L["gops_per_s"]}
+                       "gops_per_s": L["gops_per_s"], "host_ms": host.get((s["name"], L["name"]))}
         yield {"subgraph": s["name"], "device": s["device"], "name": s["name"], "type": "subgraph",
                "workload_gop": s.get("gop"), "cycles": s.get("cycles"), "ms": s["ms"],
                "percent": 100 * s["ms"] / total_ms if total_ms and s["ms"] is not None else None,
                "utilization_percent": 100 * s["utilization"] if "utilization" in s else None,
-               "ddr_mb": s.get("ddr_mb"), "gops_per_s": s.get("gops_per_s")}
+               "ddr_mb": s.get("ddr_mb"), "gops_per_s": s.get("gops_per_s"), "host_ms": host.get((s["name"], None))}
+
+
+def host_times(profile: dict[str, Any]) -> dict[tuple[str, str | None], float]:
+    """Measured host milliseconds by (subgraph, layer name), (subgraph, None) for a whole subgraph."""
+    out: dict[tuple[str, str | None], float] = {}
+    for h in (profile.get("host") or {}).get("subgraphs", []):
+        if h["ms"] is not None:
+            out[(h["name"], None)] = h["ms"]
+        for L in h.get("layers", []):
+            out[(h["name"], L["name"])] = L["ms"]
+    return out
 
 
 def _f(v: Any, fmt: str) -> str:
@@ -74,13 +86,19 @@ def table_report(profile: dict[str, Any]) -> str:
     if host:
         out.append("")
         out.append(f"host (DPU interpreter, {host['mode']} mode), {host['granularity']}:")
-        sim = {s["name"]: s["ms"] for s in profile["subgraphs"]}
+        sim = {s["name"]: s for s in profile["subgraphs"]}
         for h in host["subgraphs"]:
             if h["ms"] is None:
                 continue
-            board = sim.get(h["name"]) if h["device"] == "DPU" else None
+            board = sim[h["name"]]["ms"] if h["device"] == "DPU" and h["name"] in sim else None
             out.append(f"  {h['name']:<{width}}  {h['device']:<4}  host {h['ms']:10.3f} ms"
                        + (f"   board (simulated) {board:10.4f} ms" if board is not None else ""))
+            layer_ms = {L["name"]: L["ms"] for L in sim[h["name"]].get("layers", [])} if h["name"] in sim else {}
+            for L in h.get("layers", []):
+                out.append(f"    {L['name']:<{width - 2}}        host {L['ms']:10.3f} ms"
+                           f"   board (simulated) {layer_ms.get(L['name'], 0.0):10.4f} ms")
+            if h.get("layers_note"):
+                out.append(f"    ({h['layers_note']})")
     return "\n".join(out) + "\n"
 
 
@@ -94,4 +112,4 @@ def csv_report(profile: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-__all__ = ["COLUMNS", "rows", "table_report", "csv_report"]
+__all__ = ["COLUMNS", "rows", "host_times", "table_report", "csv_report"]

@@ -11,11 +11,12 @@ The constants are in ``constants.py``; docs/profiler.md explains the model and i
 
 from .constants import DDR_LATENCY_NS, ISSUE_CYCLES, LINES_PER_CYCLE, ModelConstants
 from .cycles import UNITS, Cost, Machine, costs, unit_of
-from .profile import (host_profile, layer_workload, machine_info, profile_compiled_program, profile_dpu_subgraph,
+from .host import host_profile, layer_times
+from .profile import (layer_workload, machine_info, profile_compiled_program, profile_dpu_subgraph,
                       profile_module, profile_program, profile_xmodel, throughput)
 from .timeline import ProfileError, Slot, timeline
 
 __all__ = ["DDR_LATENCY_NS", "ISSUE_CYCLES", "LINES_PER_CYCLE", "ModelConstants", "UNITS", "Cost", "Machine",
-           "costs", "unit_of", "host_profile", "layer_workload", "machine_info", "profile_compiled_program",
+           "costs", "unit_of", "host_profile", "layer_times", "layer_workload", "machine_info", "profile_compiled_program",
            "profile_dpu_subgraph", "profile_module", "profile_program", "profile_xmodel", "throughput", "ProfileError", "Slot",
            "timeline"]

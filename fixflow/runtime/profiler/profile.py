@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from typing import Any, Sequence
 
 from ...ir.diagnostics import FixflowError
@@ -259,6 +258,7 @@ def profile_xmodel(source: Any, board: Any = "kv260", *, measure_cpu: bool = Fal
         raise ProfileError(f"{m.name}: no DPU subgraph to profile")
     machine = machine_info(dpus[0].target, b, constants)
     subs: list[dict[str, Any]] = []
+    from .host import host_profile
     host = host_profile(m, inputs=inputs, repeat=repeat) if measure_cpu else None
     for s in m.subgraphs:
         if s.device == "DPU":
@@ -335,65 +335,6 @@ def layer_workload(L: Any) -> int | None:
     return None
 
 
-# ---------------------------------------------------------------------------- host (interpreter) runs
-
-
-def host_profile(source: Any, inputs: Any = None, repeat: int = 3, mode: str = "fast") -> dict[str, Any]:
-    """Wall time on this host of every subgraph of a compiled model run by fixflow's runtime (the DPU
-    interpreter in ``mode`` for DPU subgraphs, the reference semantics for CPU ones): the best of
-    ``repeat`` runs, after one warm-up run that also builds the fast plans. Per DPU subgraph only: the
-    interpreter's fast mode runs a whole subgraph as one plan, with no per-layer hook."""
-    import numpy as np
-    m = _model(source)
-    how = "per subgraph (fast mode runs a DPU subgraph as one plan: no per-layer hook)"
-    try:
-        from ..graph_runner import GraphRunner
-        runner = GraphRunner(m.to_xgraph(), mode=mode, name=m.name)
-        feeds = inputs if inputs is not None else [
-            np.random.default_rng(0).standard_normal((1,) + tuple(s.shape[1:])).astype(np.float32)
-            for s in runner.inputs]
-        results = _time_steps(runner, feeds, repeat, mode)
-    except (ImportError, AttributeError):      # a build without the whole-graph runner (or another version)
-        results = _time_dpu_only(m, repeat, mode)
-        how += "; CPU subgraphs not measured (fixflow's graph runner is not available)"
-    except FixflowError as e:
-        raise ProfileError(f"{m.name}: cannot run on the host: {e.message}") from None
-    subs = [{"name": s.name, "device": s.device, "ms": results.get(s.name)} for s in m.subgraphs]
-    return {"model": m.name, "mode": mode, "repeat": repeat, "granularity": how, "subgraphs": subs}
-
-
-def _time_steps(runner: Any, feeds: Any, repeat: int, mode: str) -> dict[str, float]:
-    """Run the graph runner's steps one by one, timing each (best of ``repeat``)."""
-    from ..graph_runner import _as_list
-    best: dict[str, float] = {}
-    for _ in range(repeat + 1):
-        floats = _as_list(feeds, runner.inputs)
-        env: dict = {}
-        runner._user.run(floats, env)
-        for s in runner.steps:
-            t0 = time.perf_counter()
-            s.run(env, mode)
-            dt = (time.perf_counter() - t0) * 1e3
-            best[s.name] = min(best.get(s.name, math.inf), dt)
-    return best
-
-
-def _time_dpu_only(m: Any, repeat: int, mode: str) -> dict[str, float]:
-    import numpy as np
-    from ..dpu import DPUSubgraph
-    out = {}
-    for s in m.dpu_subgraphs:
-        d = DPUSubgraph.from_xmodel(m, s.name)
-        xs = [np.zeros((1,) + t.shape[1:], np.int8) for t in d.inputs]
-        best = math.inf
-        for _ in range(repeat + 1):
-            t0 = time.perf_counter()
-            d.run(xs, mode=mode)
-            best = min(best, (time.perf_counter() - t0) * 1e3)
-        out[s.name] = best
-    return out
-
-
 # ---------------------------------------------------------------------------- modules from fixflow's compiler
 
 
@@ -443,4 +384,4 @@ def profile_module(module: Any, board: Any = "kv260", constants: ModelConstants 
 
 
 __all__ = ["profile_program", "profile_dpu_subgraph", "profile_xmodel", "profile_compiled_program", "profile_module",
-           "host_profile", "throughput", "machine_info", "layer_workload"]
+           "throughput", "machine_info", "layer_workload"]

@@ -68,10 +68,13 @@ def test_table_and_csv(profile):
     for L in _layers(profile):
         assert L["name"] in text
     assert "Utilization(%)" in text and "fps with 1 thread" in text and "host" in text
+    for L in _layers(profile):                           # host time per layer next to the simulated one
+        assert any(line.strip().startswith(L["name"]) and "board (simulated)" in line for line in text.splitlines())
     rows = list(csv.DictReader(io.StringIO(render(profile, "csv"))))
     assert len(rows) == len(_layers(profile)) + len(profile["subgraphs"])
     dpu = [r for r in rows if r["device"] == "DPU" and r["type"] != "subgraph"]
     assert sum(float(r["percent"]) for r in dpu) == pytest.approx(100.0)
+    assert all(r["host_ms"] != "" for r in dpu)
     assert sum(float(r["cycles"]) for r in dpu) == pytest.approx(
         next(s["cycles"] for s in profile["subgraphs"] if s["device"] == "DPU"))
 

@@ -107,9 +107,28 @@ def test_mnist_cpu_subgraph_timed_by_running(mnist):
     cpu = [s for s in p["subgraphs"] if s["device"] == "CPU"]
     assert cpu and all(s["ms"] is not None and s["ms"] > 0 for s in cpu)
     host = {h["name"]: h for h in p["host"]["subgraphs"]}
-    assert host[mnist.dpu_subgraphs[0].name]["ms"] > 0
-    assert "no per-layer hook" in p["host"]["granularity"]
+    dpu = host[mnist.dpu_subgraphs[0].name]
+    assert dpu["ms"] > 0
+    # per layer: the fast plan run kernel by kernel (checked inside to give the plan's own result)
+    assert "per layer" in p["host"]["granularity"]
+    assert [L["name"] for L in dpu["layers"]] == mnist.dpu_subgraphs[0].topological_sort
+    assert all(L["ms"] >= 0 for L in dpu["layers"]) and dpu["layers"][1]["ms"] > 0
+    assert dpu["layers"][-1]["ms"] == 0.0            # the reshape has no kernel
     assert p["throughput"]["fps_single_thread"] < p["throughput"]["fps_multi_thread"]
+
+
+def test_kernel_by_kernel_run_equals_the_plan(mnist):
+    import numpy as np
+    from fixflow.runtime.dpu import DPUSubgraph
+    from fixflow.runtime.dpu.fast import FastPlan
+    from fixflow.runtime.profiler.host import _run_by_kernel
+    d = DPUSubgraph.from_xmodel(mnist)
+    rng = np.random.default_rng(3)
+    regions = {r: rng.integers(-128, 128, (1, s), dtype=np.int8) for r, s in d.reg_sizes.items() if r not in d.consts}
+    want = d.plan().run(regions)
+    got, times = _run_by_kernel(d.plan(), FastPlan._exec, regions)
+    assert set(got) == set(want) and all(np.array_equal(got[r], want[r]) for r in want)
+    assert len(times) == len(d.plan().kernels)
 
 
 def test_not_compiled_module_is_one_error():
