@@ -11,7 +11,8 @@
   sizes and `dpu.workspace` to [peak, naive sum of the workspace tensors].
 - `lower-to-dpu`: one `dpu.program @<subgraph>` per DPU subgraph, appended to the module: tiling,
   instruction selection and bank allocation (see `codegen.py`); option `tiling` forces a layer's band
-  (`"<layer result name>:<rows>:<cols>,..."`).
+  (`"<layer result name>:<rows>:<cols>,..."`); each layer op gets `dpu.tiling`, the band chosen, in
+  that syntax.
 - `schedule-dpu`: the `dpdon`/`dpdby` flags of every `dpu.program`.
 - `verify-dpu-schedule`: proves every program free of deadlock and bank/DDR hazards.
 """
@@ -126,6 +127,12 @@ class LowerToDpu(Pass):
                     prog = compile_annotated(sg, target, forced, flags=False)
                 except (ValueError, KeyError) as e:
                     raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
+                for i, L in enumerate(prog.layers):          # the tiler's choice, in the option's syntax
+                    p = prog.emitter.plans.get(i)
+                    if p is not None and L.ops:
+                        L.ops[-1].attributes["dpu.tiling"] = StringAttr(
+                            f"{L.name}:{p.rows}:{p.cols}" + (f" channels/tile {p.geom.cg * target.icp}"
+                                                             if p.geom.alu and p.geom.cg * target.icp < L.out.c else ""))
                 op = ProgramOp.build_program(prog.instructions, target.name, sg.name, location=sg.ops[0].location)
                 op.attributes["reg_id_to_size"] = DictionaryAttr(
                     {f"REG_{r}": _i64(s) for r, s in sorted(prog.reg_sizes.items())})
