@@ -5,6 +5,7 @@ fixflow's cycle model of the DPU (modelled on Vitis AI's ``vaitrace``, without n
     fixflow-profile net.xmodel --format csv -o layers.csv
     fixflow-profile net.xmodel --format trace -o net.trace.json    # Perfetto / chrome://tracing
     fixflow-profile net.xmodel --format html -o net.html --host    # + wall time on this host
+    fixflow-profile net_dpu.mlir                                   # IR after fixflow's DPU passes
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="fixflow-profile",
                        description="Simulated DPU time per layer and per subgraph of a compiled .xmodel "
                                    "(fixflow's cycle model; see docs/profiler.md).")
-    p.add_argument("xmodel", help="a compiled .xmodel (fixflow's or AMD's)")
+    p.add_argument("xmodel", help="a compiled .xmodel (fixflow's or AMD's), or .mlir text after fixflow's DPU "
+                                  "passes (partition, allocate-ddr, lower-to-dpu, schedule-dpu)")
     p.add_argument("--board", default="kv260", help=f"board preset: {', '.join(BOARDS)} (default kv260)")
     p.add_argument("--format", default="table", choices=FORMATS,
                    help="table (default), csv, trace (Chrome/Perfetto JSON), html (one page), json (the data)")
@@ -44,7 +46,15 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.ddr_latency_ns is not None and args.ddr_latency_ns < 0:
         raise ToolError(f"--ddr-latency-ns must not be negative, got {args.ddr_latency_ns}")
     consts = ModelConstants() if args.ddr_latency_ns is None else ModelConstants(ddr_latency_ns=args.ddr_latency_ns)
-    profile = profile_xmodel(args.xmodel, args.board, measure_cpu=args.host, repeat=args.repeat, constants=consts)
+    if args.xmodel.endswith(".mlir") or args.xmodel == "-":
+        if args.host:
+            raise ToolError("--host needs a compiled .xmodel (the runtime runs xmodels)")
+        from fixflow.runtime.profiler import profile_module
+        from .common import load_ir
+        profile = profile_module(load_ir(args.xmodel), args.board, consts)
+        profile["model"] = "<stdin>" if args.xmodel == "-" else args.xmodel
+    else:
+        profile = profile_xmodel(args.xmodel, args.board, measure_cpu=args.host, repeat=args.repeat, constants=consts)
     text = json.dumps(profile, indent=1) + "\n" if args.format == "json" else render(profile, args.format)
     write_output(text, args.output)
     return 0

@@ -89,3 +89,32 @@ def test_console_script_runs():
     r = subprocess.run([sys.executable, "-m", "fixflow.tools.profile", str(MNIST), "--format", "csv"],
                        capture_output=True, text=True, check=False)
     assert r.returncode == 0 and r.stdout.startswith("subgraph,device,name,type,")
+
+
+def test_mlir_after_the_dpu_passes(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from fixflow.ir import print_module
+    from fixflow.ir.passes import PassManager
+    from fixflow.quantizer import Quantizer
+    from fixflow.zoo import get_model, load_digits
+    model = get_model("digits_cnn").eval()
+    x, _ = load_digits("train", size=28)
+    example = (torch.zeros(1, 1, 28, 28),)
+    q = Quantizer(model, example, mode="calib", output_dir=tmp_path, log=None, progress=False)
+    q.quant_model(torch.from_numpy(x[:64]))
+    q.export_quant_config()
+    m = Quantizer(model, example, mode="test", output_dir=tmp_path, log=None, progress=False).fix_module
+    PassManager.parse("partition{target=DPUCZDX8G_ISA1_B1024},allocate-ddr,lower-to-dpu,schedule-dpu").run(m)
+    path = tmp_path / "cnn_dpu.mlir"
+    path.write_text(print_module(m))
+    assert main([str(path), "--board", "zcu104", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    layers = [r for r in rows if r["device"] == "DPU" and r["type"] != "subgraph"]
+    assert [r["type"] for r in layers] == ["conv2d", "pool", "conv2d", "conv2d", "dense"]
+    assert all(float(r["ms"]) > 0 and 0 < float(r["utilization_percent"]) <= 100 for r in layers)
+    assert main([str(path), "--host"]) == 1
+    assert capsys.readouterr().err.startswith("error: --host needs a compiled .xmodel")
+    plain = tmp_path / "plain.mlir"
+    plain.write_text('"builtin.module"() ({\n}) : () -> ()\n')
+    assert main([str(plain)]) == 1
+    assert "no dpu.program" in capsys.readouterr().err

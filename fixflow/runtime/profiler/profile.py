@@ -346,14 +346,15 @@ def profile_module(module: Any, board: Any = "kv260", constants: ModelConstants 
     from ...dialects.dpu.ops import ProgramOp
     from ...passes.dpu.program import annotated_subgraphs, compile_annotated
     from ...target import get_target
-    progs = {op.sym_name: op for op in module.regions[0].blocks[0].ops if isinstance(op, ProgramOp)}
+    top = [op for r in module.regions[:1] for b in r.blocks[:1] for op in b.ops]
+    progs = {op.sym_name: op for op in top if isinstance(op, ProgramOp)}
     if not progs:
         raise ProfileError("the module has no dpu.program: run the DPU compiler's passes first "
                            "(partition, allocate-ddr, lower-to-dpu, schedule-dpu)")
     b = _board(board)
     subs: list[dict[str, Any]] = []
     machine = None
-    for func in [op for op in module.regions[0].blocks[0].ops if op.name == "func.func"]:
+    for func in [op for op in top if op.name == "func.func"]:
         for sg in annotated_subgraphs(func):
             if sg.name not in progs:
                 subs.append({"name": sg.name, "device": sg.device, "ops": [o.name for o in sg.ops], "ms": None,
@@ -373,7 +374,9 @@ def profile_module(module: Any, board: Any = "kv260", constants: ModelConstants 
             if not same:
                 one["attribution"] = "none: the program differs from what lower-to-dpu gives (edited?)"
             subs.append(one)
-    assert machine is not None
+    if machine is None:
+        raise ProfileError(f"no dpu.program of the module ({', '.join(sorted(progs))}) belongs to a subgraph "
+                           "its functions' ops name (dpu.subgraph): run partition before lower-to-dpu")
     dpu_ms = sum(s["ms"] for s in subs if s["device"] == "DPU")
     ddr = sum(s["ddr_read_bytes"] + s["ddr_write_bytes"] for s in subs if s["device"] == "DPU")
     return {"model": "module", "source": "fixflow.passes.dpu", "machine": machine, "subgraphs": subs,
