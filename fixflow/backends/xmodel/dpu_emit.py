@@ -1,0 +1,416 @@
+"""Emission: a `fix` module compiled by the DPU passes -> the compiled xmodel, as vai_c_xir lays it out.
+
+Input: the module after `partition`, `allocate-ddr`, `lower-to-dpu` and `schedule-dpu` (fix ops with
+`dpu.device` / `dpu.subgraph` / `dpu.ddr` / `dpu.const`, one `dpu.program @<subgraph>` per DPU subgraph).
+Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compiled-xmodel.md)::
+
+    root
+     |- subgraph_<input>        device USER: the data-fix ops
+     |- <DPU subgraph>          device DPU: mc_code (+ ac_code), REG_0..REG_3, runner, workloads
+     |    |- subgraph_<input>_upload_0      upload op (skip_code_gen), tensor in REG_2
+     |    |- subgraph_<op>                  one super-layer per compiler layer: its const-fix ops + the op
+     |    |- subgraph_<reshape>             reshape-fix (skip_code_gen: the same bytes)
+     |    |- subgraph_<op>_download_0       download op per DPU output
+     |- subgraph_<cpu op>       device CPU
+
+- Fully connected layers become `conv2d-fix` ops named `<name>(TransferMatMulToConv2d)` whose kernel
+  covers the whole input map (the flatten before them disappears; the weights are `[OC, KH, KW, IC]`);
+  a `reshape-fix` named like the dense gives `[1, N]` back where anything but another dense reads it.
+- `const-fix` ops keep an empty `data`; the parameters live only in `reg_id_to_parameter_value["REG_0"]`
+  at each constant's `ddr_addr` (the offsets `allocate-ddr` chose).
+- Tensors the DPU reads or writes carry `reg_id`, `ddr_addr`, `location = 1` and `stride`.
+- `ac_code` (the program as assembly text) is written by default so AMD's simulator can run the file.
+
+    m = emit_compiled(module, "net")            # CompiledModel; write with vaic.write_compiler_outputs
+    compile_log(m)                              # ["Total device subgraph number 3, DPU subgraph number 1"]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...dialects.dpu.ops import ProgramOp
+from ...ir.core import Operation, Value
+from ...target import Target, get_target
+from ..mc import encode, write_ac
+from .compiled import CompiledModel, CompiledModelError, DpuSubgraph, HostSubgraph, Region, SuperLayer
+from .fix_xmodel import _Exporter, _the_function
+from .model import XAttr, XModelError, XOp, XTensor
+
+__all__ = ["EmitError", "emit_compiled", "compile_log", "op_workload"]
+
+_NO_CODE = ("fix.reshape", "fix.concat")
+_DENSE_SUFFIX = "(TransferMatMulToConv2d)"
+_CONV_EXTRA = {"hsigmoid_in": -128, "shift_hsigmoid": -128, "shift_hswish": -128}
+
+
+class EmitError(CompiledModelError):
+    """The module cannot be emitted as a compiled xmodel (passes not run, unsupported op, ...)."""
+
+
+def _strides(shape: list[int]) -> list[int]:
+    return [int(math.prod(shape[i + 1:])) for i in range(len(shape))]
+
+
+def _is_const(op: Operation | None) -> bool:
+    return op is not None and op.name == "fix.const"
+
+
+def _root(v: Value) -> Value:
+    """`v` with reshapes looked through (the feature map that owns the bytes)."""
+    while getattr(v, "op", None) is not None and v.op.name == "fix.reshape":
+        v = v.op.operands[0]
+    return v
+
+
+def op_workload(op: Operation) -> int:
+    """Operations of a fix op counted as AMD's compiler counts `workload`: 2 per MAC and 1 per bias add
+    (convolutions, dense), kernel taps per output (pooling), inputs - 1 per output (element-wise)."""
+    out = op.results[0].type.shape
+    n_out = int(math.prod(out))
+    if op.name in ("fix.conv2d", "fix.transposed_conv2d"):
+        kh, kw = op.kernel
+        ic = op.operands[0].type.shape[-1] // max(1, int(getattr(op, "group", 1) or 1))
+        return 2 * n_out * kh * kw * ic + (n_out if op.bias is not None else 0)
+    if op.name == "fix.dense":
+        k = int(op.operands[1].type.shape[1])
+        return 2 * n_out * k + (n_out if op.bias is not None else 0)
+    if op.name == "fix.depthwise_conv2d":
+        kh, kw = op.kernel
+        return 2 * n_out * kh * kw + (n_out if op.bias is not None else 0)
+    if op.name == "fix.pool":
+        kh, kw = op.kernel
+        return n_out * kh * kw
+    if op.name == "fix.eltwise":
+        return n_out * max(1, len(op.operands) - 1)
+    return 0
+
+
+def _int_attr(a) -> int:
+    return int(getattr(a, "value", a))
+
+
+class _Emitter:
+    def __init__(self, module: Operation, name: str | None, ac_code: bool, target: Target | None):
+        self.module = module
+        self.ac_code = ac_code
+        self.target = target
+        try:
+            self.func = _the_function(module)
+        except XModelError as e:
+            raise EmitError(f"cannot emit a compiled xmodel: {e.message}") from None
+        self.name = name or self.func.attributes["sym_name"].value
+        self.programs = {op.sym_name: op for op in module.regions[0].blocks[0].ops if isinstance(op, ProgramOp)}
+        self.body = [op for op in self.func.regions[0].blocks[0].ops if op.name != "func.return"]
+        self.ret = self.func.regions[0].blocks[0].terminator
+        self.xop: dict[Operation, XOp] = {}
+        self.ops: list[XOp] = []                   # the graph's ops, in order
+        self.ref: dict[Value, str] = {}            # the op name a reader of a value refers to
+        self.xname: dict[Value, str] = {}          # the op name the _int.xmodel exporter gave it
+
+    # -- placement ---------------------------------------------------------------------------------
+    def _placement(self) -> None:
+        if not self.programs:
+            raise EmitError("the module has no dpu.program: run the DPU compiler's passes first "
+                            "(partition, allocate-ddr, lower-to-dpu, schedule-dpu)")
+        self.device: dict[Operation, str] = {}
+        self.subgraph: dict[Operation, str] = {}
+        for op in self.body:
+            d = op.attributes.get("dpu.device")
+            if d is None:
+                raise EmitError(f"op '{op.name}' has no dpu.device: run 'partition' first")
+            self.device[op] = d.value
+            s = op.attributes.get("dpu.subgraph")
+            if s is not None:
+                self.subgraph[op] = s.value
+        for op in self.body:                      # constants shared by several subgraphs: their first reader's
+            if op not in self.subgraph:
+                users = [u for u in op.results[0].users if u in self.subgraph] if op.results else []
+                if not users:
+                    raise EmitError(f"op '{op.name}' ({self._name(op)}) belongs to no subgraph")
+                self.subgraph[op] = self.subgraph[users[0]]
+                self.device[op] = self.device[users[0]]
+        dpu_names = {self.subgraph[op] for op in self.body if self.device[op] == "DPU"}
+        missing = sorted(dpu_names - set(self.programs))
+        if missing:
+            raise EmitError(f"DPU subgraph {missing[0]} has no dpu.program: run 'lower-to-dpu' first")
+
+    @staticmethod
+    def _name(op: Operation) -> str:
+        return op.results[0].name_hint if op.results and op.results[0].name_hint else op.name
+
+    # -- ops -----------------------------------------------------------------------------------------
+    def _export(self) -> None:
+        ex = _Exporter(self.func)
+        for op in self.body:
+            try:
+                ex.export(op)
+            except XModelError as e:
+                if self.device.get(op) == "CPU":
+                    reason = op.attributes.get("dpu.reason")
+                    why = f" ({reason.value})" if reason is not None else ""
+                    raise EmitError(f"op {self._name(op)!r} ({op.name}) cannot run on the DPU{why}, and not on "
+                                    f"the CPU either: {e.message}") from None
+                raise EmitError(e.message) from None
+            x = ex.ops[-1]
+            x.attrs["device"] = XAttr("string", self.device[op])
+            self.xop[op] = x
+            self.ref[op.results[0]] = x.name
+            self.xname[op.results[0]] = x.name
+        self.out_names = [ex.names[v] for v in self.ret.operands]
+
+    def _ddr(self, op: Operation) -> tuple[int, int]:
+        a = op.attributes.get("dpu.ddr")
+        if a is None:
+            raise EmitError(f"feature map {self._name(op)!r} of a DPU subgraph has no dpu.ddr: run 'allocate-ddr' "
+                            "first")
+        reg, addr = (int(v) for v in a.value)
+        return reg, addr
+
+    def _in_ddr(self, t: XTensor, reg: int, addr: int, stride: bool = True) -> None:
+        t.attrs["reg_id"] = XAttr("int32", reg)
+        t.attrs["ddr_addr"] = XAttr("int32", addr)
+        t.attrs["location"] = XAttr("int32", 1)
+        if stride:
+            t.attrs["stride"] = XAttr("int32_vec", _strides(t.shape))
+
+    def _dense_readers_only(self, v: Value) -> bool:
+        """Every reader of `v` is a DPU dense of the same subgraph (so `v` needs no [1, N] view)."""
+        return all(u.name == "fix.dense" and self.device.get(u) == "DPU" and u.operands[0] is v
+                   for u in v.users)
+
+    # -- DPU subgraphs -------------------------------------------------------------------------------
+    def _dpu(self, name: str, members: list[Operation]) -> tuple[DpuSubgraph, list[XOp]]:
+        """The DPU subgraph `name`; returns it and its ops in order (uploads first, downloads last)."""
+        prog = self.programs[name]
+        target = self.target or get_target(prog.target)
+        inside = set(members)
+        ops: list[XOp] = []
+        children: list[SuperLayer] = []
+        used_names: set[str] = {name}
+
+        def child_name(base: str) -> str:
+            n, i = f"subgraph_{base}", 0
+            while n in used_names:
+                i += 1
+                n = f"subgraph_{base}_{i}"
+            used_names.add(n)
+            return n
+
+        # uploads
+        for op in members:
+            for v in op.operands:
+                p = v.op if hasattr(v, "op") else None
+                if p is None or p in inside or _is_const(p) or p in self._uploaded:
+                    continue
+                src = self.xop[p]
+                reg, addr = self._ddr(p)
+                t = XTensor(f"{src.output.name}_upload_0", src.output.shape, src.output.data_type,
+                            dict(src.output.attrs))
+                self._in_ddr(t, reg, addr)
+                up = XOp(f"{src.name}_upload_0", "upload", {"device": "DPU"}, {"input": [src.name]}, output=t)
+                self._uploaded[p] = up.name
+                ops.append(up)
+                children.append(SuperLayer(child_name(up.name), [up.name], "upload"))
+        local = {v: self._uploaded[v.op] for op in members for v in op.operands
+                 if getattr(v, "op", None) in self._uploaded}
+
+        def src_of(v: Value) -> str:
+            return local.get(v) or self.ref[v]
+
+        # constants: REG_0 offsets from the layer that reads them
+        const_addr: dict[Operation, int] = {}
+        reg0 = bytearray()
+        for op in members:
+            a = op.attributes.get("dpu.const")
+            if a is None:
+                continue
+            offs = [int(x) for x in a.value]
+            for k, v in ((0, op.operands[1]), (1, op.operands[2] if len(op.operands) > 2 else None)):
+                if v is None or offs[k] < 0:
+                    continue
+                c = v.op
+                data = np.ascontiguousarray(c.ints, dtype=np.int8).tobytes()
+                reg0.extend(b"\0" * max(0, offs[k] + len(data) - len(reg0)))
+                reg0[offs[k]:offs[k] + len(data)] = data
+                const_addr.setdefault(c, offs[k])
+        for op in members:
+            if op.name in ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d") and op.operands[1].op not in const_addr:
+                raise EmitError(f"layer {self._name(op)!r} has no REG_0 offsets (dpu.const): run 'allocate-ddr' first")
+
+        # layers
+        workload = 0
+        for op in members:
+            if _is_const(op):
+                continue
+            x = self.xop[op]
+            if op.name == "fix.reshape" and self._dense_readers_only(op.results[0]):
+                continue                                       # the flatten before a dense disappears
+            new = {self.xname[v]: src_of(v) for v in op.operands if not _is_const(getattr(v, "op", None))}
+            x.inputs = {k: [new.get(n, n) for n in ns] for k, ns in x.inputs.items()}
+            group = []
+            for v in op.operands:
+                if _is_const(getattr(v, "op", None)) and self.xop[v.op] not in group:
+                    c = self.xop[v.op]
+                    c.attrs["data"] = XAttr("bytes", b"")
+                    if v.op in const_addr:
+                        self._in_ddr(c.output, 0, const_addr[v.op], stride=False)
+                    group.append(c)
+            if op.name == "fix.dense":
+                x = self._dense_as_conv(op, x, group, src_of)
+            elif op.name in ("fix.conv2d", "fix.depthwise_conv2d", "fix.transposed_conv2d"):
+                x.attrs.update({k: XAttr("int32", v) for k, v in _CONV_EXTRA.items()})
+            reg, addr = self._ddr(op)
+            self._in_ddr(x.output, reg, addr)
+            wl = op_workload(op)
+            if wl:
+                x.attrs["workload"] = XAttr("uint64", wl)
+            workload += wl
+            ops += group + [x]
+            kind = "skip" if op.name in _NO_CODE else "code"
+            children.append(SuperLayer(child_name(x.name), [c.name for c in group] + [x.name], kind, workload=wl))
+            if op.name == "fix.dense" and not self._dense_readers_only(op.results[0]):
+                h = self.xop[op]                          # the [1, N] view under the dense's own name
+                view = XOp(h.name, "reshape-fix", {"device": "DPU", "shape": XAttr("int32_vec", h.output.shape)},
+                           {"input": [x.name]}, output=XTensor(h.output.name, h.output.shape, h.output.data_type,
+                                                               dict(h.output.attrs)))
+                self._in_ddr(view.output, reg, addr)
+                ops.append(view)
+                children.append(SuperLayer(child_name(view.name), [view.name], "skip"))
+                self.ref[op.results[0]] = view.name
+            else:
+                self.ref[op.results[0]] = x.name
+
+        # downloads: one per value read outside the subgraph
+        outs: list[Value] = []
+        for op in members:
+            for r in op.results:
+                if any(u not in inside for u in r.users) and r not in outs:
+                    outs.append(r)
+        by_name = {o.name: o for o in ops}
+        for r in outs:
+            p = by_name[self.ref[r]]
+            orig = p.output.name
+            dt = XTensor(orig, p.output.shape, p.output.data_type,
+                         {k: a for k, a in p.output.attrs.items()
+                          if k not in ("reg_id", "ddr_addr", "location", "stride")})
+            p.output.name = f"{orig}_download_0"
+            down = XOp(f"{p.name}_download_0", "download", {"device": "DPU"}, {"input": [p.name]}, output=dt)
+            ops.append(down)
+            children.append(SuperLayer(child_name(down.name), [down.name], "download"))
+            self.ref[r] = down.name
+
+        instrs = prog.instructions()
+        sizes_attr = prog.attributes.get("reg_id_to_size")
+        if sizes_attr is None:
+            raise EmitError(f"dpu.program @{name} has no reg_id_to_size: run 'lower-to-dpu' first")
+        sizes = {int(k[4:]): _int_attr(v) for k, v in sizes_attr.value.items()}
+        if len(reg0) > sizes.get(0, 0):
+            raise EmitError(f"dpu.program @{name}: REG_0 is {sizes.get(0, 0)} bytes but its constants need "
+                            f"{len(reg0)}")
+        regions = []
+        for reg in sorted(sizes):
+            if sizes[reg] <= 0 and reg != 0:
+                continue
+            if reg == 0:
+                param = bytes(reg0) + bytes(sizes[0] - len(reg0))
+                regions.append(Region(0, "CONST", "CONST", sizes[0], parameter=param))
+            else:
+                regions.append(Region(reg, "DATA", "WORKSPACE" if reg == 1 else "INTERFACE", sizes[reg]))
+        sg = DpuSubgraph(name, target, encode(instrs), regions, children,
+                         ac_code=write_ac(instrs).splitlines() if self.ac_code else None, workload=workload,
+                         attrs={"mc_code_preload": XAttr("bytes", b""), "debug_mode": "null",
+                                "if_prefetch": False})
+        return sg, ops
+
+    def _dense_as_conv(self, op: Operation, x: XOp, group: list[XOp], src_of) -> XOp:
+        """fix.dense -> conv2d-fix over the whole input map (XIR's TransferMatMulToConv2d)."""
+        root = _root(op.operands[0])
+        shape = list(root.type.shape)
+        if len(shape) == 2:                                 # a dense after a dense: [1, K] is 1 x 1 x K
+            shape = [1, 1, 1, shape[1]]
+        _, h, w, c = shape
+        n = int(op.results[0].type.shape[-1])
+        wx = self.xop[op.operands[1].op]
+        wx.attrs["shape"] = XAttr("int32_vec", [n, h, w, c])
+        wx.output.shape = [n, h, w, c]
+        attrs = {k: a for k, a in x.attrs.items() if k not in ("transpose_a", "transpose_b")}
+        attrs.update(kernel=XAttr("int32_vec", [w, h]), stride=XAttr("int32_vec", [1, 1]),
+                     dilation=XAttr("int32_vec", [1, 1]), pad=XAttr("int32_vec", [0, 0, 0, 0]),
+                     pad_mode=XAttr("string", "FLOOR"), group=XAttr("int32", 1),
+                     **{k: XAttr("int32", v) for k, v in _CONV_EXTRA.items()})
+        inputs = dict(x.inputs)
+        inputs["input"] = [src_of(root)]
+        name = x.name + _DENSE_SUFFIX
+        out = XTensor(name, [1, 1, 1, n], x.output.data_type, dict(x.output.attrs))
+        return XOp(name, "conv2d-fix", attrs, inputs, output=out)
+
+    # -- the whole graph -----------------------------------------------------------------------------
+    def run(self) -> CompiledModel:
+        self._placement()
+        self._export()
+        self._uploaded: dict[Operation, str] = {}
+        order: list[str] = []
+        members: dict[str, list[Operation]] = {}
+        for op in self.body:
+            s = self.subgraph[op]
+            if s not in members:
+                members[s] = []
+                order.append(s)
+            members[s].append(op)
+        subgraphs = []
+        for s in order:
+            ops = members[s]
+            devices = {self.device[o] for o in ops}
+            if len(devices) != 1:
+                raise EmitError(f"subgraph {s} mixes devices {sorted(devices)}")
+            dev = devices.pop()
+            if dev == "DPU":
+                sg, xops = self._dpu(s, ops)
+                self.ops += xops
+                subgraphs.append(sg)
+            else:
+                xs = []
+                for o in ops:
+                    x = self.xop[o]
+                    x.inputs = {k: [self._cpu_ref(n, o) for n in ns] for k, ns in x.inputs.items()}
+                    xs.append(x)
+                self.ops += xs
+                subgraphs.append(HostSubgraph(s, "USER" if dev == "USER" else "CPU", [x.name for x in xs]))
+        dpus = [s for s in subgraphs if isinstance(s, DpuSubgraph)]
+        if not dpus:
+            raise EmitError("nothing runs on the DPU: every layer was placed on the CPU")
+        names = {v: self.ref[v] for v in self.ret.operands}
+        total = sum(d.workload for d in dpus)
+        attrs = {"origin": "fixflow", "__fixflow_function": self.func.attributes["sym_name"].value,
+                 "__fixflow_outputs": [names[v] for v in self.ret.operands]}
+        m = CompiledModel(self.name, self.ops, subgraphs, attrs,
+                          {"workload": XAttr("uint64", total), "fusion": True, "prefetch": False,
+                           "concat_skip_code_gen": True, "reserve_const_data": False})
+        try:
+            m.validate()
+        except XModelError as e:
+            raise EmitError(f"internal inconsistency in the emitted xmodel: {e.message}") from None
+        return m
+
+    def _cpu_ref(self, name: str, op: Operation) -> str:
+        """A host op's argument: through the download when it reads a DPU output."""
+        for v in op.operands:
+            if self.xname.get(v) == name:
+                return self.ref.get(v, name)
+        return name
+
+
+def emit_compiled(module: Operation, name: str | None = None, *, ac_code: bool = True,
+                  target: Target | None = None) -> CompiledModel:
+    """The compiled xmodel of `module` (after the DPU passes); `name` is the graph name (default: the
+    function's), `ac_code=False` leaves the assembly text out (as AMD's release files), `target`
+    overrides the programs' target (e.g. one read from an arch.json with its own fingerprint)."""
+    return _Emitter(module, name, ac_code, target).run()
+
+
+def compile_log(m: CompiledModel) -> list[str]:
+    """vai_c_xir's summary lines for `m`."""
+    return [f"Total device subgraph number {len(m.subgraphs)}, DPU subgraph number {len(m.dpu_subgraphs)}"]
