@@ -220,14 +220,15 @@ def profile_dpu_subgraph(model: Any, sg: Any, board: Any = None,
 
 
 def _concat(name: str, target: str, parts: list[dict[str, Any]], how: str) -> dict[str, Any]:
-    layers, instrs, off = [], [], 0
+    layers, instrs, off, first = [], [], 0, 0
     for k, p in enumerate(parts):
         for L in p["layers"]:
             layers.append({**L, "start_cycle": L["start_cycle"] + off, "end_cycle": L["end_cycle"] + off})
         for s in p["instructions"]:
-            instrs.append({**s, "start": s["start"] + off, "busy_end": s["busy_end"] + off, "end": s["end"] + off,
-                           "layer": k})
+            instrs.append({**s, "index": s["index"] + first, "start": s["start"] + off,
+                           "busy_end": s["busy_end"] + off, "end": s["end"] + off, "layer": k})
         off += p["cycles"]
+        first += len(p["instructions"])
     total = off
     out = dict(parts[0]) if parts else {}
     keys_sum = ("workload_ops", "ops_on_arch", "ddr_read_bytes", "ddr_write_bytes", "serial_cycles")
