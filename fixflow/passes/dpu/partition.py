@@ -121,6 +121,10 @@ def _dense_source(op) -> tuple[int, int, int]:
 def dpu_reason(op: Operation, target) -> str | None:
     """None when `target`'s DPU runs `op`; else why it stays on the CPU."""
     kind = op.name
+    if kind in ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise"):
+        maps = op.operands if kind == "fix.eltwise" else op.operands[:1]
+        if any(getattr(getattr(v, "op", None), "name", None) == "fix.const" for v in maps):
+            return "a constant feature-map operand is not lowered by fixflow's DPU compiler yet"
     if kind in ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool"):
         r = _bits_ok(op)
         if r:

@@ -94,7 +94,10 @@ class AllocateDdr(Pass):
             for sg in annotated_subgraphs(func):
                 if sg.device != DPU:
                     continue
-                ddr = ddr_annotations(sg)
+                try:
+                    ddr = ddr_annotations(sg)
+                except ValueError as e:
+                    raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
                 sizes[sg.name] = DenseArrayAttr(i64, [ddr.sizes.get(r, 0) for r in range(4)])
                 work[sg.name] = DenseArrayAttr(i64, [ddr.peak_workspace, ddr.naive_workspace])
             func.attributes["dpu.ddr_sizes"] = DictionaryAttr(sizes)

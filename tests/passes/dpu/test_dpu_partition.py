@@ -94,6 +94,12 @@ def test_dilation_and_unlowered_ops():
 
     assert "broadcasting" in _reason(bcast, kind="fix.eltwise")
 
+    def plus_const(x):
+        k = Q.ConstOp.from_ints(rand_ints(rng, x.type.shape), 8, 5)
+        return [k, Q.EltwiseOp.build([x, k.results[0]], type="ADD", result_types=[FT(x.type.shape, 8, 4)])]
+
+    assert "constant feature-map operand" in _reason(plus_const, kind="fix.eltwise")
+
 
 def _dpu_cpu_dpu(rng):
     def build(x):
