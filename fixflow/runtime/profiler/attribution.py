@@ -18,6 +18,7 @@ Checked on AMD's compiled MNIST: the work the attributed instructions do equals 
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any, Sequence
 
@@ -63,8 +64,13 @@ def attribute(instrs: Sequence[Any], model: Any, sg: Any, target: Any) -> tuple[
     current = 0
     aluinit: dict = {}
 
+    const_ranges.sort()
+    starts = [(r, s) for r, s, _, _ in const_ranges]
+
     def owner(reg: int, addr: int) -> int | None:
-        for r, s, e, k in const_ranges:
+        i = bisect.bisect_right(starts, (reg, addr)) - 1      # constant tensors do not overlap
+        if i >= 0:
+            r, s, e, k = const_ranges[i]
             if r == reg and s <= addr < e:
                 return k
         return None
