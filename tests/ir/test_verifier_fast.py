@@ -262,3 +262,15 @@ def _programs(draw):
 def test_fast_and_general_paths_agree_on_random_ops(m):
     with pytest.MonkeyPatch.context() as mp:
         _same_as_general(m, mp)
+
+
+def test_every_registered_op_class_compiles_a_fast_check():
+    from fixflow.ir.opdef import registered_dialects
+    classes = [cls for d in registered_dialects().values() for cls in d.ops.values()]
+    assert len(classes) > 20
+    for cls in classes:
+        check = verifier._compile_check(cls)
+        assert callable(check)
+        if not cls.REGIONS and verifier._variadic_groups(cls.OPERANDS) <= 1 \
+                and verifier._variadic_groups(cls.RESULTS) <= 1:
+            assert check is not verifier._never, cls.OP_NAME
