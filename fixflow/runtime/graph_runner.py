@@ -20,12 +20,13 @@ integer executor (`fixflow.runtime.fix_executor.run_quantized`).
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..backends.xmodel import XGraph, XModelError, XOp, XTensor, read_xmodel_bytes
+from ..backends.xmodel import XAttr, XGraph, XModelError, XOp, XTensor, read_xmodel_bytes
 from ..backends.xmodel.compiled import CompiledModel, DpuSubgraph, from_xgraph
 from ..backends.xmodel.fix_xmodel import ROUND_FROM_XIR, xgraph_to_module
 from ..backends.xmodel.serial import read_file_bytes
@@ -35,7 +36,11 @@ from ..ir.interpreter import find_function, run_function
 from .dpu import MODES, DPUSubgraph
 from .errors import RuntimeRunError
 
-__all__ = ["TensorSpec", "GraphRunner", "load_xgraph", "is_compiled"]
+__all__ = ["TensorSpec", "GraphRunner", "GRAPH_MODES", "load_xgraph", "is_compiled"]
+
+#: How DPU subgraphs run: the interpreter's modes on the machine code, or "fix": their ops on the
+#: fix-level semantics (no machine code; what VART's "ref" cpu-runner does).
+GRAPH_MODES = tuple(MODES) + ("fix",)
 
 _CONST_TYPES = ("const-fix", "const")
 
@@ -141,16 +146,30 @@ class _UserStep:
 
 
 class _DpuStep:
-    """A DPU subgraph on the interpreter: int8 tensors in (upload), int8 tensors out (download)."""
+    """A DPU subgraph on the interpreter: int8 tensors in (upload), int8 tensors out (download); in mode
+    "fix" its ops instead, on the fix semantics (built on first use)."""
 
-    def __init__(self, m: CompiledModel, sg: DpuSubgraph, op_of_tensor: Mapping[str, str]):
+    def __init__(self, m: CompiledModel, sg: DpuSubgraph, op_of_tensor: Mapping[str, str],
+                 ops_step: Callable[[], "_OpsStep"]):
         self.name = sg.name
         self.subgraph = sg
         self.dpu = DPUSubgraph.from_xmodel(m, sg.name)
         self.in_ops = [op_of_tensor[t.name] for t in self.dpu.inputs]
         self.out_ops = [op_of_tensor[t.name] for t in self.dpu.outputs]
+        self._make_ops, self._ops, self._lock = ops_step, None, threading.Lock()
+
+    @property
+    def ops_step(self) -> "_OpsStep":
+        """The subgraph's ops as a fix module (what mode "fix" runs)."""
+        with self._lock:
+            if self._ops is None:
+                self._ops = self._make_ops()
+            return self._ops
 
     def run(self, env: dict[str, np.ndarray], mode: str) -> None:
+        if mode == "fix":
+            self.ops_step.run(env, mode)
+            return
         arrays = []
         for t, p in zip(self.dpu.inputs, self.in_ops):
             a = np.asarray(env[p])
@@ -164,51 +183,85 @@ class _DpuStep:
             env[p] = outs[t.name]
 
 
-class _CpuStep:
-    """A CPU subgraph: its ops as a small fix/graph module run on the reference semantics.
+class _OpsStep:
+    """A subgraph's ops as a small fix/graph module run on the reference semantics: a CPU subgraph, or
+    (mode "fix") the ops of a DPU subgraph instead of its machine code.
 
     Fixed-point tensors coming from other subgraphs enter through `data-fix` ops at their own fix_point
-    and are fed as their exact float values (so re-quantizing gives back the same integers)."""
+    and are fed as their exact float values (so re-quantizing gives back the same integers). In a DPU
+    subgraph an `upload` op becomes such an input, a `download` op passes its input on, and a `const-fix`
+    op without data (compiled files keep weights in REG_0) reads its bytes at its `ddr_addr`."""
 
     def __init__(self, g: XGraph, name: str, op_names: list[str], consumers: Mapping[str, list[str]],
-                 graph_outputs: set[str]):
+                 graph_outputs: set[str], params: Mapping[int, bytes] | None = None):
         self.name = name
+        kind = "DPU" if params is not None else "CPU"
         mine = set(op_names)
         ops = [o for o in g.ops if o.name in mine]
         by_name = g.op_map()
-        self.in_ops: list[str] = []
+        self.in_ops: list[str] = []       # producers outside the subgraph, as the environment names them
         self.in_fps: list[int] = []
         sub: list[XOp] = []
+        placed: set[str] = set()
+        downloads: dict[str, str] = {}    # download op -> the op it reads
+
+        def data_fix(name_: str, t: XTensor, producer: str, reader: str) -> None:
+            fp = _fix_point(t)
+            if fp is None:
+                raise RuntimeRunError(f"{kind} subgraph {name!r}: op {reader!r} reads float tensor {t.name!r} from "
+                                      f"another subgraph; only fixed-point tensors cross into a {kind} subgraph here")
+            self.in_ops.append(producer)
+            self.in_fps.append(fp)
+            placed.add(name_)
+            sub.append(XOp(name_, "data-fix", {"shape": list(t.shape), "data_type": t.data_type},
+                           output=XTensor(t.name, list(t.shape), t.data_type,
+                                          {"fix_point": fp, "bit_width": int(t.bit_width), "if_signed": True,
+                                           "round_mode": "DPU_ROUND"})))
+
+        body: list[XOp] = []
         for o in ops:
+            if o.type == "upload":
+                data_fix(o.name, o.output, o.input_ops()[0], o.name)
+                continue
+            if o.type == "download":
+                downloads[o.name] = o.input_ops()[0]
+                continue
             for p in o.input_ops():
-                if p in mine or p in self.in_ops or any(s.name == p for s in sub):
+                if p in mine or p in placed:
                     continue
                 src = by_name[p]
                 if src.type in _CONST_TYPES:
-                    sub.append(src)
-                    continue
-                t = src.output
-                fp = _fix_point(t)
-                if fp is None:
-                    raise RuntimeRunError(f"CPU subgraph {name!r}: op {o.name!r} reads float tensor {t.name!r} from "
-                                          "another subgraph; only fixed-point tensors cross into a CPU subgraph here")
-                self.in_ops.append(p)
-                self.in_fps.append(fp)
-                sub.append(XOp(p, "data-fix", {"shape": list(t.shape), "data_type": t.data_type},
-                               output=XTensor(t.name, list(t.shape), t.data_type,
-                                              {"fix_point": fp, "bit_width": int(t.bit_width), "if_signed": True,
-                                               "round_mode": "DPU_ROUND"})))
-        self.out_ops = [o.name for o in ops if o.type not in _CONST_TYPES
+                    sub.append(self._const(src, params))
+                    placed.add(p)
+                else:
+                    data_fix(p, src.output, p, o.name)
+            body.append(self._const(o, params) if o.type == "const-fix" else
+                        XOp(o.name, o.type, dict(o.attrs), dict(o.inputs), output=o.output))
+        self.out_ops = [o.name for o in ops if o.type not in _CONST_TYPES and o.type != "upload"
                         and (o.name in graph_outputs or any(c not in mine for c in consumers.get(o.name, ())))]
-        sub_ops = sub + [XOp(o.name, o.type, {k: a for k, a in o.attrs.items()}, dict(o.inputs), output=o.output)
-                         for o in ops]
-        sg = XGraph(f"{name}", sub_ops, {"__fixflow_function": "main", "__fixflow_outputs": self.out_ops})
+        results = [downloads.get(n, n) for n in self.out_ops]
+        sg = XGraph(name, sub + body, {"__fixflow_function": "main", "__fixflow_outputs": list(dict.fromkeys(results))})
         try:
             module = xgraph_to_module(sg)
         except XModelError as e:
-            raise RuntimeRunError(f"CPU subgraph {name!r}: {e.message}") from None
+            raise RuntimeRunError(f"{kind} subgraph {name!r}: {e.message}") from None
+        self._result_index = [list(dict.fromkeys(results)).index(r) for r in results]
         self.module = module
         self.func = find_function(module, None)
+
+    @staticmethod
+    def _const(o: XOp, params: Mapping[int, bytes] | None) -> XOp:
+        t = o.output
+        if o.type != "const-fix" or o.attr("data") or params is None or t.attr("reg_id") not in params:
+            return o
+        n = int(np.prod(t.shape)) * ((int(t.bit_width) + 7) // 8)
+        addr = int(t.attr("ddr_addr", 0))
+        data = params[t.attr("reg_id")][addr:addr + n]
+        if len(data) != n:
+            raise RuntimeRunError(f"const {o.name!r}: bytes {addr}..{addr + n} lie outside REG_{t.attr('reg_id')}")
+        attrs = dict(o.attrs)
+        attrs["data"] = XAttr("bytes", bytes(data))
+        return XOp(o.name, o.type, attrs, dict(o.inputs), output=t)
 
     def run(self, env: dict[str, np.ndarray], mode: str) -> None:
         del mode
@@ -216,9 +269,20 @@ class _CpuStep:
         try:
             outs = run_function(self.func, args)
         except FixflowError as e:
-            raise RuntimeRunError(f"CPU subgraph {self.name!r}: {e.message}") from None
-        for p, y in zip(self.out_ops, outs):
-            env[p] = np.asarray(y)
+            raise RuntimeRunError(f"subgraph {self.name!r}: {e.message}") from None
+        for p, k in zip(self.out_ops, self._result_index):
+            env[p] = np.asarray(outs[k])
+
+
+def dpu_ops_step(m: CompiledModel, name: str) -> tuple[_OpsStep, dict[str, str]]:
+    """DPU subgraph `name` of `m` as an ops step (mode "fix"), and the map tensor name -> op name of `m`."""
+    g = m.to_xgraph()
+    sg = m.subgraph(name)
+    names = [n for c in sg.children for n in c.op_names]
+    params = {r.reg_id: r.parameter for r in sg.regions if r.parameter is not None}
+    consumers = g.consumers()
+    outs = {o.name for o in m.ops if not consumers.get(o.name)}
+    return _OpsStep(g, name, names, consumers, outs, params), {o.output.name: o.name for o in m.ops}
 
 
 # ---------------------------------------------------------------------------- the runner
@@ -230,8 +294,8 @@ class GraphRunner:
     Thread-safe: `run` keeps no state between calls (the DPU plans are built at construction)."""
 
     def __init__(self, graph: XGraph, mode: str = "fast", name: str | None = None):
-        if mode not in MODES:
-            raise RuntimeRunError(f"unknown mode {mode!r} (expected {' or '.join(MODES)})")
+        if mode not in GRAPH_MODES:
+            raise RuntimeRunError(f"unknown mode {mode!r} (expected {', '.join(GRAPH_MODES)})")
         self.mode = mode
         self.name = name or graph.name
         self.graph = graph
@@ -293,11 +357,14 @@ class GraphRunner:
         user_ops: list[XOp] = []
         for s in m.subgraphs:
             if isinstance(s, DpuSubgraph):
-                steps.append(_DpuStep(m, s, op_of_tensor))
+                names = [n for c in s.children for n in c.op_names]
+                params = {r.reg_id: r.parameter for r in s.regions if r.parameter is not None}
+                steps.append(_DpuStep(m, s, op_of_tensor, lambda s=s, names=names, params=params:
+                                      _OpsStep(g, s.name, names, consumers, set(outs), params)))
             elif s.device == "USER":
                 user_ops += [m.op(n) for n in s.op_names]
             else:
-                steps.append(_CpuStep(g, s.name, s.op_names, consumers, set(outs)))
+                steps.append(_OpsStep(g, s.name, s.op_names, consumers, set(outs)))
         self._user = _UserStep(user_ops)
         self.inputs = list(self._user.specs)
         # order the steps by data: each runs once everything it reads exists
@@ -339,8 +406,8 @@ class GraphRunner:
         tensors, float32 otherwise) plus the float outputs under their names. For an `_int.xmodel`
         only the outputs."""
         mode = mode or self.mode
-        if mode not in MODES:
-            raise RuntimeRunError(f"unknown mode {mode!r} (expected {' or '.join(MODES)})")
+        if mode not in GRAPH_MODES:
+            raise RuntimeRunError(f"unknown mode {mode!r} (expected {', '.join(GRAPH_MODES)})")
         floats = _as_list(inputs, self.inputs)
         if not self.compiled:
             from .fix_executor import run_quantized

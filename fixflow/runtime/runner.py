@@ -42,8 +42,9 @@ __all__ = ["Runner", "RunnerTensor", "SubgraphRef", "dpu_subgraphs", "check_fing
 
 #: `wait` status of a job that did not finish within the timeout (0 = finished).
 TIMEOUT = 1
-#: Runner modes (VART's names) -> DPU interpreter modes.
-RUNNER_MODES = {"run": "fast", "sim": "reference", "fast": "fast", "reference": "reference"}
+#: Runner modes (VART's names) -> how DPU subgraphs run: "run" the fast interpreter, "sim" the reference
+#: interpreter (instruction by instruction), "ref" the subgraph's ops on the fix semantics (no machine code).
+RUNNER_MODES = {"run": "fast", "sim": "reference", "ref": "fix", "fast": "fast", "reference": "reference", "fix": "fix"}
 
 
 @dataclass(frozen=True)
@@ -140,25 +141,41 @@ def check_fingerprint(model_fingerprint: int, dpu_fingerprint: int, where: str =
 
 
 class _DpuWork:
-    """A DPU subgraph on the interpreter: int8 arrays in `inputs` order -> int8 arrays in `outputs` order."""
+    """A DPU subgraph on the interpreter (or, mode "fix", its ops on the fix semantics, which needs the
+    compiled model): int8 arrays in `inputs` order -> int8 arrays in `outputs` order."""
 
-    def __init__(self, dpu: DPUSubgraph, mode: str):
-        self.dpu, self.mode = dpu, mode
+    def __init__(self, dpu: DPUSubgraph, mode: str, model: CompiledModel | None = None):
+        self.dpu, self.mode, self.model = dpu, mode, model
         if mode == "fast":
             dpu.plan()
+        if mode == "fix":
+            if model is None:
+                raise RuntimeRunError(f"subgraph {dpu.name!r}: mode 'ref' runs the subgraph's ops, which a bare "
+                                      "DPUSubgraph lacks; create the runner from dpu_subgraphs(xmodel)")
+            from .graph_runner import dpu_ops_step
+            self.ops, op_of = dpu_ops_step(model, dpu.name)
+            self.in_ops = [op_of[t.name] for t in dpu.inputs]
+            self.out_ops = [op_of[t.name] for t in dpu.outputs]
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self.mode == "fix":
+            env = dict(zip(self.in_ops, arrays))
+            self.ops.run(env, self.mode)
+            return [np.asarray(env[p], dtype=np.int8) for p in self.out_ops]
         outs = self.dpu.run(arrays, mode=self.mode)
         return [outs[t.name] for t in self.dpu.outputs]
 
     def recipe(self) -> tuple[Callable[..., Any], tuple]:
         d = self.dpu
+        model = xmodel_bytes(self.model.to_xgraph()) if self.model is not None and self.mode == "fix" else None
         return _DpuWork._rebuild, (d.name, d.machine, d.mc_code, d.reg_sizes,
-                                   {r: c.tobytes() for r, c in d.consts.items()}, d.inputs, d.outputs, self.mode)
+                                   {r: c.tobytes() for r, c in d.consts.items()}, d.inputs, d.outputs, self.mode,
+                                   model)
 
     @staticmethod
-    def _rebuild(name, machine, mc_code, reg_sizes, consts, inputs, outputs, mode) -> "_DpuWork":
-        return _DpuWork(DPUSubgraph(name, machine, mc_code, reg_sizes, consts, inputs, outputs), mode)
+    def _rebuild(name, machine, mc_code, reg_sizes, consts, inputs, outputs, mode, model) -> "_DpuWork":
+        m = from_xgraph(load_xgraph(model)) if model is not None else None
+        return _DpuWork(DPUSubgraph(name, machine, mc_code, reg_sizes, consts, inputs, outputs), mode, m)
 
 
 class _GraphWork:
@@ -252,10 +269,11 @@ class Runner:
                       num_workers: int = 1, pool: str = "thread") -> "Runner":
         """A runner for one DPU subgraph: a `SubgraphRef` (from `dpu_subgraphs`), a
         `fixflow.runtime.dpu.DPUSubgraph`, or a compiled xmodel (path, bytes, `XGraph`, `CompiledModel`)
-        with exactly one DPU subgraph. `mode`: "run" (fast interpreter) or "sim" (reference, instruction
-        by instruction). `fingerprint`: the DPU this runner stands for (int, target name or board); a
+        with exactly one DPU subgraph. `mode`: "run" (fast interpreter), "sim" (reference, instruction
+        by instruction) or "ref" (the subgraph's ops on the fix semantics, no machine code). `fingerprint`: the DPU this runner stands for (int, target name or board); a
         subgraph compiled for another one is refused."""
         imode = _interp_mode(mode)
+        model = None
         if isinstance(subgraph, DPUSubgraph):
             dpu, model_fp = subgraph, get_target(subgraph.machine.name).fingerprint
         else:
@@ -270,13 +288,14 @@ class Runner:
             except FixflowError as e:
                 raise RuntimeRunError(e.message) from None
             model_fp = subgraph.fingerprint
+            model = subgraph.model
         if fingerprint is not None:
             check_fingerprint(model_fp, _as_fingerprint(fingerprint), f"subgraph {dpu.name!r}")
         if batch < 1:
             raise RuntimeRunError(f"batch must be >= 1, got {batch}")
         ins = [RunnerTensor(t.name, (batch,) + tuple(t.shape[1:]), "xint8", t.fix_point) for t in dpu.inputs]
         outs = [RunnerTensor(t.name, (batch,) + tuple(t.shape[1:]), "xint8", t.fix_point) for t in dpu.outputs]
-        return cls(_DpuWork(dpu, imode), ins, outs, dpu.name, num_workers, pool)
+        return cls(_DpuWork(dpu, imode, model), ins, outs, dpu.name, num_workers, pool)
 
     @classmethod
     def create_graph_runner(cls, graph: Any, mode: str = "run", *, fingerprint: Any = None, batch: int = 1,
@@ -484,4 +503,4 @@ def _interp_mode(mode: str) -> str:
     try:
         return RUNNER_MODES[mode]
     except KeyError:
-        raise RuntimeRunError(f"unknown runner mode {mode!r} (expected run or sim)") from None
+        raise RuntimeRunError(f"unknown runner mode {mode!r} (expected run, sim or ref)") from None

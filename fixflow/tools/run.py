@@ -86,7 +86,9 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--split", default="test", choices=("train", "test", "all"), help="--data split")
     p.add_argument("--labels", help=".npy of integer labels (when --input has none)")
     p.add_argument("-o", "--output", help="write the outputs to this .npz (one array per output tensor)")
-    p.add_argument("--mode", choices=("fast", "reference"), default="fast", help="DPU interpreter mode")
+    p.add_argument("--mode", choices=("fast", "reference", "fix"), default="fast",
+                   help="DPU subgraphs: fast or reference interpreter on the machine code, or fix: their ops on "
+                        "the fix-level semantics (no machine code)")
     p.add_argument("--batch", type=int, default=32, help="images per job (default 32)")
     p.add_argument("--threads", type=int, default=1, help="jobs run in parallel (default 1)")
     p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per job (default 1)")
@@ -96,7 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if min(args.batch, args.threads, args.blas_threads, args.limit or 1) < 1:
         raise ToolError("--batch, --threads, --blas-threads and --limit must be >= 1")
     from fixflow.runtime.runner import Runner
-    runner = Runner.create_graph_runner(args.xmodel, "run" if args.mode == "fast" else "sim",
+    runner = Runner.create_graph_runner(args.xmodel, args.mode,
                                         batch=args.batch, num_workers=args.threads)
     try:
         with _blas_threads(args.blas_threads):

@@ -46,6 +46,21 @@ def test_mnist_end_to_end(mnist, mode):
     assert np.array_equal(probs.argmax(1), want.argmax(1))
 
 
+def test_mnist_fix_mode_equals_the_interpreter(mnist):
+    """Mode "fix" runs the DPU subgraph's ops (AMD's conv2d-fix with channel augmentation, max pool, the
+    13x13 dense-as-conv, weights read from REG_0) on the fix semantics instead of the machine code: an
+    independent reference for AMD's compiled program."""
+    from fixflow.zoo.data import load_digits
+    q = mnist.run_tensors([mnist_inputs().astype(np.float32) / 64], mode="fix")
+    assert np.array_equal(q["quant_dense_1_softmax_fix"], mnist_expected())
+    x, _ = load_digits("test", size=28)
+    x = np.concatenate([x.transpose(0, 2, 3, 1),
+                        np.random.default_rng(0).uniform(-2, 2, (100, 28, 28, 1)).astype(np.float32)])
+    a = mnist.run_tensors([x], mode="fix")["quant_dense_1_softmax_fix"]
+    b = mnist.run_tensors([x], mode="fast")["quant_dense_1_softmax_fix"]
+    assert np.array_equal(a, b) and len(np.unique(a)) > 50
+
+
 def test_mnist_input_quantization_rounds_and_saturates(mnist):
     # DPU_ROUND (half up) at fix_point 6, saturating to int8
     x = np.zeros((1, 28, 28, 1), np.float32)

@@ -25,7 +25,7 @@ def test_subgraphs_and_tensors(sg):
         assert (o.name, o.dims, o.dtype, o.fix_point) == ("quant_dense_1_softmax_fix", (4, 10), "xint8", 2)
 
 
-@pytest.mark.parametrize("mode", ["run", "sim"])
+@pytest.mark.parametrize("mode", ["run", "sim", "ref"])
 def test_execute_async_fills_outputs(sg, mode):
     with Runner.create_runner(sg, mode, num_workers=2) as r:
         x = mnist_inputs()
@@ -80,6 +80,9 @@ def test_input_and_output_errors(sg):
         r.execute_async([np.zeros((1, 28, 28, 1), np.int8)])
     with pytest.raises(RuntimeRunError, match="unknown runner mode"):
         Runner.create_runner(sg, "turbo")
+    dpu, _ = tiny_dpu()
+    with pytest.raises(RuntimeRunError, match="mode 'ref' runs the subgraph's ops"):
+        Runner.create_runner(dpu, "ref")
 
 
 def test_failed_job_raises_on_wait():

@@ -37,7 +37,7 @@ def test_compiled_mnist_npz_and_modes(tmp_path, capsys):
     x = mnist_inputs().astype(np.float32) / 64
     y = mnist_expected().argmax(1)
     np.savez(tmp_path / "in.npz", x=x, y=y)
-    for mode in ("fast", "reference"):
+    for mode in ("fast", "reference", "fix"):
         out = tmp_path / f"{mode}.npz"
         assert main([str(MNIST), "--input", str(tmp_path / "in.npz"), "--mode", mode, "--batch", "2",
                      "-o", str(out), "--no-progress"]) == 0
