@@ -35,11 +35,18 @@ from ...dialects.dpu.ops import ProgramOp
 from ...ir.core import Operation, Value
 from ...target import Target, get_target
 from ..mc import encode, write_ac
-from .compiled import CompiledModel, CompiledModelError, DpuSubgraph, HostSubgraph, Region, SuperLayer
+from .compiled import (
+    CompiledModel,
+    CompiledModelError,
+    DpuSubgraph,
+    HostSubgraph,
+    Region,
+    SuperLayer,
+)
 from .fix_xmodel import _Exporter, _the_function
 from .model import XAttr, XModelError, XOp, XTensor
 
-__all__ = ["EmitError", "emit_compiled", "compile_log", "op_workload"]
+__all__ = ["EmitError", "compile_log", "emit_compiled", "op_workload"]
 
 _NO_CODE = ("fix.reshape", "fix.concat")
 _DENSE_SUFFIX = "(TransferMatMulToConv2d)"
@@ -109,6 +116,7 @@ class _Emitter:
         self.ops: list[XOp] = []                   # the graph's ops, in order
         self.ref: dict[Value, str] = {}            # the op name a reader of a value refers to
         self.xname: dict[Value, str] = {}          # the op name the _int.xmodel exporter gave it
+        self.conv_of: dict[Value, str] = {}        # a dense's result -> its conv2d-fix op
 
     # -- placement ---------------------------------------------------------------------------------
     def _placement(self) -> None:
@@ -177,8 +185,10 @@ class _Emitter:
             t.attrs["stride"] = XAttr("int32_vec", _strides(t.shape))
 
     def _dense_readers_only(self, v: Value) -> bool:
-        """Every reader of `v` is a DPU dense of the same subgraph (so `v` needs no [1, N] view)."""
-        return all(u.name == "fix.dense" and self.device.get(u) == "DPU" and u.operands[0] is v
+        """Every reader of `v` is a DPU dense, directly or through reshapes (so `v` needs no [1, N] view)."""
+        return all((u.name == "fix.dense" and self.device.get(u) == "DPU" and u.operands[0] is v)
+                   or (u.name == "fix.reshape" and self.device.get(u) == "DPU"
+                       and self._dense_readers_only(u.results[0]))
                    for u in v.users)
 
     # -- DPU subgraphs -------------------------------------------------------------------------------
@@ -342,8 +352,9 @@ class _Emitter:
                      pad_mode=XAttr("string", "FLOOR"), group=XAttr("int32", 1),
                      **{k: XAttr("int32", v) for k, v in _CONV_EXTRA.items()})
         inputs = dict(x.inputs)
-        inputs["input"] = [src_of(root)]
+        inputs["input"] = [self.conv_of.get(root) or src_of(root)]
         name = x.name + _DENSE_SUFFIX
+        self.conv_of[op.results[0]] = name
         out = XTensor(name, [1, 1, 1, n], x.output.data_type, dict(x.output.attrs))
         return XOp(name, "conv2d-fix", attrs, inputs, output=out)
 
