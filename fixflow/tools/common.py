@@ -80,14 +80,14 @@ def run_tool(body: Callable[[], int | None], stream: IO[str] | None = None) -> i
     try:
         code = body()
         return 0 if code is None else int(code)
+    except SystemExit as e:  # first: `--help` ends here without importing the zoo's errors
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except _user_errors() as e:
         report_error(e, stream)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=stream)
         return 130
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except Exception as e:  # noqa: BLE001 - a bug: still no traceback for the user
         frames = traceback.extract_tb(e.__traceback__)
         where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
