@@ -24,6 +24,11 @@ from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, EltwiseLay
 from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, plan_channels, row_lines
 
 
+#: LOAD `channel` (14 bits, minus) and `jump_read` (16 bits, minus) fields
+LOAD_CHANNEL_MAX = 16384
+LOAD_JUMP_READ_MAX = 65536
+
+
 @dataclass(frozen=True)
 class Arch:
     """What code generation needs from a `fixflow.target.Target`."""
@@ -177,11 +182,21 @@ class Emitter:
             self.plans[i] = p
             self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=n_ch, jump_write=1, pad_idx=1,
                       channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=breg_off + c_first)
-            for k in range(n_ch):
-                o = c_first + k
-                self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=(k // a.ocp) * per_group,
-                          jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
-                          reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
+            block = kh * kw * L.inp.c          # one output channel's weights in REG_0
+            if (L.inp.c % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
+                    and a.ocp * block <= LOAD_JUMP_READ_MAX:
+                # each channel's weights fill whole lines: one LOAD per CONVW bank moves all its channels
+                for b in range(min(a.ocp, n_ch)):
+                    self.emit(i, "LOAD", bank_id=a.convw + b, bank_addr=0, jump_read=a.ocp * block,
+                              jump_write=per_group, pad_idx=1, channel=block,
+                              length=len(range(b, n_ch, a.ocp)), reg_id=REG_CONST,
+                              ddr_addr=wreg_off + (c_first + b) * block)
+            else:
+                for k in range(n_ch):
+                    o = c_first + k
+                    self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=(k // a.ocp) * per_group,
+                              jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
+                              reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
             for band in p.bands():
                 vb = self.band_count % 2
                 self.band_count += 1

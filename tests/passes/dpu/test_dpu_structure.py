@@ -106,7 +106,7 @@ def test_weights_and_biases_land_where_the_convs_read():
     """Replay only the parameter LOADs into a model of the weight/bias banks; at every CONV, the lines the
     engine reads (dpu-semantics.md A32/A33) hold one output-channel group's weights and biases."""
     rng = np.random.default_rng(3)
-    for size, ic, oc in ((512, 64, 240), (4096, 20, 40), (1024, 3, 9)):
+    for size, ic, oc in ((512, 64, 240), (4096, 20, 40), (1024, 3, 9), (4096, 512, 20)):
         m = module_with((1, 7, 6, ic), 5, lambda x: conv_ops(x, rng, oc, (3, 3), pad=(1, 1, 1, 1), act="RELU"))
         conv = next(op for op in next(iter(m.body.ops)).body.ops if op.name == "fix.conv2d")
         wts = conv.weights.op.ints.astype(np.int8)
