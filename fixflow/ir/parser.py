@@ -44,6 +44,7 @@ _DIMS = re.compile(r"((?:(?:\d+|\?)x)*)")
 _DIALECT_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\.?([A-Za-z0-9_$.]*)")
 _LOC_ALIAS_DEF = re.compile(r"^#([A-Za-z_][A-Za-z0-9_$.]*)[ \t]*=[ \t]*loc\(", re.M)
 _HEX_ESC = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)")
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 _FAST_OP = re.compile(
     r'(?:%([A-Za-z0-9_$.-]+) = )?"([A-Za-z_][A-Za-z0-9_$.-]*)"\(((?:%[A-Za-z0-9_$.-]+(?:, )?)*)\)'
@@ -117,6 +118,8 @@ class Parser:
 
     def error(self, message: str, pos: int | None = None) -> ParseError:
         line, col = self.line_col(self.pos if pos is None else pos)
+        if not message.isascii():  # names unescaped from `\XX` may hold bytes that are not UTF-8: show them as `\XX`
+            message = _SURROGATE.sub(lambda m: f"\\{ord(m.group(0)) - 0xDC00:02X}", message)
         return ParseError(message, self.filename, line, col)
 
     def loc_at(self, pos: int) -> FileLineColLoc:

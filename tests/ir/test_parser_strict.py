@@ -289,3 +289,10 @@ def test_balanced_bodies_typed_strings_and_external_resources_round_trip():
     out = print_module(m)
     assert '#t.attr<{x = [1, (2)]}, "}>">' in out and 's = "typed" : i32' in out and "!t.ty<[<1>]>" in out
     assert print_module(parse_module(out, allow_unregistered=True)) == out
+
+
+def test_error_messages_show_non_utf8_name_bytes_escaped():
+    with pytest.raises(ParseError) as info:
+        parse_module('"func.ret\\FFurn"() : () -> ()\n')
+    assert info.value.message == "unknown operation 'func.ret\\FFurn' in dialect 'func'"
+    info.value.render().encode("utf-8")  # printable on any UTF-8 stream
