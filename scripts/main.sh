@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything, then run the end-to-end flow on the bundled digits data:
 # PyTorch model -> graph IR -> graph passes -> calibration on digits -> fixed-point module ->
-# _int.xmodel -> read back and executed in integer arithmetic, with accuracies at each level.
+# _int.xmodel -> compiled xmodels for kv260 and zcu102 (run on the DPU interpreter) -> the _int.xmodel
+# read back and executed in integer arithmetic, with accuracies at each level.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -31,9 +32,17 @@ step "5. The _int.xmodel"
 fixflow-xir subgraph "$OUT/quantize_result/DigitsCNN_int.xmodel"
 fixflow-xir graph "$OUT/quantize_result/DigitsCNN_int.xmodel" | head -20
 
-step "6. Read the xmodel back and run it in integer arithmetic on the digits test split"
+step "6. Compile it for the DPU, as vai_c_xir does: kv260 and zcu102 (compiled xmodel, meta.json, md5sum.txt)"
+fixflow-compile -x "$OUT/quantize_result/DigitsCNN_int.xmodel" -a kv260 -o "$OUT/compiled_kv260" -n digits \
+  --options '{"keep_ir": true}'
+fixflow-compile -x "$OUT/quantize_result/DigitsCNN_int.xmodel" -a zcu102 -o "$OUT/compiled_zcu102" -n digits
+ls "$OUT/compiled_kv260" "$OUT/compiled_kv260/ir"
+fixflow-xir subgraph "$OUT/compiled_kv260/digits.xmodel"
+fixflow-run "$OUT/compiled_kv260/digits.xmodel" --data digits --no-progress
+
+step "7. Read the xmodel back and run it in integer arithmetic on the digits test split"
 python3 examples/run_int_xmodel.py "$OUT/quantize_result/DigitsCNN_int.xmodel"
 
-step "7. The same network written in the DSL, through the same passes"
+step "8. The same network written in the DSL, through the same passes"
 fixflow-translate --import-dsl examples/cnn.ffn | fixflow-opt -p "fold-bn,canonicalize,cse" -o "$OUT/cnn_dsl.mlir"
 echo "wrote $OUT/cnn_dsl.mlir"
