@@ -186,7 +186,7 @@ def test_layer_neither_engine_nor_cpu_can_run(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("fixflow-compile") is None, reason="console script not installed")
 def test_console_script(digits_int, tmp_path):
     p = subprocess.run(["fixflow-compile", "-x", str(digits_int), "-a", "kv260", "-o", str(tmp_path), "-n", "n"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, check=False)
     assert p.returncode == 0, p.stderr
     assert "Total device subgraph number 3, DPU subgraph number 1" in p.stdout
     assert (tmp_path / "n.xmodel").exists() and (tmp_path / "md5sum.txt").exists()
