@@ -161,11 +161,16 @@ class ScheduleDpu(Pass):
     NAME = "schedule-dpu"
     SUMMARY = "Set dpdon/dpdby so LOAD, CONV, MISC and SAVE overlap without hazards"
 
+    @attrs.define
+    class Options:
+        own_unit_bits: bool = attrs.field(default=True, metadata={
+            "help": "also set each instruction's own unit bit in dpdon and dpdby, as AMD's compiler does"})
+
     def run(self, module: Operation) -> None:
         for prog in _programs(module):
             ops = list(prog.instruction_ops())
             instrs = [o.to_instruction() for o in ops]
-            schedule(instrs, Geometry.of(Arch.of(_get_target(prog.target))))
+            schedule(instrs, Geometry.of(Arch.of(_get_target(prog.target))), own_unit_bits=self.options.own_unit_bits)
             for o, ins in zip(ops, instrs):
                 o.attributes["dpdon"] = _i32(ins.dpdon)
                 o.attributes["dpdby"] = _i32(ins.dpdby)

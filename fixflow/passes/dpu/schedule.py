@@ -4,7 +4,11 @@ Protocol (decoupled access/execute, as TVM's VTA; spec dpu-isa.md "Dependencies"
 LOAD, SAVE, CONV, MISC each execute their own instructions in program order. An instruction whose
 `dpdby` has the bit of another unit U pushes one token to U when it completes; an instruction whose
 `dpdon` has the bit of unit U pops one token from U before it starts (tokens of a unit pair are a FIFO).
-fixflow never sets a unit's own bit.
+A unit's own bit is AMD's convention: in AMD-compiled streams every instruction carries its own unit's
+bit in both masks (the MNIST reference: all 230 instructions), while the cross-unit tokens balance
+exactly. `schedule` follows it by default (`own_unit_bits`); `check` accepts a stream where every
+instruction or none carries them, and reasons about the cross-unit tokens only (AMD's MNIST program
+passes it).
 
 `schedule` sets the flags: every instruction waits, through one token, for the last earlier
 instruction of another unit that touches a bank line or DDR block it touches (read-after-write,
@@ -241,7 +245,8 @@ def _need(units: np.ndarray, idx: np.ndarray, need: list[int]) -> None:
                 need[u] = max(need[u], int(sel.max()))
 
 
-def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None) -> None:
+def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None,
+             own_unit_bits: bool = True) -> None:
     """Set `dpdon`/`dpdby` of `instrs` in place (see the module docstring). Clears existing flags."""
     if fps is None:
         if g is None:
@@ -280,6 +285,10 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprin
         if writes.size:
             last_writer[writes] = j
         last_of_unit[u] = j
+    if own_unit_bits:
+        for j, ins in enumerate(instrs):
+            ins.dpdon |= 1 << int(units[j])
+            ins.dpdby |= 1 << int(units[j])
 
 
 def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None) -> dict[str, int]:
@@ -294,9 +303,15 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints 
     per_unit: list[list[int]] = [[], [], [], []]
     for j in range(n):
         per_unit[int(units[j])].append(j)
-    for j, ins in enumerate(instrs):
-        if ins.dpdon >> int(units[j]) & 1 or ins.dpdby >> int(units[j]) & 1:
-            raise ScheduleError(f"instruction {j} ({ins.name}) waits on or signals its own unit")
+    own = [(ins.dpdon >> int(units[j]) & 1, ins.dpdby >> int(units[j]) & 1) for j, ins in enumerate(instrs)]
+    convention = own[0] if own else (0, 0)
+    for j, bits in enumerate(own):
+        if bits != convention or bits not in ((0, 0), (1, 1)):
+            raise ScheduleError(f"instruction {j} ({instrs[j].name}) sets its own unit's bit as "
+                                f"dpdon {bits[0]} / dpdby {bits[1]}; every instruction must set both (AMD's "
+                                f"convention) or neither")
+    instrs = [Instruction(i.name, i.opcode, i.dpdon & ~(1 << int(u)), i.dpdby & ~(1 << int(u)), i.fields)
+              for i, u in zip(instrs, units)]
     # abstract run of the token protocol; vector clocks for happens-before
     queues: dict[tuple[int, int], deque] = defaultdict(deque)
     head = [0, 0, 0, 0]
