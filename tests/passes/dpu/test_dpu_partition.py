@@ -11,7 +11,7 @@ from fixflow.ir import parse_module, print_module
 from fixflow.ir.diagnostics import FixflowError
 from fixflow.ir.passes import PassManager
 from fixflow.passes.dpu.partition import dpu_reason, placements, subgraphs
-from fixflow.passes.dpu.program import annotated_subgraphs
+from fixflow.passes.dpu.program import annotated_subgraphs, load_programs
 from fixflow.target import get_target
 
 B4096 = get_target("DPUCZDX8G_ISA1_B4096")
@@ -161,3 +161,20 @@ def test_bad_target_and_tiling_option():
         PassManager.parse("lower-to-dpu{tiling=nope:4:1}").run(m)
     with pytest.raises(FixflowError, match="multiple of 4"):
         PassManager.parse("lower-to-dpu{tiling=pool:6:1}").run(m)
+
+
+def test_two_dpu_subgraphs_around_a_cpu_op_run_bit_exact():
+    """Program 1 on the DPU interpreter, the CPU concat at the fix level, program 2 on the interpreter:
+    equal to the whole module's integer execution (REG_2/REG_3 interfaces across subgraphs)."""
+    from _dpu_testlib import fix_reference, run_program
+    from fixflow.ir.interpreter import run_function
+    m = _dpu_cpu_dpu(np.random.default_rng(6))
+    compile_module(m, "DPUCZDX8G_ISA1_B1024")
+    p1, p2 = load_programs(m)
+    x = np.random.default_rng(7).uniform(-2, 2, (1, 6, 6, 3)).astype(np.float32)
+    xin, ref = fix_reference(m, x)
+    y1 = run_program(p1, xin)
+    cat = _op(m, "fix.concat")
+    mid = cat.evaluate([y1[None], y1[None]])[0][0]
+    y2 = run_program(p2, mid)
+    np.testing.assert_array_equal(y2.reshape(-1), ref.reshape(-1))
