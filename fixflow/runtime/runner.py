@@ -196,12 +196,58 @@ class _GraphWork:
         return _GraphWork(GraphRunner(load_xgraph(data), mode, name), data)
 
 
+class _BlasLimit:
+    """Limits BLAS threads while any thread-pool runner is open (reference-counted; threadpoolctl if
+    installed).
+
+    Small matrix products are up to 100x slower with several BLAS threads on a busy machine, and a
+    runner's parallelism is its workers. BLAS limits are per process: the limit holds from the first
+    runner's creation to the last one's `close()` (then the original limits come back); changing it
+    around every job instead would race with the jobs running in other threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = 0
+        self._limiter: Any = None
+        self._controller: Any = None
+
+    def _ctl(self) -> Any:
+        if self._controller is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+                self._controller = ThreadpoolController()
+            except ImportError:  # pragma: no cover - optional
+                self._controller = False
+        return self._controller
+
+    def enter(self, n: int | None) -> None:
+        if n is None:
+            return
+        with self._lock:
+            self._active += 1
+            if self._active == 1 and self._ctl():
+                self._limiter = self._controller.limit(limits=n, user_api="blas")
+
+    def exit(self, n: int | None) -> None:
+        if n is None:
+            return
+        with self._lock:
+            self._active -= 1
+            if self._active == 0 and self._limiter is not None:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+_BLAS = _BlasLimit()
+
 # process-pool workers: the work object is built once per process
 _WORKER: Any = None
 
 
-def _worker_init(factory: Callable[..., Any], args: tuple) -> None:
+def _worker_init(factory: Callable[..., Any], args: tuple, blas_threads: int | None = None) -> None:
     global _WORKER
+    if blas_threads is not None:
+        _BLAS.enter(blas_threads)      # for the worker's lifetime
     try:
         _WORKER = factory(*args)
     except FixflowError as e:   # reported on the first job
@@ -235,7 +281,7 @@ class Runner:
     """Queues jobs on a pool of workers (threads or processes); see the module docstring."""
 
     def __init__(self, work: _DpuWork | _GraphWork, inputs: list[RunnerTensor], outputs: list[RunnerTensor],
-                 name: str, num_workers: int = 1, pool: str = "thread"):
+                 name: str, num_workers: int = 1, pool: str = "thread", blas_threads: int | None = 1):
         if num_workers < 1:
             raise RuntimeRunError(f"num_workers must be >= 1, got {num_workers}")
         if pool not in ("thread", "process"):
@@ -249,15 +295,19 @@ class Runner:
         self._out_dtype = np.int8 if outputs and outputs[0].dtype == "xint8" else np.float32
         self.pool = pool
         self.num_workers = num_workers
+        if blas_threads is not None and blas_threads < 1:
+            raise RuntimeRunError(f"blas_threads must be >= 1 or None, got {blas_threads}")
+        self.blas_threads = blas_threads
         self._executor: Executor
         if pool == "thread":
+            _BLAS.enter(blas_threads)          # until close()
             self._executor = ThreadPoolExecutor(num_workers, thread_name_prefix=f"fixflow-runner-{name}")
         else:
             _check_spawnable()
             factory, args = work.recipe()
             ctx = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(num_workers, mp_context=ctx, initializer=_worker_init,
-                                                 initargs=(factory, args))
+                                                 initargs=(factory, args, blas_threads))
         self._jobs: dict[int, _Job] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()
@@ -266,12 +316,13 @@ class Runner:
     # -- construction ------------------------------------------------------------------------------
     @classmethod
     def create_runner(cls, subgraph: Any, mode: str = "run", *, fingerprint: Any = None, batch: int = 1,
-                      num_workers: int = 1, pool: str = "thread") -> "Runner":
+                      num_workers: int = 1, pool: str = "thread", blas_threads: int | None = 1) -> "Runner":
         """A runner for one DPU subgraph: a `SubgraphRef` (from `dpu_subgraphs`), a
         `fixflow.runtime.dpu.DPUSubgraph`, or a compiled xmodel (path, bytes, `XGraph`, `CompiledModel`)
         with exactly one DPU subgraph. `mode`: "run" (fast interpreter), "sim" (reference, instruction
         by instruction) or "ref" (the subgraph's ops on the fix semantics, no machine code). `fingerprint`: the DPU this runner stands for (int, target name or board); a
-        subgraph compiled for another one is refused."""
+        subgraph compiled for another one is refused. `blas_threads`: BLAS threads while jobs run (None:
+        leave BLAS alone)."""
         imode = _interp_mode(mode)
         model = None
         if isinstance(subgraph, DPUSubgraph):
@@ -295,11 +346,11 @@ class Runner:
             raise RuntimeRunError(f"batch must be >= 1, got {batch}")
         ins = [RunnerTensor(t.name, (batch,) + tuple(t.shape[1:]), "xint8", t.fix_point) for t in dpu.inputs]
         outs = [RunnerTensor(t.name, (batch,) + tuple(t.shape[1:]), "xint8", t.fix_point) for t in dpu.outputs]
-        return cls(_DpuWork(dpu, imode, model), ins, outs, dpu.name, num_workers, pool)
+        return cls(_DpuWork(dpu, imode, model), ins, outs, dpu.name, num_workers, pool, blas_threads)
 
     @classmethod
     def create_graph_runner(cls, graph: Any, mode: str = "run", *, fingerprint: Any = None, batch: int = 1,
-                            num_workers: int = 1, pool: str = "thread") -> "Runner":
+                            num_workers: int = 1, pool: str = "thread", blas_threads: int | None = 1) -> "Runner":
         """A runner for a whole graph (compiled xmodel or `_int.xmodel`; path, bytes, `XGraph` or a
         `GraphRunner`): float32 tensors in and out, the DPU subgraphs on the interpreter."""
         imode = _interp_mode(mode)
@@ -329,7 +380,7 @@ class Runner:
         def spec(s):
             return RunnerTensor(s.name, (batch,) + tuple(s.shape[1:]), "float32", s.fix_point)
         return cls(_GraphWork(g, data), [spec(s) for s in g.inputs], [spec(s) for s in g.outputs],
-                   g.name, num_workers, pool)
+                   g.name, num_workers, pool, blas_threads)
 
     # -- VART API ----------------------------------------------------------------------------------
     def get_input_tensors(self) -> list[RunnerTensor]:
@@ -471,9 +522,13 @@ class Runner:
     def close(self, wait: bool = True) -> None:
         """Stop the workers (after the queued jobs when `wait`)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             jobs = list(self._jobs.values())
         self._executor.shutdown(wait=wait, cancel_futures=not wait)
+        if self.pool == "thread":
+            _BLAS.exit(self.blas_threads)
         for job in jobs:   # jobs cancelled before they started still end (wait raises)
             if job.future is not None and job.future.cancelled() and not job.event.is_set():
                 job.error = RuntimeRunError(f"runner {self.name!r} was closed before the job ran")

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -67,16 +66,6 @@ def _digits(spec: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _blas_threads(n: int):
-    """Limit BLAS threads while running (small products are much slower with several threads on a busy
-    machine); a no-op without threadpoolctl (installed with scikit-learn)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional
-        return contextlib.nullcontext()
-    return threadpool_limits(n, user_api="blas")
-
-
 def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-run", description="Run a compiled or _int .xmodel on inputs (DPU interpreter)")
     p.add_argument("xmodel", help="compiled .xmodel (vai_c_xir layout) or the quantizer's _int.xmodel")
@@ -91,18 +80,17 @@ def _main(argv: Sequence[str] | None) -> int:
                         "the fix-level semantics (no machine code)")
     p.add_argument("--batch", type=int, default=32, help="images per job (default 32)")
     p.add_argument("--threads", type=int, default=1, help="jobs run in parallel (default 1)")
-    p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per job (default 1)")
+    p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads while running (default 1)")
     p.add_argument("--limit", type=int, help="run only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv_list(argv))
     if min(args.batch, args.threads, args.blas_threads, args.limit or 1) < 1:
         raise ToolError("--batch, --threads, --blas-threads and --limit must be >= 1")
     from fixflow.runtime.runner import Runner
-    runner = Runner.create_graph_runner(args.xmodel, args.mode,
-                                        batch=args.batch, num_workers=args.threads)
+    runner = Runner.create_graph_runner(args.xmodel, args.mode, batch=args.batch, num_workers=args.threads,
+                                        blas_threads=args.blas_threads)
     try:
-        with _blas_threads(args.blas_threads):
-            return _run(args, runner)
+        return _run(args, runner)
     finally:
         runner.close()
 

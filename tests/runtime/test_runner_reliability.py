@@ -83,3 +83,36 @@ def test_close_without_waiting_ends_queued_jobs():
             assert "closed before the job ran" in str(e)
         ended += 1
     assert ended == 50
+
+
+def test_graph_runner_many_threads_mnist():
+    """A whole-graph runner (float in, USER/DPU/CPU subgraphs, float out) shared by 4 client threads, in
+    fast and fix modes: every job's probabilities equal a single-threaded run bit for bit."""
+    from _runtime_testlib import MNIST
+    from fixflow.runtime import GraphRunner
+    x = np.random.default_rng(9).uniform(-2, 2, (40, 28, 28, 1)).astype(np.float32)
+    for mode in ("fast", "fix"):
+        want, = GraphRunner.from_xmodel(MNIST, mode=mode).run([x])
+        runner = Runner.create_graph_runner(MNIST, mode, num_workers=3)
+        errors: list[str] = []
+
+        def client(t: int) -> None:
+            try:
+                for k in range(25):
+                    i = (7 * t + k) % 39
+                    out = np.zeros((2, 10), np.float32)
+                    job = runner.execute_async([x[i:i + 2]], [out])
+                    while runner.wait(job, timeout=5) == TIMEOUT:
+                        pass
+                    if not np.array_equal(out, want[i:i + 2]):
+                        errors.append(f"{mode} thread {t} job {k}")
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"{mode} thread {t}: {type(e).__name__}: {e}")
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=300)
+        runner.close()
+        assert not any(th.is_alive() for th in threads)
+        assert not errors, errors[:5]
