@@ -176,22 +176,82 @@ def _fixflow_compile_available() -> bool:
     return shutil.which("fixflow-compile") is not None
 
 
+def _sim_equals_interpreter(path: Path, inputs: list[np.ndarray], cwd: Path) -> None:
+    """AMD's simulator (release mode: it assembles each ac_code and checks it against mc_code word for word)
+    runs the first DPU subgraph of `path` on each int8 input; its outputs must equal fixflow's interpreter."""
+    from fixflow.backends.xmodel.compiled import read_compiled
+    from fixflow.runtime.dpu import DPUSubgraph
+    sg = read_compiled(path).dpu_subgraphs[0]
+    dpu = DPUSubgraph.from_xmodel(path, sg.name)
+    sim_dir(cwd)
+    for k, x in enumerate(inputs):
+        x = np.ascontiguousarray(x, dtype=np.int8).reshape(dpu.inputs[0].shape)
+        x.tofile(cwd / f"in{k}.bin")
+        stdout = run_amd("sim_run", path, cwd / f"in{k}.bin", sg.name, cwd=cwd)
+        assert f"running {sg.name} on the sim-runner" in stdout
+        sim = _sim_outputs(stdout, cwd)
+        ours = dpu.run([x], mode="fast")
+        assert len(sim) == len(ours)
+        for t in dpu.outputs:
+            np.testing.assert_array_equal(sim[f"{t.name}.bin"], ours[t.name].reshape(-1), err_msg=f"input {k}")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", zoo_names())
 def test_zoo_compiled_xmodel_in_amd_tools(name, tmp_path, tmp_path_factory):
-    """Hook for the compiler (issue 10): each zoo model's `_int.xmodel` compiled by `fixflow-compile`
-    for B4096 must load in AMD's xir and run on AMD's simulator, whose ac == mc check must pass."""
+    """Each zoo model's `_int.xmodel` compiled by `fixflow-compile` for B4096 loads in AMD's xir and runs on
+    AMD's simulator (whose ac == mc check passes) with the outputs of fixflow's DPU interpreter."""
     if not _fixflow_compile_available():
-        pytest.skip("fixflow-compile does not exist yet (issue 10); this test runs once it does")
+        pytest.skip("fixflow-compile is not installed (pip install -e .)")
     src = zoo_int_xmodel(name, tmp_path_factory)
     out = tmp_path / "compiled"
-    p = subprocess.run(["fixflow-compile", "-x", str(src), "-a", B4096, "-o", str(out), "-n", name],
-                       capture_output=True, text=True, timeout=900)
+    p = subprocess.run(["fixflow-compile", "-x", str(src), "-a", B4096, "-o", str(out), "-n", name, "--no-progress"],
+                       capture_output=True, text=True, timeout=900, check=False)
     assert p.returncode == 0, p.stderr
     path = out / f"{name}.xmodel"
     res = check_xir(path, tmp_path)
     assert f"DPU={B4096}" in res["subgraph"] and "reg_id_to_hw_segment" in res["dump_reg"]
-    run_amd("sim_run", path, cwd=sim_dir(tmp_path))
+    from fixflow.backends.xmodel.compiled import read_compiled
+    from fixflow.runtime.dpu import DPUSubgraph
+    sg = read_compiled(path).dpu_subgraphs[0]
+    shape = DPUSubgraph.from_xmodel(path, sg.name).inputs[0].shape
+    rng = np.random.default_rng(0)
+    _sim_equals_interpreter(path, [rng.integers(-128, 128, size=shape, dtype=np.int8)], tmp_path / "sim")
+
+
+def test_fixflow_compiled_digits_on_amd_simulator(tmp_path):
+    """The user's flow: fixflow-quantize (calib, test) then fixflow-compile for kv260. AMD's xir loads the file;
+    AMD's simulator gives, on real digits test images, the outputs of fixflow's interpreter, which equal the
+    fix-level integer execution of the _int.xmodel."""
+    pytest.importorskip("torch")
+    from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
+    from fixflow.ir.interpreter import run_function
+    from fixflow.tools.compile import main as compile_main
+    from fixflow.tools.quantize import main as quantize_main
+    from fixflow.zoo import load_digits
+    q = tmp_path / "q"
+    for mode in ("calib", "test"):
+        assert quantize_main(["--model", "digits_cnn", "--data", "digits", "--mode", mode, "--output-dir", str(q)]) == 0
+    src = q / "DigitsCNN_int.xmodel"
+    assert compile_main(["-x", str(src), "-a", "kv260", "-o", str(tmp_path / "c"), "-n", "digits",
+                         "--no-progress"]) == 0
+    path = tmp_path / "c" / "digits.xmodel"
+    res = check_xir(path, tmp_path)
+    assert f"DPU={B4096}" in res["subgraph"]
+    func = next(op for op in read_int_xmodel(src).body.ops if op.name == "func.func")
+    data = next(op for op in func.body.ops if op.name == "fix.data")
+    fl = next(op for op in func.body.ops if op.name == "fix.float")
+    vals = {}
+
+    def obs(op, ys):
+        for r, v in zip(op.results, ys):
+            vals[r] = np.asarray(v)
+    run_function(func, [load_digits("test", size=28)[0][:5]], obs)
+    xin = vals[data.results[0]].astype(np.int8)
+    _sim_equals_interpreter(path, list(xin[:, None]), tmp_path / "sim")
+    from fixflow.runtime.dpu import DPUSubgraph
+    ours = DPUSubgraph.from_xmodel(path).run([xin], mode="fast")["classifier"]
+    np.testing.assert_array_equal(ours, vals[fl.operands[0]].astype(np.int8))
 
 
 # ---- AMD's simulator -------------------------------------------------------------------------------
