@@ -72,3 +72,13 @@ def tiny_dpu(seed: int = 0):
     def expected(x: np.ndarray) -> np.ndarray:
         return np.stack([conv_expected(xi, wt, bias, act=1, shift_cut=9, shift_bias=2) for xi in x])
     return dpu, expected
+
+
+def compile_xmodel(int_xmodel: Path, out_dir: Path, arch: str, net: str = "digits") -> Path:
+    """`fixflow-compile -x INT -a ARCH -o OUT -n NET`: the compiled xmodel's path."""
+    from fixflow.tools.compile import main
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["-x", str(int_xmodel), "-a", arch, "-o", str(out_dir), "-n", net])
+    assert rc == 0, buf.getvalue()
+    return out_dir / f"{net}.xmodel"
