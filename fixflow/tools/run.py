@@ -83,6 +83,9 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--blas-threads", type=int, default=1, help="BLAS threads while running (default 1)")
     p.add_argument("--limit", type=int, help="run only the first N inputs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compare-torch", metavar="MODEL",
+                   help="also time PyTorch fp32 eager on the same inputs (zoo name or file.py:Class), same threads")
+    p.add_argument("--weights", help="state dict (.pt or .npz) for --compare-torch file.py:Class")
     args = p.parse_args(argv_list(argv))
     if min(args.batch, args.threads, args.blas_threads, args.limit or 1) < 1:
         raise ToolError("--batch, --threads, --blas-threads and --limit must be >= 1")
@@ -141,6 +144,8 @@ def _run(args, runner) -> int:
         else:
             print(f"[fixflow] no accuracy: output {names[0]!r} is not (N, classes)")
     print(f"[fixflow] throughput {n / dt:.1f} images/s, {1000 * dt / n:.3f} ms per image")
+    if args.compare_torch:
+        _compare_torch(args, runner, x, y, dt)
     if args.output:
         try:
             os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -150,6 +155,39 @@ def _run(args, runner) -> int:
             raise ToolError(f"cannot write '{args.output}': {e.strerror or e}") from None
         print(f"[fixflow] outputs written to {args.output} ({', '.join(names)})")
     return 0
+
+
+def _compare_torch(args, runner, x: np.ndarray, y: np.ndarray | None, dt: float) -> None:
+    """Time the float PyTorch model on the same inputs (NCHW), batch and thread count; print both."""
+    import torch
+    from .user_model import load_torch_model, split_model_spec
+    spec = split_model_spec(args.compare_torch)
+    if spec is not None:
+        model = load_torch_model(spec[0], spec[1], args.weights)
+    else:
+        from fixflow.zoo import get_model
+        model = get_model(args.compare_torch).eval()
+    xin = x if runner.graph.inputs[0].layout == "NCHW" or x.ndim != 4 else x.transpose(0, 3, 1, 2)
+    xt = torch.from_numpy(np.ascontiguousarray(xin, dtype=np.float32))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        with torch.no_grad():
+            model(xt[:args.batch])                                   # warm-up
+            t0 = time.perf_counter()
+            outs = [model(xt[s:s + args.batch]) for s in range(0, len(xt), args.batch)]
+            tt = time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - the user's model
+        raise ToolError(f"--compare-torch: {args.compare_torch} failed on the inputs: {type(e).__name__}: {e}") from None
+    finally:
+        torch.set_num_threads(threads)
+    n = len(xt)
+    yf = torch.cat(outs).numpy()
+    line = f"[fixflow] PyTorch fp32 eager ({args.compare_torch}): {n / tt:.1f} images/s, {1000 * tt / n:.3f} ms per image"
+    if y is not None and yf.ndim == 2:
+        line += f", float accuracy {100 * float((yf.argmax(1) == y).mean()):.2f}%"
+    print(line)
+    print(f"[fixflow] fixflow / PyTorch time: {dt / tt:.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

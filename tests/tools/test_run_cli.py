@@ -25,9 +25,16 @@ def test_int_xmodel_digits_accuracy_equals_quantizer(digits_int, tmp_path, capsy
     path, acc = digits_int
     out = tmp_path / "o.npz"
     assert main([str(path), "--data", "digits", "--threads", "2", "--batch", "50", "-o", str(out),
-                 "--no-progress"]) == 0
+                 "--no-progress", "--compare-torch", "digits_cnn"]) == 0
     text = capsys.readouterr().out
     assert f"accuracy {100 * acc:.2f}% (" in text
+    import torch
+    from fixflow.zoo import get_model, load_data
+    x, y = load_data("digits_cnn", "test")
+    with torch.no_grad():
+        fa = float((get_model("digits_cnn")(torch.from_numpy(x)).numpy().argmax(1) == y).mean())
+    assert "PyTorch fp32 eager (digits_cnn):" in text and f"float accuracy {100 * fa:.2f}%" in text
+    assert "fixflow / PyTorch time:" in text
     assert "images/s" in text and "ms per image" in text and "2 thread(s), batch 50" in text
     with np.load(out) as z:
         assert z.files == ["classifier_float"] and z["classifier_float"].shape == (359, 10)
@@ -56,6 +63,7 @@ def test_compiled_mnist_npz_and_modes(tmp_path, capsys):
     ([str(MNIST), "--input", "nope.npy"], "error: --input: file nope.npy not found"),
     ([str(MNIST), "--data", "digits", "--threads", "0"], "error: --batch, --threads"),
     ([str(MNIST), "--data", "digits", "--mode", "turbo"], "error: argument --mode: invalid choice"),
+    ([str(MNIST), "--data", "digits", "--limit", "2", "--compare-torch", "nosuch"], "error: unknown model 'nosuch'"),
 ])
 def test_errors_are_one_line(args, message, capsys):
     assert main(args) == 1
