@@ -38,7 +38,7 @@ fixflow-compile -x "$OUT/quantize_result/DigitsCNN_int.xmodel" -a kv260 -o "$OUT
 fixflow-compile -x "$OUT/quantize_result/DigitsCNN_int.xmodel" -a zcu102 -o "$OUT/compiled_zcu102" -n digits
 ls "$OUT/compiled_kv260" "$OUT/compiled_kv260/ir"
 fixflow-xir subgraph "$OUT/compiled_kv260/digits.xmodel"
-fixflow-run "$OUT/compiled_kv260/digits.xmodel" --data digits --no-progress
+fixflow-run "$OUT/compiled_kv260/digits.xmodel" --data digits --no-progress --compare-torch digits_cnn
 
 step "7. Read the xmodel back and run it in integer arithmetic on the digits test split"
 python3 examples/run_int_xmodel.py "$OUT/quantize_result/DigitsCNN_int.xmodel"
