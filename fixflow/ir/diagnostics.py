@@ -6,6 +6,7 @@ limit, corrupt file). Command-line tools print `err.render()` and exit 1; they n
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from .location import FileLineColLoc, Location
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 
 #: the most recently parsed source texts by file name, so diagnostics can quote lines
 _SOURCES: dict[str, str] = {}
+_LEADING_NEWLINES = re.compile(r"\n*")
 _MAX_SOURCES = 32
 
 
@@ -33,7 +35,11 @@ def source_line(filename: str, line: int) -> str | None:
                 text = f.read()
         except (OSError, UnicodeDecodeError):
             return None
-    lines = text.splitlines()
+    lead = _LEADING_NEWLINES.match(text).end()  # fixflow-opt pads split chunks with newlines: skip them cheaply
+    if 0 < line <= lead:
+        return ""
+    lines = text[lead:].splitlines()
+    line -= lead
     if line == len(lines) + 1:
         return ""  # the end of a text that ends with a newline
     return lines[line - 1] if 0 < line <= len(lines) else None

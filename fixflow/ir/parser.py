@@ -45,6 +45,8 @@ _DIALECT_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_$]*)\.?([A-Za-z0-9_$.]*)")
 _LOC_ALIAS_DEF = re.compile(r"^#([A-Za-z_][A-Za-z0-9_$.]*)[ \t]*=[ \t]*loc\(", re.M)
 _HEX_ESC = re.compile(r"\\([0-9A-Fa-f]{2})|\\(.)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_NEWLINE = re.compile("\n")
+_LEADING_NEWLINES = re.compile("\n*")
 
 _FAST_OP = re.compile(
     r'(?:%([A-Za-z0-9_$.-]+) = )?"([A-Za-z_][A-Za-z0-9_$.-]*)"\(((?:%[A-Za-z0-9_$.-]+(?:, )?)*)\)'
@@ -95,6 +97,7 @@ class Parser:
         self.allow_unregistered = allow_unregistered
         self.pos = 0
         self._line_starts: list[int] | None = None
+        self._lead = 0
         self._scopes: list[_Scope] = [_Scope(True)]
         self._blocks: list[dict[str, Block]] = []
         self._block_pos: list[dict[str, int]] = []
@@ -112,9 +115,14 @@ class Parser:
     # ---- errors and positions -----------------------------------------------------------
     def line_col(self, pos: int) -> tuple[int, int]:
         if self._line_starts is None:
-            self._line_starts = [0] + [m.end() for m in re.finditer("\n", self.text)]
+            # leading newlines (fixflow-opt pads each --split-input-file chunk to keep line numbers) are counted,
+            # not listed, so a chunk costs its own size, not the file's
+            self._lead = _LEADING_NEWLINES.match(self.text).end()
+            self._line_starts = [self._lead] + [m.end() for m in _NEWLINE.finditer(self.text, self._lead)]
+        if pos < self._lead:
+            return pos + 1, 1
         line = bisect.bisect_right(self._line_starts, pos)
-        return line, pos - self._line_starts[line - 1] + 1
+        return self._lead + line, pos - self._line_starts[line - 1] + 1
 
     def error(self, message: str, pos: int | None = None) -> ParseError:
         line, col = self.line_col(self.pos if pos is None else pos)
