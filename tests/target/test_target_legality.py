@@ -43,3 +43,15 @@ def test_pool_and_depthwise_ranges():
     assert L.depthwise_violation((3, 3), (2, 2), (1, 1, 1, 1)) is None
     assert L.depthwise_violation((3, 17), (1, 1), (0, 0, 0, 0)) == "kernel (3, 17) is outside the DPU range [1, 16]"
     assert L.bit_width_violation(8) is None and L.bit_width_violation(4) == "bit width 4 (the DPU computes on 8 bits)"
+
+
+def test_fix_ops_ask_the_target_they_are_given():
+    """A 3x3 conv over 1824 input channels fits B4096's weight bank (ICP 16) but not B512's (ICP 8)."""
+    from fixflow.dialects.builtin import FuncOp
+    from fixflow.dialects.fix import ops as Q
+    func = FuncOp.create_function("f", [Q.fix_tensor((1, 8, 8, 1824), 8, 2), Q.fix_tensor((4, 3, 3, 1824), 8, 3)], [])
+    x, w = func.body.args
+    op = Q.Conv2dOp.build(x, w, None, kernel=(3, 3), pad=(1, 1, 1, 1), result_types=[Q.fix_tensor((1, 8, 8, 4), 8, 1)])
+    assert op.dpu_violation(get_target("DPUCZDX8G_ISA1_B4096")) is None
+    assert "ceil(ic / 8) = 2052 > 2048" in op.dpu_violation(get_target("DPUCZDX8G_ISA1_B512"))
+    assert Q.dpu_violation(op) is None   # the default target is B4096
