@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import Alias, AluLayer, ConvLayer, FMap, Layer
+from .layers import AluLayer, ConvLayer, FMap, Layer
 
 ALIGN = 16
 REG_CONST, REG_WORK, REG_IN, REG_OUT = 0, 1, 2, 3

@@ -167,7 +167,6 @@ def test_two_dpu_subgraphs_around_a_cpu_op_run_bit_exact():
     """Program 1 on the DPU interpreter, the CPU concat at the fix level, program 2 on the interpreter:
     equal to the whole module's integer execution (REG_2/REG_3 interfaces across subgraphs)."""
     from _dpu_testlib import fix_reference, run_program
-    from fixflow.ir.interpreter import run_function
     m = _dpu_cpu_dpu(np.random.default_rng(6))
     compile_module(m, "DPUCZDX8G_ISA1_B1024")
     p1, p2 = load_programs(m)

@@ -62,8 +62,8 @@ def test_tiles_cover_every_output_byte_once(case):
     for ins in prog.instructions:
         if ins.name == "SAVE":
             assert ins["reg_id"] == REG_OUT
-            for l in range(ins["length"]):
-                a = ins["ddr_addr"] + l * ins["jump_write"] - out.ddr[1]
+            for px in range(ins["length"]):
+                a = ins["ddr_addr"] + px * ins["jump_write"] - out.ddr[1]
                 counts[a:a + ins["channel"]] += 1
     assert (counts == 1).all()
 
@@ -126,9 +126,9 @@ def test_weights_and_biases_land_where_the_convs_read():
         for ins in prog.instructions:
             if ins.name == "LOAD" and ins["bank_id"] in banks:
                 flat = banks[ins["bank_id"]].reshape(-1)
-                for l in range(ins["length"]):
-                    src = reg0[ins["ddr_addr"] + l * ins["jump_read"]:][:ins["channel"]]
-                    start = (ins["bank_addr"] + l * ins["jump_write"]) * t.icp
+                for px in range(ins["length"]):
+                    src = reg0[ins["ddr_addr"] + px * ins["jump_read"]:][:ins["channel"]]
+                    start = (ins["bank_addr"] + px * ins["jump_write"]) * t.icp
                     n = math.ceil(ins["channel"] / t.icp) * t.icp
                     flat[start:start + n] = np.pad(src, (0, n - len(src)))
             elif ins.name == "CONV":
