@@ -27,6 +27,7 @@ Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compile
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -209,23 +210,31 @@ class _Emitter:
             used_names.add(n)
             return n
 
-        # uploads
+        # uploads: one per value read from outside (a value several DPU subgraphs read gets one in each)
+        uploaded: dict[Operation, str] = {}
         for op in members:
             for v in op.operands:
                 p = v.op if hasattr(v, "op") else None
-                if p is None or p in inside or _is_const(p) or p in self._uploaded:
+                if p is None or p in inside or _is_const(p) or p in uploaded:
                     continue
                 src = self.xop[p]
+                k = self._uploads.get(src.name, 0)
+                self._uploads[src.name] = k + 1
                 reg, addr = self._ddr(p)
-                t = XTensor(f"{src.output.name}_upload_0", src.output.shape, src.output.data_type,
+                t = XTensor(f"{src.output.name}_upload_{k}", src.output.shape, src.output.data_type,
                             dict(src.output.attrs))
                 self._in_ddr(t, reg, addr)
-                up = XOp(f"{src.name}_upload_0", "upload", {"device": "DPU"}, {"input": [src.name]}, output=t)
-                self._uploaded[p] = up.name
+                up = XOp(f"{src.name}_upload_{k}", "upload", {"device": "DPU"}, {"input": [self.ref[v]]}, output=t)
+                uploaded[p] = up.name
                 ops.append(up)
                 children.append(SuperLayer(child_name(up.name), [up.name], "upload"))
-        local = {v: self._uploaded[v.op] for op in members for v in op.operands
-                 if getattr(v, "op", None) in self._uploaded}
+        local = {v: uploaded[v.op] for op in members for v in op.operands if getattr(v, "op", None) in uploaded}
+        spans = sorted((o.output.attr("ddr_addr"), o.output.attr("ddr_addr") + math.prod(o.output.shape), o.name)
+                       for o in ops if o.type == "upload")
+        for (_, end, a), (start, _, b) in itertools.pairwise(spans):
+            if start < end:          # a value several DPU subgraphs read has one dpu.ddr for all of them
+                raise EmitError(f"DPU subgraph {name}: inputs {a} and {b} overlap in REG_2; the DDR annotation "
+                                "of an input shared with another DPU subgraph does not fit this one")
 
         def src_of(v: Value) -> str:
             return local.get(v) or self.ref[v]
@@ -362,7 +371,7 @@ class _Emitter:
     def run(self) -> CompiledModel:
         self._placement()
         self._export()
-        self._uploaded: dict[Operation, str] = {}
+        self._uploads: dict[str, int] = {}         # uploads made so far per source op
         order: list[str] = []
         members: dict[str, list[Operation]] = {}
         for op in self.body:

@@ -253,3 +253,36 @@ def test_op_neither_dpu_nor_cpu_can_run():
     compile_module(m, "DPUCZDX8G_ISA1_B4096")
     with pytest.raises(EmitError, match=r"op 'r' \(graph.relu\) cannot run on the DPU \(.*\), and not on the CPU"):
         emit_compiled(m)
+
+
+def test_several_dpu_subgraphs_around_a_cpu_concat(tmp_path):
+    """Two convs -> concat (left on the CPU) -> conv: DPU subgraphs fed by USER and by a CPU op, each with its
+    own upload/download; the whole written graph (GraphRunner: USER, DPU interpreter, CPU) equals the
+    fix-level integer execution."""
+    from fixflow.runtime import GraphRunner
+    from fixflow.runtime.fix_executor import run_quantized
+
+    def build(x, rng):
+        a = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="a", fps=(7, 6, 4))
+        b = conv_ops(x, rng, 8, (1, 1), act="RELU", name="b", fps=(7, 6, 4))
+        cat = Q.ConcatOp.build([a[-1].results[0], b[-1].results[0]], axis=3,
+                               result_types=[FT((1, 6, 6, 16), 8, 4)])
+        cat.results[0].name_hint = "cat"
+        c = conv_ops(cat.results[0], rng, 4, (3, 3), name="c", fps=(8, 6, 3))
+        return a + b + [cat] + c, [c[-1].results[0]]
+    m = _module(build)
+    ref = m.clone()
+    compile_module(m, "DPUCZDX8G_ISA1_B800")
+    cm = emit_compiled(m, "cat")
+    assert [getattr(s, "device", None) for s in cm.subgraphs].count("DPU") == len(cm.dpu_subgraphs) >= 2
+    n, k = len(cm.subgraphs), len(cm.dpu_subgraphs)
+    assert compile_log(cm) == [f"Total device subgraph number {n}, DPU subgraph number {k}"]
+    last = cm.dpu_subgraphs[-1]
+    (inp,) = cm.dpu_inputs(last)
+    assert inp.op == "cat_upload_0" and inp.reg_id == 2 and cm.op("cat_upload_0").inputs["input"] == ["cat"]
+    assert cm.op("cat").inputs["input"] == ["a_download_0", "b_download_0"]
+    write_compiler_outputs(cm, tmp_path, "cat")
+    x = np.random.default_rng(3).uniform(-2, 2, size=(4, 6, 6, 8)).astype(np.float32)
+    for mode in ("fast", "reference"):
+        got = GraphRunner.from_xmodel(tmp_path / "cat.xmodel", mode=mode).run([x])[0]
+        np.testing.assert_array_equal(got, run_quantized(ref, [x])[0], err_msg=mode)
