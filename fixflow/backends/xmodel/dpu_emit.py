@@ -261,6 +261,7 @@ class _Emitter:
 
         # layers
         workload = 0
+        placed: set[Operation] = set()
         for op in members:
             if _is_const(op):
                 continue
@@ -270,8 +271,9 @@ class _Emitter:
             new = {self.xname[v]: src_of(v) for v in op.operands if not _is_const(getattr(v, "op", None))}
             x.inputs = {k: [new.get(n, n) for n in ns] for k, ns in x.inputs.items()}
             group = []
-            for v in op.operands:
-                if _is_const(getattr(v, "op", None)) and self.xop[v.op] not in group:
+            for v in op.operands:                 # a constant two layers share goes with the first
+                if _is_const(getattr(v, "op", None)) and v.op not in placed:
+                    placed.add(v.op)
                     c = self.xop[v.op]
                     c.attrs["data"] = XAttr("bytes", b"")
                     if v.op in const_addr:

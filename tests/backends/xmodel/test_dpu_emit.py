@@ -286,3 +286,21 @@ def test_several_dpu_subgraphs_around_a_cpu_concat(tmp_path):
     for mode in ("fast", "reference"):
         got = GraphRunner.from_xmodel(tmp_path / "cat.xmodel", mode=mode).run([x])[0]
         np.testing.assert_array_equal(got, run_quantized(ref, [x])[0], err_msg=mode)
+
+
+def test_constants_shared_by_two_layers():
+    """Two convs reading the same weight and bias ops: the const-fix ops appear once, in the first layer's
+    child; REG_0 holds the bytes for both (each layer at its own offset)."""
+    def build(x, rng):
+        c1 = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="c1", fps=(7, 6, 5))
+        w, b = c1[0].results[0], c1[1].results[0]
+        c2 = Q.Conv2dOp.build(c1[-1].results[0], w, b, kernel=(3, 3), stride=(1, 1), pad=(1, 1, 1, 1),
+                              nonlinear="NONE", result_types=[FT((1, 6, 6, 8), 8, 3)])
+        c2.results[0].name_hint = "c2"
+        return [*c1, c2], [c2.results[0]]
+    cm = _check_exact(_module(build), "DPUCZDX8G_ISA1_B4096")
+    names = [o.name for o in cm.ops]
+    assert len(names) == len(set(names))
+    code = [c for c in cm.dpu_subgraphs[0].children if c.kind == "code"]
+    assert [len(c.op_names) for c in code] == [3, 1]
+    assert cm.op("c2").inputs["weights"] == [code[0].op_names[0]]
