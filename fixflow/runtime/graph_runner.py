@@ -48,7 +48,8 @@ _CONST_TYPES = ("const-fix", "const")
 @dataclass(frozen=True)
 class TensorSpec:
     """A graph input or output as the user sees it: float32 values of `shape` (batch first, any batch
-    size) in `layout`; `fix_point` is the fixed-point position it is quantized at (None: a float tensor)."""
+    size) in `layout` ("NHWC" or "NCHW" for feature maps, "" otherwise); `fix_point` is the fixed-point
+    position it is quantized at (None: a float tensor)."""
 
     name: str
     shape: tuple[int, ...]
@@ -334,7 +335,9 @@ class GraphRunner:
         for v in ret.operands:
             et = v.type.element_type
             fp = getattr(et, "fix_pos", None)
-            outs.append(TensorSpec(v.name_hint or f"output{len(outs)}", tuple(v.type.shape), "NHWC", fp))
+            shape = tuple(v.type.shape)
+            layout = str(getattr(v.op, "layout", "NHWC")) if len(shape) == 4 else ""
+            outs.append(TensorSpec(v.name_hint or f"output{len(outs)}", shape, layout, fp))
         self.outputs = outs
         self.steps: list[Any] = []
 
@@ -386,8 +389,10 @@ class GraphRunner:
             raise RuntimeRunError(f"graph output {missing[0]!r} is produced by no subgraph")
         specs = []
         for n in outs:
-            t = m.op(n).output
-            specs.append(TensorSpec(t.name, tuple(int(d) for d in t.shape), "NHWC", _fix_point(t)))
+            o = m.op(n)
+            shape = tuple(int(d) for d in o.output.shape)
+            layout = str(o.attr("layout", "NHWC")) if len(shape) == 4 else ""
+            specs.append(TensorSpec(o.output.name, shape, layout, _fix_point(o.output)))
         self.outputs = specs
         if self.mode == "fast":
             for s in self.steps:
