@@ -118,3 +118,27 @@ def test_mlir_after_the_dpu_passes(tmp_path, capsys):
     plain.write_text('"builtin.module"() ({\n}) : () -> ()\n')
     assert main([str(plain)]) == 1
     assert "no dpu.program" in capsys.readouterr().err
+
+
+def test_fixflow_compile_output_layers_match_the_compiler(tmp_path):
+    """A release-mode xmodel from fixflow-compile: the layers the profiler finds in the stream are the
+    compiler's own (the IR after schedule-dpu, where the compiler says which layer each instruction
+    belongs to), cycle for cycle."""
+    pytest.importorskip("torch")
+    from fixflow.ir import parse_module
+    from fixflow.runtime.profiler import profile_module, profile_xmodel
+    from fixflow.tools.compile import main as compile_main
+    from fixflow.tools.quantize import main as quantize_main
+    q, c = tmp_path / "q", tmp_path / "c"
+    for mode in ("calib", "test"):
+        assert quantize_main(["--model", "digits_cnn", "--data", "digits", "--mode", mode, "--output-dir", str(q)]) == 0
+    assert compile_main(["-x", str(q / "DigitsCNN_int.xmodel"), "-a", "kv260", "-o", str(c), "--no-progress",
+                         "--options", '{"keep_ir": true}']) == 0
+    from_xmodel = profile_xmodel(c / "DigitsCNN.xmodel", "kv260")
+    ir = sorted((c / "ir").glob("*schedule-dpu.mlir"))[-1]
+    from_ir = profile_module(parse_module(ir.read_text(), str(ir)), "kv260")
+    (a,) = [s for s in from_xmodel["subgraphs"] if s["device"] == "DPU"]
+    (b,) = [s for s in from_ir["subgraphs"] if s["device"] == "DPU"]
+    assert a["cycles"] == b["cycles"]
+    assert [L["cycles"] for L in a["layers"] if L["instructions"]] == [L["cycles"] for L in b["layers"]]
+    assert [L["ops_on_arch"] for L in a["layers"] if L["instructions"]] == [L["ops_on_arch"] for L in b["layers"]]
