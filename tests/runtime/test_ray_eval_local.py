@@ -40,6 +40,27 @@ def test_evaluate_on_local_ray(local_ray):
     assert np.array_equal(five.predictions, mnist_expected().argmax(1)) and five.accuracy is None
 
 
+@needs_ray
+@pytest.mark.slow
+def test_evaluate_shards_loaded_by_the_actors(local_ray, tmp_path):
+    from fixflow.runtime.ray_eval import evaluate_shards_on_ray
+    from fixflow.zoo.data import load_digits
+    x, y = load_digits("test", size=28)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))[:90]
+    y = y[:90]
+    shards = []
+    for k, s in enumerate(range(0, 90, 25)):                 # 4 shards of 25, 25, 25, 15
+        shards.append(str(tmp_path / f"part-{k:03d}.npz"))
+        np.savez(shards[-1], x=x[s:s + 25], y=y[s:s + 25])
+    res = evaluate_shards_on_ray(MNIST, shards, batch_size=10, num_actors=2, keep_outputs=True)
+    local, = GraphRunner.from_xmodel(MNIST).run([x])
+    assert res.num_batches == 4 and np.array_equal(res.outputs, local)
+    assert np.array_equal(res.predictions, local.argmax(1))
+    assert res.accuracy == float((local.argmax(1) == y).mean())
+    with pytest.raises(RuntimeRunError, match="evaluation on Ray failed"):
+        evaluate_shards_on_ray(MNIST, [str(tmp_path / "missing.npz")], num_actors=1)
+
+
 def test_bad_inputs_fail_before_ray_starts():
     if not ray_available():
         with pytest.raises(RuntimeRunError, match=r"pip install 'fixflow\[ray\]'"):
