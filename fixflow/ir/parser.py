@@ -26,9 +26,10 @@ from .types import (FloatType, FunctionType, IndexType, IntegerType, NoneType, O
                     TensorType, Type, UnrankedTensorType, f64, i1, i64, numpy_dtype)
 
 _WS = re.compile(r"(?:[ \t\r\n]+|//[^\n]*)*")
-_VALUE_ID = re.compile(r"%([A-Za-z0-9_$.-]+)")
-_VALUE_USE = re.compile(r"%([A-Za-z0-9_$.-]+)(?:#(\d+))?")
-_CARET_ID = re.compile(r"\^([A-Za-z0-9_$.-]+)")
+_SUFFIX_ID = r"(?:\d+|[A-Za-z_$.-][A-Za-z0-9_$.-]*)"  # MLIR: digits only, or no leading digit
+_VALUE_ID = re.compile(f"%({_SUFFIX_ID})")
+_VALUE_USE = re.compile(f"%({_SUFFIX_ID})(?:#(\\d+))?")
+_CARET_ID = re.compile(f"\\^({_SUFFIX_ID})")
 _STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _BARE_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_$.]*")
 _INT = re.compile(r"-?(?:0x[0-9A-Fa-f]+|\d+)")
@@ -49,7 +50,8 @@ _NEWLINE = re.compile("\n")
 _LEADING_NEWLINES = re.compile("\n*")
 
 _FAST_OP = re.compile(
-    r'(?:%([A-Za-z0-9_$.-]+) = )?"([A-Za-z_][A-Za-z0-9_$.-]*)"\(((?:%[A-Za-z0-9_$.-]+(?:, )?)*)\)'
+    r'(?:%(\d+|[A-Za-z_$.-][A-Za-z0-9_$.-]*) = )?"([A-Za-z_][A-Za-z0-9_$.-]*)"'
+    r'\(((?:%(?:\d+|[A-Za-z_$.-][A-Za-z0-9_$.-]*)(?:, )?)*)\)'
     r'(?: (\{(?:[^{}"\n]|"(?:[^"\\\n]|\\.)*")*\}))? : \(([^()\n]*)\) -> ([^\n%"^{}]*?)[ \t]*(?=\n|\Z|[%"^}])')
 
 

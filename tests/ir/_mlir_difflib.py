@@ -108,6 +108,7 @@ _NUM = re.compile(r"(?<![A-Za-z0-9_%#^.$@!])-?(?:0x[0-9A-Fa-f]+|\d+\.\d*(?:[eE][
 _TYPE = re.compile(r"\b(?:[su]?i\d+|f16|bf16|f32|f64|index)\b")
 _DIM = re.compile(r"(?<=[<x])(\d+|\?)(?=x)")
 _HEXSTR = re.compile(r'"0x[0-9A-Fa-f]*"')
+_NAME = re.compile(r"[%^@#!][A-Za-z0-9_$.-]+")
 _STR = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
 NUMBERS = ["300", "-129", "255", "256", "-1", "0", "128", "65536", "2147483648", "-2147483649", "4294967296",
@@ -121,6 +122,7 @@ DIMS = ["0", "1", "3", "7", "?", "99999999999999999999", "9223372036854775808", 
 ESCAPES = ["\\q", "\\x41", "\\0", "\\0g", "\\u1234", "\\r", "\\'", "\\0A", "\\\\", "\\\"", "\\n", "\\t", "\\FF", "\\",
            "\\\n", "\\ ", "\\00"]
 PUNCT = list("{}[]()<>,:=%^#!\"@-x.?* ")
+NAME_SUFFIXES = ["1a", "0x", "a-1", "-a", "1", "$", ".x", "9", "_", "a b", "", "01"]
 
 
 def _replace(text: str, m: re.Match, new: str) -> str:
@@ -136,7 +138,9 @@ def mutate(text: str, rng: random.Random) -> str:
     """One random edit aimed at the classes MLIR validates (numbers, types, shapes, literal structure, hex
     blobs, escapes), or a generic character edit."""
     kind = rng.choice(["num", "num", "num", "type", "type", "dim", "bracket", "bracket", "hex", "hex", "escape",
-                       "escape", "char", "char", "swap"])
+                       "escape", "name", "char", "char", "swap"])
+    if kind == "name" and (m := _pick(rng, _NAME, text)):
+        return _replace(text, m, m.group(0)[0] + rng.choice(NAME_SUFFIXES))
     if kind == "num" and (m := _pick(rng, _NUM, text)):
         return _replace(text, m, rng.choice(NUMBERS))
     if kind == "type" and (m := _pick(rng, _TYPE, text)):
