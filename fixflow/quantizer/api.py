@@ -26,6 +26,7 @@ from ..ir.attributes import ArrayAttr, BoolAttr, DenseResourceElementsAttr
 from ..ir.core import Operation, Value
 from ..ir.interpreter import find_function, run_function
 from ..ir.location import NameLoc
+from ..ir.opdef import Terminator
 from ..ir.passes import PassManager, parse_pipeline
 from ..passes.fix.annotations import conv_like_ops, fix_attr, quant_points, read_fix_attr
 from ..passes.fix.calibrate import FakeQuantRunner
@@ -33,7 +34,7 @@ from ..passes.fix.legalize import legalize_fix
 from .config import QuantConfig, load_config
 from .errors import QuantizerError
 
-__all__ = ["Quantizer", "QuantModel", "param_name", "node_name", "graph_md5"]
+__all__ = ["Quantizer", "QuantModel", "param_name", "node_name", "call_site_names", "graph_md5"]
 
 MODES = ("float", "calib", "test")
 QUANT_INFO = "quant_info.json"
@@ -56,6 +57,54 @@ def node_name(op: Operation) -> str:
         return loc.name
     hint = op.results[0].name_hint if op.results else None
     return hint or op.name
+
+
+def call_site_names(func: Operation) -> dict[Operation, str]:
+    """A unique node name per op of the function body (constants and the return excluded).
+
+    An op keeps its `node_name` when no other op has it; a module called several times (a
+    torchvision block's `self.relu`, one conv applied to two inputs) or a torch call lowered to several
+    ops gives one name per call site: `<name>#1`, `<name>#2`, ... in program order.
+    """
+    from collections import Counter
+
+    ops = [op for op in func.regions[0].blocks[0].ops
+           if not isinstance(op, ConstantOp) and Terminator not in op.TRAITS]
+    counts = Counter(node_name(op) for op in ops)
+    taken = {n for n, c in counts.items() if c == 1}
+    seen: Counter[str] = Counter()
+    out = {}
+    for op in ops:
+        name = base = node_name(op)
+        if counts[base] > 1:
+            while name == base or name in taken:
+                seen[base] += 1
+                name = f"{base}#{seen[base]}"
+            taken.add(name)
+        out[op] = name
+    return out
+
+
+def param_keys(func: Operation, model: str) -> dict[tuple[Operation, str], str]:
+    """The quant_info.json / bias_corr.npz key of each conv-like op's `weight` and `bias`.
+
+    A parameter used by one call site is named after it (`Model::layer1.0.conv1.weight`, fixflow's
+    rewrite suffixes dropped); a parameter shared by several call sites (one conv applied to two
+    inputs) gets one key per call site (`Model::c#2.weight`), since equalization and bias correction
+    give each call site its own values.
+    """
+    from collections import Counter
+
+    sites = call_site_names(func)
+    base: dict[tuple[Operation, str], str | None] = {}
+    for op in conv_like_ops(func):
+        for role in ("weight", "bias"):
+            v = getattr(op, role)
+            attr = v.op.attributes.get("value") if v is not None and isinstance(v.op, ConstantOp) else None
+            base[(op, role)] = param_name(attr.key) if isinstance(attr, DenseResourceElementsAttr) else None
+    counts = Counter(b for b in base.values() if b is not None)
+    return {(op, role): f"{model}::{b}" if b is not None and counts[b] == 1 else f"{model}::{sites[op]}.{role}"
+            for (op, role), b in base.items()}
 
 
 def graph_md5(func: Operation) -> str:
@@ -180,10 +229,8 @@ class Quantizer:
         PassManager(parse_pipeline(self.preparation_pipeline()), print_after_all=print_ir_after_all).run(self.module)
 
     def _points(self) -> dict[str, Operation]:
-        out = {}
-        for v in quant_points(self.func):
-            out[f"{self.name}::{node_name(v.op)}"] = v.op
-        return out
+        names = call_site_names(self.func)
+        return {f"{self.name}::{names[v.op]}": v.op for v in quant_points(self.func)}
 
     # ---- calib
     def _calib_step(self, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -213,11 +260,11 @@ class Quantizer:
             self._pbar = None
         self._log("[fixflow] Exporting quant config")
         corrections = {}
+        keys = param_keys(self.func, self.name)
         for op in conv_like_ops(self.func):
             st = self.runner.bc.get(op)
             if st is not None and np.any(st.correction):
-                corrections[f"{self.name}::{param_name(op.bias.op.attributes['value'].key)}"] = \
-                    st.correction.astype(np.float32)
+                corrections[keys[(op, "bias")]] = st.correction.astype(np.float32)
         self.runner.write_annotations()
         from ..ir.diagnostics import capture_diagnostics
         with capture_diagnostics() as diags:
@@ -238,11 +285,10 @@ class Quantizer:
 
     def _quant_info(self, bias_corrected: bool) -> dict[str, Any]:
         param: dict[str, list[list[int]]] = {}
+        keys = param_keys(self.func, self.name)
         for op in conv_like_ops(self.func):
             for role, attr in (("weight", "fix.weight"), ("bias", "fix.bias")):
-                key = getattr(op, role).op.attributes["value"]
-                k = param_name(key.key) if isinstance(key, DenseResourceElementsAttr) else f"{node_name(op)}.{role}"
-                param[f"{self.name}::{k}"] = [list(read_fix_attr(op, attr))]
+                param[keys[(op, role)]] = [list(read_fix_attr(op, attr))]
         output = {name: [list(read_fix_attr(op, "fix.out"))] for name, op in self._points().items()}
         args = self.func.regions[0].blocks[0].args
         inputs = {f"{self.name}::{a.name_hint or f'input_{i}'}": [[int(x) for x in self.func.attributes["fix.inputs"][i]]]
@@ -257,68 +303,57 @@ class Quantizer:
 
     # ---- test
     def _load_quant_info(self) -> None:
+        """Read quant_info.json (+ bias_corr.npz), validated against their schema and this graph, and
+        annotate the graph with them."""
+        from .quant_files import check_sections, read_bias_corr, read_quant_info
         path = self.output_dir / QUANT_INFO
         if not path.exists():
             raise QuantizerError(f"{path} not found: run the quantizer in 'calib' mode and export_quant_config() first")
-        try:
-            info = json.loads(path.read_text())
-            param, output, inputs = info["param"], info["output"], info["input"]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise QuantizerError(f"{path}: not a valid quant_info.json ({type(e).__name__}: {e})") from None
+        info = read_quant_info(path, self.config.bit_width)
+        for k, v in self._graph_options().items():
+            if k in info.graph_options and info.graph_options[k] != v:
+                raise QuantizerError(f"{path}: calibrated with '{k}' = {json.dumps(info.graph_options[k])}, but this "
+                                     f"quantizer has '{k}' = {json.dumps(v)}; use the same config in calib and test "
+                                     "modes")
         points = self._points()
-        for name in output:
-            if name not in points:
-                raise QuantizerError(f"{path}: node '{name}' is not in this model's graph (the quant config was "
-                                     "exported for a different model)")
-        for name in points:
-            if name not in output:
-                raise QuantizerError(f"{path}: the model's node '{name}' has no entry in the quant config (it was "
-                                     "exported for a different model)")
-        if info.get("graph_md5") != self.graph_md5:
-            raise QuantizerError(f"{path}: graph_md5 {info.get('graph_md5')} does not match this model's graph "
+        keys = param_keys(self.func, self.name)
+        params = {k: op for (op, _), k in keys.items()}
+        args = self.func.regions[0].blocks[0].args
+        in_names = [f"{self.name}::{a.name_hint or f'input_{i}'}" for i, a in enumerate(args)]
+        check_sections(info, "output", points, "node")
+        if info.graph_md5 != self.graph_md5:
+            raise QuantizerError(f"{path}: graph_md5 {info.graph_md5} does not match this model's graph "
                                  f"({self.graph_md5}); re-run calibration")
-        opts = info.get("fixflow_graph_options")
-        if isinstance(opts, dict):
-            for k, v in self._graph_options().items():
-                if k in opts and opts[k] != v:
-                    raise QuantizerError(f"{path}: calibrated with '{k}' = {json.dumps(opts[k])}, but this quantizer "
-                                         f"has '{k}' = {json.dumps(v)}; use the same config in calib and test modes")
+        check_sections(info, "param", params, "parameter")
+        check_sections(info, "input", dict.fromkeys(in_names), "input")
         corr = {}
-        bc_path = self.output_dir / BIAS_CORR
-        if info.get("bias_corrected"):
-            if not bc_path.exists():
-                raise QuantizerError(f"{path} says bias_corrected but {bc_path} is missing")
-            with np.load(bc_path) as z:
-                corr = {k: z[k] for k in z.files}
+        if info.bias_corrected:
+            biases = {keys[(op, "bias")]: (np.asarray(op.bias.op.attributes["value"].array, np.float32),
+                                           info.param[keys[(op, "bias")]]) for op in conv_like_ops(self.func)}
+            corr = read_bias_corr(self.output_dir / BIAS_CORR, biases)
+        used = {op.attributes["value"].key for op in self.func.walk()
+                if isinstance(op, ConstantOp) and isinstance(op.attributes["value"], DenseResourceElementsAttr)}
         for op in conv_like_ops(self.func):
             for role, attr in (("weight", "fix.weight"), ("bias", "fix.bias")):
-                k = f"{self.name}::{param_name(getattr(op, role).op.attributes['value'].key)}"
-                if k not in param:
-                    raise QuantizerError(f"{path}: parameter '{k}' is missing from the quant config")
-                op.attributes[attr] = fix_attr(*param[k][0][:2])
-            bk = f"{self.name}::{param_name(op.bias.op.attributes['value'].key)}"
-            if bk in corr:
-                self._apply_correction(op, corr.pop(bk))
-        if corr:
-            raise QuantizerError(f"{bc_path}: bias correction for unknown parameter '{next(iter(corr))}'")
+                op.attributes[attr] = fix_attr(*info.param[keys[(op, role)]])
+            c = corr.get(keys[(op, "bias")])
+            if c is not None:
+                self._apply_correction(op, c, used)
         for name, op in points.items():
-            op.attributes["fix.out"] = fix_attr(*output[name][0])
-        args = self.func.regions[0].blocks[0].args
-        ins = []
-        for i, a in enumerate(args):
-            k = f"{self.name}::{a.name_hint or f'input_{i}'}"
-            if k not in inputs:
-                raise QuantizerError(f"{path}: input '{k}' is missing from the quant config")
-            ins.append(fix_attr(*inputs[k][0]))
-        self.func.attributes["fix.inputs"] = ArrayAttr(ins)
-        self.module.attributes["fix.bias_corrected"] = BoolAttr(bool(info.get("bias_corrected")))
+            op.attributes["fix.out"] = fix_attr(*info.output[name])
+        self.func.attributes["fix.inputs"] = ArrayAttr([fix_attr(*info.input[k]) for k in in_names])
+        self.module.attributes["fix.bias_corrected"] = BoolAttr(info.bias_corrected)
 
-    def _apply_correction(self, op: Operation, c: np.ndarray) -> None:
+    def _apply_correction(self, op: Operation, c: np.ndarray, used: set[str]) -> None:
         old = op.bias.op
         b = np.asarray(old.attributes["value"].array, np.float32)
-        if c.shape != b.shape:
-            raise QuantizerError(f"bias correction of '{node_name(op)}' has shape {c.shape}, the bias {b.shape}")
-        new = ConstantOp.from_array(b - c, old.attributes["value"].key + "_biascorr", old.location)
+        base = old.attributes["value"].key + "_biascorr"
+        key, n = base, 1
+        while key in used:
+            n += 1
+            key = f"{base}{n}"
+        used.add(key)
+        new = ConstantOp.from_array(b - c, key, old.location)
         op.parent.insert_before(op, new)
         op.set_operand(2, new.result)
         if not old.results[0].uses:

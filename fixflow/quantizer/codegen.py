@@ -77,7 +77,8 @@ def render_quant_module(module: Operation, name: str) -> tuple[str, dict[str, np
     lines = [f"{v} = self._fq({v}, 'input', '{name}::{a.name_hint or f'input_{i}'}', 'std_round')"
              for i, (a, v) in enumerate(zip(block.args, args))]
     params, arrays, pinfo = {}, {}, []
-    from .api import node_name, param_name
+    from .api import call_site_names, node_name, param_name
+    sites = call_site_names(func)
     roles: dict[Value, str] = {}
     for op in block.ops:
         if isinstance(op, CONV_LIKE):
@@ -111,7 +112,7 @@ def render_quant_module(module: Operation, name: str) -> tuple[str, dict[str, np
         names[op.results[0]] = out
         lines.append(f"{out} = {expr}  # {op.name} {node_name(op)}")
         if op.results[0] in points:
-            lines.append(f"{out} = self._fq({out}, 'output', '{name}::{node_name(op)}', 'half_up')")
+            lines.append(f"{out} = self._fq({out}, 'output', '{name}::{sites[op]}', 'half_up')")
     cls = name if name.isidentifier() else "QuantModule"
     src = _ENV.get_template("quant_module.py.j2").render(
         version=__version__, name=name, cls=cls, cle=True, params_file=f"{name}_params.npz", params=pinfo,

@@ -45,6 +45,8 @@ __all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "load_cali
            "DATASET_ENTRY_POINTS"]
 
 METHODS = ("diffs", "maxmin")
+#: the bit widths calibration supports (as the quantizer's `bitwidth`)
+BIT_WIDTH_MIN, BIT_WIDTH_MAX = 2, 16
 #: entry-point group of named calibration data sets (`calibrate{data=digits}`): name -> f(input_shape) -> array
 DATASET_ENTRY_POINTS = "fixflow.datasets"
 
@@ -119,8 +121,12 @@ class FakeQuantRunner:
                  method: str = "diffs", scope: int = 5, bias_correction: bool = True):
         if method not in METHODS:
             raise CalibrationError(f"unknown calibration method {method!r} (expected one of: {', '.join(METHODS)})")
-        if scope < 1:
-            raise CalibrationError(f"calibration scope must be >= 1, got {scope}")
+        if not isinstance(scope, int) or isinstance(scope, bool) or scope < 1:
+            raise CalibrationError(f"calibration scope must be an integer >= 1, got {scope!r}")
+        if (not isinstance(bit_width, int) or isinstance(bit_width, bool)
+                or not BIT_WIDTH_MIN <= bit_width <= BIT_WIDTH_MAX):
+            raise CalibrationError(f"bit_width must be an integer in [{BIT_WIDTH_MIN}, {BIT_WIDTH_MAX}], "
+                                   f"got {bit_width!r}")
         self.module = module
         self.func = find_function(module, function)
         self.bit_width = bit_width
@@ -319,13 +325,19 @@ class FakeQuantRunner:
             raise CalibrationError("no calibration batches were run", self.func.location)
         bw = self.bit_width
         corrected = False
+        used = {k for c in self.func.walk(ConstantOp) if (k := resource_key(c.result)) is not None}
         for op in conv_like_ops(self.func):
             st = self.bc.get(op)
             if st is not None and np.any(st.correction):
                 new_b = self.corrected_bias(op)
-                key = resource_key(op.bias) or f"{op.output.name_hint or 'conv'}.bias"
-                if not key.endswith(BIAS_CORR_SUFFIX):
-                    key += BIAS_CORR_SUFFIX
+                base = resource_key(op.bias) or f"{op.output.name_hint or 'conv'}.bias"
+                if not base.endswith(BIAS_CORR_SUFFIX):
+                    base += BIAS_CORR_SUFFIX
+                key, n = base, 1
+                while key in used:   # a bias shared by several call sites: one corrected constant each
+                    n += 1
+                    key = f"{base}{n}"
+                used.add(key)
                 c = ConstantOp.from_array(new_b, key, op.bias.op.location)
                 old = op.bias.op
                 op.parent.insert_before(op, c)
@@ -419,12 +431,18 @@ class Calibrate(Pass):
     class Options:
         data: str = attrs.field(default="digits", metadata={"help": "a named data set ('digits') or a .npz file "
                                                                     "of inputs"})
-        batches: int = attrs.field(default=10, metadata={"help": "number of calibration batches"})
-        batch_size: int = attrs.field(default=32, metadata={"help": "images per batch"})
-        method: str = attrs.field(default="diffs", metadata={"help": "diffs | maxmin"})
-        scope: int = attrs.field(default=5, metadata={"help": "fix positions tried by diffs"})
+        batches: int = attrs.field(default=10, validator=attrs.validators.ge(1),
+                                   metadata={"help": "number of calibration batches"})
+        batch_size: int = attrs.field(default=32, validator=attrs.validators.ge(1),
+                                      metadata={"help": "images per batch"})
+        method: str = attrs.field(default="diffs", validator=attrs.validators.in_(METHODS),
+                                  metadata={"help": "diffs | maxmin"})
+        scope: int = attrs.field(default=5, validator=attrs.validators.ge(1),
+                                 metadata={"help": "fix positions tried by diffs"})
         bias_correction: bool = attrs.field(default=True, metadata={"help": "correct biases"})
-        bit_width: int = attrs.field(default=8, metadata={"help": "bit width"})
+        bit_width: int = attrs.field(default=8, validator=[attrs.validators.ge(BIT_WIDTH_MIN),
+                                                           attrs.validators.le(BIT_WIDTH_MAX)],
+                                     metadata={"help": f"bit width ({BIT_WIDTH_MIN} to {BIT_WIDTH_MAX})"})
 
     def run(self, module: Operation) -> None:
         o = self.options

@@ -1,0 +1,209 @@
+"""Reading the quantizer's own output files back: `quant_info.json` and `bias_corr.npz`.
+
+Both are validated before anything is taken from them, first against their schema, then against the
+traced graph of the model being quantized; every failure is one `QuantizerError` naming the file and
+the entry. Nothing is clamped, defaulted or dropped.
+
+quant_info.json (vai_q_pytorch's layout):
+
+    {"param":  {"<Model>::<param key>":  [[bit_width, fix_pos]], ...},
+     "output": {"<Model>::<call site>":  [[bit_width, fix_pos]], ...},
+     "input":  {"<Model>::<input name>": [[bit_width, fix_pos]], ...},
+     "fast_finetuned": false, "bias_corrected": bool, "version": str, "graph_md5": str,
+     "fixflow_graph_options": {"include_cle": bool, "convert_relu6_to_relu": bool}}
+
+`bit_width` is the quantizer's bit width (the one calibration used); `fix_pos` an integer in
+`[FIX_POS_MIN, fix_pos_cap(bit_width)]` (the range calibration can choose from float32 data).
+bias_corr.npz: one finite float array per corrected bias, keyed like the bias in "param", of the
+bias's shape; the corrected bias must fit the bias format of quant_info.json (calibration lowers the
+bias fix_pos until it does).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import attrs
+import numpy as np
+
+from ..dialects.fix.numerics import fix_pos_cap
+from .errors import QuantizerError
+
+__all__ = ["QuantInfo", "read_quant_info", "check_sections", "read_bias_corr", "FIX_POS_MIN", "SECTIONS"]
+
+#: the smallest fix_pos calibration can choose (float32 values up to 3.4e38 at 8 bits give about -122)
+FIX_POS_MIN = -128
+SECTIONS = ("param", "output", "input")
+_KEYS = {"param": dict, "output": dict, "input": dict, "fast_finetuned": bool, "bias_corrected": bool,
+         "version": str, "graph_md5": str, "fixflow_graph_options": dict}
+_REQUIRED = ("param", "output", "input", "bias_corrected", "graph_md5")
+_GRAPH_OPTIONS = ("include_cle", "convert_relu6_to_relu")
+_JSON_TYPES = {dict: "an object", bool: "true or false", str: "a string", list: "a list"}
+
+
+@attrs.define
+class QuantInfo:
+    """A schema-valid quant_info.json: per section, entry name -> (bit_width, fix_pos)."""
+
+    path: Path
+    param: dict[str, tuple[int, int]]
+    output: dict[str, tuple[int, int]]
+    input: dict[str, tuple[int, int]]
+    bias_corrected: bool
+    graph_md5: str
+    graph_options: dict[str, bool]
+
+
+def _kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return json.dumps(v)
+    if isinstance(v, (int, float)):
+        return f"the number {json.dumps(v)}"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(v), type(v).__name__)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"'{name}' is not a JSON number")
+
+
+def read_quant_info(path: Path, bit_width: int) -> QuantInfo:
+    """Read and schema-check quant_info.json (`bit_width`: the quantizer's)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise QuantizerError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise QuantizerError(f"{path}: not a UTF-8 JSON file ({e.reason} at byte {e.start})") from None
+    try:
+        info = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as e:
+        raise QuantizerError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except (ValueError, RecursionError) as e:
+        msg = str(e) if isinstance(e, ValueError) else "nesting too deep"
+        raise QuantizerError(f"{path}: invalid JSON: {msg}") from None
+    if not isinstance(info, dict):
+        raise QuantizerError(f"{path}: the quant config must be a JSON object, got {_kind(info)}")
+    for key, value in info.items():
+        want = _KEYS.get(key)
+        if want is None:
+            raise QuantizerError(f"{path}: unknown key '{key}' (a quant_info.json has: {', '.join(_KEYS)})")
+        if not isinstance(value, want) or (want is not bool and isinstance(value, bool)):
+            raise QuantizerError(f"{path}: '{key}' must be {_JSON_TYPES[want]}, got {_kind(value)}")
+    for key in _REQUIRED:
+        if key not in info:
+            raise QuantizerError(f"{path}: '{key}' is missing")
+    if info.get("fast_finetuned"):
+        raise QuantizerError(f"{path}: 'fast_finetuned' is true, but fixflow has no fast finetuning (the "
+                             "parameters it produced are not here)")
+    opts = info.get("fixflow_graph_options", {})
+    for k, v in opts.items():
+        if k not in _GRAPH_OPTIONS:
+            raise QuantizerError(f"{path}: unknown key 'fixflow_graph_options.{k}' (known: "
+                                 f"{', '.join(_GRAPH_OPTIONS)})")
+        if not isinstance(v, bool):
+            raise QuantizerError(f"{path}: 'fixflow_graph_options.{k}' must be true or false, got {_kind(v)}")
+    sections = {s: _section(path, s, info[s], bit_width) for s in SECTIONS}
+    return QuantInfo(path, sections["param"], sections["output"], sections["input"], info["bias_corrected"],
+                     info["graph_md5"], dict(opts))
+
+
+def _section(path: Path, section: str, entries: Mapping[str, Any], bit_width: int) -> dict[str, tuple[int, int]]:
+    out = {}
+    cap = fix_pos_cap(bit_width)
+    for name, value in entries.items():
+        where = f"{path}: '{section}' entry '{name}'"
+        if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], list)):
+            raise QuantizerError(f"{where} must be [[bit_width, fix_pos]], got {_kind(value)} "
+                                 f"{json.dumps(value)[:60]}")
+        fmt = value[0]
+        if len(fmt) != 2:
+            raise QuantizerError(f"{where} must be [[bit_width, fix_pos]] (two integers), got {json.dumps(fmt)[:60]}")
+        bw, fp = fmt
+        for what, v in (("bit_width", bw), ("fix_pos", fp)):
+            if not _is_int(v):
+                extra = " (fix positions are integers)" if isinstance(v, float) and what == "fix_pos" else ""
+                raise QuantizerError(f"{where}: {what} must be an integer, got {_kind(v)}{extra}")
+        if bw != bit_width:
+            raise QuantizerError(f"{where}: bit_width {bw}, but this quantizer works on {bit_width} bits (calibrate "
+                                 "and test with the same bitwidth)")
+        if not FIX_POS_MIN <= fp <= cap:
+            raise QuantizerError(f"{where}: fix_pos {fp} is outside [{FIX_POS_MIN}, {cap}], the positions "
+                                 f"calibration chooses for {bit_width}-bit values")
+        out[name] = (bw, fp)
+    return out
+
+
+def check_sections(info: QuantInfo, section: str, expected: Mapping[str, Any], what: str) -> None:
+    """The entries of `section` are exactly `expected`'s keys (the traced graph's names)."""
+    got = getattr(info, section)
+    for name in got:
+        if name not in expected:
+            raise QuantizerError(f"{info.path}: '{section}' entry: {what} '{name}' is not in this model's graph "
+                                 "(the quant config was exported for a different model or edited)")
+    for name in expected:
+        if name not in got:
+            raise QuantizerError(f"{info.path}: the model's {what} '{name}' has no '{section}' entry in the quant "
+                                 "config (it was exported for a different model or edited)")
+
+
+def read_bias_corr(path: Path, biases: Mapping[str, tuple[np.ndarray, tuple[int, int]]]) -> dict[str, np.ndarray]:
+    """Read bias_corr.npz; `biases`: bias key -> (the bias, its (bit_width, fix_pos) from quant_info).
+
+    Returns key -> correction (float32, subtracted from the bias)."""
+    if not path.exists():
+        raise QuantizerError(f"{path} is missing, but quant_info.json says bias_corrected")
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise QuantizerError(f"{path}: not an .npz archive")
+            for key in z.files:
+                if key not in biases:
+                    raise QuantizerError(f"{path}: entry '{key}' is not a bias of this model's graph (known: "
+                                         f"{', '.join(list(biases)[:4])}{', ...' if len(biases) > 4 else ''})")
+                try:
+                    arr = z[key]
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                    raise QuantizerError(f"{path}: entry '{key}' cannot be read ({e})") from None
+                out[key] = _check_correction(path, key, arr, *biases[key])
+    except QuantizerError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise QuantizerError(f"{path}: not a readable .npz archive ({e})") from None
+    if not out:
+        raise QuantizerError(f"{path} holds no corrections, but quant_info.json says bias_corrected")
+    return out
+
+
+def _check_correction(path: Path, key: str, arr: np.ndarray, bias: np.ndarray, fmt: tuple[int, int]) -> np.ndarray:
+    where = f"{path}: entry '{key}'"
+    if arr.dtype.kind != "f":
+        raise QuantizerError(f"{where}: expected float values, got dtype {arr.dtype}")
+    if arr.shape != bias.shape:
+        raise QuantizerError(f"{where}: shape {arr.shape}, but the bias has shape {bias.shape}")
+    if not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr.ravel()))[0])
+        raise QuantizerError(f"{where}: element {i} is {arr.ravel()[i]} (corrections must be finite)")
+    corrected = bias.astype(np.float64) - arr.astype(np.float64)
+    bw, fp = fmt
+    step = math.ldexp(1.0, -fp)
+    lo, hi = (-(2 ** (bw - 1)) - 0.5) * step, (2 ** (bw - 1) - 0.5) * step
+    bad = np.flatnonzero((corrected < lo * (1 + 1e-6)) | (corrected > hi * (1 + 1e-6)))
+    if bad.size:
+        i = int(bad[0])
+        raise QuantizerError(f"{where}: element {i} ({arr.ravel()[i]:.6g}) makes the corrected bias "
+                             f"{corrected.ravel()[i]:.6g}, outside the bias format [{bw}, {fp}] of quant_info.json "
+                             f"([{lo:.6g}, {hi:.6g}]); calibration never writes such a correction")
+    return arr.astype(np.float32)
