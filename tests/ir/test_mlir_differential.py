@@ -12,7 +12,7 @@ import os
 import pytest
 
 import _mlir_difflib as diff
-from test_parser_strict import ACCEPTED, OP, REJECTED
+from test_parser_strict import ACCEPTED, OP, REJECTED, SYNTAX_REJECTED
 
 needs_mlir = pytest.mark.skipif(diff.MLIR_OPT is None, reason="mlir-opt-22 (Debian mlir-22-tools) is not installed")
 pytestmark = [needs_mlir, pytest.mark.mlir]
@@ -45,6 +45,8 @@ def test_named_rejections_agree_with_mlir_opt():
     assert dict(zip(rejected, verdicts)) == dict(zip(rejected, expected))
     accepted = list(ACCEPTED)
     assert diff.mlir_verdicts([OP.format(a) for a in accepted]) == ["accept"] * len(accepted)
+    syntax = list(SYNTAX_REJECTED)
+    assert dict(zip(syntax, diff.mlir_verdicts(syntax))) == dict.fromkeys(syntax, "reject")
 
 
 def test_mutants_against_mlir_opt():
