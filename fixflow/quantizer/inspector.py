@@ -30,7 +30,7 @@ from ..ir.core import Operation, Value
 from ..ir.diagnostics import FixflowError
 from ..ir.location import NameLoc
 
-__all__ = ["Inspector", "Inspection", "OpInfo", "InspectorError", "render_svg"]
+__all__ = ["Inspection", "Inspector", "InspectorError", "OpInfo", "render_svg"]
 
 _DENSE_SUFFIX = "(TransferMatMulToConv2d)"
 #: fill colours of the Graphviz output, by device
@@ -109,8 +109,8 @@ class Inspection:
         d = self.to_dict()["summary"]
         lines = [f"fixflow inspector: {self.model} on {self.target} (fingerprint {self.fingerprint})",
                  f"fix positions: {self.fix_positions}",
-                 f"{d['ops']} ops: {d['dpu_ops']} on the DPU, {d['cpu_ops']} on the CPU, {d['inputs']} inputs; "
-                 f"{d['dpu_subgraphs']} DPU subgraph(s), {d['cpu_subgraphs']} CPU subgraph(s)"]
+                 (f"{d['ops']} ops: {d['dpu_ops']} on the DPU, {d['cpu_ops']} on the CPU, {d['inputs']} inputs; "
+                  f"{d['dpu_subgraphs']} DPU subgraph(s), {d['cpu_subgraphs']} CPU subgraph(s)")]
         if self.compile_error:
             lines.append(f"the compile after partitioning fails: {self.compile_error}")
         cpu = self.cpu_ops
@@ -205,7 +205,7 @@ def render_svg(dot_text: str) -> str:
     if exe is None:
         raise InspectorError("Graphviz's 'dot' program is not installed, so no svg can be drawn: install graphviz "
                              "(apt-get install graphviz) or write the dot text (format 'dot') and render it elsewhere")
-    r = subprocess.run([exe, "-Tsvg"], input=dot_text, capture_output=True, text=True)
+    r = subprocess.run([exe, "-Tsvg"], input=dot_text, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise InspectorError(f"dot -Tsvg failed: {' '.join(r.stderr.split())}")
     return r.stdout
@@ -288,6 +288,7 @@ class Inspector:
     def _place(self, module: Operation, names: dict[Operation, str], orig: dict[str, Operation] | None,
                user: dict[Operation, list[str]], model: str, how: str) -> Inspection:
         import fixflow.passes.dpu  # noqa: F401  (registers the compiler's passes)
+
         from ..ir.passes import get_pass
         func = _func(module)
         get_pass("partition")(target=self.target.fingerprint_hex).run(module)
@@ -335,7 +336,7 @@ class Inspector:
                 info.user_ops = user.get(src, [])
                 fr = src.attributes.get("fix.reason")
                 if fr is not None and info.reason and "float op" in info.reason:
-                    info.reason = f"{fr.value} (kept as a float op)"
+                    info.reason = f"{fr.value}: {info.reason}"
             ops.append(info)
         for info, op in zip(ops, body):
             info.super_layer = layer_of.get(info.name)
@@ -440,7 +441,8 @@ def _from_torch(model, example_inputs, quant_dir, config):
         with capture_diagnostics() as diags:
             quantize_module(fix_module)
         notes += [d.render().splitlines()[0] for d in diags]
-    notes = [n.removeprefix("[fixflow] ") for n in notes if ": warning: " in n or n.startswith("warning: ")]
+    notes = [n.removeprefix("[fixflow] ").splitlines()[0] for n in notes
+             if ": warning: " in n or n.startswith(("warning: ", "[fixflow] warning: "))]
     return fix_module, how, _user_ops(graph, fix_module), notes
 
 

@@ -114,6 +114,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ToolError(f"--calib-images must be at least 1, got {args.calib_images}")
     target = _target(args)
     from fixflow.quantizer.inspector import Inspector
+
     from .user_model import split_model_spec
     spec = args.model
     file_class = split_model_spec(spec)
