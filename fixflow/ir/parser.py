@@ -366,6 +366,26 @@ class Parser:
                 if nbytes != need and a.type.has_static_shape():
                     raise self.error(f"resource '{key}' holds {nbytes} bytes but {a.type} needs {need}", pos)
                 a.blob = blob
+                self._check_narrow_resource(a, key, pos)
+
+    def _check_narrow_resource(self, a: DenseResourceElementsAttr, key: str, pos: int) -> None:
+        """Values of a dialect element type narrower than its integer storage (fixed point) must fit it."""
+        et = a.type.element_type
+        if isinstance(et, (IntegerType, IndexType, FloatType)) or not a.type.has_static_shape():
+            return
+        try:
+            dtype = numpy_dtype(et)
+        except ValueError:
+            return
+        if dtype.kind not in "iu":
+            return
+        rt = _storage_int_type(et, dtype)
+        if rt.width == dtype.itemsize * 8 or not a.type.num_elements:
+            return
+        arr = a.array
+        lo, hi = _int_range(rt)
+        if int(arr.min()) < lo or int(arr.max()) > hi:
+            raise self.error(f"resource '{key}' holds values outside [{lo}, {hi}], the range of {et}", pos)
 
     # ---- scopes -------------------------------------------------------------------------
     def _lookup(self, name: str) -> Value | None:

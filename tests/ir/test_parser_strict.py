@@ -303,3 +303,14 @@ def test_error_messages_show_non_utf8_name_bytes_escaped():
         parse_module('"func.ret\\FFurn"() : () -> ()\n')
     assert info.value.message == "unknown operation 'func.ret\\FFurn' in dialect 'func'"
     info.value.render().encode("utf-8")  # printable on any UTF-8 stream
+
+
+def test_fixed_point_resources_stay_in_their_bit_width():
+    def module(data: str) -> str:
+        return ('"t.a"() {w = dense_resource<k> : tensor<2x!fix.xint<4, 1>>} : () -> ()\n{-#\n'
+                f'  dialect_resources: {{ builtin: {{ k: "0x04000000{data}" }} }}\n#-}}\n')
+    ok = parse_module(module("07F8"), allow_unregistered=True).body.first_op.attributes["w"]
+    assert ok.array.tolist() == [7, -8]
+    with pytest.raises(ParseError, match=r"resource 'k' holds values outside \[-8, 7\]") as info:
+        parse_module(module("0708"), "r.mlir", allow_unregistered=True)
+    assert (info.value.line, info.value.col) == (1, 14)
