@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything, then run the end-to-end flow on the bundled digits data:
 # PyTorch model -> graph IR -> graph passes -> calibration on digits -> fixed-point module ->
-# _int.xmodel -> compiled xmodels for kv260 and zcu102 (run on the DPU interpreter) -> the _int.xmodel
+# _int.xmodel -> compiled xmodels for kv260 and zcu102 (run on the DPU interpreter) -> the inspector's
+# per-op placement for kv260 -> the _int.xmodel
 # read back and executed in integer arithmetic, with accuracies at each level.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +41,19 @@ ls "$OUT/compiled_kv260" "$OUT/compiled_kv260/ir"
 fixflow-xir subgraph "$OUT/compiled_kv260/digits.xmodel"
 fixflow-run "$OUT/compiled_kv260/digits.xmodel" --data digits --no-progress --compare-torch digits_cnn
 
-step "7. Read the xmodel back and run it in integer arithmetic on the digits test split"
+step "7. Inspect: where the compiler puts each op for kv260 and why (fused groups, source lines)"
+fixflow-inspect digits_cnn --board kv260 --quant-dir "$OUT/quantize_result"
+fixflow-inspect "$OUT/quantize_result/DigitsCNN_int.xmodel" --board kv260 --format json -o "$OUT/inspect_kv260.json"
+if command -v dot >/dev/null 2>&1; then
+  fixflow-inspect "$OUT/quantize_result/DigitsCNN_int.xmodel" --board kv260 --format svg -o "$OUT/inspect_kv260.svg"
+else
+  fixflow-inspect "$OUT/quantize_result/DigitsCNN_int.xmodel" --board kv260 --format dot -o "$OUT/inspect_kv260.dot"
+fi
+ls "$OUT"/inspect_kv260.*
+
+step "8. Read the xmodel back and run it in integer arithmetic on the digits test split"
 python3 examples/run_int_xmodel.py "$OUT/quantize_result/DigitsCNN_int.xmodel"
 
-step "8. The same network written in the DSL, through the same passes"
+step "9. The same network written in the DSL, through the same passes"
 fixflow-translate --import-dsl examples/cnn.ffn | fixflow-opt -p "fold-bn,canonicalize,cse" -o "$OUT/cnn_dsl.mlir"
 echo "wrote $OUT/cnn_dsl.mlir"

@@ -144,6 +144,7 @@ def test_cpu_ops_model_placement_equals_the_compiled_model(tmp_path):
     quick = Inspector(B1024).inspect(model, (torch.from_numpy(calib[:2]),))
     assert_same_placement(quick, place, reasons, kinds)
     assert sum(s["device"] == "DPU" for s in result.subgraphs) == 3
+    assert Inspector(B1024).inspect(xmodel).placement() == result.placement()
 
 
 def test_reasons_name_the_hardware_limit():
