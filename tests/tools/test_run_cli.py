@@ -88,3 +88,20 @@ def test_runs_as_a_process(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert "throughput" in p.stdout
+
+
+@pytest.mark.parametrize("mode", ["fast", "reference"])
+def test_corrupt_mc_code_is_one_line_with_the_instruction(mode, tmp_path, capsys):
+    from fixflow.backends.xmodel.compiled import read_compiled, write_compiled
+    m = read_compiled(MNIST)
+    sg = m.dpu_subgraphs[0]
+    code = bytearray(sg.mc_code)
+    code[40 * 4:41 * 4] = b"\xff\xff\xff\xff"      # an undefined opcode in the middle of the program
+    sg.mc_code = bytes(code)
+    bad = tmp_path / "bad.xmodel"
+    write_compiled(m, bad)
+    np.save(tmp_path / "x.npy", mnist_inputs().astype(np.float32) / 64)
+    assert main([str(bad), "--input", str(tmp_path / "x.npy"), "--mode", mode, "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "instruction " in err, err
+    assert "Traceback" not in err
