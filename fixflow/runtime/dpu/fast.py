@@ -31,7 +31,7 @@ import numpy as np
 
 from .arith import alu_compute, conv_requant, elew_compute
 from .errors import DPUExecError
-from .machine import Machine
+from .machine import ACT_NONE, ACT_RELU, ACT_RELU6, Machine
 from .reference import scatter
 from .steps import Decoder, Step
 
@@ -72,6 +72,7 @@ class Kernel:
     run: int = 1                          # x holds bases of runs of `run` consecutive cells
     chunks: list[tuple[int, int]] = field(default_factory=list)
     wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
+    bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
     instructions: list[int] = field(default_factory=list)
 
 
@@ -333,6 +334,8 @@ class FastPlan:
             else:
                 w = remap[first[0].w] if first[0].w is not None else None
                 bias = remap[first[0].b] if first[0].b is not None else None
+            if kind == "conv":
+                x, w = self._drop_zero_terms(x, w)
             x, run = _compact(x)
             k = Kernel(kind, params, x, w, bias, start, size, run=run,
                        instructions=sorted(o.index for blk in blocks for o in blk))
@@ -392,6 +395,19 @@ class FastPlan:
         self.base = self.base[keep]
         self.n_values -= shift
 
+    def _drop_zero_terms(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Leave out of a conv's reduction the terms that are exactly 0 for every input: rows whose
+        constant weights are all 0 (e.g. the padding channels of a 3-channel image) or whose input is
+        the zero cell in every output row. Only done when it removes a quarter of the reduction."""
+        ok = self._const_ok
+        dead = (x == ZERO).all(axis=0)
+        if bool((w < len(ok)).all()) and bool(ok[w].all()):
+            dead |= ~self.base[w].any(axis=1)
+        if dead.all() or 4 * int(dead.sum()) < x.shape[1]:
+            return x, w
+        keep = ~dead
+        return np.ascontiguousarray(x[:, keep]), np.ascontiguousarray(w[keep])
+
     def _fold(self, k: Kernel) -> None:
         """Fold weights/bias that come from constant cells; plan the float32 chunks of a conv."""
         ok = self._const_ok
@@ -411,6 +427,15 @@ class FastPlan:
             else:
                 k.chunks = _chunks(np.full((k.w.shape[0], 1), 128, dtype=np.int64))
             k.w = None if k.wconst is not None else k.w.astype(np.int32)
+            p = k.params
+            if k.wconst is not None and k.bconst is not None and p["act"] in (ACT_NONE, ACT_RELU, ACT_RELU6):
+                # int32 requantization when 2*acc + bias*2^shift_bias + rounding provably fits
+                bound = 128 * int(np.abs(k.wconst.astype(np.int64)).sum(axis=0).max(initial=0))
+                s = p["shift_cut"] + 1
+                bias = k.bconst.astype(np.int64) << np.int64(p["shift_bias"]) if p["shift_bias"] < 40 else None
+                if (bias is not None and s <= 30
+                        and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < 2**31):
+                    k.bias32 = bias.astype(np.int32)
         elif k.w is not None and k.wconst is not None:
             k.w = None
         if k.b is not None and k.bconst is not None:
@@ -454,6 +479,26 @@ class FastPlan:
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
         xg = _gather(v, k.x, k.run)                               # the input values, int8
+        if k.kind == "conv" and k.bias32 is not None:
+            rows = xg.shape[1]
+            xf = xg.reshape(batch * rows, -1).astype(np.float32)
+            if len(k.chunks) == 1:
+                acc = (xf @ k.wchunks[0]).astype(np.int32)         # exact integers below 2^24
+            else:
+                acc = np.zeros((xf.shape[0], k.wchunks[0].shape[1]), dtype=np.int32)
+                for (a, c), wc in zip(k.chunks, k.wchunks):
+                    acc += (xf[:, a:c] @ wc).astype(np.int32)
+            s = k.params["shift_cut"] + 1
+            acc *= 2
+            acc += k.bias32
+            acc += np.int32(1 << (s - 1))
+            acc >>= s
+            act = k.params["act"]
+            lo = 0 if act in (ACT_RELU, ACT_RELU6) else -128
+            hi = 96 if act == ACT_RELU6 else 127
+            np.clip(acc, lo, hi, out=acc)
+            v[:, k.out_start:k.out_start + k.out_size] = acc.reshape(batch, -1)
+            return
         if k.kind == "conv":
             x = xg                                                 # (B, R, K)
             rows = x.shape[1]
