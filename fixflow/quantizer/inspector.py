@@ -137,6 +137,11 @@ class Inspection:
                 user = [u for o in members for u in o.user_ops]
                 lines.append(f"  {s['name']} / {g['name']}{' (no code: layout only)' if g['kind'] == 'skip' else ''}: "
                              f"{', '.join(o.name for o in members)}" + (f"  <- {', '.join(user)}" if user else ""))
+        lines += ["", "Op details"]
+        for o in self.ops:
+            attrs = ", ".join(f"{k}={v}" for k, v in o.attrs.items())
+            lines.append(f"  {o.name}: {o.kind} <- ({', '.join(o.inputs)})" + (f" {{{attrs}}}" if attrs else "")
+                         + (f"  from {', '.join(o.user_ops)}" if o.user_ops else ""))
         if self.notes:
             lines += ["", "Notes"] + [f"  {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -418,8 +423,14 @@ def _from_torch(model, example_inputs, quant_dir, config):
     from ..ir.diagnostics import capture_diagnostics
     from ..passes.fix.quantize import quantize_module
     from .api import Quantizer
+    import torch
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
+    try:
+        example_inputs = tuple(x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float32))
+                               for x in example_inputs)
+    except (TypeError, ValueError) as e:
+        raise InspectorError(f"example_inputs must be tensors or numeric arrays ({e})") from None
     first = tuple(x[:1] if getattr(x, "ndim", 0) >= 1 and x.shape[0] > 1 else x for x in example_inputs)
     notes: list[str] = []
     if quant_dir is not None:
