@@ -419,11 +419,11 @@ def _load(path: str) -> Operation:
 def _from_torch(model, example_inputs, quant_dir, config):
     """(fix-level module, how the fix positions were chosen, user ops per fix op, quantizer notes)."""
     import numpy as np
+    import torch
 
     from ..ir.diagnostics import capture_diagnostics
     from ..passes.fix.quantize import quantize_module
     from .api import Quantizer
-    import torch
     if not isinstance(example_inputs, (tuple, list)):
         example_inputs = (example_inputs,)
     try:
