@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ...dialects.dpu.isa import Instruction
 from .ddr import REG_CONST, DdrPlan
-from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, ConvLayer, EltwiseLayer, Layer
+from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, Layer
 from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, plan_channels, row_lines
 
 
@@ -113,7 +113,7 @@ class Emitter:
         a = self.arch
         fm = L.inp if fmap is None else fmap
         n_ch = fm.c if n_ch is None else n_ch
-        reg, base = fm.ddr
+        reg, base = fm.addr()
         r_lo = band.oh0 * g.sh - g.pt
         c_lo = band.ow0 * g.sw - g.pl
         ncols = in_cols(g, band.ow1 - band.ow0)
@@ -124,20 +124,21 @@ class Emitter:
             v = r - r_lo
             b = v // g.sh
             line = line_base + (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
-            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=fm.c,
+            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=fm.pstride,
                       jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
-                      ddr_addr=base + (r * fm.w + c0) * fm.c + c_first)
+                      ddr_addr=base + (r * fm.w + c0) * fm.pstride + c_first)
 
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
         a = self.arch
-        reg, base = L.out.ddr
+        reg, base = L.out.addr()
+        ps = L.out.pstride
         cols = band.ow1 - band.ow0
         orl = cols * g.opl
         for q in range(band.oh1 - band.oh0):
             oh = band.oh0 + q
             self.emit(i, "SAVE", bank_id=a.vb[vb] + q % a.pp, bank_addr=a.half + (q // a.pp) * orl,
-                      jump_read=g.opl, jump_write=L.out.c, length=cols, channel=n_ch, reg_id=reg,
-                      ddr_addr=base + (oh * L.out.w + band.ow0) * L.out.c + c_first)
+                      jump_read=g.opl, jump_write=ps, length=cols, channel=n_ch, reg_id=reg,
+                      ddr_addr=base + (oh * L.out.w + band.ow0) * ps + c_first)
 
     def _strip_in(self, g: Geometry, band: Band, q0: int) -> dict[str, int]:
         """bank_id_in offset and bank_addr_in[_1.._3] of a strip whose first output row is q0 (band rows)."""
@@ -314,7 +315,7 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
             em.alu(i, L)
         elif isinstance(L, EltwiseLayer):
             em.elew(i, L)
-        elif not isinstance(L, Alias):
+        elif not isinstance(L, (Alias, Concat)):
             raise ValueError(f"no code for layer {L!r}")
     return em
 

@@ -104,7 +104,7 @@ def allocate(layers: list[Layer], inputs: list[FMap], outputs: list[FMap]) -> Dd
     for L in layers:
         for f in [*L.inputs, L.out]:
             if f.ddr is None:
-                f.ddr = f.root().ddr
+                f.ddr = f.addr()
     return plan
 
 

@@ -6,6 +6,12 @@ A layer is what one run of one engine computes over a whole feature map:
   kernel covers the whole input map: the flatten before a dense is layout only).
 - `AluLayer`: ALU engine (ISA1 has no pool or depthwise engine): max/avg pooling, depthwise conv.
 - `Alias`: fix.reshape: a row-major reshape of an NHWC tensor in DDR is the same bytes.
+- `Concat`: fix.concat along channels, by placement: each input is a channel slice (`FMap.parent`,
+  `c_off`) of the concat's buffer, so its producer SAVEs straight into it (DDR pixel stride = the
+  concat's channels) and its consumers LOAD it with that stride; no copy. An input that cannot be
+  placed (produced outside the subgraph, already placed in another concat, read by a reshape or
+  outside the subgraph, or at another fix_pos) is copied in by a 1x1 ALU max pool (`role="copy"`,
+  which also requantizes it).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class FMap:
     value: Value | None = None
     alias_of: "FMap | None" = None
     ddr: tuple[int, int] | None = None
+    parent: "FMap | None" = None       # channel slice [c_off, c_off + c) of parent (concat by placement)
+    c_off: int = 0
 
     @property
     def h(self) -> int:
@@ -52,11 +60,35 @@ class FMap:
         return math.prod(self.shape)
 
     def root(self) -> "FMap":
-        """The feature map that owns the bytes (follows reshape aliases)."""
+        """The feature map that owns the bytes (follows reshape aliases and concat placement)."""
+        f = self
+        while f.alias_of is not None or f.parent is not None:
+            f = f.alias_of if f.alias_of is not None else f.parent
+        return f
+
+    def unaliased(self) -> "FMap":
+        """The feature map whose shape the bytes have (follows reshape aliases only)."""
         f = self
         while f.alias_of is not None:
             f = f.alias_of
         return f
+
+    @property
+    def pstride(self) -> int:
+        """DDR bytes from one pixel to the next (the concat's channels for a placed slice)."""
+        return self.parent.pstride if self.parent is not None else self.c
+
+    @property
+    def offset(self) -> int:
+        """Byte offset of channel 0 of pixel 0 from the owner's (root's) address."""
+        if self.parent is not None:
+            return self.parent.offset + self.c_off
+        return self.alias_of.offset if self.alias_of is not None else 0
+
+    def addr(self) -> tuple[int, int]:
+        """(reg_id, byte address) of channel 0 of pixel 0, from the root's allocation."""
+        reg, a = self.root().ddr
+        return reg, a + self.offset
 
 
 @dataclass(eq=False)
@@ -106,6 +138,7 @@ class AluLayer:
     bias: np.ndarray | None = None
     ops: list[Operation] = field(default_factory=list)
     engine: str = "alu"
+    role: str = ""           # "copy": a concat input copied into its slice
 
     @property
     def inputs(self) -> list[FMap]:
@@ -147,7 +180,25 @@ class Alias:
         return [self.inp]
 
 
-Layer = ConvLayer | AluLayer | EltwiseLayer | Alias
+@dataclass(eq=False)
+class Concat:
+    """A channel concat by placement: every `ins[k]` is a slice (`parent` = `out`) of `out` (no code)."""
+
+    name: str
+    ins: list[FMap]
+    out: FMap
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "none"
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return list(self.ins)
+
+
+Layer = ConvLayer | AluLayer | EltwiseLayer | Alias | Concat
+
+#: fix ops whose result a layer SAVEs (so it can be written straight into a concat's slice)
+_SAVED_BY_LAYER = ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat")
 
 
 def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -225,7 +276,7 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
                 win = Window(tuple(op.kernel), tuple(op.stride), tuple(op.pad))
             else:
                 inp = fm(op.input)
-                src = inp.root()
+                src = inp.unaliased()
                 if src.nbytes != inp.nbytes or w.shape[1] != src.nbytes:
                     raise ValueError("dense input does not match its weights")
                 inp = src
@@ -261,6 +312,8 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             reads, write = elew_shifts(fps, _fmt_fp(op.results[0]), op.type)
             layers.append(EltwiseLayer(out.name, [fm(v) for v in op.operands], out, 0 if op.type == "ADD" else 1,
                                        op.nonlinear, reads, elew_shift_write_field(write), [op]))
+        elif kind == "fix.concat":
+            layers.extend(_concat_layers(op, out, fm, fmaps, set(ops)))
         else:
             raise ValueError(f"'{kind}' has no DPU lowering")
     for L in layers:           # one output row (column): the row (column) stride is irrelevant
@@ -270,5 +323,38 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
     return layers, fmaps
 
 
-__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "EltwiseLayer", "Alias", "Layer", "build_layers", "fmap_shape",
+def _placeable(v: Value, concat: Operation, fmaps: dict, inside: set) -> bool:
+    """Whether `v`'s producer can SAVE it straight into `concat`'s buffer (module docstring)."""
+    p = getattr(v, "op", None)
+    f = fmaps.get(v)
+    if p is None or p not in inside or p.name not in _SAVED_BY_LAYER or f is None or f.parent is not None:
+        return False
+    if _fmt_fp(v) != _fmt_fp(concat.results[0]) or f.alias_of is not None:
+        return False
+    return all(u in inside and u.name != "fix.reshape" for u in v.users)
+
+
+def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> list[Layer]:
+    if op.results[0].type.rank != 4 or op._axis() != 3:
+        raise ValueError("the DPU concatenates along channels (NHWC axis 3) only")
+    res: list[Layer] = []
+    views: list[FMap] = []
+    off = 0
+    for k, v in enumerate(op.operands):
+        c = int(v.type.shape[3])
+        if _placeable(v, op, fmaps, inside):
+            f = fmaps[v]
+            f.parent, f.c_off = out, off
+        else:
+            src = fm(v)
+            f = FMap(f"{out.name}_in{k}", src.shape, out.fix_pos, None, parent=out, c_off=off)
+            res.append(AluLayer(f.name, "max_pool", src, f, Window((1, 1), (1, 1), (0, 0, 0, 0)),
+                                shift_cut=max_pool_shift_cut(src.fix_pos, out.fix_pos), ops=[op], role="copy"))
+        views.append(f)
+        off += c
+    res.append(Concat(out.name, views, out, [op]))
+    return res
+
+
+__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "EltwiseLayer", "Alias", "Concat", "Layer", "build_layers", "fmap_shape",
            "ACT_TYPES", "ALU_MODES", "max_pool_shift_cut", "avg_pool_params"]

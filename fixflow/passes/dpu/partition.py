@@ -190,8 +190,9 @@ def dpu_reason(op: Operation, target) -> str | None:
         return _tiling_reason(target, h, w, c, oh, ow, tuple(op.kernel), tuple(op.stride), pad, cg, True)
     if kind == "fix.eltwise":
         return _eltwise_reason(op, target)
+    if kind == "fix.concat":
+        return _concat_reason(op, target)
     reasons = {
-        "fix.concat": "concat is not lowered by fixflow's DPU compiler yet",
         "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
         "fix.upsample": "upsample is not lowered by fixflow's DPU compiler yet",
         "fix.pad": "pad is not lowered by fixflow's DPU compiler yet",
@@ -231,6 +232,27 @@ def _eltwise_reason(op, target) -> str | None:
         plan_channels(g, target.pp, target.feature_map_groups[0].depth // 2)
     except TilingError as e:
         return f"no tiling fits the feature-map banks: {e}"
+    return None
+
+
+def _concat_reason(op, target) -> str | None:
+    """A channel concat runs by placement; an input that cannot be placed is copied by a 1x1 ALU max pool."""
+    r = _bits_ok(op)
+    if r:
+        return r
+    if op.results[0].type.rank != 4 or op._axis() != 3:
+        return f"concat along axis {op.axis}: the DPU places inputs side by side along channels (NHWC axis 3) only"
+    if any(getattr(getattr(v, "op", None), "name", None) == "fix.const" for v in op.operands):
+        return "a constant feature-map operand is not lowered by fixflow's DPU compiler yet"
+    fo = op.fp_out
+    for k, v in enumerate(op.operands):
+        if not _alu_shift_ok(_fp(v) - fo):
+            return f"concat input {k} rescale from fix_pos {_fp(v)} to {fo} is beyond the ALU shift_cut"
+        _, h, w, c = v.type.shape
+        cg = math.ceil(c / target.icp)
+        r = _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
+        if r:
+            return r
     return None
 
 

@@ -132,7 +132,7 @@ class LowerToDpu(Pass):
                     raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
                 for i, L in enumerate(prog.layers):          # the tiler's choice, in the option's syntax
                     p = prog.emitter.plans.get(i)
-                    if p is not None and L.ops:
+                    if p is not None and L.ops and not getattr(L, "role", ""):
                         L.ops[-1].attributes["dpu.tiling"] = StringAttr(
                             f"{L.name}:{p.rows}:{p.cols}" + (f" channels/tile {p.geom.cg * target.icp}"
                                                              if p.geom.alu and p.geom.cg * target.icp < L.out.c else ""))

@@ -45,7 +45,7 @@ class DpuProgram:
             regs[r] = bytes(max(self.ddr.sizes.get(r, 0), 16))
         buf = bytearray(max(self.ddr.sizes.get(REG_IN, 0), 16))
         for f, x in zip(self.inputs, inputs):
-            reg, addr = f.root().ddr
+            reg, addr = f.addr()
             b = np.ascontiguousarray(np.asarray(x).astype(np.int8)).tobytes()
             if len(b) != f.nbytes:
                 raise ValueError(f"input {f.name} needs {f.nbytes} bytes, got {len(b)}")
@@ -58,7 +58,7 @@ class DpuProgram:
         import numpy as np
         res = []
         for f in self.outputs:
-            reg, addr = f.root().ddr
+            reg, addr = f.addr()
             a = np.asarray(regions[reg]).view(np.int8).reshape(-1)
             res.append(a[addr:addr + f.nbytes].copy().reshape(f.shape))
         return res
@@ -159,7 +159,7 @@ def ddr_annotations(sg: Subgraph) -> DdrPlan:
         producer = getattr(v, "op", None)
         if producer is None:
             raise ValueError(f"{sg.name}: input {f.name} is a function argument; a fix.data op must produce it")
-        producer.attributes["dpu.ddr"] = DenseArrayAttr(i64, list(f.root().ddr))
+        producer.attributes["dpu.ddr"] = DenseArrayAttr(i64, list(f.addr()))
     for i, L in enumerate(layers):
         if (i, "weights") in plan.const or (i, "bias") in plan.const:
             L.ops[0].attributes["dpu.const"] = DenseArrayAttr(

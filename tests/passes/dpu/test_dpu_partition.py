@@ -81,7 +81,12 @@ def test_dilation_and_unlowered_ops():
     def cat(x):
         return [Q.ConcatOp.build([x, x], axis=3, result_types=[FT((1, 8, 8, 8), 8, 5)])]
 
-    assert "concat is not lowered" in _reason(cat, kind="fix.concat")
+    assert _reason(cat, kind="fix.concat") is None          # by placement (x itself copied in)
+
+    def wcat(x):
+        return [Q.ConcatOp.build([x, x], axis=2, result_types=[FT((1, 8, 16, 4), 8, 5)])]
+
+    assert "along axis 2" in _reason(wcat, kind="fix.concat")
 
     def add(x):
         return [Q.EltwiseOp.build([x, x], type="ADD", nonlinear="RELU", result_types=[FT(x.type.shape, 8, 4)])]
@@ -104,8 +109,8 @@ def test_dilation_and_unlowered_ops():
 def _dpu_cpu_dpu(rng):
     def build(x):
         ops = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="c1")
-        add = Q.ConcatOp.build([ops[-1].results[0], ops[-1].results[0]], axis=3,
-                               result_types=[FT((1, 6, 6, 16), 8, 4)])
+        add = Q.ConcatOp.build([ops[-1].results[0], ops[-1].results[0]], axis=2,
+                               result_types=[FT((1, 6, 12, 8), 8, 4)])
         add.results[0].name_hint = "add"
         ops.append(add)
         ops += conv_ops(add.results[0], rng, 4, (1, 1), act="RELU", fps=(7, 6, 3), name="c2")
