@@ -265,8 +265,8 @@ def test_several_dpu_subgraphs_around_a_cpu_concat(tmp_path):
     def build(x, rng):
         a = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="a", fps=(7, 6, 4))
         b = conv_ops(x, rng, 8, (1, 1), act="RELU", name="b", fps=(7, 6, 4))
-        cat = Q.ConcatOp.build([a[-1].results[0], b[-1].results[0]], axis=3,
-                               result_types=[FT((1, 6, 6, 16), 8, 4)])
+        cat = Q.ConcatOp.build([a[-1].results[0], b[-1].results[0]], axis=2,     # along W: stays on the CPU
+                               result_types=[FT((1, 6, 12, 8), 8, 4)])
         cat.results[0].name_hint = "cat"
         c = conv_ops(cat.results[0], rng, 4, (3, 3), name="c", fps=(8, 6, 3))
         return a + b + [cat] + c, [c[-1].results[0]]
