@@ -239,3 +239,25 @@ def test_errors(tmp_path):
     p.write_text(print_module(import_module(get_model("digits_cnn"), (torch.zeros(1, 1, 28, 28),))))
     with pytest.raises(InspectorError, match="not quantized .* float graph-level module"):
         insp.inspect(str(p))
+
+
+class AllCpuNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.big = nn.Conv2d(3, 4, 17, padding=8)
+
+    def forward(self, x):
+        return torch.sigmoid(self.big(x))
+
+
+def test_nothing_on_the_dpu_is_reported_with_the_placement(tmp_path):
+    model = _seeded(AllCpuNet)
+    x = torch.randn(2, 3, 18, 18)
+    r = Inspector(B4096).inspect(model, (x,))
+    assert r.compile_error == "nothing runs on the DPU: every layer was placed on the CPU"
+    assert r.op("big").device == "CPU" and "kernel 17x17" in r.op("big").reason
+    assert "the compile after partitioning fails: nothing runs on the DPU" in r.text()
+    # fixflow-compile fails on it too (today with emission's "the module has no dpu.program")
+    from fixflow.ir.diagnostics import FixflowError
+    with pytest.raises(FixflowError, match="nothing runs on the DPU|has no dpu.program"):
+        real_flow(model, x.numpy(), tmp_path, B4096)
