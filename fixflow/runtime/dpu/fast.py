@@ -274,7 +274,8 @@ def _gather(v: np.ndarray, base: np.ndarray, run: int) -> np.ndarray:
     through a sliding-window view, without materializing the full index array."""
     if run == 1:
         return v[:, base]
-    win = np.lib.stride_tricks.sliding_window_view(v, run, axis=1)
+    win = np.lib.stride_tricks.as_strided(v, (v.shape[0], v.shape[1] - run + 1, run),
+                                          (v.strides[0], v.strides[1], v.strides[1]), writeable=False)
     return win[:, base].reshape((v.shape[0],) + base.shape[:-1] + (-1,))
 
 
@@ -442,10 +443,11 @@ class FastPlan:
             k.b = None
 
     # -- execution -------------------------------------------------------------------------
-    def run(self, regions: Mapping[int, np.ndarray], with_banks: bool = False):
+    def run(self, regions: Mapping[int, np.ndarray], with_banks: bool = False,
+            regs: Sequence[int] | None = None):
         """Execute on a batch. `regions` maps every non-constant reg id to an int8 array (B, size).
         Returns {reg: (B, size) int8} after the program for every data region and every constant region
-        the program wrote (and the (B, bank bytes) banks if asked)."""
+        the program wrote, or only for the reg ids in `regs` (and the (B, bank bytes) banks if asked)."""
         batch = None
         for r in self.region_sizes:
             if r in self.const_regs:
@@ -468,7 +470,7 @@ class FastPlan:
             v[:, s:s + self.region_sizes[r]] = np.asarray(a).view(np.int8)
         for k in self.kernels:
             self._exec(k, v, batch)
-        out = {r: v[:, idx] for r, idx in self.final_ddr.items()}
+        out = {r: v[:, idx] for r, idx in self.final_ddr.items() if regs is None or r in regs}
         if with_banks:
             banks = v[:, self.final_banks]
             banks[:, self._banks_from_base] = self.full_base[self._banks_base_cells]

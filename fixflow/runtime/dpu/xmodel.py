@@ -172,7 +172,7 @@ class DPUSubgraph:
             dyn[t.reg_id][:, off] = a.reshape(n, -1)
         consts = self._const_regions()
         if mode == "fast":
-            final = self.plan().run(dyn)
+            final = self.plan().run(dyn, regs={t.reg_id for t in self.outputs})
         elif mode == "reference":
             from .interpreter import DPUInterpreter
             final = {r: np.empty_like(a) for r, a in dyn.items()}
