@@ -126,7 +126,7 @@ class Emitter:
             line = line_base + (b // a.pp) * g.sh * rl + (v % g.sh) * rl + (c0 - c_lo) * g.cg
             self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line, jump_read=fm.pstride,
                       jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
-                      ddr_addr=base + (r * fm.w + c0) * fm.pstride + c_first)
+                      ddr_addr=base + r * fm.rstride + c0 * fm.pstride + c_first)
 
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
         a = self.arch
@@ -138,7 +138,7 @@ class Emitter:
             oh = band.oh0 + q
             self.emit(i, "SAVE", bank_id=a.vb[vb] + q % a.pp, bank_addr=a.half + (q // a.pp) * orl,
                       jump_read=g.opl, jump_write=ps, length=cols, channel=n_ch, reg_id=reg,
-                      ddr_addr=base + (oh * L.out.w + band.ow0) * ps + c_first)
+                      ddr_addr=base + oh * L.out.rstride + band.ow0 * ps + c_first)
 
     def _strip_in(self, g: Geometry, band: Band, q0: int) -> dict[str, int]:
         """bank_id_in offset and bank_addr_in[_1.._3] of a strip whose first output row is q0 (band rows)."""

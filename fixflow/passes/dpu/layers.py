@@ -40,8 +40,10 @@ class FMap:
     value: Value | None = None
     alias_of: "FMap | None" = None
     ddr: tuple[int, int] | None = None
-    parent: "FMap | None" = None       # channel slice [c_off, c_off + c) of parent (concat by placement)
-    c_off: int = 0
+    parent: "FMap | None" = None       # a strided window of parent: its channels [c_off, c_off + c) of the
+    c_off: int = 0                     # pixels (origin + step * (y, x)) (concat by placement, upsample, pad)
+    step: tuple[int, int] = (1, 1)
+    origin: tuple[int, int] = (0, 0)
 
     @property
     def h(self) -> int:
@@ -76,13 +78,19 @@ class FMap:
     @property
     def pstride(self) -> int:
         """DDR bytes from one pixel to the next (the concat's channels for a placed slice)."""
-        return self.parent.pstride if self.parent is not None else self.c
+        return self.parent.pstride * self.step[1] if self.parent is not None else self.c
+
+    @property
+    def rstride(self) -> int:
+        """DDR bytes from one row to the next."""
+        return self.parent.rstride * self.step[0] if self.parent is not None else self.w * self.c
 
     @property
     def offset(self) -> int:
         """Byte offset of channel 0 of pixel 0 from the owner's (root's) address."""
         if self.parent is not None:
-            return self.parent.offset + self.c_off
+            p = self.parent
+            return p.offset + self.origin[0] * p.rstride + self.origin[1] * p.pstride + self.c_off
         return self.alias_of.offset if self.alias_of is not None else 0
 
     def addr(self) -> tuple[int, int]:
@@ -198,7 +206,8 @@ class Concat:
 Layer = ConvLayer | AluLayer | EltwiseLayer | Alias | Concat
 
 #: fix ops whose result a layer SAVEs (so it can be written straight into a concat's slice)
-_SAVED_BY_LAYER = ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat")
+_SAVED_BY_LAYER = ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat",
+                   "fix.upsample")
 
 
 def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -314,6 +323,8 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
                                        op.nonlinear, reads, elew_shift_write_field(write), [op]))
         elif kind == "fix.concat":
             layers.extend(_concat_layers(op, out, fm, fmaps, set(ops)))
+        elif kind == "fix.upsample":
+            layers.extend(_upsample_layers(op, out, fm(op.input)))
         else:
             raise ValueError(f"'{kind}' has no DPU lowering")
     for L in layers:           # one output row (column): the row (column) stride is irrelevant
@@ -334,6 +345,25 @@ def _placeable(v: Value, concat: Operation, fmaps: dict, inside: set) -> bool:
     return all(u in inside and u.name != "fix.reshape" for u in v.users)
 
 
+def copy_layer(src: FMap, dst: FMap, op: Operation) -> AluLayer:
+    """`dst` = `src` requantized to dst's fix_pos: a 1x1 ALU max pool (dst usually a view)."""
+    return AluLayer(dst.name, "max_pool", src, dst, Window((1, 1), (1, 1), (0, 0, 0, 0)),
+                    shift_cut=max_pool_shift_cut(src.fix_pos, dst.fix_pos), ops=[op], role="copy")
+
+
+def _upsample_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
+    """Nearest upsample by (sh, sw): sh * sw copies of the input, each SAVEd with row stride sh rows and
+    pixel stride sw pixels into the output at origin (dy, dx)."""
+    sh, sw = (int(s) for s in op.scale)
+    res: list[Layer] = []
+    for dy in range(sh):
+        for dx in range(sw):
+            v = FMap(f"{out.name}_{dy}_{dx}", src.shape, out.fix_pos, None, parent=out, step=(sh, sw),
+                     origin=(dy, dx))
+            res.append(copy_layer(src, v, op))
+    return res
+
+
 def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> list[Layer]:
     if op.results[0].type.rank != 4 or op._axis() != 3:
         raise ValueError("the DPU concatenates along channels (NHWC axis 3) only")
@@ -348,8 +378,7 @@ def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> li
         else:
             src = fm(v)
             f = FMap(f"{out.name}_in{k}", src.shape, out.fix_pos, None, parent=out, c_off=off)
-            res.append(AluLayer(f.name, "max_pool", src, f, Window((1, 1), (1, 1), (0, 0, 0, 0)),
-                                shift_cut=max_pool_shift_cut(src.fix_pos, out.fix_pos), ops=[op], role="copy"))
+            res.append(copy_layer(src, f, op))
         views.append(f)
         off += c
     res.append(Concat(out.name, views, out, [op]))

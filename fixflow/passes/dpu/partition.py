@@ -192,9 +192,10 @@ def dpu_reason(op: Operation, target) -> str | None:
         return _eltwise_reason(op, target)
     if kind == "fix.concat":
         return _concat_reason(op, target)
+    if kind == "fix.upsample":
+        return _upsample_reason(op, target)
     reasons = {
         "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
-        "fix.upsample": "upsample is not lowered by fixflow's DPU compiler yet",
         "fix.pad": "pad is not lowered by fixflow's DPU compiler yet",
         "fix.transpose": "the DPU has no transpose",
         "fix.hard_sigmoid": "hard sigmoid is not lowered by fixflow's DPU compiler yet",
@@ -254,6 +255,21 @@ def _concat_reason(op, target) -> str | None:
         if r:
             return r
     return None
+
+
+def _upsample_reason(op, target) -> str | None:
+    """Nearest upsample: sh * sw 1x1 ALU copies SAVEd with strides (row sh, pixel sw)."""
+    r = _bits_ok(op)
+    if r:
+        return r
+    if op.mode != "NEAREST":
+        return f"{op.mode} upsampling: the DPU lowering does nearest neighbour only"
+    _, h, w, c = op.input.type.shape
+    sh, sw = op.scale
+    if sw * c > 65536:
+        return f"upsample pixel stride {sw}x{c} bytes exceeds SAVE's 16-bit jump_write"
+    cg = math.ceil(c / target.icp)
+    return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
 
 
 def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None]]:
