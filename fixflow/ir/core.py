@@ -128,6 +128,24 @@ class Operation:
 
     # ---- construction -------------------------------------------------------------------
     @staticmethod
+    def _new_leaf(cls: type, name: str, operands: list[Value], result_types: Sequence[Type],
+                  attributes: dict[str, Attribute], location: Location) -> "Operation":
+        """`cls` instance without regions or successors (the parser's hot path; same state as `__init__`)."""
+        op = object.__new__(cls)
+        op.name = name
+        op._operands = operands
+        for v in operands:
+            u = v.uses
+            u[op] = u.get(op, 0) + 1
+        op.results = [OpResult(t, op, i) for i, t in enumerate(result_types)]
+        op.attributes = attributes
+        op.regions = []
+        op.successors = []
+        op.location = location
+        op.parent = op.prev_op = op.next_op = None
+        return op
+
+    @staticmethod
     def create(name: str, operands: Sequence[Value] = (), result_types: Sequence[Type] = (),
                attributes: dict[str, Attribute] | None = None, regions: Sequence["Region"] = (),
                successors: Sequence["Block"] = (), location: Location = UNKNOWN_LOC) -> "Operation":

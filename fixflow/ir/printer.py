@@ -37,6 +37,7 @@ class Printer:
         self._blocks: dict[Block, str] = {}
         self._scopes: list[_Scope] = [_Scope()]
         self._ftypes: dict[tuple, str] = {}
+        self._op_names: dict[str, str] = {}  # op name -> its text between the quotes
         self._resources: dict[str, DenseResourceElementsAttr] = {}
         self._resource_keys: dict[int, str] = {}
         self._out: list[str] = []
@@ -113,18 +114,44 @@ class Printer:
         return name
 
     # ---- ops ----------------------------------------------------------------------------
+    def _op_name_text(self, name: str) -> str:
+        text = self._op_names.get(name)
+        if text is None:
+            text = name if name.isprintable() and '"' not in name and "\\" not in name else quote_string(name)[1:-1]
+            self._op_names[name] = text
+        return text
+
     def _print_op(self, op: Operation, indent: str) -> None:
+        results = op.results
+        if (len(results) == 1 and not op.regions and not op.successors and not op.attributes
+                and not self.print_locations):  # the common op: one line, one format
+            names = self._names
+            r = results[0]
+            if r.name_hint is None and r not in names:
+                scope = self._scopes[-1]
+                rname = names[r] = f"%{scope.next_value}"
+                scope.next_value += 1
+            else:
+                rname = self._name_results(op)
+            operands = op._operands
+            try:
+                args = ", ".join([names[v] for v in operands])
+            except KeyError:
+                args = ", ".join([self.value_name(v) for v in operands])
+            key = (tuple([v.type for v in operands]), (r.type,))
+            ft = self._ftypes.get(key)
+            if ft is None:
+                ft = self._ftypes[key] = function_type_text(key[0], key[1])
+            self._out.append(f'{indent}{rname} = "{self._op_name_text(op.name)}"({args}) : {ft}\n')
+            return
         out = self._out
         names = self._names
         parts = [indent]
         if op.results:
             parts.append(self._name_results(op))
             parts.append(" = ")
-        name = op.name
-        if not name.isprintable() or '"' in name or "\\" in name:
-            name = quote_string(name)[1:-1]
         parts.append('"')
-        parts.append(name)
+        parts.append(self._op_name_text(op.name))
         parts.append('"(')
         try:
             parts.append(", ".join([names[v] for v in op._operands]))
