@@ -76,6 +76,8 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
     """One ALU tile. x: (..., npix, win, C) int8; w: (win, C); b: (C,). Returns (..., npix, C) int8."""
     mode = p["mode"]
     if mode in (MAXPOOL, MAXREDUCE):
+        if alu_shift(p["shift_cut"]) == 0:
+            return x.max(axis=-2)
         mx = x.max(axis=-2).astype(np.int64)
         return saturate(scale_round(mx, alu_shift(p["shift_cut"])))
     if mode == AVEPOOL:

@@ -73,6 +73,7 @@ class Kernel:
     chunks: list[tuple[int, int]] = field(default_factory=list)
     wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
+    fbias: np.ndarray | None = None       # conv: (bias * 2^shift_bias + 2^(s-1)) / 2^s when all fits float32
     instructions: list[int] = field(default_factory=list)
 
 
@@ -437,6 +438,11 @@ class FastPlan:
                 if (bias is not None and s <= 30
                         and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < 2**31):
                     k.bias32 = bias.astype(np.int32)
+                    if len(k.chunks) == 1 and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < F32_LIMIT:
+                        # all of (2*acc + bias*2^shift_bias + 2^(s-1)) / 2^s in float32, exactly: every
+                        # value is an integer below 2^24 times a power of two (weights pre-scaled by 2^(1-s))
+                        k.wchunks = [k.wchunks[0] * np.float32(2.0 ** (1 - s))]
+                        k.fbias = ((bias + (1 << (s - 1))).astype(np.float64) * 2.0 ** -s).astype(np.float32)
         elif k.w is not None and k.wconst is not None:
             k.w = None
         if k.b is not None and k.bconst is not None:
@@ -481,6 +487,15 @@ class FastPlan:
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
         xg = _gather(v, k.x, k.run)                               # the input values, int8
+        if k.kind == "conv" and k.fbias is not None:
+            rows = xg.shape[1]
+            acc = xg.reshape(batch * rows, -1).astype(np.float32) @ k.wchunks[0]   # 2*acc / 2^s, exact
+            acc += k.fbias
+            np.floor(acc, out=acc)
+            act = k.params["act"]
+            np.clip(acc, 0 if act in (ACT_RELU, ACT_RELU6) else -128, 96 if act == ACT_RELU6 else 127, out=acc)
+            v[:, k.out_start:k.out_start + k.out_size] = acc.reshape(batch, -1)
+            return
         if k.kind == "conv" and k.bias32 is not None:
             rows = xg.shape[1]
             xf = xg.reshape(batch * rows, -1).astype(np.float32)
