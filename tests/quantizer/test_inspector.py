@@ -261,3 +261,32 @@ def test_nothing_on_the_dpu_is_reported_with_the_placement(tmp_path):
     from fixflow.ir.diagnostics import FixflowError
     with pytest.raises(FixflowError, match="nothing runs on the DPU|has no dpu.program"):
         real_flow(model, x.numpy(), tmp_path, B4096)
+
+
+class CpuFlattenNet(nn.Module):
+    """A DPU fully connected layer reading the flatten of a CPU op's output (hard-swish)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.hsw = nn.Hardswish()
+        self.fc = nn.Linear(8 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.hsw(self.conv(x)), 1))
+
+
+def test_compile_outcome_is_the_real_one(tmp_path):
+    """Whether the compile after partitioning succeeds, and its error when it does not, are the real flow's."""
+    from fixflow.ir.diagnostics import FixflowError
+    model = _seeded(CpuFlattenNet)
+    x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    result = Inspector(B512).inspect(model, (torch.from_numpy(x),))
+    try:
+        place, reasons, kinds, _, _ = real_flow(model, x, tmp_path, B512)
+    except FixflowError as e:
+        assert result.compile_error == " ".join(str(e.message).split())
+    else:
+        assert result.compile_error is None
+        assert_same_placement(result, place, reasons, kinds)
+    assert result.op("hsw").device == "CPU" and result.op("fc").device == "DPU"
