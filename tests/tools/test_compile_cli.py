@@ -190,3 +190,42 @@ def test_console_script(digits_int, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "Total device subgraph number 3, DPU subgraph number 1" in p.stdout
     assert (tmp_path / "n.xmodel").exists() and (tmp_path / "md5sum.txt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tiny_mobilenet", "squeezenet1_1", "resnet18_cifar"])
+def test_zoo_models_compiled_equal_fix_execution(name, tmp_path, tmp_path_factory, capsys):
+    """Depthwise convs and a global average pool (tiny_mobilenet), DPU subgraphs around CPU concats
+    (squeezenet1_1: channel concats by placement), residual adds (resnet18_cifar): the whole compiled graph
+    (GraphRunner: USER, DPU interpreter, CPU) equals the fix-level integer execution of the _int.xmodel."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reference"))
+    from _amd_files import zoo_int_xmodel
+
+    from fixflow.backends.xmodel.fix_xmodel import read_int_xmodel
+    from fixflow.runtime import GraphRunner
+    from fixflow.runtime.fix_executor import run_quantized
+    from fixflow.zoo import registry
+    src = zoo_int_xmodel(name, tmp_path_factory)
+    rc, text, err = _compile(capsys, "-x", src, "-a", "B1152", "-o", tmp_path, "-n", name)
+    assert rc == 0, err
+    assert re.search(r"DPU subgraph number [1-9]", text)
+    if name == "squeezenet1_1":          # concats by placement: skip_code_gen children, inputs are slices
+        from fixflow.backends.xmodel.compiled import read_compiled
+        m = read_compiled(tmp_path / f"{name}.xmodel")
+        for sg in m.dpu_subgraphs:
+            for c in sg.children:
+                cat = m.op(c.op_names[-1])
+                if cat.type != "concat-fix":
+                    continue
+                base, cc = cat.output.attr("ddr_addr"), cat.output.shape[-1]
+                placed = [m.op(p).output.attr("stride")[2] == cc for p in cat.inputs["input"]]
+                for p, inside in zip(cat.inputs["input"], placed, strict=True):
+                    t = m.op(p).output              # a slice of the buffer, or its own map (copied)
+                    assert (base <= t.attr("ddr_addr") < base + cc) if inside else t.attr("stride")[2] == t.shape[-1]
+                assert (c.kind == "skip") == all(placed)
+    shape = registry.get_spec(name).input_shape
+    x = np.random.default_rng(0).uniform(-1, 1, size=(2, *shape[1:])).astype(np.float32)
+    got = GraphRunner.from_xmodel(tmp_path / f"{name}.xmodel").run([x])
+    want = run_quantized(read_int_xmodel(src), [x])
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

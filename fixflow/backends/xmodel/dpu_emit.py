@@ -49,7 +49,6 @@ from .model import XAttr, XModelError, XOp, XTensor
 
 __all__ = ["EmitError", "compile_log", "emit_compiled", "op_workload"]
 
-_NO_CODE = ("fix.reshape", "fix.concat")
 _DENSE_SUFFIX = "(TransferMatMulToConv2d)"
 _CONV_EXTRA = {"hsigmoid_in": -128, "shift_hsigmoid": -128, "shift_hswish": -128}
 
@@ -178,12 +177,28 @@ class _Emitter:
         reg, addr = (int(v) for v in a.value)
         return reg, addr
 
-    def _in_ddr(self, t: XTensor, reg: int, addr: int, stride: bool = True) -> None:
+    def _in_ddr(self, t: XTensor, reg: int, addr: int, stride: bool = True, pixel: int | None = None) -> None:
         t.attrs["reg_id"] = XAttr("int32", reg)
         t.attrs["ddr_addr"] = XAttr("int32", addr)
         t.attrs["location"] = XAttr("int32", 1)
         if stride:
-            t.attrs["stride"] = XAttr("int32_vec", _strides(t.shape))
+            st = _strides(t.shape)
+            if pixel is not None and len(t.shape) == 4:      # a channel slice of a concat's buffer
+                _, h, w, _ = t.shape
+                st = [h * w * pixel, w * pixel, pixel, 1]
+            t.attrs["stride"] = XAttr("int32_vec", st)
+
+    def _pixel_stride(self, v: Value) -> int | None:
+        """DDR bytes from pixel to pixel of `v` when a DPU channel concat places it in its buffer (the
+        concat's channels), else None."""
+        for u in v.users:
+            if (u.name == "fix.concat" and self.device.get(u) == "DPU" and len(v.type.shape) == 4
+                    and int(u.axis) in (3, -1) and "dpu.ddr" in u.attributes and "dpu.ddr" in v.op.attributes):
+                (ur, ua), (vr, va) = self._ddr(u), self._ddr(v.op)
+                cat_c = int(u.results[0].type.shape[-1])
+                if ur == vr and ua <= va < ua + cat_c:
+                    return self._pixel_stride(u.results[0]) or cat_c
+        return None
 
     def _dense_readers_only(self, v: Value) -> bool:
         """Every reader of `v` is a DPU dense, directly or through reshapes (so `v` needs no [1, N] view)."""
@@ -284,13 +299,16 @@ class _Emitter:
             elif op.name in ("fix.conv2d", "fix.depthwise_conv2d", "fix.transposed_conv2d"):
                 x.attrs.update({k: XAttr("int32", v) for k, v in _CONV_EXTRA.items()})
             reg, addr = self._ddr(op)
-            self._in_ddr(x.output, reg, addr)
+            self._in_ddr(x.output, reg, addr, pixel=self._pixel_stride(op.results[0]))
             wl = op_workload(op)
             if wl:
                 x.attrs["workload"] = XAttr("uint64", wl)
             workload += wl
             ops += group + [x]
-            kind = "skip" if op.name in _NO_CODE else "code"
+            kind = "code"
+            if op.name == "fix.reshape" or (op.name == "fix.concat" and all(
+                    self._pixel_stride(v) is not None for v in op.operands)):
+                kind = "skip"          # no code: the same bytes, or every input written into its slice
             children.append(SuperLayer(child_name(x.name), [c.name for c in group] + [x.name], kind, workload=wl))
             if op.name == "fix.dense" and not self._dense_readers_only(op.results[0]):
                 h = self.xop[op]                          # the [1, N] view under the dense's own name
