@@ -148,3 +148,35 @@ def test_console_script():
         pytest.skip("fixflow-inspect is not installed (pip install -e .)")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, check=False)
     assert r.returncode == 0 and "--format" in r.stdout and sys.executable
+
+
+WIDE = textwrap.dedent("""\
+    from torch import nn
+
+
+    class Wide(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.expand = nn.Conv2d(3, 720, 1)
+            self.wide = nn.Conv2d(720, 8, 5, padding=2, stride=1)
+            self.far = nn.Conv2d(8, 8, 1, stride=9)
+
+        def forward(self, x):
+            return self.far(self.wide(self.expand(x)))
+    """)
+
+
+def test_weight_bank_and_stride_limits_by_target(capsys, tmp_path):
+    p = tmp_path / "wide.py"
+    p.write_text(WIDE)
+    devices = {}
+    for flag, target in (("--target", "B512"), ("--board", "zcu104")):
+        rc, out, err = _run(capsys, f"{p}:Wide", "--input-shape", "1,3,9,9", flag, target, "--format", "json",
+                            "--calib-images", "2")
+        assert rc == 0, err
+        ops = {o["name"]: o for o in json.loads(out)["ops"]}
+        devices[target] = ops["wide"]["device"]
+        assert ops["far"]["device"] == "CPU" and "stride 9x9 is outside the conv engine's 1-8" in ops["far"]["reason"]
+        if target == "B512":
+            assert "5x5x720 weights need 2250 lines of a weight bank (depth 2048)" in ops["wide"]["reason"]
+    assert devices == {"B512": "CPU", "zcu104": "DPU"}
