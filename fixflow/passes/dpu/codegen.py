@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ...dialects.dpu.isa import Instruction
 from .ddr import REG_CONST, DdrPlan
-from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, Layer
+from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, Layer
 from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, plan_channels, row_lines
 
 
@@ -303,6 +303,26 @@ class Emitter:
                               shift_write=L.shift_write, channel_group=cg)
                 self._save_output(i, L, g, band, vb, c0, n_ch)
 
+    def fill(self, i: int, L: FillLayer) -> None:
+        """LOAD the fill row (npx pixels of the pad value) into one bank, SAVE it over every border row."""
+        a = self.arch
+        npx, c = L.weights.shape
+        cg = math.ceil(c / a.icp)
+        if npx * cg > a.half:
+            npx = max(1, a.half // cg)
+        vb = self.band_count % 2
+        self.band_count += 1
+        bank = a.vb[vb]
+        self.emit(i, "LOAD", bank_id=bank, bank_addr=0, jump_read=c, jump_write=cg, pad_idx=1, channel=c,
+                  length=npx, reg_id=REG_CONST, ddr_addr=self.ddr.const[(i, "weights")])
+        reg, base = L.out.addr()
+        for r0, r1, c0, c1 in L.rects:
+            for r in range(r0, r1):
+                for x in range(c0, c1, npx):
+                    self.emit(i, "SAVE", bank_id=bank, bank_addr=0, jump_read=cg, jump_write=L.out.pstride,
+                              length=min(npx, c1 - x), channel=c, reg_id=reg,
+                              ddr_addr=base + r * L.out.rstride + x * L.out.pstride)
+
 
 def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
              tiling: dict[int, tuple[int | None, int | None]] | None = None) -> Emitter:
@@ -315,6 +335,8 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
             em.alu(i, L)
         elif isinstance(L, EltwiseLayer):
             em.elew(i, L)
+        elif isinstance(L, FillLayer):
+            em.fill(i, L)
         elif not isinstance(L, (Alias, Concat)):
             raise ValueError(f"no code for layer {L!r}")
     return em

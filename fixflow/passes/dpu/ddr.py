@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import AluLayer, ConvLayer, FMap, Layer
+from .layers import AluLayer, ConvLayer, FillLayer, FMap, Layer
 
 ALIGN = 16
 REG_CONST, REG_WORK, REG_IN, REG_OUT = 0, 1, 2, 3
@@ -50,7 +50,7 @@ def allocate(layers: list[Layer], inputs: list[FMap], outputs: list[FMap]) -> Dd
     """Assign REG_0 offsets to constants and (reg, addr) to every feature map of `layers`."""
     plan = DdrPlan()
     for i, L in enumerate(layers):
-        if isinstance(L, ConvLayer) or (isinstance(L, AluLayer) and L.weights is not None):
+        if isinstance(L, (ConvLayer, FillLayer)) or (isinstance(L, AluLayer) and L.weights is not None):
             _place_const(plan, (i, "weights"), L.weights)
     for i, L in enumerate(layers):
         if isinstance(L, ConvLayer) or (isinstance(L, AluLayer) and L.bias is not None):

@@ -203,11 +203,30 @@ class Concat:
         return list(self.ins)
 
 
-Layer = ConvLayer | AluLayer | EltwiseLayer | Alias | Concat
+@dataclass(eq=False)
+class FillLayer:
+    """The border of a pad's output: `weights` (a REG_0 row of `value` bytes, `npx` pixels) LOADed once,
+    then SAVEd over the rectangles `rects` (row0, row1, col0, col1) of `out`."""
+
+    name: str
+    out: FMap
+    value: int
+    weights: np.ndarray
+    rects: list[tuple[int, int, int, int]]
+    ops: list[Operation] = field(default_factory=list)
+    engine: str = "fill"
+    bias: None = None
+
+    @property
+    def inputs(self) -> list[FMap]:
+        return []
+
+
+Layer = ConvLayer | AluLayer | EltwiseLayer | Alias | Concat | FillLayer
 
 #: fix ops whose result a layer SAVEs (so it can be written straight into a concat's slice)
 _SAVED_BY_LAYER = ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat",
-                   "fix.upsample")
+                   "fix.upsample", "fix.pad")
 
 
 def fmap_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -325,6 +344,8 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             layers.extend(_concat_layers(op, out, fm, fmaps, set(ops)))
         elif kind == "fix.upsample":
             layers.extend(_upsample_layers(op, out, fm(op.input)))
+        elif kind == "fix.pad":
+            layers.extend(_pad_layers(op, out, fm(op.input)))
         else:
             raise ValueError(f"'{kind}' has no DPU lowering")
     for L in layers:           # one output row (column): the row (column) stride is irrelevant
@@ -364,6 +385,29 @@ def _upsample_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
     return res
 
 
+#: pixels of the fill row a pad's border is SAVEd from (at most; fewer when the map is narrower)
+FILL_PIXELS = 64
+
+
+def _pad_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
+    """Constant pad: the border filled from a REG_0 row of the pad value, the input copied into the
+    interior (a view at origin (top, left))."""
+    if op.mode != "constant":
+        raise ValueError(f"{op.mode} padding has no DPU lowering")
+    pt, pb, pl, pr = (int(p) for p in op.pad)
+    H, W = out.h, out.w
+    rects = [r for r in ((0, pt, 0, W), (H - pb, H, 0, W), (pt, H - pb, 0, pl), (pt, H - pb, W - pr, W))
+             if r[0] < r[1] and r[2] < r[3]]
+    res: list[Layer] = []
+    if rects:
+        npx = min(FILL_PIXELS, max(r[3] - r[2] for r in rects))
+        row = np.full((npx, out.c), int(op.value), dtype=np.int8)
+        res.append(FillLayer(f"{out.name}_border", out, int(op.value), row, rects, [op]))
+    inner = FMap(f"{out.name}_inner", src.shape, out.fix_pos, None, parent=out, origin=(pt, pl))
+    res.append(copy_layer(src, inner, op))
+    return res
+
+
 def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> list[Layer]:
     if op.results[0].type.rank != 4 or op._axis() != 3:
         raise ValueError("the DPU concatenates along channels (NHWC axis 3) only")
@@ -385,5 +429,5 @@ def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> li
     return res
 
 
-__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "EltwiseLayer", "Alias", "Concat", "Layer", "build_layers", "fmap_shape",
+__all__ = ["FMap", "Window", "ConvLayer", "AluLayer", "EltwiseLayer", "Alias", "Concat", "FillLayer", "Layer", "build_layers", "fmap_shape",
            "ACT_TYPES", "ALU_MODES", "max_pool_shift_cut", "avg_pool_params"]

@@ -194,9 +194,10 @@ def dpu_reason(op: Operation, target) -> str | None:
         return _concat_reason(op, target)
     if kind == "fix.upsample":
         return _upsample_reason(op, target)
+    if kind == "fix.pad":
+        return _pad_reason(op, target)
     reasons = {
         "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
-        "fix.pad": "pad is not lowered by fixflow's DPU compiler yet",
         "fix.transpose": "the DPU has no transpose",
         "fix.hard_sigmoid": "hard sigmoid is not lowered by fixflow's DPU compiler yet",
         "fix.hard_swish": "ISA1 DPUs have no hard-swish engine",
@@ -268,6 +269,20 @@ def _upsample_reason(op, target) -> str | None:
     sh, sw = op.scale
     if sw * c > 65536:
         return f"upsample pixel stride {sw}x{c} bytes exceeds SAVE's 16-bit jump_write"
+    cg = math.ceil(c / target.icp)
+    return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
+
+
+def _pad_reason(op, target) -> str | None:
+    """Constant pad: border SAVEd from a REG_0 row of the value, interior a 1x1 ALU copy."""
+    r = _bits_ok(op)
+    if r:
+        return r
+    if op.mode != "constant":
+        return f"{op.mode} padding: the DPU lowering fills a constant only"
+    _, h, w, c = op.input.type.shape
+    if c > 4096:
+        return f"pad of {c} channels: SAVE moves at most 4096 channels a pixel"
     cg = math.ceil(c / target.icp)
     return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
 
