@@ -28,7 +28,7 @@ from typing import Any
 
 from ..ir.core import Operation, Value
 from ..ir.diagnostics import FixflowError
-from ..ir.location import NameLoc
+from ..ir.location import NameLoc, UnknownLoc
 
 __all__ = ["Inspection", "Inspector", "InspectorError", "OpInfo", "render_svg"]
 
@@ -464,7 +464,8 @@ def _user_ops(graph: Operation, fix_module: Operation) -> dict[Operation, list[s
     fix_ops = [op for op in _func(fix_module).regions[0].blocks[0].ops if op.name not in ("func.return", "fix.const")]
     by_loc: dict[Any, list[Operation]] = {}
     for op in fix_ops:
-        by_loc.setdefault(op.location, []).append(op)
+        if not isinstance(op.location, UnknownLoc):      # unknown locations name no user op
+            by_loc.setdefault(op.location, []).append(op)
     home: dict[Value, list[Operation]] = {}
     res: dict[Operation, list[str]] = {}
     for g in _func(graph).regions[0].blocks[0].ops:
