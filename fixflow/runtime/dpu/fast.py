@@ -40,6 +40,12 @@ RUN_MAX = 4096                  # then a block of RUN_MAX zeros and one of RUN_M
 ZERO_BLOCK, MIN_BLOCK = 256, 256 + RUN_MAX
 NCONST = 256 + 2 * RUN_MAX
 F32_LIMIT = 1 << 24
+ALIGN = 64                      # regions and kernel outputs start at multiples of ALIGN value cells,
+                                # so runs of 8k cells can be gathered as int64 words
+
+
+def _align(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Kernel:
     wconst: np.ndarray | None = None      # folded constant weights (conv: float32 chunks)
     bconst: np.ndarray | None = None
     run: int = 1                          # x holds bases of runs of `run` consecutive cells
+    x8: np.ndarray | None = None          # x // 8 when every run is 8-aligned whole words (int64 gather)
     chunks: list[tuple[int, int]] = field(default_factory=list)
     wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
@@ -103,7 +110,7 @@ class _Builder:
         pos = NCONST
         for r in sorted(region_sizes):
             self.region_start[r] = pos
-            pos += int(region_sizes[r])
+            pos = _align(pos + int(region_sizes[r]))
         self.data_end = pos
         self.n = pos
         self.prov = np.zeros(machine.memory_bytes + 2, dtype=np.int64)
@@ -270,11 +277,17 @@ def _compact(x: np.ndarray) -> tuple[np.ndarray, int]:
     return base.reshape(x.shape[:-1] + (n // run,)), run
 
 
-def _gather(v: np.ndarray, base: np.ndarray, run: int) -> np.ndarray:
+def _gather(v: np.ndarray, base: np.ndarray, run: int, base8: np.ndarray | None = None) -> np.ndarray:
     """v[:, cells] for the cells stored as runs (see `_compact`): each index copies `run` bytes
     through a sliding-window view, without materializing the full index array."""
     if run == 1:
         return v[:, base]
+    if base8 is not None and v.shape[1] % 8 == 0:
+        v8 = v.view(np.int64)
+        r8 = run // 8
+        win = np.lib.stride_tricks.as_strided(v8, (v8.shape[0], v8.shape[1] - r8 + 1, r8),
+                                              (v8.strides[0], 8, 8), writeable=False)
+        return win[:, base8].view(np.int8).reshape((v.shape[0],) + base.shape[:-1] + (-1,))
     win = np.lib.stride_tricks.as_strided(v, (v.shape[0], v.shape[1] - run + 1, run),
                                           (v.strides[0], v.strides[1], v.strides[1]), writeable=False)
     return win[:, base].reshape((v.shape[0],) + base.shape[:-1] + (-1,))
@@ -313,7 +326,7 @@ class FastPlan:
     def _build(self, b: _Builder) -> None:
         merged = _merge(b.ops)
         remap = np.arange(b.n, dtype=np.int64)
-        pos = b.data_end
+        pos = _align(b.data_end)
         layouts = []
         for kind, params, blocks in merged:
             # result layout: rows = stacked ops of a block, columns = blocks side by side
@@ -322,7 +335,7 @@ class FastPlan:
             out = np.concatenate(outs, axis=1)
             remap[out.ravel()] = pos + np.arange(out.size)
             layouts.append((kind, params, blocks, pos, out.size))
-            pos += out.size
+            pos = _align(pos + out.size)
         self.n_values = pos
         idx_t = np.int32 if pos < 2**31 else np.int64
         self.kernels: list[Kernel] = []
@@ -373,6 +386,12 @@ class FastPlan:
         for d in self.final_ddr.values():
             mark(d)
         keep |= used
+        for r in self.const_regs:       # drop whole ALIGN blocks only, so later cells keep their alignment
+            st, sz = self.region_start[r], self.region_sizes[r]
+            seg = keep[st:st + sz]
+            extra = (-int((~seg).sum())) % ALIGN
+            if extra:
+                seg[np.flatnonzero(~seg)[-extra:] if extra <= int((~seg).sum()) else slice(None)] = True
         new_end = int(keep.sum())
         shift = data_end - new_end
         newpos = np.cumsum(keep) - 1
@@ -396,6 +415,9 @@ class FastPlan:
         self.full_base = self.base
         self.base = self.base[keep]
         self.n_values -= shift
+        for k in self.kernels:
+            if k.run % 8 == 0 and k.x.size and not (k.x % 8).any():
+                k.x8 = (k.x // 8).astype(k.x.dtype)
 
     def _drop_zero_terms(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Leave out of a conv's reduction the terms that are exactly 0 for every input: rows whose
@@ -486,7 +508,7 @@ class FastPlan:
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
-        xg = _gather(v, k.x, k.run)                               # the input values, int8
+        xg = _gather(v, k.x, k.run, k.x8)                               # the input values, int8
         if k.kind == "conv" and k.fbias is not None:
             rows = xg.shape[1]
             acc = xg.reshape(batch * rows, -1).astype(np.float32) @ k.wchunks[0]   # 2*acc / 2^s, exact
