@@ -13,11 +13,13 @@ The tools run as installed: the console scripts next to this interpreter (not py
 `mlir-opt-22` from PATH. Python tools run with a bytecode cache (`PYTHONPYCACHEPREFIX` in a temporary
 directory, warmed by a small run first) as an installed package has; this checkout sets
 PYTHONDONTWRITEBYTECODE=1, under which every fixflow-opt start recompiles fixflow's modules, so
-`--help` is also measured that way, for information.
+`--help` is also measured that way, for information. In process, the garbage collector runs with the
+library defaults; a full collection before each round (untimed) starts every round on a clean heap.
 """
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import resource
@@ -157,7 +159,9 @@ def test_xdsl_opt_round_trip(benchmark, files, cached_env):
 
 # ---- in-process parse + verify + print ----------------------------------------------------------------
 def _bench_in_process(benchmark, name: str, fn, rounds: int):
-    """Time `fn` (wall by pytest-benchmark, CPU of this process by process_time); returns its result."""
+    """Time `fn` (wall by pytest-benchmark, CPU of this process by process_time); returns its result.
+    Before each round, untimed, a full collection clears the garbage of earlier rounds and tests, so
+    that no tool's round pays for collecting another's IR."""
     cpu: list[float] = []
 
     def run():
@@ -166,7 +170,7 @@ def _bench_in_process(benchmark, name: str, fn, rounds: int):
         cpu.append(time.process_time() - t)
         return out
 
-    out = benchmark.pedantic(run, rounds=rounds, iterations=1)
+    out = benchmark.pedantic(run, setup=gc.collect, rounds=rounds, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
         RESULTS[name] = (stats.stats.min, min(cpu))

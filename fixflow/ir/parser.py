@@ -1381,8 +1381,8 @@ _TOO_DEEP = "nesting too deep here (regions, types, attributes or locations exce
 #: parses that leave fewer GC-tracked objects than this are left to the collector's usual course
 _GC_PROMOTE_MIN = 20_000
 #: at most this many parsed objects are promoted between two full collections (bounds the memory that
-#: dropped IR may hold until the next full collection; beyond it, objects take the usual way)
-_GC_PROMOTE_MAX = 4_000_000
+#: dropped IR may hold until the next full collection, about 250 MB; beyond it, objects take the usual way)
+_GC_PROMOTE_MAX = 2_000_000
 _gc_promoted = [0, -1]  # objects promoted since the last full collection, number of that collection
 
 

@@ -8,8 +8,10 @@
     passes/dpu/         DPU level (partition, lowering, allocation, scheduling)
 
 A module that defines passes (`@register_pass`) is listed in `PASS_MODULES`; it is imported only
-when a pass is looked up by name or all passes are listed (`fixflow-opt --help`). A listed module
-that does not exist (yet) is skipped.
+when a pass is looked up by name or all passes are listed. A listed module that does not exist (yet)
+is skipped. `index.py` holds every built-in pass's name, summary and options as text, so that
+`fixflow-opt --help` lists them without importing them; after adding or changing a pass, regenerate it
+with `python -m fixflow.passes.index` (a test compares it with the registry).
 """
 
 from __future__ import annotations

@@ -28,17 +28,16 @@ class _PassFlag(argparse.Action):
 
 
 def _build_parser(passes: dict | None) -> argparse.ArgumentParser:
-    """The command line; `passes=None` gives the quick parser of the common options alone (no --help,
+    """The command line; `passes` maps each pass name to its `fixflow.passes.index` entry (summary and
+    options as text). `passes=None` gives the quick parser of the common options alone (no --help,
     no abbreviations), which spares loading the pass registry when no pass flag is used."""
     epilog = []
     if passes is not None:
-        from ..ir.passes import _format_option
         epilog.append("passes (also usable as --<name>[=\"key=value ...\"], in command-line order):")
-        for name, cls in passes.items():
-            epilog.append(f"  {name:<26} {cls.SUMMARY}")
-            for oname, typ, default, help_ in cls.option_fields():
-                tname = getattr(typ, "__name__", str(typ)).replace("typing.", "")
-                epilog.append(f"      {oname}=<{tname}>  (default {_format_option(default)}) {help_}".rstrip())
+        for name, (_module, summary, options) in passes.items():
+            epilog.append(f"  {name:<26} {summary}")
+            for oname, tname, default, help_ in options:
+                epilog.append(f"      {oname}=<{tname}>  (default {default}) {help_}".rstrip())
     p = ArgumentParser(
         prog="fixflow-opt", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Parse fixflow/MLIR generic text IR, run a pass pipeline, and print the result.",
@@ -218,24 +217,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         _ONE_SHOT = False
 
 
+def _help_from_index(argv: list[str], plugins: list[str]) -> None:
+    """`--help` without loading a pass module: when the passes are the built-in ones alone (no plugin
+    file, no installed plugin package), the full parser is built from the static pass index, which
+    `tests/passes/test_pass_index.py` keeps equal to the registry. Returns if the help is not printed."""
+    if plugins or not any(a in ("-h", "--help") for a in argv):
+        return
+    from importlib.metadata import entry_points
+    if entry_points(group="fixflow.passes"):
+        return
+    from ..passes.index import PASSES
+    _build_parser(dict(sorted(PASSES.items()))).parse_args(argv)  # prints the help and exits
+
+
 def _parse_command_line(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     """The arguments and the pass classes by name. The registry (every pass module and the dialects
-    they use) is only loaded when the command line needs it: pass flags, --help, plugins, or anything
-    the quick parser does not take as it is (the full parser then also reports any usage error)."""
+    they use) is only loaded when the command line needs it: pass flags, plugins, or anything the quick
+    parser does not take as it is (the full parser then also reports any usage error); --help alone
+    reads the static pass index instead."""
     try:
         args, rest = _build_parser(None).parse_known_args(argv)
         if not rest and not args.load_pass_plugin:
             return args, {}
     except ToolError:
         pass
-    from ..ir.passes import load_pass_plugin, registered_passes
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--load-pass-plugin", action="append", default=[])
     known, _ = pre.parse_known_args(argv)
+    _help_from_index(argv, known.load_pass_plugin)
+    from ..ir.passes import load_pass_plugin, registered_passes
+    from ..passes.index import pass_entry
     for path in known.load_pass_plugin:
         load_pass_plugin(path)
     passes = registered_passes()
-    return _build_parser(passes).parse_args(argv), passes
+    return _build_parser({name: pass_entry(cls) for name, cls in passes.items()}).parse_args(argv), passes
 
 
 def _main(argv: Sequence[str] | None) -> int:
