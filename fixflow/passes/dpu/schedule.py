@@ -74,38 +74,42 @@ def _pixel_lines(bank: int, base: int, count: int, stride: int, lines_px: int, d
     return bank * depth + a % depth
 
 
-def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_px: int) -> list[np.ndarray]:
+def _pixels(bank_starts: list[tuple[int, int]], count: int, stride: int, lines_px: int, depth: int) -> np.ndarray:
+    """Lines of `count` pixels (`stride` lines apart, `lines_px` lines each) from each (bank, first line)."""
+    bs = np.array(bank_starts, dtype=np.int64).reshape(-1, 2)
+    px = np.add.outer(np.arange(count, dtype=np.int64) * stride, np.arange(lines_px, dtype=np.int64)).reshape(-1)
+    return (bs[:, :1] * depth + (bs[:, 1:] + px[None, :]) % depth).reshape(-1)
+
+
+def _rows_in(ins: dict, init: dict, g: Geometry, real_h: int, src_w: int, lines_px: int) -> np.ndarray:
     """Bank lines of the input rows 0..real_h-1 of a CONV/ALU (dpu-semantics.md (2).3)."""
-    out = []
+    starts = []
     base = ins["bank_id_in"] - ins["bank_id_in"] % g.pp
     bank = ins["bank_id_in"]
     so = init["stride_offset_in"]
     group = 0
     addrs = (ins["bank_addr_in"], ins["bank_addr_in_1"], ins["bank_addr_in_2"], ins["bank_addr_in_3"])
     for _ in range(real_h):
-        a = addrs[min(group, 3)] + so * init["jump_read_endl"]
-        out.append(_pixel_lines(bank, a, src_w, init["jump_read"], lines_px, g.depth))
+        starts.append((bank, addrs[min(group, 3)] + so * init["jump_read_endl"]))
         so += 1
         if so == init["stride_h"]:
             so = 0
             bank += 1
             if bank == base + g.pp:
                 bank, group = base, group + 1
-    return out
+    return _pixels(starts, src_w, init["jump_read"], lines_px, g.depth)
 
 
-def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_px: int) -> list[np.ndarray]:
-    out = []
+def _rows_out(ins: dict, init: dict, g: Geometry, vpp: int, length: int, lines_px: int) -> np.ndarray:
+    starts = []
     base = ins["bank_id_out"] - ins["bank_id_out"] % g.pp
     o = ins["bank_id_out"] % g.pp
     so, s = init["stride_offset_out"], init["stride_out"]
     for h in range(vpp):
         boff = (h + so) // s
-        bank = base + (o + boff) % g.pp
-        a = (ins["bank_addr_out"] + ((o + boff) // g.pp) * s * init["jump_write_endl"]
-             + ((h + so) % s) * init["jump_write_endl"])
-        out.append(_pixel_lines(bank, a, length, init["jump_write"], lines_px, g.depth))
-    return out
+        starts.append((base + (o + boff) % g.pp, ins["bank_addr_out"] + ((o + boff) // g.pp) * s * init["jump_write_endl"]
+                       + ((h + so) % s) * init["jump_write_endl"]))
+    return _pixels(starts, length, init["jump_write"], lines_px, g.depth)
 
 
 def _ddr_blocks(start: int, count: int, stride: int, nbytes: int) -> np.ndarray:
@@ -139,29 +143,48 @@ class Footprints:
 
 
 def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
-    """What every instruction reads and writes (bank lines and DDR blocks)."""
-    banks_r: list[list[np.ndarray]] = []
-    banks_w: list[list[np.ndarray]] = []
-    ddr_r: list[list[tuple[int, np.ndarray]]] = []
-    ddr_w: list[list[tuple[int, np.ndarray]]] = []
+    """What every instruction reads and writes (bank lines and DDR blocks).
+
+    Every CONV reads the same lines of all OCP conv-weight banks, so those banks are one resource
+    (bank `g.convw`): exact for ordering, and OCP times fewer lines to track."""
+    num_banks = g.bias + 1
+    bank_lines = num_banks * g.depth
+    # a region no SAVE writes (constants, inputs) cannot take part in a hazard: it is not tracked
+    written = {ins.fields["reg_id"] for ins in instrs if ins.name == "SAVE"}
+    extent: dict[int, int] = defaultdict(int)           # DDR blocks of each written region LOAD/SAVE touch
+    for ins in instrs:
+        if ins.name in ("LOAD", "SAVE") and ins.fields["reg_id"] in written:
+            f = ins.fields
+            if f["length"] > 0 and f["channel"] > 0:
+                jump = f["jump_read"] if ins.name == "LOAD" else f["jump_write"]
+                last = (f["ddr_addr"] + (f["length"] - 1) * jump + f["channel"] - 1) // DDR_BLOCK
+                extent[f["reg_id"]] = max(extent[f["reg_id"]], last + 1)
+    reg_base, pos = {}, bank_lines
+    for reg in sorted(extent):
+        reg_base[reg] = pos
+        pos += extent[reg]
+    convw = range(g.convw, g.convw + g.ocp)
+    reads: list[np.ndarray] = []
+    writes: list[np.ndarray] = []
+    empty = np.zeros(0, dtype=np.int64)
     convinit: dict = {}
     aluinit: dict = {}
     elewinit: deque = deque()
-    num_banks = g.bias + 1
+    weight_lines: dict[tuple[int, int], np.ndarray] = {}
     for ins in instrs:
         f = ins.fields
         r: list[np.ndarray] = []
         w: list[np.ndarray] = []
-        dr: list[tuple[int, np.ndarray]] = []
-        dw: list[tuple[int, np.ndarray]] = []
         if ins.name == "LOAD":
             n = math.ceil(f["channel"] / g.width)
-            w.append(_pixel_lines(f["bank_id"], f["bank_addr"], f["length"], f["jump_write"], n, g.depth))
-            dr.append((f["reg_id"], _ddr_blocks(f["ddr_addr"], f["length"], f["jump_read"], f["channel"])))
+            bank = g.convw if f["bank_id"] in convw else f["bank_id"]
+            w.append(_pixel_lines(bank, f["bank_addr"], f["length"], f["jump_write"], n, g.depth))
+            if f["reg_id"] in written:
+                r.append(reg_base[f["reg_id"]] + _ddr_blocks(f["ddr_addr"], f["length"], f["jump_read"], f["channel"]))
         elif ins.name == "SAVE":
             n = math.ceil(f["channel"] / g.width)
             r.append(_pixel_lines(f["bank_id"], f["bank_addr"], f["length"], f["jump_read"], n, g.depth))
-            dw.append((f["reg_id"], _ddr_blocks(f["ddr_addr"], f["length"], f["jump_write"], f["channel"])))
+            w.append(reg_base[f["reg_id"]] + _ddr_blocks(f["ddr_addr"], f["length"], f["jump_write"], f["channel"]))
         elif ins.name == "CONVINIT":
             convinit = dict(f)
         elif ins.name == "ALUINIT":
@@ -171,23 +194,27 @@ def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
             cg = f["channel_group"]
             real_h = (c["valid_pixel_parallel"] - 1) * c["stride_h"] + c["kernel_h"]
             src_w = (f["length"] - 1) * c["stride_w"] + c["kernel_w"]
-            r += _rows_in(f, c, g, real_h, src_w, cg)
+            r.append(_rows_in(f, c, g, real_h, src_w, cg))
             taps = c["kernel_h"] * c["kernel_w"] * cg
-            r += [_lines(g.convw + b, f["bank_addr_weights"], taps, g.depth) for b in range(g.ocp)]
+            key = (f["bank_addr_weights"], taps)
+            wl = weight_lines.get(key)
+            if wl is None:
+                wl = weight_lines[key] = _lines(g.convw, f["bank_addr_weights"], taps, g.depth)
+            r.append(wl)
             r.append(_lines(g.bias, f["bank_addr_bias"], 1, g.depth))
-            w += _rows_out(f, c, g, c["valid_pixel_parallel"], f["length"], 1)
+            w.append(_rows_out(f, c, g, c["valid_pixel_parallel"], f["length"], 1))
         elif ins.name == "ALU":
             c = aluinit
             cg = c["channel_group"]
             real_h = (f["valid_pixel_parallel"] - 1) * c["stride_h"] + c["kernel_h"]
             src_w = (c["length"] - 1) * c["stride_w"] + c["kernel_w"]
-            r += _rows_in(f, c, g, real_h, src_w, cg)
+            r.append(_rows_in(f, c, g, real_h, src_w, cg))
             if c["exec_mode"] in (0, 6, 8):
                 r.append(_pixel_lines(g.dwconvw, f["bank_addr_weights"], c["kernel_h"] * c["kernel_w"],
                                       c["jump_read_weights"], cg, g.depth))
             if c["exec_mode"] == 0:
                 r.append(_lines(g.bias, f["bank_addr_bias"], cg, g.depth))
-            w += _rows_out(f, c, g, f["valid_pixel_parallel"], c["length"], cg)
+            w.append(_rows_out(f, c, g, f["valid_pixel_parallel"], c["length"], cg))
         elif ins.name == "ELEWINIT":
             elewinit.append(dict(f))
         elif ins.name == "ELEW":
@@ -197,52 +224,43 @@ def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
                     raise ScheduleError("an ELEW has fewer queued ELEWINITs than inputs")
                 e = elewinit.popleft()
                 base = e["bank_id_in"] - e["bank_id_in"] % g.pp
+                starts = []
                 for k in range(f["valid_pixel_parallel"]):
                     off = e["bank_id_in"] - base + k * e["jump_bank"]
                     bank = e["bank_id_in"] if e["share_pp"] else base + off % g.pp
-                    line = e["bank_addr_in"] + (0 if e["share_pp"] else off // g.pp) * e["jump_read_endl"]
-                    r.append(_pixel_lines(bank, line, f["length"], e["jump_read"], cg, g.depth))
+                    starts.append((bank, e["bank_addr_in"] + (0 if e["share_pp"] else off // g.pp) * e["jump_read_endl"]))
+                r.append(_pixels(starts, f["length"], e["jump_read"], cg, g.depth))
             base = f["bank_id_out"] - f["bank_id_out"] % g.pp
+            starts = []
             for k in range(f["valid_pixel_parallel"]):
                 off = f["bank_id_out"] - base + k
-                line = f["bank_addr_out"] + (off // g.pp) * f["jump_write_endl"]
-                w.append(_pixel_lines(base + off % g.pp, line, f["length"], f["jump_write"], cg, g.depth))
+                starts.append((base + off % g.pp, f["bank_addr_out"] + (off // g.pp) * f["jump_write_endl"]))
+            w.append(_pixels(starts, f["length"], f["jump_write"], cg, g.depth))
         elif ins.name != "END":
             raise ScheduleError(f"no footprint model for {ins.name}")
-        banks_r.append(r)
-        banks_w.append(w)
-        ddr_r.append(dr)
-        ddr_w.append(dw)
-    bank_lines = num_banks * g.depth
-    extent: dict[int, int] = defaultdict(int)
-    for parts in (ddr_r, ddr_w):
-        for lst in parts:
-            for reg, a in lst:
-                if a.size:
-                    extent[reg] = max(extent[reg], int(a.max()) + 1)
-    reg_base, pos = {}, bank_lines
-    for reg in sorted(extent):
-        reg_base[reg] = pos
-        pos += extent[reg]
-
-    def join(bank_parts, ddr_parts) -> np.ndarray:
-        arrs = list(bank_parts) + [a + reg_base[reg] for reg, a in ddr_parts if a.size]
-        return np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int64)
-
-    reads = [join(b, d) for b, d in zip(banks_r, ddr_r)]
-    writes = [join(b, d) for b, d in zip(banks_w, ddr_w)]
+        reads.append(r[0] if len(r) == 1 else np.concatenate(r) if r else empty)
+        writes.append(w[0] if len(w) == 1 else np.concatenate(w) if w else empty)
     return Footprints(reads, writes, pos, bank_lines, reg_base)
 
 
-def _need(units: np.ndarray, idx: np.ndarray, need: list[int]) -> None:
-    """need[u] = max(need[u], largest index of `idx` whose instruction is on unit u)."""
-    idx = idx[idx >= 0]
-    if idx.size:
-        on = units[idx]
-        for u in range(4):
-            sel = idx[on == u]
-            if sel.size:
-                need[u] = max(need[u], int(sel.max()))
+_UNITS = np.arange(4, dtype=np.int64)[:, None]
+_NONE = np.full(4, -1, dtype=np.int64)
+
+
+def _conflicts(last_writer: np.ndarray, writer_unit: np.ndarray, last_reader: np.ndarray, reads: np.ndarray,
+               writes: np.ndarray) -> np.ndarray:
+    """Per unit, the newest earlier instruction of that unit an access conflicts with (-1: none): the
+    newest writer of anything read or written, and readers of what is written newer than its writer."""
+    res = _NONE
+    if writes.size:
+        lw = last_writer[writes]
+        lr = last_reader[:, writes]
+        res = np.where(lr > lw[None, :], lr, -1).max(axis=1, initial=-1)
+    acc = np.concatenate([reads, writes]) if reads.size and writes.size else (reads if reads.size else writes)
+    if acc.size:
+        w = np.where(writer_unit[acc][None, :] == _UNITS, last_writer[acc][None, :], -1).max(axis=1, initial=-1)
+        res = np.maximum(res, w)
+    return res
 
 
 def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints | None = None,
@@ -256,6 +274,7 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprin
     for ins in instrs:
         ins.dpdon = ins.dpdby = 0
     last_writer = np.full(fps.size, -1, dtype=np.int64)
+    writer_unit = np.full(fps.size, -1, dtype=np.int64)
     last_reader = np.full((4, fps.size), -1, dtype=np.int64)   # newest reader of each unit
     last_of_unit = [-1, -1, -1, -1]
     covered = [[-1] * 4 for _ in range(4)]    # covered[A][B]: B has waited on A's instruction index
@@ -265,14 +284,9 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprin
         reads, writes = fps.reads[j], fps.writes[j]
         if ins.name == "END":
             need = list(last_of_unit)
-        if reads.size:
-            _need(units, last_writer[reads], need)
-        if writes.size:
-            lw = last_writer[writes]
-            _need(units, lw, need)
-            for a in range(4):
-                lr = last_reader[a, writes]
-                _need(units, lr[lr > lw], need)
+        if reads.size or writes.size:
+            c = _conflicts(last_writer, writer_unit, last_reader, reads, writes)
+            need = [max(int(x), y) for x, y in zip(c, need)]
         for a in range(4):
             if a == u or need[a] < 0 or need[a] <= covered[a][u]:
                 continue
@@ -284,6 +298,7 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprin
             last_reader[u, reads] = j
         if writes.size:
             last_writer[writes] = j
+            writer_unit[writes] = u
         last_of_unit[u] = j
     if own_unit_bits:
         for j, ins in enumerate(instrs):
@@ -360,9 +375,22 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints 
         return int(bad.min()) if bad.size else None
 
     last_writer = np.full(fps.size, -1, dtype=np.int64)
+    writer_unit = np.full(fps.size, -1, dtype=np.int64)
     last_reader = np.full((4, fps.size), -1, dtype=np.int64)
     for j in range(n):
         reads, writes = fps.reads[j], fps.writes[j]
+        u = int(units[j])
+        if reads.size or writes.size:
+            # within a unit `own` grows with the index: the newest conflicting instruction of each unit is
+            # ordered before j iff all of that unit's are
+            c = _conflicts(last_writer, writer_unit, last_reader, reads, writes)
+            if all(p < 0 or own[p] <= clock[j, a] for a, p in enumerate(c.tolist())):
+                if reads.size:                  # all ordered (the common case): bookkeeping only
+                    last_reader[u, reads] = j
+                if writes.size:
+                    last_writer[writes] = j
+                    writer_unit[writes] = u
+                continue
         if reads.size:
             i = first_unordered(last_writer[reads], j)
             if i is not None:
@@ -378,9 +406,10 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints 
                 if i is not None:
                     raise ScheduleError(_race("write-after-read", i, j, writes, last_reader[a], fps, depth, instrs))
         if reads.size:
-            last_reader[int(units[j]), reads] = j
+            last_reader[u, reads] = j
         if writes.size:
             last_writer[writes] = j
+            writer_unit[writes] = u
     return {f"{UNIT_NAMES[u]} instructions": len(per_unit[u]) for u in range(4)}
 
 
