@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "reference"))
-from _amd_files import zoo_int_xmodel  # noqa: E402
+from _amd_files import zoo_int_xmodel
 
 pytest.importorskip("torch")
 
@@ -144,7 +144,8 @@ def check_final_ir(out: Path, path: Path) -> None:
     from fixflow.ir import parse_module, print_module
     text = (out / "ir" / "04_schedule-dpu.mlir").read_text()
     module = parse_module(text, "04_schedule-dpu.mlir")
-    assert print_module(module) + "\n" == text, "04_schedule-dpu.mlir: print -> parse -> print"  # the tool ends the file with a newline
+    # fixflow-compile ends each IR file with a newline
+    assert print_module(module) + "\n" == text, "04_schedule-dpu.mlir: print -> parse -> print"
     progs = {p.sym_name: p for p in module.body.ops if isinstance(p, ProgramOp)}
     sgs = read_compiled(path).dpu_subgraphs
     assert sorted(progs) == sorted(sg.name for sg in sgs)
