@@ -158,6 +158,10 @@ def test_xdsl_opt_round_trip(benchmark, files, cached_env):
 
 
 # ---- in-process parse + verify + print ----------------------------------------------------------------
+def _collect() -> None:
+    gc.collect()
+
+
 def _bench_in_process(benchmark, name: str, fn, rounds: int):
     """Time `fn` (wall by pytest-benchmark, CPU of this process by process_time); returns its result.
     Before each round, untimed, a full collection clears the garbage of earlier rounds and tests, so
@@ -170,7 +174,7 @@ def _bench_in_process(benchmark, name: str, fn, rounds: int):
         cpu.append(time.process_time() - t)
         return out
 
-    out = benchmark.pedantic(run, setup=gc.collect, rounds=rounds, iterations=1)
+    out = benchmark.pedantic(run, setup=_collect, rounds=rounds, iterations=1)
     stats = getattr(benchmark, "stats", None)
     if stats is not None and getattr(stats, "stats", None) is not None:
         RESULTS[name] = (stats.stats.min, min(cpu))
