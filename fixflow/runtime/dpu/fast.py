@@ -40,8 +40,7 @@ RUN_MAX = 4096                  # then a block of RUN_MAX zeros and one of RUN_M
 ZERO_BLOCK, MIN_BLOCK = 256, 256 + RUN_MAX
 NCONST = 256 + 2 * RUN_MAX
 F32_LIMIT = 1 << 24
-ALIGN = 64                      # regions and kernel outputs start at multiples of ALIGN value cells,
-                                # so runs of 8k cells can be gathered as int64 words
+ALIGN = 64                      # regions and kernel outputs start at multiples of ALIGN value cells
 
 
 def _align(n: int) -> int:
@@ -76,7 +75,6 @@ class Kernel:
     wconst: np.ndarray | None = None      # folded constant weights (conv: float32 chunks)
     bconst: np.ndarray | None = None
     run: int = 1                          # x holds bases of runs of `run` consecutive cells
-    x8: np.ndarray | None = None          # x // 8 when every run is 8-aligned whole words (int64 gather)
     chunks: list[tuple[int, int]] = field(default_factory=list)
     wchunks: list[np.ndarray] = field(default_factory=list)   # contiguous float32 weight chunks
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
@@ -277,20 +275,21 @@ def _compact(x: np.ndarray) -> tuple[np.ndarray, int]:
     return base.reshape(x.shape[:-1] + (n // run,)), run
 
 
-def _gather(v: np.ndarray, base: np.ndarray, run: int, base8: np.ndarray | None = None) -> np.ndarray:
-    """v[:, cells] for the cells stored as runs (see `_compact`): each index copies `run` bytes
-    through a sliding-window view, without materializing the full index array."""
+def _gather(v: np.ndarray, base: np.ndarray, run: int) -> np.ndarray:
+    """v[:, cells] for the cells stored as runs (see `_compact`), without materializing the full index
+    array: each run is one item of a `run`-byte void dtype laid over overlapping windows of `v` (a
+    C-contiguous (B, n) int8 array), so each index is one memcpy."""
     if run == 1:
         return v[:, base]
-    if base8 is not None and v.shape[1] % 8 == 0:
-        v8 = v.view(np.int64)
-        r8 = run // 8
-        win = np.lib.stride_tricks.as_strided(v8, (v8.shape[0], v8.shape[1] - r8 + 1, r8),
-                                              (v8.strides[0], 8, 8), writeable=False)
-        return win[:, base8].view(np.int8).reshape((v.shape[0],) + base.shape[:-1] + (-1,))
-    win = np.lib.stride_tricks.as_strided(v, (v.shape[0], v.shape[1] - run + 1, run),
-                                          (v.strides[0], v.strides[1], v.strides[1]), writeable=False)
-    return win[:, base].reshape((v.shape[0],) + base.shape[:-1] + (-1,))
+    vv = np.ndarray((v.shape[0], v.shape[1] - run + 1), dtype=f"V{run}", buffer=v,
+                    strides=(v.strides[0], v.strides[1]))
+    if v.shape[0] == 1:
+        g = vv[0][base][None]
+    else:
+        g = np.empty((v.shape[0],) + base.shape, dtype=vv.dtype)
+        for i in range(v.shape[0]):
+            g[i] = vv[i][base]
+    return g.view(np.int8).reshape((v.shape[0],) + base.shape[:-1] + (-1,))
 
 
 class FastPlan:
@@ -415,9 +414,6 @@ class FastPlan:
         self.full_base = self.base
         self.base = self.base[keep]
         self.n_values -= shift
-        for k in self.kernels:
-            if k.run % 8 == 0 and k.x.size and not (k.x % 8).any():
-                k.x8 = (k.x // 8).astype(k.x.dtype)
 
     def _drop_zero_terms(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Leave out of a conv's reduction the terms that are exactly 0 for every input: rows whose
@@ -508,7 +504,7 @@ class FastPlan:
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         res: np.ndarray
-        xg = _gather(v, k.x, k.run, k.x8)                               # the input values, int8
+        xg = _gather(v, k.x, k.run)                               # the input values, int8
         if k.kind == "conv" and k.fbias is not None:
             rows = xg.shape[1]
             acc = xg.reshape(batch * rows, -1).astype(np.float32) @ k.wchunks[0]   # 2*acc / 2^s, exact
