@@ -26,7 +26,9 @@ from ...ir.core import Operation, Value
 
 ACT_TYPES = {"NONE": 0, "RELU": 1, "LEAKYRELU": 3, "RELU6": 4}
 #: ALUINIT exec_mode values (spec dpu-isa.md)
-ALU_MODES = {"dwconv": 0, "avg_pool": 2, "max_pool": 3, "dwconv_no_bias": 6}
+ALU_MODES = {"dwconv": 0, "avg_pool": 2, "max_pool": 3, "dwconv_no_bias": 6, "hsigmoid": 7}
+#: hard-sigmoid-fix = relu6(x + 3) * 2731 / 2^14: the ALU HSIGMOID's constant shift
+HSIGMOID_SHIFT = 14
 
 
 @dataclass(eq=False)
@@ -344,6 +346,10 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             layers.extend(_concat_layers(op, out, fm, fmaps, set(ops)))
         elif kind == "fix.upsample":
             layers.extend(_upsample_layers(op, out, fm(op.input)))
+        elif kind == "fix.hard_sigmoid":
+            fi, fo = _fmt_fp(op.input), _fmt_fp(op.results[0])
+            layers.append(AluLayer(out.name, "hsigmoid", fm(op.input), out, Window((1, 1), (1, 1), (0, 0, 0, 0)),
+                                   shift_cut=HSIGMOID_SHIFT + fi - fo, shift_bias=fi, ops=[op]))
         elif kind == "fix.pad":
             layers.extend(_pad_layers(op, out, fm(op.input)))
         else:

@@ -196,10 +196,11 @@ def dpu_reason(op: Operation, target) -> str | None:
         return _upsample_reason(op, target)
     if kind == "fix.pad":
         return _pad_reason(op, target)
+    if kind == "fix.hard_sigmoid":
+        return _hsigmoid_reason(op, target)
     reasons = {
         "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
         "fix.transpose": "the DPU has no transpose",
-        "fix.hard_sigmoid": "hard sigmoid is not lowered by fixflow's DPU compiler yet",
         "fix.hard_swish": "ISA1 DPUs have no hard-swish engine",
         "fix.float": "fixed-to-float conversion of an output runs on the CPU",
         "fix.fix": "float/fixed conversion runs on the CPU",
@@ -283,6 +284,24 @@ def _pad_reason(op, target) -> str | None:
     _, h, w, c = op.input.type.shape
     if c > 4096:
         return f"pad of {c} channels: SAVE moves at most 4096 channels a pixel"
+    cg = math.ceil(c / target.icp)
+    return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
+
+
+def _hsigmoid_reason(op, target) -> str | None:
+    """ALU exec_mode HSIGMOID: max(0, x*2731 + 3*2731*2^fp_in) / 2^(14 + fp_in - fp_out) (equal to
+    hard-sigmoid-fix at output fix_pos >= 7, which the op's verifier requires)."""
+    r = _bits_ok(op)
+    if r:
+        return r
+    if "hsigmoid" not in target.alu.alu_types:
+        return f"{target.name}'s ALU has no hsigmoid mode"
+    fi, fo = _fp(op.input), op.fp_out
+    if not 0 <= fi <= SHIFT_BIAS_FIELD_MAX:
+        return f"hard sigmoid input fix_pos {fi} does not fit the ALU shift_bias field (0-{SHIFT_BIAS_FIELD_MAX})"
+    if not 0 <= 14 + fi - fo <= SHIFT_CUT_FIELD_MAX:
+        return f"hard sigmoid shift 14 + {fi} - {fo} does not fit the ALU shift_cut field"
+    _, h, w, c = op.input.type.shape
     cg = math.ceil(c / target.icp)
     return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
 
