@@ -146,9 +146,9 @@ def evaluate_op(op: Operation, args: list[np.ndarray]) -> list[np.ndarray]:
 def _checked(op: Operation, run_op: Evaluate, args: list[np.ndarray]) -> list[np.ndarray]:
     try:
         outputs = run_op(op, args)
-    except FixflowError:
-        raise
-    except (ValueError, TypeError, IndexError) as e:
+    except (FixflowError, ValueError, TypeError, IndexError) as e:
+        if isinstance(e, FixflowError) and (e.location is not None or not isinstance(e, ValueError)):
+            raise   # located already; a location-less ShapeError/NumericsError gets the op's location below
         shapes = ", ".join(_shape_text(np.shape(a)) for a in args)
         raise InterpreterError(f"'{op.name}' failed at run time on operand shapes {shapes}: {e}",
                                op.location) from None

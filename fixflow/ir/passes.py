@@ -40,8 +40,9 @@ class Pass:
         else:
             try:
                 self.options = self.Options(**kwargs)
-            except TypeError as e:
-                raise PipelineError(f"pass '{self.NAME}': {e}") from None
+            except (TypeError, ValueError) as e:   # ValueError: an option's validator rejected its value
+                msg = e.args[0] if e.args and isinstance(e.args[0], str) else str(e)
+                raise PipelineError(f"pass '{self.NAME}': {msg}") from None
 
     def run(self, module: Operation) -> None:
         raise NotImplementedError

@@ -22,6 +22,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from typing import IO, Any, Callable, Sequence
 
 from fixflow.ir.diagnostics import FixflowError, format_diagnostic
@@ -71,12 +72,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def _format_warning(message: Any, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
+    """A Python warning as one `warning: ...` line: numpy's RuntimeWarnings name no place in the user's
+    input, and the library source line Python would print means nothing to the user."""
+    return f"warning: {' '.join(str(message).split())} ({category.__name__})\n"
+
+
 def run_tool(body: Callable[[], int | None], stream: IO[str] | None = None) -> int:
     """Run a tool's body and turn every exception into one `error: ...` line and exit code 1.
 
     `body` returns the exit code (None = 0). `SystemExit` (e.g. from `--help`) passes its code through.
     """
     stream = stream or sys.stderr
+    saved_format = warnings.formatwarning
+    warnings.formatwarning = _format_warning
     try:
         code = body()
         return 0 if code is None else int(code)
@@ -94,6 +103,8 @@ def run_tool(body: Callable[[], int | None], stream: IO[str] | None = None) -> i
         msg = " ".join(str(e).split("\n"))
         print(f"error: internal error: {type(e).__name__}: {msg}{where}; please report this bug", file=stream)
         return 1
+    finally:
+        warnings.formatwarning = saved_format
 
 
 def read_text(path: str) -> str:

@@ -134,10 +134,9 @@ def _import_dsl(path: str, weights: str | None) -> Any:
     text = read_text(path)
     arrays = None
     if weights:
-        import numpy as np
+        from fixflow.frontends.dsl.weights import load_npz
         try:
-            with np.load(weights, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+            arrays = load_npz(weights)
         except (OSError, ValueError) as e:
             raise ToolError(f"cannot read weights '{weights}': {e}") from None
     return import_dsl(text, path, arrays, weights_name=weights)

@@ -8,13 +8,12 @@ import sys
 from collections.abc import Sequence
 
 
-class _UsageError(Exception):
-    pass
+from .common import ArgumentParser, ToolError
 
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise _UsageError(f"{message} (see fixflow-xir --help)")
+        raise ToolError(f"{message} (see fixflow-xir --help)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -183,24 +182,21 @@ def _run(args: argparse.Namespace) -> None:
         _graphviz(amd_views.to_dot(g), args.cmd, args.out)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``fixflow-xir``; returns the process exit code."""
-    from fixflow.ir.diagnostics import FixflowError
-
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parser().parse_args(argv)
     try:
-        args = _parser().parse_args(argv)
         _run(args)
-    except _UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except FixflowError as e:
-        print(e.render(), file=sys.stderr)
-        return 1
-    except SystemExit as e:  # --help
-        return e.code if isinstance(e.code, int) else 0
-    except BrokenPipeError:
+    except BrokenPipeError:   # `fixflow-xir ... | head`
         return 0
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``fixflow-xir``; returns the process exit code. Errors go through the tools' shared
+    path (`run_tool`): one `error: ...` line, exit code 1, never a traceback."""
+    from .common import run_tool
+
+    return run_tool(lambda: _main(argv))
 
 
 if __name__ == "__main__":

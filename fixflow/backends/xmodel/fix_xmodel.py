@@ -44,6 +44,7 @@ from ...ir.location import UNKNOWN_LOC, NameLoc
 from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
 from ...dialects.fix.types import FixedPointType
 from ...ir.types import FloatType, TensorType, f32
+from .int_validate import ARGUMENTS, check_xop
 from .model import XAttr, XGraph, XModelError, XOp, XSubgraph, XTensor
 from .serial import read_xmodel, write_xmodel
 
@@ -373,6 +374,7 @@ class _Importer:
             missing = [p for p in xop.input_ops() if p not in self.values]
             if missing:
                 raise XModelError(f"op {xop.name!r} reads {missing[0]!r}, which is not defined before it")
+            check_xop(xop, None if xop.type in ARGUMENTS else _graph_arguments(xop.type))
             try:
                 self.convert(xop, pending_args)
             except FixflowError as e:
@@ -494,7 +496,7 @@ class _Importer:
             cv = bytes(xop.attr("constant_values", b"\x00"))
             value = int(np.frombuffer(cv[:1] or b"\x00", dtype=np.int8)[0])
             self.add(xop, self.build(Q.PadOp, xop, self.val(xop, "input"), pad=(p[2], p[3], p[4], p[5]),
-                                     mode=modes.get(str(_need(xop, "mode")), "constant"), value=value))
+                                     mode=modes[_need(xop, "mode")], value=value))
         elif t in ("hard-sigmoid-fix", "hard-swish-fix"):
             cls = Q.HardSigmoidOp if t == "hard-sigmoid-fix" else Q.HardSwishOp
             self.add(xop, self.build(cls, xop, self.val(xop, "input")))
@@ -544,6 +546,22 @@ class _Importer:
                              **attrs)
         except (ValueError, TypeError, KeyError) as e:
             raise XModelError(f"op {xop.name!r} ({xop.type}): {e}") from None
+
+
+def _graph_arguments(xtype: str) -> dict[str, int | None] | None:
+    """The XIR arguments of a float (CPU) op type and how many producers each takes (None: unknown type)."""
+    gname, args = _GRAPH_FROM_XIR.get(xtype, (xtype, {}))
+    cls = lookup_op_class("graph." + gname)
+    if cls is None:
+        return None
+    out: dict[str, int | None] = {}
+    for d in cls.OPERANDS:
+        for a in {args.get(d.name, d.name), d.name}:   # files of fixflow <= 0.1 used the graph operand names
+            if d.kind == "variadic":
+                out[a] = None
+            elif out.get(a, 0) is not None:
+                out[a] = out.get(a, 0) + 1
+    return out
 
 
 def xgraph_to_module(g: XGraph) -> ModuleOp:

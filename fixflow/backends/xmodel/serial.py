@@ -231,8 +231,15 @@ _WIRE_OF = {"int32": 0, "int64": 0, "uint32": 0, "uint64": 0, "bool": 0,
             "float": 5, "double": 1, "string": 2, "bytes": 2}
 
 
-def _diagnose(data: memoryview, message: str, base: int = 0, path: str = "Graph") -> str | None:
+#: protobuf's decoder (upb) refuses messages nested deeper than 100
+MAX_NESTING = 100
+
+
+def _diagnose(data: memoryview, message: str, base: int = 0, path: str = "Graph", depth: int = 0) -> str | None:
     """Walk ``data`` as ``message`` with the schema table; describe the first problem."""
+    if depth >= MAX_NESTING:
+        return (f"messages nested deeper than {MAX_NESTING} levels at byte {base} "
+                f"({path.split('.', 1)[0]}.{'.'.join(path.split('.')[1:4])}...)")
     table = dict(schema.MESSAGES)
     fields = {num: (name, schema._parse_spec(spec)) for name, num, spec in table[message]}
     try:
@@ -245,7 +252,7 @@ def _diagnose(data: memoryview, message: str, base: int = 0, path: str = "Graph"
                 sub = _diagnose_entry(f, typ, where)
             elif typ in table:
                 sub = (_wire_mismatch(f, where, wire.LEN)
-                       or _diagnose(f.value, typ, f.data_offset, where))
+                       or _diagnose(f.value, typ, f.data_offset, where, depth + 1))
             else:
                 expect = _WIRE_OF.get(typ, 0)  # enums are varints
                 if kind == "repeated" and expect != wire.LEN and f.wire_type == wire.LEN:
@@ -272,7 +279,7 @@ def _diagnose_entry(f: wire.Field, typ: str, where: str) -> str | None:
                 bad = _wire_mismatch(e, where + ".key", wire.LEN)
             elif e.num == 2:
                 bad = (_wire_mismatch(e, where + ".value", wire.LEN)
-                       or _diagnose(e.value, typ, e.data_offset, where + ".value")
+                       or _diagnose(e.value, typ, e.data_offset, where + ".value", 1)
                        if typ in dict(schema.MESSAGES)
                        else _wire_mismatch(e, where + ".value", _WIRE_OF.get(typ, 0)))
             if bad:

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...ir.diagnostics import FixflowError
+
 __all__ = [
     "NumericsError",
     "ROUND_MODES",
@@ -53,8 +55,12 @@ LEAKY_RELU_ALPHA = Fraction(26, 256)
 _FLT_MIN = float(np.finfo(np.float32).tiny)
 
 
-class NumericsError(ValueError):
-    """A fixed-point configuration the DPU cannot represent (bad mode, shift out of range...)."""
+class NumericsError(FixflowError, ValueError):
+    """A fixed-point configuration the DPU cannot represent (bad mode, shift out of range...). A user error (a `FixflowError`);
+    still a `ValueError` for callers that catch those."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 # ----------------------------------------------------------------------------- rounding
@@ -238,6 +244,7 @@ def fix_pos_diffs(x: np.ndarray, bit_width: int = 8, mode: str = "half_up", scop
     """
     if scope < 1:
         raise NumericsError(f"scope must be >= 1, got {scope}")
+    qrange(bit_width)
     a = np.asarray(x)
     a32 = np.ascontiguousarray(a).reshape(-1) if a.dtype == np.float32 else None
     a = a32 if a32 is not None else np.asarray(a, dtype=np.float64).ravel()

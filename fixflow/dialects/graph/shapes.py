@@ -18,6 +18,7 @@ import numbers
 from typing import Iterable, Optional, Sequence, Union
 
 from .. import _geometry
+from ...ir.diagnostics import FixflowError
 
 Shape = tuple[int, ...]
 IntOrPair = Union[int, Sequence[int]]
@@ -33,8 +34,12 @@ __all__ = [
 ]
 
 
-class ShapeError(ValueError):
-    """Invalid operand shapes or attributes for a graph op."""
+class ShapeError(FixflowError, ValueError):
+    """Invalid operand shapes or attributes for a graph op. A user error (a `FixflowError`);
+    still a `ValueError` for callers that catch those."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _err(op: str, msg: str) -> ShapeError:

@@ -220,7 +220,8 @@ _I64_MAX = 2**63 - 1
 
 def _checked_int(tok: Any, filename: str) -> int:
     """An INT token's value; integers beyond 64 bits are an error at the token."""
-    value = int(tok.value)
+    digits = tok.value.lstrip("+-").lstrip("0")
+    value = int(tok.value) if len(digits) <= 20 else _I64_MAX + 1   # no 4,300-digit conversion limit
     if abs(value) > _I64_MAX:
         raise DslError(f"integer {tok.value} is out of the 64-bit range", FileLineColLoc(filename, tok.line, tok.column))
     return value
@@ -253,11 +254,18 @@ def _kwarg(t: lark.Tree, filename: str) -> Arg:
 _WORD_LITERALS = {"true": True, "True": True, "false": False, "False": False, "none": None, "None": None}
 
 
-def _value(t: Any, filename: str) -> Value:
+#: deepest list literal (no op attribute nests lists more than two deep)
+MAX_LIST_DEPTH = 32
+
+
+def _value(t: Any, filename: str, depth: int = 0) -> Value:
     pos = Pos(t.meta.line, t.meta.column)
     kind = t.data
     if kind == "list":
-        return Lit([_value(c, filename) for c in t.children], pos)
+        if depth >= MAX_LIST_DEPTH:
+            raise DslError(f"list literal nested deeper than {MAX_LIST_DEPTH} levels",
+                           FileLineColLoc(filename, pos.line, pos.col))
+        return Lit([_value(c, filename, depth + 1) for c in t.children], pos)
     tok = t.children[0]
     if kind == "ref":
         if tok.value in _WORD_LITERALS:

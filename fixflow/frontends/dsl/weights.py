@@ -14,6 +14,7 @@ so activations keep their magnitude through a deep net.
 
 from __future__ import annotations
 
+import zipfile
 import zlib
 from pathlib import Path
 from typing import Mapping
@@ -31,9 +32,14 @@ ALIASES: dict[str, tuple[str, ...]] = {
 
 
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of an `.npz` file as a dict."""
-    with np.load(path, allow_pickle=False) as data:
-        return {k: np.asarray(data[k]) for k in data.files}
+    """All arrays of an `.npz` file as a dict; `ValueError` (or `OSError`) if it is not a readable archive."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive (a single .npy array)")
+            return {k: np.asarray(data[k]) for k in data.files}
+    except (zipfile.BadZipFile, EOFError, KeyError, zlib.error) as e:
+        raise ValueError(f"not a readable .npz archive ({e})") from None
 
 
 def _crc(s: str) -> int:
@@ -69,6 +75,21 @@ def random_param(seed: int, net: str, stmt: str, role: str, shape: tuple[int, ..
     return np.asarray(a, dtype=np.float32)
 
 
+def _check_finite(key: str, arr: np.ndarray) -> None:
+    """A weights entry must hold real, finite values that float32 can hold (NaN, inf, 1e39 and complex
+    values are errors)."""
+    from .syntax import DslError
+    if arr.dtype.kind == "c":
+        raise DslError(f"weights entry '{key}' holds complex values ({arr.dtype}); parameters are real")
+    if arr.dtype.kind not in "iuf" or arr.size == 0:
+        return   # non-numeric entries are reported with the statement's location by the caller
+    with np.errstate(over="ignore", invalid="ignore"):
+        bad = ~np.isfinite(arr.astype(np.float32, copy=False))
+    if bad.any():
+        i = int(np.flatnonzero(bad.ravel())[0])
+        raise DslError(f"weights entry '{key}': element {i} is {float(arr.ravel()[i])}, not a finite float32 value")
+
+
 class WeightStore:
     """Looks up parameters in a weights mapping and remembers which keys were used."""
 
@@ -85,7 +106,9 @@ class WeightStore:
         for key in self.candidates(net, stmt, role):
             if key in self.weights:
                 self.used.add(key)
-                return key, np.asarray(self.weights[key])
+                arr = np.asarray(self.weights[key])
+                _check_finite(key, arr)
+                return key, arr
         return None
 
     def unused(self) -> list[str]:

@@ -280,6 +280,11 @@ class Converter:
     def _flatten_outputs(self, out: Any) -> list[Any]:
         if isinstance(out, (list, tuple)):
             return [x for o in out for x in self._flatten_outputs(o)]
+        if isinstance(out, torch.fx.Node) and "fixflow_shape" not in out.meta:
+            value = out.meta.get("fixflow_value")
+            raise self.error(f"the model returns '{out.name}', a Python {type(value).__name__} ({value!r}) computed "
+                             "while tracing (e.g. x.shape[0]), not a tensor: fixflow would freeze it to its value for "
+                             "the example inputs; return tensors only", out)
         if isinstance(out, torch.fx.Node) or isinstance(out, (int, float)):
             return [out]
         raise self.error(f"the model must return a tensor or a tuple/list of tensors, got {type(out).__name__}")

@@ -22,7 +22,9 @@ from fixflow.ir.location import UNKNOWN_LOC, FileLineColLoc, Location, NameLoc
 from .errors import FrontendError
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_HERE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# the whole fixflow package: a frame in the quantizer or a tool is never "the user's source line"
+_HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+_ZOO = _HERE + "zoo" + os.sep   # the zoo's models are user code as far as locations go
 _AUTOGRAD_FILE = os.path.join(_TORCH_DIR, "autograd", "function.py")
 _POSITIONS: dict[CodeType, list] = {}
 
@@ -30,8 +32,8 @@ Src = tuple[str, int, int]
 
 
 def _internal(filename: str) -> bool:
-    return (filename.startswith(_TORCH_DIR) or filename.startswith(_HERE) or filename.startswith("<eval_with_key")
-            or filename.startswith("<frozen"))
+    return (filename.startswith(_TORCH_DIR) or (filename.startswith(_HERE) and not filename.startswith(_ZOO))
+            or filename.startswith("<eval_with_key") or filename.startswith("<frozen"))
 
 
 def _position(code: CodeType, lasti: int, lineno: int | None) -> Src:
@@ -112,8 +114,37 @@ def traceback_location(tb: TracebackType | None) -> Location:
     return FileLineColLoc(*best) if best else UNKNOWN_LOC
 
 
+class _LeafRoot(torch.nn.Module):
+    """Holds a bare torch.nn layer given as the whole model, so fx calls it as a module instead of
+    tracing torch's own forward (whose Python checks on tensors fx cannot follow)."""
+
+    def __init__(self, name: str, layer: torch.nn.Module):
+        super().__init__()
+        self.add_module(name, layer)
+        self._layer_name = name
+
+    def forward(self, input: Any) -> Any:  # noqa: A002 - torch's name for a layer's input
+        return getattr(self, self._layer_name)(input)
+
+
 def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
-    """Symbolically trace `model`; tracing failures become `FrontendError` at the user's source line."""
+    """Symbolically trace `model`; tracing failures become `FrontendError` at the user's source line.
+
+    A bare torch.nn layer as the model (`nn.BatchNorm2d(8)`) is traced as one call of that layer,
+    named after its class in lower case (`batchnorm2d`, parameters `batchnorm2d.weight`, ...), when
+    tracing its own forward fails."""
+    try:
+        return _trace(model)
+    except FrontendError:
+        if not (isinstance(model, torch.nn.Module) and type(model).__module__.startswith("torch.nn.")
+                and torch.fx.Tracer().is_leaf_module(model, "")):
+            raise
+    gm = _trace(_LeafRoot(type(model).__name__.lower(), model))
+    gm.__class__.__name__ = type(model).__name__
+    return gm
+
+
+def _trace(model: torch.nn.Module) -> torch.fx.GraphModule:
     tracer = LocatingTracer()
     try:
         graph = tracer.trace(model)

@@ -15,6 +15,8 @@ the clamp is inactive.
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 
@@ -136,6 +138,11 @@ def _input_channel_max_shape_ok(b: Operation, wb: np.ndarray, channels: int) -> 
     return wb.shape[1] * b.groups == channels
 
 
+def _finite_non_negative(_obj, attribute, value) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"option '{attribute.name}' must be a finite number >= 0, got {value!r}")
+
+
 @register_pass
 class Equalize(Pass):
     NAME = "equalize"
@@ -143,7 +150,8 @@ class Equalize(Pass):
 
     @attrs.define
     class Options:
-        threshold: float = attrs.field(default=0.5, metadata={"help": "s = 1 when r_a + r_b < threshold"})
+        threshold: float = attrs.field(default=0.5, validator=_finite_non_negative,
+                                       metadata={"help": "s = 1 when r_a + r_b < threshold"})
 
     def run(self, module: Operation) -> None:
         equalize(module, self.options.threshold)

@@ -62,8 +62,9 @@ class InferShapes(Pass):
 
     @attrs.define
     class Options:
-        batch: int = attrs.field(default=0, metadata={"help": "set the batch size (dimension 0) of every "
-                                                                "function input first; 0 keeps it"})
+        batch: int = attrs.field(default=0, validator=attrs.validators.ge(0),
+                                 metadata={"help": "set the batch size (dimension 0) of every "
+                                                   "function input first; 0 keeps it"})
 
     def run(self, module: Operation) -> None:
         infer_shapes(module, self.options.batch)
