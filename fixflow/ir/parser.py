@@ -577,6 +577,7 @@ class Parser:
 
     def _general_op(self, start: int) -> Operation:
         text = self.text
+        location: Location = self.loc_at(start)  # before the regions: loc_at's cursor only moves forward
         results: list[tuple[str, int, int]] = []  # name, count, pos
         m = _VALUE_ID.match(text, self.pos)
         if m is not None:
@@ -658,7 +659,6 @@ class Parser:
         if n_results != len(ftype.results):
             raise self.error(f"operation defines {n_results} results but its type lists {len(ftype.results)}",
                              tpos)
-        location: Location = self.loc_at(start)
         if self.peek("loc("):
             location = self.parse_location()
         operands = [self._resolve(n, i, t, p) for (n, i, p), t in zip(uses, ftype.inputs)]
