@@ -77,7 +77,7 @@ def test_every_block_runs_in_order(scratch):
             _run_shell(line, code, scratch)
     # the passes the page defines are registered under the names it uses
     from fixflow.ir.passes import registered_passes
-    for name in ("my-simplify-activations", "my-check-strides", "my-count-macs", "my-fold-constant-subgraphs",
+    for name in ("my-simplify-activations", "my-tile", "my-check-strides", "my-count-macs", "my-fold-constant-subgraphs",
                  "fold-relu"):
         assert name in registered_passes()
 
