@@ -227,7 +227,7 @@ class FillLayer:
 Layer = ConvLayer | AluLayer | EltwiseLayer | Alias | Concat | FillLayer
 
 #: fix ops whose result a layer SAVEs (so it can be written straight into a concat's slice)
-_SAVED_BY_LAYER = ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat",
+_SAVED_BY_LAYER = ("fix.conv2d", "fix.transposed_conv2d", "fix.dense", "fix.depthwise_conv2d", "fix.pool", "fix.eltwise", "fix.concat",
                    "fix.upsample", "fix.pad")
 
 
@@ -346,6 +346,8 @@ def build_layers(ops: list[Operation], name_of) -> tuple[list[Layer], dict[Value
             layers.extend(_concat_layers(op, out, fm, fmaps, set(ops)))
         elif kind == "fix.upsample":
             layers.extend(_upsample_layers(op, out, fm(op.input)))
+        elif kind == "fix.transposed_conv2d":
+            layers.extend(_tconv_layers(op, out, fm(op.input)))
         elif kind == "fix.hard_sigmoid":
             fi, fo = _fmt_fp(op.input), _fmt_fp(op.results[0])
             layers.append(AluLayer(out.name, "hsigmoid", fm(op.input), out, Window((1, 1), (1, 1), (0, 0, 0, 0)),
@@ -412,6 +414,37 @@ def _pad_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
     inner = FMap(f"{out.name}_inner", src.shape, out.fix_pos, None, parent=out, origin=(pt, pl))
     res.append(copy_layer(src, inner, op))
     return res
+
+
+def tconv_frame(op: Operation) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a transposed conv's zero-inserted input: the input's pixels at
+    (top + y * sh, left + x * sw), zeros elsewhere; a stride-1 unpadded conv over it with the kernel
+    flipped is the transposed conv."""
+    _, h, w, _ = op.input.type.shape
+    (kh, kw), (sh, sw), (pt, pb, pl, pr) = tuple(op.kernel), tuple(op.stride), tuple(op.pad)
+    oph, opw = tuple(op.output_padding)
+    top, left = kh - 1 - pt, kw - 1 - pl
+    return top, left, top + (h - 1) * sh + 1 + kh - 1 - pb + oph, left + (w - 1) * sw + 1 + kw - 1 - pr + opw
+
+
+def _tconv_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
+    """Transposed conv = zero fill of the frame (`tconv_frame`), the input copied into it with pixel
+    steps (sh, sw), then a CONV (stride 1, no padding) with the spatially flipped weights."""
+    top, left, zh, zw = tconv_frame(op)
+    z = FMap(f"{out.name}_zero_inserted", (zh, zw, src.c), src.fix_pos, None)
+    fill = FillLayer(f"{z.name}_fill", z, 0, np.zeros((min(FILL_PIXELS, zw), src.c), dtype=np.int8),
+                     [(0, zh, 0, zw)], [op])
+    view = FMap(f"{z.name}_in", src.shape, src.fix_pos, None, parent=z, origin=(top, left),
+                step=tuple(int(s) for s in op.stride))
+    sc, sb = op.shifts()
+    w = _const_array(op.weights)[:, ::-1, ::-1, :].copy()
+    b = _const_array(op.bias)
+    if b is None:
+        b = np.zeros(w.shape[0], dtype=np.int8)
+        sb = 0
+    conv = ConvLayer(out.name, z, out, Window(tuple(op.kernel), (1, 1), (0, 0, 0, 0)), op.nonlinear, sc, sb + 1,
+                     w, b, [op])
+    return [fill, copy_layer(src, view, op), conv]
 
 
 def _concat_layers(op: Operation, out: FMap, fm, fmaps: dict, inside: set) -> list[Layer]:

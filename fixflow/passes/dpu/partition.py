@@ -198,8 +198,9 @@ def dpu_reason(op: Operation, target) -> str | None:
         return _pad_reason(op, target)
     if kind == "fix.hard_sigmoid":
         return _hsigmoid_reason(op, target)
+    if kind == "fix.transposed_conv2d":
+        return _tconv_reason(op, target)
     reasons = {
-        "fix.transposed_conv2d": "transposed conv is not lowered by fixflow's DPU compiler yet",
         "fix.transpose": "the DPU has no transpose",
         "fix.hard_swish": "ISA1 DPUs have no hard-swish engine",
         "fix.float": "fixed-to-float conversion of an output runs on the CPU",
@@ -304,6 +305,34 @@ def _hsigmoid_reason(op, target) -> str | None:
     _, h, w, c = op.input.type.shape
     cg = math.ceil(c / target.icp)
     return _tiling_reason(target, h, w, c, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
+
+
+def _tconv_reason(op, target) -> str | None:
+    """Transposed conv: zero-inserted input (fill + strided copy) and a stride-1 CONV with flipped weights."""
+    from .layers import tconv_frame
+    r = _bits_ok(op)
+    if r:
+        return r
+    if tuple(op.dilation) != (1, 1):
+        return f"dilation {tuple(op.dilation)}: fixflow's DPU lowering handles dilation 1 only"
+    kh, kw = op.kernel
+    top, left, zh, zw = tconv_frame(op)
+    _, h, w, ic = op.input.type.shape
+    if top < 0 or left < 0 or zh - top - (h - 1) * op.stride[0] - 1 < 0 or zw - left - (w - 1) * op.stride[1] - 1 < 0:
+        return f"transposed conv padding {tuple(op.pad)} beyond kernel - 1 (the zero-inserted input would be cropped)"
+    if op.stride[1] * ic > 65536 or ic > 4096:
+        return f"transposed conv input of {ic} channels at stride {op.stride[1]} exceeds the LOAD/SAVE fields"
+    r = (_window_reason("conv", op.kernel, (1, 1), (0, 0, 0, 0), target.conv, "transposed conv")
+         or _act_reason(op, "conv", target) or _shift_reason(op))
+    if r:
+        return r
+    if not target.fits_weight_bank(kw, kh, ic):
+        return (f"{kh}x{kw}x{ic} weights need {target.conv_weight_lines(kw, kh, ic)} lines of a weight bank "
+                f"(depth {target.bank_group_named('CONVW').depth})")
+    _, oh, ow, _ = op.results[0].type.shape
+    cg = math.ceil(ic / target.icp)
+    return (_tiling_reason(target, h, w, ic, h, w, (1, 1), (1, 1), (0, 0, 0, 0), cg, True)
+            or _tiling_reason(target, zh, zw, ic, oh, ow, (kh, kw), (1, 1), (0, 0, 0, 0), 1, False))
 
 
 def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None]]:

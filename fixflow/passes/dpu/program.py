@@ -160,11 +160,28 @@ def ddr_annotations(sg: Subgraph) -> DdrPlan:
         if producer is None:
             raise ValueError(f"{sg.name}: input {f.name} is a function argument; a fix.data op must produce it")
         producer.attributes["dpu.ddr"] = DenseArrayAttr(i64, list(f.addr()))
+    consts: dict[Operation, list[int]] = {}
     for i, L in enumerate(layers):
         if (i, "weights") in plan.const or (i, "bias") in plan.const:
-            L.ops[0].attributes["dpu.const"] = DenseArrayAttr(
-                i64, [plan.const.get((i, "weights"), -1), plan.const.get((i, "bias"), -1)])
+            consts.setdefault(L.ops[0], []).extend([plan.const.get((i, "weights"), -1),
+                                                    plan.const.get((i, "bias"), -1)])
+    for op, offs in consts.items():
+        op.attributes["dpu.const"] = DenseArrayAttr(i64, offs)
+    for op, maps in _scratch(layers).items():
+        op.attributes["dpu.scratch"] = DenseArrayAttr(i64, [x for f in maps for x in f.ddr])
     return plan
+
+
+def _scratch(layers: list[Layer]) -> dict[Operation, list[FMap]]:
+    """Per op, the feature maps its layers own that no IR value names (a transposed conv's zero-inserted
+    input), in layer order: their DDR addresses go into the op's `dpu.scratch`."""
+    res: dict[Operation, list[FMap]] = {}
+    for L in layers:
+        for f in [*L.inputs, L.out]:
+            r = f.root()
+            if r.value is None and L.ops and r not in res.get(L.ops[0], []):
+                res.setdefault(L.ops[0], []).append(r)
+    return res
 
 
 def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, int | None]] | None = None,
@@ -178,14 +195,28 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
         if a is None:
             raise ValueError(f"feature map {f.name} has no DDR address (run allocate-ddr first)")
         f.ddr = tuple(int(x) for x in a.value)
+    scratch = _scratch(layers)
+    for op, maps in scratch.items():
+        a = op.attributes.get("dpu.scratch")
+        if a is None or len(a.value) != 2 * len(maps):
+            raise ValueError(f"feature map {maps[0].name} has no DDR address (run allocate-ddr first)")
+        for k, f in enumerate(maps):
+            f.ddr = (int(a.value[2 * k]), int(a.value[2 * k + 1]))
     plan = DdrPlan()
     const = bytearray()
+    seen: dict[Operation, int] = {}
     for i, L in enumerate(layers):
         a = L.ops[0].attributes.get("dpu.const") if L.ops else None
-        for k, (key, data) in enumerate((("weights", getattr(L, "weights", None)), ("bias", getattr(L, "bias", None)))):
+        pair = (("weights", getattr(L, "weights", None)), ("bias", getattr(L, "bias", None)))
+        base = 0
+        if L.ops and any(d is not None for _, d in pair):
+            base = seen.get(L.ops[0], 0)
+            seen[L.ops[0]] = base + 2
+        for k, (key, data) in enumerate(pair):
             if data is None:
                 continue
-            if a is None or int(a.value[k]) < 0:
+            k += base
+            if a is None or k >= len(a.value) or int(a.value[k]) < 0:
                 raise ValueError(f"layer {L.name} has no REG_0 offset for its {key} (run allocate-ddr first)")
             off = int(a.value[k])
             b = np.ascontiguousarray(data, dtype=np.int8).tobytes()
@@ -196,8 +227,8 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
     plan.const_bytes = const
     plan.sizes[REG_CONST] = len(const)
     for reg in (REG_WORK, REG_IN, REG_OUT):
-        plan.sizes[reg] = align(max((f.root().ddr[1] + f.root().nbytes for f in fmaps.values()
-                                     if f.root().ddr[0] == reg), default=0))
+        owners = [f.root() for f in fmaps.values()] + [f for maps in scratch.values() for f in maps]
+        plan.sizes[reg] = align(max((f.ddr[1] + f.nbytes for f in owners if f.ddr[0] == reg), default=0))
     forced = {}
     for i, L in enumerate(layers):
         if tiling and L.name in tiling:
