@@ -52,6 +52,7 @@ def _small_int_xmodel(name: str, hw: int, tmp_factory) -> Path:
     q = Quantizer(zoo.get_model(name), (torch.from_numpy(x[:1]),), mode="calib", output_dir=out, log=None,
                   progress=False)
     q.quant_model(torch.from_numpy(x))
+    q.export_quant_config()
     m = q.module.clone()
     quantize_module(m)
     path = out / f"{q.name}_int.xmodel"
