@@ -22,6 +22,13 @@ LOAD the input window into VB(t % 2) lines [0, depth/2), one CONV (PP rows x col
 strip and output-channel group, or one ALU (pooling, depthwise) / ELEW (add, mult) per ALU_PP rows,
 into lines [depth/2, depth), then SAVE the rows. Conv activations are fused (CONV act_type).
 
+Feature maps can be strided windows of another map's bytes (`layers.FMap.parent`: channel offset,
+pixel origin and step); LOADs and SAVEs use their DDR pixel/row strides. That gives, without extra
+engines: channel concat by placement (producers SAVE into their slice), nearest upsample (1x1 ALU
+copies SAVEd with steps), constant pad (border SAVEd from a REG_0 row of the value, interior copied)
+and transposed conv (zero-inserted input, then a stride-1 CONV with flipped weights). Hard sigmoid is
+the ALU's HSIGMOID mode. docs/compiler.md ("Internals") has the details.
+
 Python:
 
     from fixflow.passes.dpu import compile_annotated, load_programs
