@@ -163,6 +163,8 @@ def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
     for reg in sorted(extent):
         reg_base[reg] = pos
         pos += extent[reg]
+    if pos >= 2**31:
+        raise ScheduleError(f"{pos} bank lines and DDR blocks to track exceed the int32 footprint index")
     convw = range(g.convw, g.convw + g.ocp)
     reads: list[np.ndarray] = []
     writes: list[np.ndarray] = []
@@ -238,8 +240,9 @@ def footprints(instrs: list[Instruction], g: Geometry) -> Footprints:
             w.append(_pixels(starts, f["length"], f["jump_write"], cg, g.depth))
         elif ins.name != "END":
             raise ScheduleError(f"no footprint model for {ins.name}")
-        reads.append(r[0] if len(r) == 1 else np.concatenate(r) if r else empty)
-        writes.append(w[0] if len(w) == 1 else np.concatenate(w) if w else empty)
+        # int32 halves the memory of the footprints (ResNet-50 on B1024: 35k instructions)
+        reads.append((r[0] if len(r) == 1 else np.concatenate(r) if r else empty).astype(np.int32))
+        writes.append((w[0] if len(w) == 1 else np.concatenate(w) if w else empty).astype(np.int32))
     return Footprints(reads, writes, pos, bank_lines, reg_base)
 
 
