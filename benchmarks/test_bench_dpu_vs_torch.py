@@ -95,7 +95,12 @@ class Compiled:
         """An onnxruntime session on the model quantized statically to int8 (QDQ, per-tensor)."""
         if self._onnx is None:
             ort = pytest.importorskip("onnxruntime")
-            from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+            from onnxruntime.quantization import (
+                CalibrationDataReader,
+                QuantFormat,
+                QuantType,
+                quantize_static,
+            )
             d = tempfile.mkdtemp(prefix=f"bench-onnx-{self.name}-")
             f32, i8 = os.path.join(d, "m.onnx"), os.path.join(d, "m_int8.onnx")
             torch.onnx.export(self.torch_model, (torch.zeros(self.shape),), f32, input_names=["x"],

@@ -15,4 +15,4 @@ from .machine import Machine
 from .reference import TraceEvent
 from .xmodel import DDRTensor, DPUSubgraph
 
-__all__ = ["DPUExecError", "DPUInterpreter", "MODES", "Machine", "TraceEvent", "DDRTensor", "DPUSubgraph"]
+__all__ = ["MODES", "DDRTensor", "DPUExecError", "DPUInterpreter", "DPUSubgraph", "Machine", "TraceEvent"]

@@ -11,7 +11,17 @@ from __future__ import annotations
 import numpy as np
 
 from .machine import ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_RELU6
-from .steps import AVEPOOL, DWCV, DWCV_NB, HSIGMOID, LEAKYRELU, MAXPOOL, MAXREDUCE, PRELU, W16B0
+from .steps import (
+    AVEPOOL,
+    DWCV,
+    DWCV_NB,
+    HSIGMOID,
+    LEAKYRELU,
+    MAXPOOL,
+    MAXREDUCE,
+    PRELU,
+    W16B0,
+)
 
 
 def round_shift(x: np.ndarray, s: int) -> np.ndarray:

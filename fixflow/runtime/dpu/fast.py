@@ -24,8 +24,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -572,7 +573,7 @@ class FastPlan:
         v[:, k.out_start:k.out_start + k.out_size] = res.reshape(batch, -1)
 
 
-_CACHE: "OrderedDict[bytes, FastPlan]" = OrderedDict()
+_CACHE: OrderedDict[bytes, FastPlan] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 8
 

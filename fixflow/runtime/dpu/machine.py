@@ -36,7 +36,7 @@ class Machine:
     alu_stride_max: int = 256
 
     @classmethod
-    def from_target(cls, target: Any) -> "Machine":
+    def from_target(cls, target: Any) -> Machine:
         """From a :class:`fixflow.target.Target`, a target name, a fingerprint or a `Machine`."""
         if isinstance(target, Machine):
             return target

@@ -15,8 +15,9 @@ anything it cannot run.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -426,5 +427,22 @@ class Decoder:
                     x=np.stack(xs), out=out, out_bytes=c)
 
 
-__all__ = ["Decoder", "Step", "unit_of", "ALU_MODE_NAMES", "DWCV", "PRELU", "AVEPOOL", "MAXPOOL", "LEAKYRELU",
-           "MAXREDUCE", "DWCV_NB", "HSIGMOID", "W16B0", "ACT_NONE", "ACT_RELU", "ACT_LEAKY", "ACT_RELU6"]
+__all__ = [
+    "ACT_LEAKY",
+    "ACT_NONE",
+    "ACT_RELU",
+    "ACT_RELU6",
+    "ALU_MODE_NAMES",
+    "AVEPOOL",
+    "DWCV",
+    "DWCV_NB",
+    "HSIGMOID",
+    "LEAKYRELU",
+    "MAXPOOL",
+    "MAXREDUCE",
+    "PRELU",
+    "W16B0",
+    "Decoder",
+    "Step",
+    "unit_of",
+]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,16 @@ class DPUSubgraph:
         self._consts_full: dict[int, np.ndarray] | None = None
 
     @classmethod
-    def from_xmodel(cls, source: Any, subgraph: str | None = None) -> "DPUSubgraph":
+    def from_xmodel(cls, source: Any, subgraph: str | None = None) -> DPUSubgraph:
         """From a path, an `XGraph` or a `CompiledModel` (read with fixflow's compiled-xmodel reader);
         `subgraph` names the DPU subgraph when there are several. Tensor names are VART's: the input
         an `upload` op copies and the output of each `download` op."""
         from ...backends.xmodel import XGraph
-        from ...backends.xmodel.compiled import CompiledModel, from_xgraph, read_compiled
+        from ...backends.xmodel.compiled import (
+            CompiledModel,
+            from_xgraph,
+            read_compiled,
+        )
         if isinstance(source, (str, os.PathLike)):
             m = read_compiled(source)
         elif isinstance(source, XGraph):
