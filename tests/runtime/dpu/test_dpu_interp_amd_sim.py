@@ -13,7 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from test_dpu_interp_fast import random_program
+from _dpu_interp_lib import random_program
 from fixflow.backends.mc import decode, encode, format_instruction
 from fixflow.backends.xmodel import XAttr, read_xmodel, write_xmodel
 from fixflow.runtime.dpu import DPUExecError, DPUInterpreter, DPUSubgraph

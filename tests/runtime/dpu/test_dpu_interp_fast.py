@@ -5,106 +5,10 @@ naive float32 product is wrong."""
 import numpy as np
 import pytest
 
-from _dpu_interp_lib import TARGET, I, conv_expected, conv_program, out_fmap
+from _dpu_interp_lib import SIZES, TARGET, I, conv_expected, conv_program, out_fmap, random_program
 from fixflow.runtime.dpu import DPUExecError, DPUInterpreter
 from fixflow.runtime.dpu.fast import compile_plan
 from fixflow.runtime.dpu.machine import Machine
-
-SIZES = {0: 8192, 1: 4096, 2: 4096, 3: 4096}
-
-
-def random_program(rng, n=60, bad=False, sizes=SIZES, target=TARGET, lines=2048):
-    """A random but (unless `bad`) executable stream over all four units of `target`; bank line
-    addresses below `lines` (fewer lines: denser reuse of the same data)."""
-    SIZES = sizes  # noqa: N806
-    mach = Machine.from_target(target)
-    pp, alu_pp = mach.pp, mach.alu_pp
-    ins = []
-    r = rng.integers
-
-    def line():
-        return int(r(0, lines))
-
-    def img_bank():
-        return int(r(0, 2 * pp))
-
-    for _ in range(n):
-        kind = rng.choice(["load", "load", "load", "conv", "alu", "elew", "save"])
-        if kind == "load":
-            ch = int(r(1, 70))
-            length = int(r(1, 6))
-            jr = int(r(1, 80))
-            reg = int(r(0, 4))
-            top = SIZES[reg] - ((length - 1) * jr + ch)
-            ins.append(I("LOAD", bank_id=int(r(0, mach.num_banks)), bank_addr=line(), reg_id=reg,
-                         ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_read=jr,
-                         jump_write=int(r(1, 4)), broadcast=int(rng.choice([0, 7])), const_value=int(r(0, 256)),
-                         pad_start=int(r(0, 3)), pad_end=int(r(0, 3)), pad_idx=int(r(1, 3))))
-        elif kind == "conv":
-            kh, kw, sh, sw = (int(v) for v in r(1, 4, size=4))
-            vpp = int(r(1, pp + 1))
-            ins.append(I("CONVINIT", kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
-                         shift_cut=int(r(0, 14)), shift_bias=int(r(0, 12)), act_type=int(rng.choice([0, 1, 3, 4])),
-                         jump_read=int(r(1, 4)), jump_read_endl=int(r(1, 40)), jump_write=int(r(1, 3)),
-                         jump_write_endl=int(r(1, 40)), stride_out=int(r(1, 3)), valid_pixel_parallel=vpp,
-                         stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
-            for _ in range(int(r(1, 4))):
-                ins.append(I("CONV", bank_id_in=int(r(0, 2)) * pp + int(r(0, 2)), bank_addr_in=line(),
-                             bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
-                             channel_group=int(r(1, 3)), length=int(r(1, 9)), pad_left=int(r(0, 3)),
-                             pad_top=int(r(0, 3)), pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)),
-                             channel_offset=int(r(0, 5)), bank_id_out=img_bank(), bank_addr_out=line(),
-                             bank_addr_weights=line(), bank_addr_bias=line()))
-        elif kind == "alu":
-            mode = int(rng.choice([0, 2, 3, 5, 6, 4, 1, 7, 8]))
-            one = mode in (1, 4, 7)
-            kh, kw, sh, sw = (1, 1, 1, 1) if one else (int(v) for v in r(1, 4, size=4))
-            ins.append(I("ALUINIT", exec_mode=mode, kernel_h=kh, kernel_w=kw, stride_h=sh, stride_w=sw,
-                         length=int(r(1, 7)), channel_group=int(r(1, 3)), jump_read=int(r(1, 3)),
-                         jump_read_endl=int(r(1, 30)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 30)),
-                         stride_out=int(r(1, 3)), shift_cut=int(r(0, 14)), shift_bias=int(r(0, 8)),
-                         multi_factor=int(r(0, 256)), act_type=int(rng.choice([0, 1, 4])),
-                         jump_read_weights=int(r(0, 4)), channel_offset=int(r(0, 4)),
-                         shift_prelu_p=int(r(0, 40)), shift_prelu_n=int(r(0, 40)),
-                         stride_offset_in=int(r(0, sh)), stride_offset_out=int(r(0, 2))))
-            for _ in range(int(r(1, 4))):          # several tiles per ALUINIT: mergeable in fast mode
-                ins.append(I("ALU", bank_id_in=int(r(0, 2)) * pp + int(r(0, 3)), bank_addr_in=line(),
-                             bank_addr_in_1=line(), bank_addr_in_2=line(), bank_addr_in_3=line(),
-                             valid_pixel_parallel=int(r(1, alu_pp + 1)), pad_left=int(r(0, 3)), pad_top=int(r(0, 3)),
-                             pad_right=int(r(0, 4)), pad_bottom=int(r(0, 4)), bank_id_out=img_bank(),
-                             bank_addr_out=line(), bank_addr_weights=line(), bank_addr_bias=line(),
-                             kernel_d=int(r(1, 3)) if mode in (0, 6, 8) else 1))
-        elif kind == "elew":
-            num = int(r(1, 4))
-            et = int(r(0, 2)) if num == 2 else 0
-            shifts = [int(r(0, 5)) for _ in range(num)]
-            common = dict(num=num, elew_type=et, act_type=int(r(0, 2)), channel_group=int(r(1, 3)),
-                          shift_write=int(r(0, 22)))
-            for _ in range(int(r(1, 4))):          # repeated with the same parameters: mergeable
-                vpp = int(r(1, alu_pp + 1))
-                for k in range(num):
-                    ins.append(I("ELEWINIT", id=k, bank_id_in=img_bank(), bank_addr_in=line(),
-                                 jump_read=int(r(0, 3)), jump_bank=int(r(1, 3)), jump_read_endl=int(r(1, 20)),
-                                 shift_read=shifts[k], share_pp=int(r(0, 2))))
-                ins.append(I("ELEW", valid_pixel_parallel=vpp, bank_id_out=img_bank(), bank_addr_out=line(),
-                             length=int(r(1, 7)), jump_write=int(r(1, 3)), jump_write_endl=int(r(1, 20)),
-                             **common))
-        else:
-            ch = int(r(1, 70))
-            length = int(r(1, 6))
-            jw = int(r(1, 80))
-            reg = int(r(0, 4))
-            top = SIZES[reg] - ((length - 1) * jw + ch)
-            ins.append(I("SAVE", bank_id=img_bank(), bank_addr=line(), reg_id=reg,
-                         ddr_addr=int(r(0, top + (50 if bad else 1))), channel=ch, length=length, jump_write=jw,
-                         jump_read=int(r(1, 4)), argmax=int(rng.choice([0, 0, 2, 3])),
-                         const_en=int(rng.random() < 0.1), const_value=int(r(0, 256))))
-    if bad:
-        for k in (0, 1):
-            if ins[k].name in ("CONV", "ALU"):
-                ins.pop(k)          # keep the stream free of CONV-before-CONVINIT noise
-    ins.append(I("END"))
-    return ins
 
 
 def regions(rng, batch=None):
