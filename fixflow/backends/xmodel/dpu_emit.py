@@ -17,7 +17,8 @@ Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compile
   covers the whole input map (the flatten before them disappears; the weights are `[OC, KH, KW, IC]`);
   a `reshape-fix` named like the dense gives `[1, N]` back where anything but another dense reads it.
 - `const-fix` ops keep an empty `data`; the parameters live only in `reg_id_to_parameter_value["REG_0"]`
-  at each constant's `ddr_addr` (the offsets `allocate-ddr` chose).
+  at each constant's `ddr_addr` (the offsets `allocate-ddr` chose), laid out by the compiler from the
+  annotations (so a transposed conv's weights are there spatially flipped, a pad's fill value included).
 - Tensors the DPU reads or writes carry `reg_id`, `ddr_addr`, `location = 1` and `stride`.
 - `ac_code` (the program as assembly text) is written by default so AMD's simulator can run the file.
 
@@ -29,8 +30,6 @@ from __future__ import annotations
 
 import itertools
 import math
-
-import numpy as np
 
 from ...dialects.dpu.ops import ProgramOp
 from ...ir.core import Operation, Value
@@ -117,6 +116,7 @@ class _Emitter:
         self.ref: dict[Value, str] = {}            # the op name a reader of a value refers to
         self.xname: dict[Value, str] = {}          # the op name the _int.xmodel exporter gave it
         self.conv_of: dict[Value, str] = {}        # a dense's result -> its conv2d-fix op
+        self._consts: dict[str, bytes] | None = None
 
     # -- placement ---------------------------------------------------------------------------------
     def _placement(self) -> None:
@@ -256,20 +256,19 @@ class _Emitter:
 
         # constants: REG_0 offsets from the layer that reads them
         const_addr: dict[Operation, int] = {}
-        reg0 = bytearray()
         for op in members:
             a = op.attributes.get("dpu.const")
             if a is None:
                 continue
             offs = [int(x) for x in a.value]
-            for k, v in ((0, op.operands[1]), (1, op.operands[2] if len(op.operands) > 2 else None)):
-                if v is None or offs[k] < 0:
+            if len(offs) % 2 or len(op.operands) < 2:
+                continue             # no constant operands: the offsets are the compiler's own (a pad's fill)
+            # pairs (weights, bias) per compiler layer of the op; the last layer reads the op's operands
+            # (a transposed conv's first pair is its zero fill's)
+            for k, v in ((-2, op.operands[1]), (-1, op.operands[2] if len(op.operands) > 2 else None)):
+                if v is None or offs[k] < 0 or not _is_const(v.op):
                     continue
-                c = v.op
-                data = np.ascontiguousarray(c.ints, dtype=np.int8).tobytes()
-                reg0.extend(b"\0" * max(0, offs[k] + len(data) - len(reg0)))
-                reg0[offs[k]:offs[k] + len(data)] = data
-                const_addr.setdefault(c, offs[k])
+                const_addr.setdefault(v.op, offs[k])
         for op in members:
             if op.name in ("fix.conv2d", "fix.dense", "fix.depthwise_conv2d") and op.operands[1].op not in const_addr:
                 raise EmitError(f"layer {self._name(op)!r} has no REG_0 offsets (dpu.const): run 'allocate-ddr' first")
@@ -341,6 +340,8 @@ class _Emitter:
             children.append(SuperLayer(child_name(down.name), [down.name], "download"))
             self.ref[r] = down.name
 
+        # the bytes as the compiler laid them out (flipped transposed-conv weights, fill values included)
+        reg0 = bytes(self._const_bytes().get(name, b""))
         instrs = prog.instructions()
         sizes_attr = prog.attributes.get("reg_id_to_size")
         if sizes_attr is None:
@@ -349,6 +350,13 @@ class _Emitter:
         if len(reg0) > sizes.get(0, 0):
             raise EmitError(f"dpu.program @{name}: REG_0 is {sizes.get(0, 0)} bytes but its constants need "
                             f"{len(reg0)}")
+        for op in members:                        # compiler-owned frames (a transposed conv's zero-filled input)
+            sc = op.attributes.get("dpu.scratch")
+            vals = [int(x) for x in sc.value] if sc is not None else []
+            for reg, addr in zip(vals[::2], vals[1::2]):
+                if addr >= sizes.get(reg, 0):
+                    raise EmitError(f"dpu.program @{name}: the dpu.scratch frame of {self._name(op)!r} at REG_{reg} "
+                                    f"+{addr} lies outside REG_{reg} ({sizes.get(reg, 0)} bytes)")
         regions = []
         for reg in sorted(sizes):
             if sizes[reg] <= 0 and reg != 0:
@@ -363,6 +371,21 @@ class _Emitter:
                          attrs={"mc_code_preload": XAttr("bytes", b""), "debug_mode": "null",
                                 "if_prefetch": False})
         return sg, ops
+
+    def _const_bytes(self) -> dict[str, bytes]:
+        """Per DPU subgraph, its REG_0 bytes as the compiler lays them out from the annotations."""
+        if self._consts is None:
+            from ...passes.dpu.program import annotated_subgraphs, compile_annotated
+            self._consts = {}
+            for sg in annotated_subgraphs(self.func):
+                if sg.name in self.programs:
+                    p = self.programs[sg.name]
+                    try:
+                        dp = compile_annotated(sg, self.target or get_target(p.target), flags=False)
+                    except ValueError as e:
+                        raise EmitError(f"DPU subgraph {sg.name}: {e}") from None
+                    self._consts[sg.name] = bytes(dp.const_bytes)
+        return self._consts
 
     def _dense_as_conv(self, op: Operation, x: XOp, group: list[XOp], src_of) -> XOp:
         """fix.dense -> conv2d-fix over the whole input map (XIR's TransferMatMulToConv2d)."""
