@@ -64,9 +64,11 @@ def _is_const(op: Operation | None) -> bool:
     return op is not None and op.name == "fix.const"
 
 
-def _root(v: Value) -> Value:
-    """`v` with reshapes looked through (the feature map that owns the bytes)."""
-    while getattr(v, "op", None) is not None and v.op.name == "fix.reshape":
+def _root(v: Value, inside: set[Operation] | None = None) -> Value:
+    """`v` with reshapes looked through (the feature map that owns the bytes); with `inside`, only the
+    reshapes among those ops (a subgraph reads what crosses its boundary, e.g. a CPU-side flatten)."""
+    while (getattr(v, "op", None) is not None and v.op.name == "fix.reshape"
+           and (inside is None or v.op in inside)):
         v = v.op.operands[0]
     return v
 
@@ -294,7 +296,7 @@ class _Emitter:
                         self._in_ddr(c.output, 0, const_addr[v.op], stride=False)
                     group.append(c)
             if op.name == "fix.dense":
-                x = self._dense_as_conv(op, x, group, src_of)
+                x = self._dense_as_conv(op, x, group, src_of, inside)
             elif op.name in ("fix.conv2d", "fix.depthwise_conv2d", "fix.transposed_conv2d"):
                 x.attrs.update({k: XAttr("int32", v) for k, v in _CONV_EXTRA.items()})
             reg, addr = self._ddr(op)
@@ -387,9 +389,9 @@ class _Emitter:
                     self._consts[sg.name] = bytes(dp.const_bytes)
         return self._consts
 
-    def _dense_as_conv(self, op: Operation, x: XOp, group: list[XOp], src_of) -> XOp:
+    def _dense_as_conv(self, op: Operation, x: XOp, group: list[XOp], src_of, inside: set[Operation]) -> XOp:
         """fix.dense -> conv2d-fix over the whole input map (XIR's TransferMatMulToConv2d)."""
-        root = _root(op.operands[0])
+        root = _root(op.operands[0], inside)
         shape = list(root.type.shape)
         if len(shape) == 2:                                 # a dense after a dense: [1, K] is 1 x 1 x K
             shape = [1, 1, 1, shape[1]]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "passes" / "dpu"))
-from _dpu_testlib import FT, compile_module, conv_ops, module_with, rand_ints
+from _dpu_testlib import FT, compile_module, conv_ops, dense_ops, module_with, rand_ints
 
 from fixflow.backends.xmodel.dpu_emit import EmitError, emit_compiled
 from fixflow.backends.xmodel.vaic import write_compiler_outputs
@@ -115,3 +115,32 @@ def test_placed_concat_slices_have_their_address_and_stride(tmp_path):
     assert e1.attr("stride")[-2:] == e3.attr("stride")[-2:] == [12, 1]
     kinds = {c.op_names[-1]: c.kind for c in cm.dpu_subgraphs[0].children}
     assert kinds["cat"] == "skip"
+
+
+def test_dense_reading_the_flatten_of_a_cpu_op(tmp_path):
+    """conv (DPU) -> hard-swish (CPU) -> flatten -> dense (DPU): the second DPU subgraph uploads the CPU
+    op's flatten (a CPU reshape joining its producer) and runs the dense as a conv over it."""
+    def build(x, rng):
+        c = conv_ops(x, rng, 4, (3, 3), pad=(1, 1, 1, 1), fps=(7, 6, 4), name="c1")
+        hsw = Q.HardSwishOp.build(c[-1].results[0], result_types=[FT(c[-1].results[0].type.shape, 8, 4)])
+        hsw.results[0].name_hint = "hsw"
+        return c + [hsw] + dense_ops(hsw.results[0], rng, 7, fps=(9, 6, 3), name="fc")
+    rng = np.random.default_rng(4)
+    shape = (1, 5, 6, 3)
+    m = module_with(shape, 4, lambda x: build(x, rng))
+    ref = m.clone()
+    compile_module(m, "DPUCZDX8G_ISA1_B1024")
+    func = next(op for op in m.body.ops if op.name == "func.func")
+    dev = {op.results[0].name_hint: op.attributes["dpu.device"].value for op in func.body.ops if op.results}
+    assert dev["hsw"] == "CPU" and dev["fc"] == "DPU"
+    cm = emit_compiled(m, "net")
+    assert len(cm.dpu_subgraphs) == 2
+    fc = cm.op("fc(TransferMatMulToConv2d)")
+    (up,) = fc.inputs["input"]
+    assert cm.op(up).type == "upload" and cm.op(up).inputs["input"] == ["fc_flat"]
+    write_compiler_outputs(cm, tmp_path, "net")
+    for _ in range(3):                          # batch 1: the flatten's shape is [1, N]
+        x = rng.uniform(-2, 2, size=shape).astype(np.float32)
+        for mode in ("fast", "reference"):
+            got = GraphRunner.from_xmodel(tmp_path / "net.xmodel", mode=mode).run([x])[0]
+            np.testing.assert_array_equal(got, run_quantized(ref, [x])[0], err_msg=mode)
