@@ -123,6 +123,9 @@ class _Emitter:
     # -- placement ---------------------------------------------------------------------------------
     def _placement(self) -> None:
         if not self.programs:
+            devices = [op.attributes.get("dpu.device") for op in self.body]
+            if devices and all(d is not None for d in devices) and all(d.value != "DPU" for d in devices):
+                raise EmitError("nothing runs on the DPU: every layer was placed on the CPU")
             raise EmitError("the module has no dpu.program: run the DPU compiler's passes first "
                             "(partition, allocate-ddr, lower-to-dpu, schedule-dpu)")
         self.device: dict[Operation, str] = {}

@@ -144,3 +144,15 @@ def test_dense_reading_the_flatten_of_a_cpu_op(tmp_path):
         for mode in ("fast", "reference"):
             got = GraphRunner.from_xmodel(tmp_path / "net.xmodel", mode=mode).run([x])[0]
             np.testing.assert_array_equal(got, run_quantized(ref, [x])[0], err_msg=mode)
+
+
+def test_nothing_on_the_dpu_says_so():
+    """Every layer on the CPU (hard-swish has no ISA1 engine): the message says so, not 'run the passes'."""
+    def build(x, rng):
+        hsw = Q.HardSwishOp.build(x, result_types=[FT(x.type.shape, 8, 4)])
+        hsw.results[0].name_hint = "hsw"
+        return [hsw]
+    m = module_with((1, 3, 3, 4), 4, lambda x: build(x, None))
+    compile_module(m, "DPUCZDX8G_ISA1_B1024")
+    with pytest.raises(EmitError, match="^(error: )?nothing runs on the DPU: every layer was placed on the CPU$"):
+        emit_compiled(m)
