@@ -30,11 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...dialects.dpu.isa import Instruction
+from ...dialects.dpu.tokens import CONV_U, LOAD_U, MISC_U, SAVE_U, UNIT_NAMES, run_tokens, unit_of
 from ...ir.diagnostics import FixflowError
 
-LOAD_U, SAVE_U, CONV_U, MISC_U = 0, 1, 2, 3
-UNIT_NAMES = ("LOAD", "SAVE", "CONV", "MISC")
-UNIT_OF = {"LOAD": LOAD_U, "SAVE": SAVE_U, "END": SAVE_U, "CONVINIT": CONV_U, "CONV": CONV_U}
 #: DDR footprints are tracked in blocks of this many bytes (conservative: a block is one resource)
 DDR_BLOCK = 16
 
@@ -44,7 +42,8 @@ class ScheduleError(FixflowError):
 
 
 def unit(ins: Instruction) -> int:
-    return UNIT_OF.get(ins.name, MISC_U)
+    """The unit index (0 LOAD, 1 SAVE, 2 CONV, 3 MISC) of an instruction."""
+    return unit_of(ins.name)
 
 
 @dataclass(frozen=True)
@@ -331,40 +330,24 @@ def check(instrs: list[Instruction], g: Geometry | None = None, fps: Footprints 
     instrs = [Instruction(i.name, i.opcode, i.dpdon & ~(1 << int(u)), i.dpdby & ~(1 << int(u)), i.fields)
               for i, u in zip(instrs, units)]
     # abstract run of the token protocol; vector clocks for happens-before
-    queues: dict[tuple[int, int], deque] = defaultdict(deque)
-    head = [0, 0, 0, 0]
     unit_clock = [[0] * 4 for _ in range(4)]
     clock = np.zeros((n, 4), dtype=np.int64)
-    done = 0
-    while done < n:
-        progressed = False
-        for u in range(4):
-            while head[u] < len(per_unit[u]):
-                j = per_unit[u][head[u]]
-                ins = instrs[j]
-                waits = [a for a in range(4) if ins.dpdon >> a & 1]
-                if any(not queues[(a, u)] for a in waits):
-                    break
-                vc = list(unit_clock[u])
-                for a in waits:
-                    src = queues[(a, u)].popleft()
-                    vc = [max(x, int(y)) for x, y in zip(vc, clock[src])]
-                vc[u] = head[u] + 1
-                clock[j] = vc
-                unit_clock[u] = vc
-                for b in range(4):
-                    if ins.dpdby >> b & 1:
-                        queues[(u, b)].append(j)
-                head[u] += 1
-                done += 1
-                progressed = True
-        if not progressed:
-            stuck = [f"{UNIT_NAMES[u]} at instruction {per_unit[u][head[u]]} ({instrs[per_unit[u][head[u]]].name})"
-                     for u in range(4) if head[u] < len(per_unit[u])]
-            raise ScheduleError("deadlock: " + "; ".join(stuck) + " wait for tokens never sent")
-    left = [(a, b, q) for (a, b), q in queues.items() if q]
-    if left:
-        a, b, q = left[0]
+
+    def fire(j: int, u: int, received: list[int]) -> int:
+        vc = list(unit_clock[u])
+        for src in received:
+            vc = [max(x, int(y)) for x, y in zip(vc, clock[src])]
+        vc[u] = unit_clock[u][u] + 1
+        clock[j] = vc
+        unit_clock[u] = vc
+        return j
+
+    run = run_tokens(units.tolist(), [i.dpdon for i in instrs], [i.dpdby for i in instrs], fire)
+    if run.stuck:
+        stuck = [f"{UNIT_NAMES[u]} at instruction {j} ({instrs[j].name})" for u, j in run.stuck]
+        raise ScheduleError("deadlock: " + "; ".join(stuck) + " wait for tokens never sent")
+    if run.unconsumed:
+        a, b, q = run.unconsumed[0]
         raise ScheduleError(f"{len(q)} token(s) from {UNIT_NAMES[a]} to {UNIT_NAMES[b]} are never consumed "
                             f"(first sent by instruction {q[0]})")
     own = clock[np.arange(n), units]                 # position of each instruction in its unit (1-based)
@@ -423,4 +406,5 @@ def _race(kind: str, i: int, j: int, res: np.ndarray, owner: np.ndarray, fps: Fo
             f"instruction {i} ({instrs[i].name})")
 
 
-__all__ = ["schedule", "check", "footprints", "Footprints", "Geometry", "ScheduleError", "unit", "UNIT_NAMES"]
+__all__ = ["schedule", "check", "footprints", "Footprints", "Geometry", "ScheduleError", "unit", "UNIT_NAMES",
+           "LOAD_U", "SAVE_U", "CONV_U", "MISC_U"]

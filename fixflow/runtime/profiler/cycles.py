@@ -28,18 +28,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ...dialects.dpu.tokens import UNIT_NAMES, unit_of
 from .constants import ModelConstants
 
-UNITS = ("LOAD", "SAVE", "CONV", "MISC")
-LOAD_U, SAVE_U, CONV_U, MISC_U = range(4)
-_UNIT_OF = {"LOAD": LOAD_U, "SAVE": SAVE_U, "END": SAVE_U, "CONVINIT": CONV_U, "CONV": CONV_U}
+UNITS = UNIT_NAMES
 #: ALU exec_modes that multiply (depthwise conv): 2 ops per tap
 _DW_MODES = (0, 6, 8)
-
-
-def unit_of(name: str) -> int:
-    """The unit index (0 LOAD, 1 SAVE, 2 CONV, 3 MISC) of an instruction mnemonic."""
-    return _UNIT_OF.get(name, MISC_U)
 
 
 @dataclass(frozen=True)

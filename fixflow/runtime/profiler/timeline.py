@@ -12,10 +12,10 @@ never stalls a unit.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from ...dialects.dpu.tokens import run_tokens
 from ...ir.diagnostics import FixflowError
 from .cycles import UNITS, Cost
 
@@ -44,43 +44,23 @@ def timeline(instrs: Sequence[Any], costs: Sequence[Cost]) -> tuple[list[Slot], 
 
     Raises :class:`ProfileError` naming the stuck instructions when the tokens can never arrive.
     """
-    n = len(instrs)
-    per_unit: list[list[int]] = [[], [], [], []]
-    for j, c in enumerate(costs):
-        per_unit[c.unit].append(j)
-    queues: dict[tuple[int, int], deque] = {(a, b): deque() for a in range(4) for b in range(4)}
-    head = [0, 0, 0, 0]
+    slots: list[Slot | None] = [None] * len(instrs)
     free = [0, 0, 0, 0]
     last_end = [0, 0, 0, 0]
-    slots: list[Slot | None] = [None] * n
-    done = 0
-    while done < n:
-        progressed = False
-        for u in range(4):
-            while head[u] < len(per_unit[u]):
-                j = per_unit[u][head[u]]
-                ins = instrs[j]
-                waits = [a for a in range(4) if a != u and ins.dpdon >> a & 1]
-                if any(not queues[(a, u)] for a in waits):
-                    break
-                ready = max([queues[(a, u)].popleft() for a in waits], default=0)
-                start = max(free[u], ready)
-                busy_end = start + costs[j].cycles
-                end = max(busy_end + costs[j].latency, last_end[u])      # a unit completes in order
-                slots[j] = Slot(j, u, start, end, start - free[u], busy_end)
-                free[u], last_end[u] = busy_end, end
-                for b in range(4):
-                    if b != u and ins.dpdby >> b & 1:
-                        queues[(u, b)].append(end)
-                head[u] += 1
-                done += 1
-                progressed = True
-        if not progressed:
-            stuck = [f"{UNITS[u]} at instruction {per_unit[u][head[u]]} ({instrs[per_unit[u][head[u]]].name})"
-                     for u in range(4) if head[u] < len(per_unit[u])]
-            raise ProfileError("deadlock under dpdon/dpdby: " + "; ".join(stuck) + " wait for tokens never sent")
-    notes = [f"{len(q)} token(s) from {UNITS[a]} to {UNITS[b]} are never consumed"
-             for (a, b), q in queues.items() if q]
+
+    def fire(j: int, u: int, received: list[int]) -> int:
+        start = max(free[u], max(received, default=0))
+        busy_end = start + costs[j].cycles
+        end = max(busy_end + costs[j].latency, last_end[u])      # a unit completes in order
+        slots[j] = Slot(j, u, start, end, start - free[u], busy_end)
+        free[u], last_end[u] = busy_end, end
+        return end
+
+    run = run_tokens([c.unit for c in costs], [i.dpdon for i in instrs], [i.dpdby for i in instrs], fire)
+    if run.stuck:
+        stuck = [f"{UNITS[u]} at instruction {j} ({instrs[j].name})" for u, j in run.stuck]
+        raise ProfileError("deadlock under dpdon/dpdby: " + "; ".join(stuck) + " wait for tokens never sent")
+    notes = [f"{len(q)} token(s) from {UNITS[a]} to {UNITS[b]} are never consumed" for a, b, q in run.unconsumed]
     return slots, notes  # type: ignore[return-value]
 
 
