@@ -12,7 +12,7 @@ import os
 import pytest
 
 import _mlir_difflib as diff
-from test_parser_strict import ACCEPTED, OP, REJECTED, SYNTAX_REJECTED
+from _parser_cases import ACCEPTED, OP, REJECTED, SYNTAX_REJECTED
 
 needs_mlir = pytest.mark.skipif(diff.MLIR_OPT is None, reason="mlir-opt-22 (Debian mlir-22-tools) is not installed")
 pytestmark = [needs_mlir, pytest.mark.mlir]
