@@ -51,6 +51,11 @@ else
 fi
 ls "$OUT"/inspect_kv260.*
 
+step "7b. Profile the compiled program with the DPU cycle model (kv260), and write the HTML report"
+fixflow-profile "$OUT/compiled_kv260/digits.xmodel" --board kv260
+fixflow-profile "$OUT/compiled_kv260/digits.xmodel" --board kv260 --format html -o "$OUT/profile_kv260.html"
+echo "wrote $OUT/profile_kv260.html"
+
 step "8. Read the xmodel back and run it in integer arithmetic on the digits test split"
 python3 examples/run_int_xmodel.py "$OUT/quantize_result/DigitsCNN_int.xmodel"
 
