@@ -105,6 +105,32 @@ def compile_module(m, target: str, tiling: str = "", check: bool = True):
     return m
 
 
+def quantize_zoo_model(make_model, calib, out_dir, example=None):
+    """The fix module of ``make_model()`` calibrated on the float32 batches ``calib`` (exported to
+    ``out_dir``); ``example`` (default: the first image of ``calib[0]``) traces the model."""
+    import torch
+    from fixflow.quantizer import Quantizer
+    ex = (torch.from_numpy(calib[0][:1] if example is None else example),)
+    q = Quantizer(make_model(), ex, mode="calib", output_dir=out_dir, log=None, progress=False)
+    for batch in calib:
+        q.quant_model(torch.from_numpy(batch))
+    q.export_quant_config()
+    return Quantizer(make_model(), ex, mode="test", output_dir=out_dir, log=None, progress=False).fix_module
+
+
+def compile_whole(fix_module, target: str):
+    """Compile a clone of ``fix_module`` for ``target``, check that only the final fix.float stays on the
+    CPU, and return (compiled module, its one DPU program)."""
+    m = fix_module.clone()
+    compile_module(m, target)
+    func = next(iter(m.body.ops))
+    on_cpu = [op.name for op in func.body.ops if op.attributes.get("dpu.device") is not None
+              and op.attributes["dpu.device"].value == "CPU"]
+    assert on_cpu == ["fix.float"]
+    (prog,) = load_programs(m)
+    return m, prog
+
+
 def fix_reference(m, x):
     """(int8 input of the DPU subgraph, int8 result before fix.float) of the fix-level integer execution."""
     func = next(op for op in m.body.ops if op.name == "func.func")
