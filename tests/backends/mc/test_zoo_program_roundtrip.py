@@ -187,7 +187,7 @@ amd = pytest.mark.skipif(not os.environ.get("FIXFLOW_AMD_TOOLS"),
 
 
 def _amd_check(name: str, target: str, tmp_path: Path, tmp_path_factory) -> None:
-    from test_amd_tools import check_xir
+    from _amd_tools_lib import check_xir
     path = compiled(name, target, tmp_path_factory) / f"{name}.xmodel"
     res = check_xir(path, tmp_path)
     assert f"DPU={target}" in res["subgraph"] and "reg_id_to_hw_segment" in res["dump_reg"]
