@@ -11,6 +11,8 @@ from fixflow.ir.diagnostics import FixflowError
 
 from _compiled_testlib import MNIST  # noqa: E402  (same folder)
 
+if not MNIST.is_file():
+    pytest.skip(f"AMD's compiled MNIST is not at {MNIST} (shared/ beside the checkout)", allow_module_level=True)
 DATA = MNIST.read_bytes()
 # the 712,704-byte REG_0 blob: overwriting bytes there only changes parameter values, so most go elsewhere
 _BLOB_START = DATA.find(read_compiled_bytes(DATA).dpu_subgraphs[0].parameters["REG_0"][:4096])
