@@ -35,9 +35,6 @@ __all__ = ["Inspection", "Inspector", "InspectorError", "OpInfo", "render_svg"]
 _DENSE_SUFFIX = "(TransferMatMulToConv2d)"
 #: fill colours of the Graphviz output, by device
 COLORS = {"DPU": "#a6d96a", "CPU": "#fdae61", "USER": "#d9d9d9"}
-#: the compiler stages the inspector runs (fixflow-compile's pipeline without scheduling, which only sets
-#: dependency flags and does not change placement or super-layers)
-STAGES = ("partition", "allocate-ddr", "lower-to-dpu")
 
 
 class InspectorError(FixflowError):
@@ -292,11 +289,10 @@ class Inspector:
     # -- placement -------------------------------------------------------------------------------------
     def _place(self, module: Operation, names: dict[Operation, str], orig: dict[str, Operation] | None,
                user: dict[Operation, list[str]], model: str, how: str) -> Inspection:
-        import fixflow.passes.dpu  # noqa: F401  (registers the compiler's passes)
-
-        from ..ir.passes import get_pass
+        from ..passes.dpu import compile_pipeline
         func = _func(module)
-        get_pass("partition")(target=self.target.fingerprint_hex).run(module)
+        (_, partition), *rest = compile_pipeline(self.target.fingerprint_hex, schedule=False)
+        partition.run(module)
         compile_error = None
         compiled = None
         if not any(op.attributes.get("dpu.device") is not None and op.attributes["dpu.device"].value == "DPU"
@@ -304,8 +300,8 @@ class Inspector:
             compile_error = "nothing runs on the DPU: every layer was placed on the CPU"
         else:
             try:
-                for stage in STAGES[1:]:
-                    get_pass(stage)().run(module)
+                for _, stage in rest:
+                    stage.run(module)
                 from ..backends.xmodel.dpu_emit import emit_compiled
                 compiled = emit_compiled(module, model, ac_code=False, target=self.target)
             except FixflowError as e:

@@ -115,15 +115,8 @@ def load_input(path: str):
 
 def stages(target, opts: dict[str, Any]) -> list[tuple[str, Any]]:
     """(name, pass instance) of the compiler's pipeline for `target`."""
-    import fixflow.passes.dpu  # noqa: F401  (registers the passes)
-    from fixflow.ir.passes import get_pass
-    res = [("partition", get_pass("partition")(target=target.fingerprint_hex)),
-           ("allocate-ddr", get_pass("allocate-ddr")()),
-           ("lower-to-dpu", get_pass("lower-to-dpu")(tiling=opts["tiling"])),
-           ("schedule-dpu", get_pass("schedule-dpu")())]
-    if opts["verify_schedule"]:
-        res.append(("verify-dpu-schedule", get_pass("verify-dpu-schedule")()))
-    return res
+    from fixflow.passes.dpu import compile_pipeline
+    return compile_pipeline(target.fingerprint_hex, tiling=opts["tiling"], verify_schedule=opts["verify_schedule"])
 
 
 def compile_module(module, target, net_name: str, output_dir: str, opts: dict[str, Any],

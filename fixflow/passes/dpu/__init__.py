@@ -37,6 +37,8 @@ Python:
     regions = prog.regions([x_int8])  # then fixflow.runtime.dpu.DPUInterpreter(target, prog.instructions, regions)
 """
 
+from .passes import compile_pipeline
 from .program import DpuProgram, annotated_subgraphs, compile_annotated, compile_subgraph, load_programs
 
-__all__ = ["DpuProgram", "annotated_subgraphs", "compile_annotated", "compile_subgraph", "load_programs"]
+__all__ = ["DpuProgram", "annotated_subgraphs", "compile_annotated", "compile_pipeline", "compile_subgraph",
+           "load_programs"]

@@ -197,4 +197,18 @@ class VerifyDpuSchedule(Pass):
                                 prog.location) from None
 
 
-__all__ = ["Partition", "AllocateDdr", "LowerToDpu", "ScheduleDpu", "VerifyDpuSchedule", "DEFAULT_TARGET"]
+def compile_pipeline(target: str, tiling: str = "", schedule: bool = True,
+                     verify_schedule: bool = False) -> list[tuple[str, Pass]]:
+    """The compiler's passes in order, as (name, pass): `fixflow-compile` runs all of them, the inspector
+    stops after `lower-to-dpu` (scheduling changes neither placement nor super-layers)."""
+    res: list[tuple[str, Pass]] = [("partition", Partition(target=target)), ("allocate-ddr", AllocateDdr()),
+                                   ("lower-to-dpu", LowerToDpu(tiling=tiling))]
+    if schedule:
+        res.append(("schedule-dpu", ScheduleDpu()))
+        if verify_schedule:
+            res.append(("verify-dpu-schedule", VerifyDpuSchedule()))
+    return res
+
+
+__all__ = ["Partition", "AllocateDdr", "LowerToDpu", "ScheduleDpu", "VerifyDpuSchedule", "DEFAULT_TARGET",
+           "compile_pipeline"]
