@@ -203,7 +203,7 @@ def dpu_reason(op: Operation, target) -> str | None:
     reasons = {
         "fix.transpose": "the DPU has no transpose",
         "fix.hard_swish": "ISA1 DPUs have no hard-swish engine",
-        "fix.float": "fixed-to-float conversion of an output runs on the CPU",
+        "fix.float": "fixed-to-float conversion runs on the CPU (the DPU computes in fixed point only)",
         "fix.fix": "float/fixed conversion runs on the CPU",
     }
     if kind in reasons:
