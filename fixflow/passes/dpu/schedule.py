@@ -292,7 +292,10 @@ def schedule(instrs: list[Instruction], g: Geometry | None = None, fps: Footprin
         for a in range(4):
             if a == u or need[a] < 0 or need[a] <= covered[a][u]:
                 continue
-            p = last_of_unit[a]          # >= need[a], and never yet a token source for u
+            # the token comes from the newest conflicting instruction itself (not the unit's newest), so
+            # an instruction waits only for what it touches: later instructions of unit a may still run.
+            # Tokens a -> u stay in FIFO order: every earlier one came from an instruction <= covered[a][u]
+            p = need[a]
             instrs[p].dpdby |= 1 << u
             ins.dpdon |= 1 << a
             covered[a][u] = p
