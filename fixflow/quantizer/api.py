@@ -204,7 +204,6 @@ class Quantizer:
                 self._log(f"[fixflow] {d.render()}")
             self._pbar = None
             self.quant_model = QuantModel(self._calib_step, mode)
-            self._generate_source()
         else:
             self._load_quant_info()
             self._lower()
@@ -395,7 +394,9 @@ class Quantizer:
 
     # ---- generated source
     def _generate_source(self) -> None:
+        """Test mode: write `<Model>.py` (+ `<Model>_params.npz`), the lowered module as torch code that
+        computes what `quant_model` computes, bit for bit."""
         from .codegen import write_quant_module
         _mkdir(self.output_dir)
-        path = write_quant_module(self.module, self.name, self.output_dir)
-        self._log(f"[fixflow] Quantizable module is generated.({path})")
+        path = write_quant_module(self.fix_module, self.name, self.output_dir, self.graph_md5)
+        self._log(f"[fixflow] Quantized module is generated.({path})")

@@ -59,7 +59,6 @@ def test_calib_then_test(tmp_path):
     assert "Small::conv.weight" in info["param"] and "Small::fc.bias" in info["param"]
     assert all(len(v) == 1 and len(v[0]) == 2 for v in info["output"].values())
     assert info["fast_finetuned"] is False
-    assert (tmp_path / "Small.py").exists()
     logs = []
     q = Quantizer(model, (_data(1),), mode="test", output_dir=tmp_path, log=logs.append)
     x = _data(32, seed=3)
@@ -89,10 +88,7 @@ def test_generated_module_runs_and_matches(tmp_path):
     g = mod.Small()
     x = _data(16, seed=4)
     y = g(x).detach().numpy()
-    assert np.mean(y == q.quant_model(x).numpy()) > 0.95
-    # without quant_info the generated module is the float model
-    g_float = mod.Small(quant_info=str(tmp_path / "missing.json"))
-    torch.testing.assert_close(g_float(x), model(x), rtol=1e-4, atol=1e-4)
+    assert np.array_equal(y, q.quant_model(x).numpy())       # bit for bit (tests/quantizer/test_generated_module.py)
 
 
 def test_mismatched_quant_info(tmp_path):
