@@ -45,7 +45,7 @@ def import_module(model: Any, example_inputs: tuple, *, name: str | None = None)
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        gm = trace(model)
+        gm = trace(model, tuple(x.clone() for x in example_inputs))
         const, static, traced = propagate(gm, tuple(x.clone() for x in example_inputs))
         module = Converter(gm, const, static, name or type(model).__name__).convert()
         with torch.no_grad():

@@ -1,6 +1,7 @@
 """torch.fx tracing with user source locations, and value propagation on the example inputs.
 
-`trace(model)` symbolically traces a module; every node gets `node.meta["fixflow_src"]` (the user's
+`trace(model, example_inputs)` symbolically traces a module (specializing shape queries to the example
+inputs when plain symbolic tracing cannot follow the model's Python); every node gets `node.meta["fixflow_src"]` (the user's
 innermost `(file, line, col)` outside torch and this package) and `node.meta["fixflow_path"]` (the
 module path). `propagate(gm, inputs)` runs the traced graph once and records, per node, the output
 shape of tensors (`fixflow_shape`) or the Python value of everything else (`fixflow_value`), and the
@@ -127,25 +128,33 @@ class _LeafRoot(torch.nn.Module):
         return getattr(self, self._layer_name)(input)
 
 
-def trace(model: torch.nn.Module) -> torch.fx.GraphModule:
+def trace(model: torch.nn.Module, example_inputs: tuple | None = None) -> torch.fx.GraphModule:
     """Symbolically trace `model`; tracing failures become `FrontendError` at the user's source line.
 
     A bare torch.nn layer as the model (`nn.BatchNorm2d(8)`) is traced as one call of that layer,
     named after its class in lower case (`batchnorm2d`, parameters `batchnorm2d.weight`, ...), when
-    tracing its own forward fails."""
+    tracing its own forward fails.
+
+    When plain symbolic tracing fails and `example_inputs` are given, the model is traced again with
+    its shapes specialized (`ShapeSpecializingTracer`): `x.shape`, `x.size()`, `x.dim()`, `len(x)` are
+    the example inputs' Python ints, so shape arithmetic (`math.ceil`, `max`, `if pad > 0`, TF-style
+    "same" padding) runs as ordinary Python and its results enter the graph as constants. The graph
+    module is then marked `gm.meta["fixflow_specialized"] = True`."""
     try:
         return _trace(model)
-    except FrontendError:
+    except FrontendError as plain_error:
+        if example_inputs is not None:
+            return _trace(model, example_inputs)
         if not (isinstance(model, torch.nn.Module) and type(model).__module__.startswith("torch.nn.")
                 and torch.fx.Tracer().is_leaf_module(model, "")):
-            raise
+            raise plain_error from None
     gm = _trace(_LeafRoot(type(model).__name__.lower(), model))
     gm.__class__.__name__ = type(model).__name__
     return gm
 
 
-def _trace(model: torch.nn.Module) -> torch.fx.GraphModule:
-    tracer = LocatingTracer()
+def _trace(model: torch.nn.Module, example_inputs: tuple | None = None) -> torch.fx.GraphModule:
+    tracer = LocatingTracer() if example_inputs is None else ShapeSpecializingTracer(example_inputs)
     try:
         graph = tracer.trace(model)
     except torch.fx.proxy.TraceError as e:
@@ -165,8 +174,157 @@ def _trace(model: torch.nn.Module) -> torch.fx.GraphModule:
     except Exception as e:  # noqa: BLE001 - any failure inside the user's forward
         raise FrontendError(f"cannot trace the model with torch.fx: {type(e).__name__}: {e}",
                             traceback_location(e.__traceback__)) from None
+    finally:
+        if isinstance(tracer, ShapeSpecializingTracer):
+            tracer.values.clear()  # the example values of every node: free them now
     name = type(model).__name__
-    return torch.fx.GraphModule(tracer.root, graph, name)
+    gm = torch.fx.GraphModule(tracer.root, graph, name)
+    if example_inputs is not None:
+        gm.meta["fixflow_specialized"] = True
+    return gm
+
+
+# ---- tracing with static shapes ---------------------------------------------------------------------
+_STATIC_TENSOR_ATTRS = frozenset({"shape", "ndim", "dtype", "device", "is_cuda", "layout", "is_quantized"})
+_STATIC_TENSOR_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension", "is_floating_point",
+                                    "is_complex", "is_contiguous", "element_size", "get_device"})
+_NO_VALUE = object()
+
+
+class _ShapeProxy(torch.fx.Proxy):
+    """A proxy whose tensor's static properties (shape, rank, dtype, ...) are Python values."""
+
+    tracer: "ShapeSpecializingTracer"
+
+    def __getattr__(self, k: str) -> Any:
+        if k in _STATIC_TENSOR_ATTRS:
+            value = self.tracer.value_of(self)
+            if isinstance(value, torch.Tensor):
+                return getattr(value, k)
+        return super().__getattr__(k)
+
+    def __len__(self) -> int:
+        value = self.tracer.value_of(self)
+        if isinstance(value, (torch.Tensor, tuple, list, torch.Size)):
+            return len(value)
+        return super().__len__()
+
+    def __iter__(self) -> Any:
+        # the parts of a split/chunk/unbind: their number is known; iterating over a tensor's rows is
+        # still refused (it would freeze the example's batch size into the graph)
+        value = self.tracer.value_of(self)
+        if isinstance(value, (tuple, list)):
+            return iter([self[i] for i in range(len(value))])
+        return super().__iter__()
+
+
+class ShapeSpecializingTracer(LocatingTracer):
+    """A `LocatingTracer` that runs every traced operation on the example inputs as it records it, and
+    answers shape queries with the example's values instead of recording them.
+
+    Shape arithmetic then happens in Python on ints: the graph holds its results as literal arguments
+    (`F.pad(x, [0, 1, 0, 1])`), which is exact for inputs of the example's shapes. Conditions on tensor
+    values (`if x.sum() > 0`) still fail as data-dependent control flow."""
+
+    def __init__(self, example_inputs: tuple):
+        super().__init__()
+        self.example_inputs = tuple(example_inputs)
+        self.values: dict[torch.fx.Node, Any] = {}
+        self._placeholders = 0
+        self._evaluating = False  # running an operation on example values: fx's patches step aside
+
+    def call_module(self, m, forward, args, kwargs):  # type: ignore[override]
+        if self._evaluating:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr, attr_val, parameter_proxy_cache):  # type: ignore[override]
+        if self._evaluating:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        return _ShapeProxy(node, self)
+
+    def value_of(self, proxy: torch.fx.Proxy) -> Any:
+        """The example value of a proxy's node (`_NO_VALUE` when unknown)."""
+        return self.values.get(proxy.node, _NO_VALUE)
+
+    def _concrete(self, arg: Any) -> Any:
+        def one(a: Any) -> Any:
+            if isinstance(a, torch.fx.Proxy):
+                v = self.values.get(a.node, _NO_VALUE)
+                if v is _NO_VALUE:
+                    raise _Unknown
+                return v
+            return a
+        return torch.fx.node.map_aggregate(arg, one)
+
+    def create_proxy(self, kind, target, args, kwargs, name=None, type_expr=None,  # type: ignore[override]
+                     proxy_factory_fn=None):
+        if kind == "call_method" and target in _STATIC_TENSOR_METHODS and args:
+            try:
+                cargs, ckwargs = self._concrete(tuple(args)), self._concrete(dict(kwargs))
+            except _Unknown:
+                cargs = None
+            if cargs is not None and isinstance(cargs[0], torch.Tensor):
+                return getattr(cargs[0], target)(*cargs[1:], **ckwargs)
+        proxy = super().create_proxy(kind, target, args, kwargs, name, type_expr, proxy_factory_fn)
+        if kind != "output":
+            self.values[proxy.node] = self._evaluate(kind, target, args, kwargs)
+        return proxy
+
+    def _evaluate(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
+        if kind == "placeholder":
+            i, self._placeholders = self._placeholders, self._placeholders + 1
+            if i < len(self.example_inputs):
+                return self.example_inputs[i]
+            return args[0] if args else _NO_VALUE
+        try:
+            cargs, ckwargs = self._concrete(tuple(args)), self._concrete(dict(kwargs))
+        except _Unknown:
+            return _NO_VALUE
+        self._evaluating = True
+        try:
+            return self._run(kind, target, cargs, ckwargs)
+        except Exception as e:  # noqa: BLE001 - the model itself fails on the example inputs
+            src, _ = _user_frame(sys._getframe())
+            raise FrontendError(f"running the model on the example inputs failed: {type(e).__name__}: {e}",
+                                FileLineColLoc(*src) if src else UNKNOWN_LOC) from None
+        finally:
+            self._evaluating = False
+
+    def _run(self, kind: str, target: Any, cargs: tuple, ckwargs: dict) -> Any:
+        with torch.no_grad():
+            if kind == "get_attr":
+                return _raw_attr(self.root, str(target))
+            if kind == "call_function":
+                return target(*cargs, **ckwargs)
+            if kind == "call_method":
+                return getattr(cargs[0], target)(*cargs[1:], **ckwargs)
+            if kind == "call_module":
+                return self.root.get_submodule(target)(*cargs, **ckwargs)  # via call_module above
+        return _NO_VALUE
+
+
+def _raw_attr(root: torch.nn.Module, path: str) -> Any:
+    """`root.<path>` without going through `nn.Module.__getattr__` (which fx patches while tracing)."""
+    obj: Any = root
+    for part in path.split("."):
+        if isinstance(obj, torch.nn.Module):
+            for store in (obj._parameters, obj._buffers, obj._modules, obj.__dict__):
+                if part in store:
+                    obj = store[part]
+                    break
+            else:
+                obj = object.__getattribute__(obj, part)
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+class _Unknown(Exception):
+    """An argument without an example value (internal control flow of `ShapeSpecializingTracer`)."""
 
 
 _SHAPE_METHODS = frozenset({"size", "dim", "numel", "nelement", "ndimension"})
