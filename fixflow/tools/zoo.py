@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("name")
     c.add_argument("--json", action="store_true", help="print as JSON")
     c.add_argument("--layers", action="store_true", help="also list conv/linear layers with MACs")
+    c.add_argument("--weights", help="a pruned (slim) state dict (.pth/.pt or .npz): show the pruned model's "
+                                     "MACs, GOPs and parameters against the original's")
     c = sub.add_parser("train", help="train a digits model deterministically and save its weights")
     c.add_argument("name")
     c.add_argument("--epochs", type=int, help="number of epochs (default: the model's recipe)")
@@ -76,11 +78,77 @@ def _list(as_json: bool) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
 
 
-def _show(name: str, as_json: bool, layers: bool) -> None:
+def _read_state(path: str) -> dict:
+    import torch
+    from fixflow.zoo.checkpoint import read_npz
+
+    if path.endswith(".npz"):
+        return {k: torch.from_numpy(v.copy()) for k, v in read_npz(path).items()}
+    if not os.path.isfile(path):
+        raise ZooError(f"{path}: cannot read weights: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - pickle/zip errors of all kinds
+        raise ZooError(f"{path}: cannot read weights ({type(e).__name__}; expected a state dict saved with "
+                       "torch.save(model.state_dict(), ...) or a .npz)") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ZooError(f"{path}: does not hold a state dict (got {type(state).__name__})")
+    return state
+
+
+def _pruned(name: str, weights: str, d: dict) -> None:
+    """Replace the structure figures of ``d`` by those of ``name`` resized to the (slim) state dict."""
+    from torch import nn
+
+    from fixflow.quantizer.pruning import PruningError
+    from fixflow.quantizer.pruning import load_state_dict as load_slim
+    from fixflow.zoo.registry import build, count_macs, get_spec, gops
+
+    spec = get_spec(name)
+    try:
+        model = load_slim(build(spec.name), _read_state(weights)).eval()
+    except PruningError as e:
+        raise ZooError(f"{weights}: {e.message}") from None
+    shapes: dict[str, list[int]] = {}
+    mods = [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    hooks = [m.register_forward_hook(lambda _m, _i, out, n=n: shapes.__setitem__(n, list(out.shape)))
+             for n, m in mods]
+    try:
+        macs = count_macs(model, spec.input_shape)
+    finally:
+        for h in hooks:
+            h.remove()
+    original = gops(spec.name)
+    d["gops"] = round(2 * sum(macs.values()) / 1e9, 6)
+    d["macs"] = sum(macs.values())
+    d["params"] = sum(p.numel() for p in model.parameters())
+    d["weights"] = f"pruned ({weights})"
+    d["float_accuracy"] = None
+    d["pruned"] = {"weights": weights, "original_gops": round(original, 6),
+                   "mac_ratio": round(2 * d["macs"] / 1e9 / original, 6) if original else None}
+    rows = []
+    for n, m in mods:
+        if isinstance(m, nn.Conv2d):
+            kind = "dwconv" if m.groups > 1 and m.groups == m.in_channels else "conv"
+            kind += f"{m.kernel_size[0]}x{m.kernel_size[1]}/{m.stride[0]}"
+        else:
+            kind = "linear"
+        rows.append({"layer": n, "type": kind, "output_shape": shapes[n], "macs": macs[n]})
+    d["pruned_layers"] = rows
+
+
+def _show(name: str, as_json: bool, layers: bool, weights: str | None = None) -> None:
     from fixflow.zoo.registry import describe, layer_table
 
     d = describe(name)
-    if layers:
+    if weights:
+        _pruned(name, weights, d)
+        if layers:
+            d["layers"] = d["pruned_layers"]
+        del d["pruned_layers"]
+    elif layers:
         d["layers"] = layer_table(name)
     if as_json:
         print(json.dumps(d, indent=2))
@@ -95,6 +163,8 @@ def _show(name: str, as_json: bool, layers: bool) -> None:
         ("dataset", d["dataset"]),
         ("preprocess", json.dumps(d["preprocess"]) if d["preprocess"] else None),
         ("GOPs", f"{d['gops']:.4g} (2 ops per conv/linear MAC, batch 1)"),
+        *([("pruned", f"{100 * d['pruned']['mac_ratio']:.1f}% of the original's MACs "
+                      f"({d['pruned']['original_gops']:.4g} GOPs)")] if d.get("pruned") else []),
         ("published GOPs", d["published_gops"]),
         ("parameters", d["params"]),
         ("weights", d["weights"]),
@@ -169,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "list":
             _list(args.json)
         elif args.cmd == "show":
-            _show(args.name, args.json, args.layers)
+            _show(args.name, args.json, args.layers, args.weights)
         elif args.cmd == "train":
             _train(args)
         elif args.cmd == "eval":
