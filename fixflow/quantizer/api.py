@@ -139,6 +139,12 @@ def _mkdir(path: Path) -> None:
         raise QuantizerError(f"cannot create output directory '{path}': {e.strerror or e}") from None
 
 
+def _float_layers_entry(q: "Quantizer") -> dict[str, Any]:
+    from .bitwidths import float_layers
+    fl = float_layers(q.func, q.name, call_site_names(q.func))
+    return {"float_layers": fl} if fl else {}
+
+
 class QuantModel:
     """The callable model of a Quantizer: torch tensors (or numpy arrays) in, the same kind out."""
 
@@ -190,6 +196,8 @@ class Quantizer:
         self.graph_md5 = graph_md5(self.func)
         self._report_cpu_ops()
         self._prepare_graph(print_ir_after_all)
+        from .bitwidths import apply_bit_config
+        self.bit_widths = apply_bit_config(self)   # per-tensor bit widths, layers left in float (bitwidths.py)
         self.runner: FakeQuantRunner | None = None
         self.fix_module: Operation | None = None
         if mode == "float":
@@ -197,7 +205,7 @@ class Quantizer:
         elif mode == "calib":
             from ..ir.diagnostics import capture_diagnostics
             with capture_diagnostics() as diags:
-                self.runner = FakeQuantRunner(self.module, bit_width=self.config.bit_width,
+                self.runner = FakeQuantRunner(self.module, bit_width=self.config.bit_width, bit_widths=self.bit_widths,
                                               method=self.config.method,
                                               bias_correction=self.config.include_bias_corr)
             for d in diags:
@@ -294,7 +302,7 @@ class Quantizer:
                   for i, a in enumerate(args)}
         return {"param": param, "output": output, "input": inputs, "fast_finetuned": False,
                 "bias_corrected": bias_corrected, "version": f"fixflow {__version__}", "graph_md5": self.graph_md5,
-                "fixflow_graph_options": self._graph_options()}
+                "fixflow_graph_options": self._graph_options(), **_float_layers_entry(self)}
 
     def _graph_options(self) -> dict[str, bool]:
         """The config keys that change the prepared graph (so calib and test must agree on them)."""
@@ -319,6 +327,8 @@ class Quantizer:
         params = {k: op for (op, _), k in keys.items()}
         args = self.func.regions[0].blocks[0].args
         in_names = [f"{self.name}::{a.name_hint or f'input_{i}'}" for i, a in enumerate(args)]
+        from .bitwidths import check_quant_info_bits
+        check_quant_info_bits(self, info)
         check_sections(info, "output", points, "node")
         if info.graph_md5 != self.graph_md5:
             raise QuantizerError(f"{path}: graph_md5 {info.graph_md5} does not match this model's graph "

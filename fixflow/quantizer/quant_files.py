@@ -10,10 +10,12 @@ quant_info.json (vai_q_pytorch's layout):
      "output": {"<Model>::<call site>":  [[bit_width, fix_pos]], ...},
      "input":  {"<Model>::<input name>": [[bit_width, fix_pos]], ...},
      "fast_finetuned": false, "bias_corrected": bool, "version": str, "graph_md5": str,
-     "fixflow_graph_options": {"include_cle": bool, "convert_relu6_to_relu": bool}}
+     "fixflow_graph_options": {"include_cle": bool, "convert_relu6_to_relu": bool},
+     "float_layers": {"<Model>::<call site>": "<why>", ...}}      (optional: layers left in float)
 
-`bit_width` is the quantizer's bit width (the one calibration used); `fix_pos` an integer in
-`[FIX_POS_MIN, fix_pos_cap(bit_width)]` (the range calibration can choose from float32 data).
+`bit_width` is that tensor's bit width (in [2, 16]; the config's, per tensor type and layer: W4A8 has
+4-bit weights and 8-bit outputs); `fix_pos` an integer in `[FIX_POS_MIN, fix_pos_cap(bit_width)]` (the
+range calibration can choose from float32 data). A layer left in float has no "param" entries.
 bias_corr.npz: one finite float array per corrected bias, keyed like the bias in "param", of the
 bias's shape; the corrected bias must fit the bias format of quant_info.json (calibration lowers the
 bias fix_pos until it does).
@@ -33,13 +35,15 @@ import numpy as np
 from ..dialects.fix.numerics import fix_pos_cap
 from .errors import QuantizerError
 
-__all__ = ["QuantInfo", "read_quant_info", "check_sections", "read_bias_corr", "FIX_POS_MIN", "SECTIONS"]
+__all__ = ["QuantInfo", "read_quant_info", "check_sections", "check_bit_widths", "check_float_layers", "read_bias_corr",
+           "FIX_POS_MIN", "SECTIONS", "BIT_WIDTH_MIN", "BIT_WIDTH_MAX"]
 
 #: the smallest fix_pos calibration can choose (float32 values up to 3.4e38 at 8 bits give about -122)
 FIX_POS_MIN = -128
+BIT_WIDTH_MIN, BIT_WIDTH_MAX = 2, 16
 SECTIONS = ("param", "output", "input")
 _KEYS = {"param": dict, "output": dict, "input": dict, "fast_finetuned": bool, "bias_corrected": bool,
-         "version": str, "graph_md5": str, "fixflow_graph_options": dict}
+         "version": str, "graph_md5": str, "fixflow_graph_options": dict, "float_layers": dict}
 _REQUIRED = ("param", "output", "input", "bias_corrected", "graph_md5")
 _GRAPH_OPTIONS = ("include_cle", "convert_relu6_to_relu")
 _JSON_TYPES = {dict: "an object", bool: "true or false", str: "a string", list: "a list"}
@@ -56,6 +60,10 @@ class QuantInfo:
     bias_corrected: bool
     graph_md5: str
     graph_options: dict[str, bool]
+    #: the parameters were fast-finetuned (they are in fast_finetune.npz next to the file)
+    fast_finetuned: bool = False
+    #: layers left in float: name -> why
+    float_layers: dict[str, str] = attrs.field(factory=dict)
 
 
 def _kind(v: Any) -> str:
@@ -76,8 +84,9 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"'{name}' is not a JSON number")
 
 
-def read_quant_info(path: Path, bit_width: int) -> QuantInfo:
-    """Read and schema-check quant_info.json (`bit_width`: the quantizer's)."""
+def read_quant_info(path: Path, bit_width: int | None = None) -> QuantInfo:
+    """Read and schema-check quant_info.json (bit widths in [2, 16]; that each is the one the config gives
+    is `check_bit_widths`'s job; `bit_width` is accepted for older callers and unused)."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -114,14 +123,19 @@ def read_quant_info(path: Path, bit_width: int) -> QuantInfo:
                                  f"{', '.join(_GRAPH_OPTIONS)})")
         if not isinstance(v, bool):
             raise QuantizerError(f"{path}: 'fixflow_graph_options.{k}' must be true or false, got {_kind(v)}")
-    sections = {s: _section(path, s, info[s], bit_width) for s in SECTIONS}
+    floats = info.get("float_layers", {})
+    for k, v in floats.items():
+        if not isinstance(v, str):
+            raise QuantizerError(f"{path}: 'float_layers' entry '{k}' must be a string (why the layer is left in "
+                                 f"float), got {_kind(v)}")
+    sections = {s: _section(path, s, info[s]) for s in SECTIONS}
     return QuantInfo(path, sections["param"], sections["output"], sections["input"], info["bias_corrected"],
-                     info["graph_md5"], dict(opts))
+                     info["graph_md5"], dict(opts), bool(info.get("fast_finetuned", False)),
+                     float_layers=dict(floats))
 
 
-def _section(path: Path, section: str, entries: Mapping[str, Any], bit_width: int) -> dict[str, tuple[int, int]]:
+def _section(path: Path, section: str, entries: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
     out = {}
-    cap = fix_pos_cap(bit_width)
     for name, value in entries.items():
         where = f"{path}: '{section}' entry '{name}'"
         if not (isinstance(value, list) and len(value) == 1 and isinstance(value[0], list)):
@@ -135,12 +149,12 @@ def _section(path: Path, section: str, entries: Mapping[str, Any], bit_width: in
             if not _is_int(v):
                 extra = " (fix positions are integers)" if isinstance(v, float) and what == "fix_pos" else ""
                 raise QuantizerError(f"{where}: {what} must be an integer, got {_kind(v)}{extra}")
-        if bw != bit_width:
-            raise QuantizerError(f"{where}: bit_width {bw}, but this quantizer works on {bit_width} bits (calibrate "
-                                 "and test with the same bitwidth)")
+        if not BIT_WIDTH_MIN <= bw <= BIT_WIDTH_MAX:
+            raise QuantizerError(f"{where}: bit_width {bw} is outside [{BIT_WIDTH_MIN}, {BIT_WIDTH_MAX}]")
+        cap = fix_pos_cap(bw)
         if not FIX_POS_MIN <= fp <= cap:
             raise QuantizerError(f"{where}: fix_pos {fp} is outside [{FIX_POS_MIN}, {cap}], the positions "
-                                 f"calibration chooses for {bit_width}-bit values")
+                                 f"calibration chooses for {bw}-bit values")
         out[name] = (bw, fp)
     return out
 
@@ -156,6 +170,28 @@ def check_sections(info: QuantInfo, section: str, expected: Mapping[str, Any], w
         if name not in got:
             raise QuantizerError(f"{info.path}: the model's {what} '{name}' has no '{section}' entry in the quant "
                                  "config (it was exported for a different model or edited)")
+
+
+def check_bit_widths(info: QuantInfo, section: str, expected: Mapping[str, int]) -> None:
+    """Each entry of `section` present in `expected` has the bit width the quantizer's config gives it."""
+    got = getattr(info, section)
+    for name, bw in expected.items():
+        if name in got and got[name][0] != bw:
+            raise QuantizerError(f"{info.path}: '{section}' entry '{name}': bit_width {got[name][0]}, but this "
+                                 f"quantizer's config gives it {bw} bits (calibrate and test with the same bitwidth "
+                                 "and config)")
+
+
+def check_float_layers(info: QuantInfo, expected: Mapping[str, str]) -> None:
+    """The layers left in float are the ones the quantizer's config leaves in float."""
+    for name in info.float_layers:
+        if name not in expected:
+            raise QuantizerError(f"{info.path}: 'float_layers' lists '{name}', but this quantizer's config "
+                                 "quantizes it (calibrate and test with the same config)")
+    for name in expected:
+        if name not in info.float_layers:
+            raise QuantizerError(f"{info.path}: this quantizer's config leaves '{name}' in float, but the quant "
+                                 "config was calibrated with it quantized (calibrate and test with the same config)")
 
 
 def read_bias_corr(path: Path, biases: Mapping[str, tuple[np.ndarray, tuple[int, int]]]) -> dict[str, np.ndarray]:

@@ -37,8 +37,8 @@ from ...ir.interpreter import find_function, run_function
 from ...ir.opdef import ConstantLike
 from ...ir.passes import Pass, register_pass
 from ..graph.transforms import ensure_biases, resource_key
-from .annotations import (BIAS_CORR_SUFFIX, CONV_LIKE, CalibrationError, conv_like_ops, fix_attr, quant_points,
-                          read_fix_attr)
+from .annotations import (BIAS_CORR_SUFFIX, CONV_LIKE, BitWidths, CalibrationError, conv_like_ops, fix_attr,
+                          keep_float_reason, quant_points, read_fix_attr)
 from .legalize import legalize_leaky_relu
 
 __all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "load_calibration_data", "Calibrate",
@@ -118,18 +118,21 @@ class FakeQuantRunner:
     """
 
     def __init__(self, module: Operation, *, function: str | None = None, bit_width: int = 8,
-                 method: str = "diffs", scope: int = 5, bias_correction: bool = True):
+                 method: str = "diffs", scope: int = 5, bias_correction: bool = True,
+                 bit_widths: BitWidths | None = None):
         if method not in METHODS:
             raise CalibrationError(f"unknown calibration method {method!r} (expected one of: {', '.join(METHODS)})")
         if not isinstance(scope, int) or isinstance(scope, bool) or scope < 1:
             raise CalibrationError(f"calibration scope must be an integer >= 1, got {scope!r}")
-        if (not isinstance(bit_width, int) or isinstance(bit_width, bool)
-                or not BIT_WIDTH_MIN <= bit_width <= BIT_WIDTH_MAX):
-            raise CalibrationError(f"bit_width must be an integer in [{BIT_WIDTH_MIN}, {BIT_WIDTH_MAX}], "
-                                   f"got {bit_width!r}")
+        bits = bit_widths if bit_widths is not None else BitWidths.uniform(bit_width)
+        for bw in sorted(bits.all_widths() | {bit_width}, key=repr):
+            if not isinstance(bw, int) or isinstance(bw, bool) or not BIT_WIDTH_MIN <= bw <= BIT_WIDTH_MAX:
+                raise CalibrationError(f"bit_width must be an integer in [{BIT_WIDTH_MIN}, {BIT_WIDTH_MAX}], "
+                                       f"got {bw!r}")
         self.module = module
         self.func = find_function(module, function)
         self.bit_width = bit_width
+        self.bits = bits
         self.scope = 1 if method == "maxmin" else scope
         self.bias_correction = bias_correction
         legalize_leaky_relu(self.func)
@@ -137,6 +140,7 @@ class FakeQuantRunner:
         self.points = set(quant_points(self.func))
         self.modal: dict[Value, ModalFixPos] = {v: ModalFixPos() for v in self.points}
         self.input_modal = [ModalFixPos() for _ in self.args]
+        self.input_bits = [bits.default_input for _ in self.args]
         self.fixed: dict[Value, int] = {}          # frozen fix_pos (from annotations)
         self.fixed_inputs: list[int | None] = [None] * len(self.args)
         self.fp_w: dict[Operation, int] = {}
@@ -159,16 +163,21 @@ class FakeQuantRunner:
         if ins is None:
             raise CalibrationError("the module is not calibrated (no fix.inputs on the function)", r.func.location)
         r.fixed_inputs = [int(a[1]) for a in ins]
+        r.input_bits = [int(a[0]) for a in ins]
         for v in r.points:
             fa = read_fix_attr(v.op, "fix.out")
             if fa is None:
                 raise CalibrationError(f"'{v.op.name}' has no fix.out annotation", v.op.location)
             r.fixed[v] = fa[1]
+            r.bits.activation[v] = fa[0]
         for op in conv_like_ops(r.func):
+            if keep_float_reason(op) is not None:
+                continue
             w, b = read_fix_attr(op, "fix.weight"), read_fix_attr(op, "fix.bias")
             if w is None or b is None:
                 raise CalibrationError(f"'{op.name}' has no fix.weight/fix.bias annotation", op.location)
             r.fp_w[op], r.fp_b[op] = w[1], b[1]
+            r.bits.weights[op], r.bits.bias[op] = w[0], b[0]
         return r
 
     # -- state
@@ -192,13 +201,18 @@ class FakeQuantRunner:
             w = _const_array(op.weight)
             if not (np.isfinite(w).all() and np.isfinite(_const_array(op.bias)).all()):
                 raise CalibrationError(f"'{op.name}': the weights or bias hold NaN or inf values", op.location)
+            if keep_float_reason(op) is not None:   # left in float: its parameters as they are
+                self._qparams[op] = (w, self.corrected_bias(op))
+                return self._qparams[op]
+            bw = self.bits.of_weights(op)
             if op not in self.fp_w:
-                self.fp_w[op] = fix_pos_diffs(w, self.bit_width, "std_round", self.scope)
-            wq = self._wq[op] = fake_quantize(w, self.bit_width, self.fp_w[op], "std_round")
+                self.fp_w[op] = fix_pos_diffs(w, bw, "std_round", self.scope)
+            wq = self._wq[op] = fake_quantize(w, bw, self.fp_w[op], "std_round")
         b = self.corrected_bias(op)
+        bb = self.bits.of_bias(op)
         if op not in self.fp_b:
-            self.fp_b[op] = fix_pos_diffs(b, self.bit_width, "std_round", self.scope)
-        q = (wq, fake_quantize(b, self.bit_width, self.fp_b[op], "std_round"))
+            self.fp_b[op] = fix_pos_diffs(b, bb, "std_round", self.scope)
+        q = (wq, fake_quantize(b, bb, self.fp_b[op], "std_round"))
         self._qparams[op] = q
         return q
 
@@ -223,8 +237,8 @@ class FakeQuantRunner:
                 raise CalibrationError(f"input #{i} '{arg.name_hint}': the calibration batch holds NaN or inf "
                                        "values", self.func.location)
             if update and self.fixed_inputs[i] is None:
-                self.input_modal[i].update(fix_pos_diffs(x, self.bit_width, "std_round", scope=1))
-            xs.append(fake_quantize(x, self.bit_width, self.input_fix_pos(i), "std_round"))
+                self.input_modal[i].update(fix_pos_diffs(x, self.input_bits[i], "std_round", scope=1))
+            xs.append(fake_quantize(x, self.input_bits[i], self.input_fix_pos(i), "std_round"))
         return run_function(self.func, xs, evaluate=lambda op, args: [self._op(op, args, update, observer)])
 
     def _op(self, op: Operation, args: list[np.ndarray], update: bool,
@@ -239,8 +253,8 @@ class FakeQuantRunner:
                 y = op.evaluate(args)[0]
             except (ValueError, TypeError, IndexError) as e:
                 raise CalibrationError(f"'{op.name}' failed during calibration: {e}", op.location) from None
-            f = _avgpool_factor(op, args[0]) if op.name in ("graph.avg_pool2d",
-                                                              "graph.adaptive_avg_pool2d") else None
+            f = _avgpool_factor(op, args[0]) if (op.name in ("graph.avg_pool2d", "graph.adaptive_avg_pool2d")
+                                                 and keep_float_reason(op) is None) else None
             if f is not None:
                 y = (y * np.float32(f)).astype(np.float32)
         r = op.results[0]
@@ -249,8 +263,8 @@ class FakeQuantRunner:
                 if not np.isfinite(y).all():
                     raise CalibrationError(f"'{op.name}' produced NaN or inf values during calibration",
                                            op.location)
-                self.modal[r].update(fix_pos_diffs(y, self.bit_width, "half_up", self.scope))
-            y = fake_quantize(y, self.bit_width, self.point_fix_pos(r), "half_up")
+                self.modal[r].update(fix_pos_diffs(y, self.bits.of_point(r), "half_up", self.scope))
+            y = fake_quantize(y, self.bits.of_point(r), self.point_fix_pos(r), "half_up")
         if observer is not None:
             observer(op, y)
         return y
@@ -259,7 +273,8 @@ class FakeQuantRunner:
         wq, bq = self._params(op)
         x = args[0]
         st = self.bc.get(op)
-        if not (update and self.bias_correction and (st is None or not st.stopped)):
+        if (not (update and self.bias_correction and (st is None or not st.stopped))
+                or keep_float_reason(op) is not None):
             return op.evaluate([x, wq, bq])[0]
         if isinstance(op, Conv2dOp):   # one im2col for the quantized and the float-weight conv
             try:
@@ -323,7 +338,6 @@ class FakeQuantRunner:
         """Store the calibration state in the module (and the corrected biases in the constants)."""
         if self.batches == 0 and not self.fixed:
             raise CalibrationError("no calibration batches were run", self.func.location)
-        bw = self.bit_width
         corrected = False
         used = {k for c in self.func.walk(ConstantOp) if (k := resource_key(c.result)) is not None}
         for op in conv_like_ops(self.func):
@@ -345,16 +359,20 @@ class FakeQuantRunner:
                 if not old.results[0].uses:
                     old.erase()
                 # the bias fix_pos was chosen once; lower it if the corrected bias would overflow
-                self.fp_b[op] = min(self.fp_b[op], fix_pos_diffs(new_b, bw, "std_round", 1))
+                self.fp_b[op] = min(self.fp_b[op], fix_pos_diffs(new_b, self.bits.of_bias(op), "std_round", 1))
                 st.correction = np.zeros_like(st.correction)
                 self._qparams.pop(op, None)
                 corrected = True
             self._params(op)
-            op.attributes["fix.weight"] = fix_attr(bw, self.fp_w[op])
-            op.attributes["fix.bias"] = fix_attr(bw, self.fp_b[op])
+            if keep_float_reason(op) is not None:
+                op.attributes.pop("fix.weight", None)
+                op.attributes.pop("fix.bias", None)
+                continue
+            op.attributes["fix.weight"] = fix_attr(self.bits.of_weights(op), self.fp_w[op])
+            op.attributes["fix.bias"] = fix_attr(self.bits.of_bias(op), self.fp_b[op])
         for v in self.points:
-            v.op.attributes["fix.out"] = fix_attr(bw, self.point_fix_pos(v))
-        self.func.attributes["fix.inputs"] = ArrayAttr([fix_attr(bw, self.input_fix_pos(i))
+            v.op.attributes["fix.out"] = fix_attr(self.bits.of_point(v), self.point_fix_pos(v))
+        self.func.attributes["fix.inputs"] = ArrayAttr([fix_attr(self.input_bits[i], self.input_fix_pos(i))
                                                         for i in range(len(self.args))])
         m = self.module.attributes
         prev = m.get("fix.bias_corrected")

@@ -18,7 +18,7 @@ from ...ir.core import Operation, Value
 from ...ir.diagnostics import emit_warning
 from ...ir.interpreter import find_function
 from ...ir.passes import Pass, register_pass
-from .annotations import CalibrationError, GROUP_JOINERS, conv_like_ops, fix_attr, read_fix_attr
+from .annotations import CalibrationError, GROUP_JOINERS, conv_like_ops, fix_attr, keep_float_reason, read_fix_attr
 
 __all__ = ["legalize_fix", "legalize_leaky_relu", "LegalizeFix", "RELU6_MIN_FIX_POS", "group_end", "value_fix_pos"]
 
@@ -99,6 +99,8 @@ def legalize_fix(module: Operation, function: str | None = None) -> int:
     block = func.regions[0].blocks[0]
     conv_like = set(conv_like_ops(func))
     for op in list(block.ops):
+        if keep_float_reason(op) is not None:
+            continue   # left in float: runs on the CPU, no hardware rule applies
         if op in conv_like:
             n += _legalize_conv(op, func)
         elif op.name in ("graph.hardsigmoid", "graph.hardswish"):

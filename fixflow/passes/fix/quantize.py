@@ -34,7 +34,7 @@ from ...ir.core import BlockArgument, Operation, OpResult, Value
 from ...ir.diagnostics import FixflowError, emit_warning
 from ...ir.builder import Builder
 from ...ir.passes import Pass, register_pass
-from .annotations import GROUP_JOINERS
+from .annotations import GROUP_JOINERS, keep_float_reason
 
 #: ops that join their producer's quantization group (numerics.md)
 CONV_ACTS = {"graph.relu": "RELU", "graph.relu6": "RELU6", "graph.leaky_relu": "LEAKYRELU"}
@@ -235,7 +235,9 @@ class _Lowering:
                 self.lower_return(op)
                 continue
             handler = _HANDLERS.get(op.name)
-            if op.name in CPU_ONLY:
+            if keep_float_reason(op) is not None:
+                self.cpu_op(op, keep_float_reason(op))
+            elif op.name in CPU_ONLY:
                 self.cpu_op(op, CPU_ONLY[op.name])
             elif handler is None:
                 if op.name == "graph.batch_norm":
@@ -290,7 +292,7 @@ class _Lowering:
         if "fix.out" in op.attributes or r.num_uses != 1:
             return "NONE", None
         user = r.users[0]
-        if user.name not in allowed:
+        if user.name not in allowed or keep_float_reason(user) is not None:
             return "NONE", None
         if user.name == "graph.leaky_relu" and abs(user.alpha - float(LEAKY_RELU_ALPHA)) > 1e-12:
             emit_warning(f"leaky_relu slope {user.alpha} is replaced by the DPU's 26/256 = 0.1015625", user.location)
