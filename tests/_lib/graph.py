@@ -157,3 +157,46 @@ def conv_bn_model(seed: int = 0, kind: str = "conv2d", with_bias: bool = False, 
     y = g.op(BatchNormOp, y, *bn, eps=1e-3, name="bn")
     y = g.op(ReluOp, y, name="relu")
     return g.ret(y)
+
+
+def transformer_op_model(seed: int = 0, batch: int = 2):
+    """A module using the slicing, broadcasting, reduction, normalization and activation ops (graph.slice,
+    expand, tile, sum, amax, amin, layer_norm, group_norm, gelu, mish, roll), and its torch twin."""
+    from fixflow.dialects.graph import (SLICE_END, AmaxOp, AminOp, ExpandOp, GeluOp, GroupNormOp, LayerNormOp,
+                                        MishOp, RollOp, SliceOp, SumOp, TileOp)
+    rng = np.random.default_rng(seed)
+    P = {"ln.weight": rand(rng, 6), "ln.bias": rand(rng, 6), "gn.weight": rand(rng, 4), "gn.bias": rand(rng, 4),
+         "token": rand(rng, 1, 1, 6)}
+    g = GraphBuilder([(batch, 4, 5, 6)])
+    x = g.args[0]
+    c = {k: g.w(k, v) for k, v in P.items()}
+    y = g.op(LayerNormOp, x, c["ln.weight"], c["ln.bias"], normalized_shape=(6,), eps=1e-6, name="ln")
+    y = g.op(GeluOp, y, approximate="tanh")
+    y = g.op(GroupNormOp, y, c["gn.weight"], c["gn.bias"], groups=2, name="gn")
+    y = g.op(GeluOp, y)
+    y = g.op(MishOp, y)
+    y = g.op(RollOp, y, shifts=(1, -2), axes=(2, 3))
+    s = g.op(SliceOp, y, axes=(1, -1), starts=(1, -5), ends=(SLICE_END, 5), steps=(2, 1), name="sl")
+    r = g.op(SumOp, s, axes=(1,), keepdim=False)                       # (N, 5, 4)
+    t = g.op(TileOp, r, repeats=(1, 1, 3))                             # (N, 5, 12)
+    a = g.op(AmaxOp, t, axes=(-1,), keepdim=True)                      # (N, 5, 1)
+    b = g.op(AminOp, t, axes=(1, 2), keepdim=True)                     # (N, 1, 1)
+    flat = g.op(ReshapeOp, y, shape=(0, -1, 6))                         # (N, 20, 6)
+    e = g.op(ExpandOp, c["token"], flat, shape=(0, -1, -1), name="cls")  # (N, 1, 6)
+    cat = g.op(ConcatOp, [e, flat], axis=1)
+    module = g.ret(cat, g.op(AddOp, a, b))
+    T = {k: torch.from_numpy(v) for k, v in P.items()}
+
+    def torch_fn(xn: np.ndarray) -> list[np.ndarray]:
+        with torch.no_grad():
+            x = torch.from_numpy(xn)
+            y = F.layer_norm(x, (6,), T["ln.weight"], T["ln.bias"], 1e-6)
+            y = F.gelu(y, approximate="tanh")
+            y = F.mish(F.gelu(F.group_norm(y, 2, T["gn.weight"], T["gn.bias"])))
+            y = torch.roll(y, (1, -2), (2, 3))
+            t = y[:, 1::2, :, -5:5].sum(1).repeat(1, 1, 3)
+            out = t.amax(-1, keepdim=True) + t.amin((1, 2), keepdim=True)
+            flat = y.reshape(x.shape[0], -1, 6)
+            return [torch.cat([T["token"].expand(x.shape[0], -1, -1), flat], 1).numpy(), out.numpy()]
+
+    return module, P, torch_fn

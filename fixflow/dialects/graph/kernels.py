@@ -24,7 +24,8 @@ __all__ = [
     "relu6", "leaky_relu", "prelu", "hardsigmoid", "hardswish", "sigmoid", "tanh", "silu",
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "add", "sub",
     "mul", "div", "concat", "reshape", "flatten", "permute", "transpose", "pad", "upsample",
-    "softmax", "mean", "identity", "KERNELS",
+    "softmax", "mean", "identity", "reduce_sum", "amax", "amin", "strided_slice", "expand", "tile", "layer_norm",
+    "group_norm", "gelu", "mish", "roll", "erfc", "KERNELS",
 ]
 
 # Upper bound (in elements) of one im2col buffer; larger batches are processed in chunks.
@@ -612,6 +613,124 @@ def mean(x: np.ndarray, axes: Union[None, int, Sequence[int]] = None, keepdim: b
     return np.asarray(np.mean(x, axis=ax, keepdims=keepdim, dtype=acc), dtype=x.dtype)
 
 
+def _axes(axes: Union[None, int, Sequence[int]]) -> Union[None, int, tuple[int, ...]]:
+    return None if axes is None else (int(axes) if isinstance(axes, numbers.Integral) else tuple(int(a) for a in axes))
+
+
+def reduce_sum(x: np.ndarray, axes: Union[None, int, Sequence[int]] = None, keepdim: bool = False) -> np.ndarray:
+    """Sum over ``axes`` (None: all), as ``torch.sum(x, dim, keepdim)`` (float64 accumulation)."""
+    x = _float(x)
+    S.sum_shape(x.shape, axes, keepdim)
+    acc = np.float64 if x.dtype.itemsize < 8 else None
+    return np.asarray(np.sum(x, axis=_axes(axes), keepdims=keepdim, dtype=acc), dtype=x.dtype)
+
+
+def amax(x: np.ndarray, axes: Union[None, int, Sequence[int]] = None, keepdim: bool = False) -> np.ndarray:
+    """Maximum over ``axes`` (None: all), as ``torch.amax(x, dim, keepdim)``."""
+    x = _float(x)
+    S.amax_shape(x.shape, axes, keepdim)
+    return np.asarray(np.max(x, axis=_axes(axes), keepdims=keepdim), dtype=x.dtype)
+
+
+def amin(x: np.ndarray, axes: Union[None, int, Sequence[int]] = None, keepdim: bool = False) -> np.ndarray:
+    """Minimum over ``axes`` (None: all), as ``torch.amin(x, dim, keepdim)``."""
+    x = _float(x)
+    S.amin_shape(x.shape, axes, keepdim)
+    return np.asarray(np.min(x, axis=_axes(axes), keepdims=keepdim), dtype=x.dtype)
+
+
+def strided_slice(x: np.ndarray, axes: Sequence[int] = (), starts: Sequence[int] = (), ends: Sequence[int] = (),
+                  steps: Optional[Sequence[int]] = None) -> np.ndarray:
+    """Strided slice ``x[..., start:end:step, ...]`` on ``axes`` (Python index rules; a contiguous copy)."""
+    x = np.asarray(x)
+    return np.ascontiguousarray(x[tuple(S.slice_bounds(x.shape, axes, starts, ends, steps))])
+
+
+def expand(x: np.ndarray, like: Optional[np.ndarray] = None, shape: Sequence[int] = ()) -> np.ndarray:
+    """``x.expand(shape)``: -1 keeps a dimension, 0 takes ``like``'s dimension there (a contiguous copy)."""
+    x = np.asarray(x)
+    out = S.expand_shape(x.shape, None if like is None else np.shape(like), shape)
+    return np.ascontiguousarray(np.broadcast_to(x, out))
+
+
+def tile(x: np.ndarray, repeats: Sequence[int] = ()) -> np.ndarray:
+    """``x.repeat(repeats)`` (numpy ``tile``)."""
+    x = np.asarray(x)
+    S.tile_shape(x.shape, repeats)
+    return np.tile(x, tuple(int(r) for r in repeats))
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, normalized_shape: Sequence[int] = (),
+               eps: float = 1e-5) -> np.ndarray:
+    """``F.layer_norm``: normalize over the trailing ``normalized_shape`` dims (biased variance), then
+    ``* weight + bias``; statistics in float64."""
+    x = _float(x)
+    S.layer_norm_shape(x.shape, np.shape(weight), np.shape(bias), normalized_shape)
+    ax = tuple(range(x.ndim - len(normalized_shape), x.ndim))
+    x64 = x.astype(np.float64)
+    mu = x64.mean(axis=ax, keepdims=True)
+    d = x64 - mu
+    var = np.mean(d * d, axis=ax, keepdims=True)
+    y = d / np.sqrt(var + eps) * np.asarray(weight, np.float64) + np.asarray(bias, np.float64)
+    return y.astype(x.dtype)
+
+
+def group_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, groups: int = 1, eps: float = 1e-5) -> np.ndarray:
+    """``F.group_norm``: normalize each of ``groups`` channel groups over its channels and all spatial
+    positions (biased variance), then a per-channel ``* weight + bias``; statistics in float64."""
+    x = _float(x)
+    S.group_norm_shape(x.shape, np.shape(weight), np.shape(bias), groups)
+    n, c = x.shape[:2]
+    g = x.astype(np.float64).reshape(n, groups, -1)
+    mu = g.mean(axis=2, keepdims=True)
+    d = g - mu
+    var = np.mean(d * d, axis=2, keepdims=True)
+    y = (d / np.sqrt(var + eps)).reshape(x.shape)
+    cshape = (1, c) + (1,) * (x.ndim - 2)
+    y = y * np.asarray(weight, np.float64).reshape(cshape) + np.asarray(bias, np.float64).reshape(cshape)
+    return y.astype(x.dtype)
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """The complementary error function, fractional error below 1.2e-7 everywhere (Numerical Recipes'
+    Chebyshev-fitted ``erfcc``), computed in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277))))))))
+    r = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, r, 2.0 - r)
+
+
+def gelu(x: np.ndarray, approximate: str = "none") -> np.ndarray:
+    """``F.gelu``: ``x * Phi(x)`` (exact, via erfc) or the tanh approximation (``approximate="tanh"``)."""
+    x = _float(x)
+    x64 = x.astype(np.float64)
+    if approximate == "tanh":
+        y = 0.5 * x64 * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x64 + 0.044715 * x64 ** 3)))
+    elif approximate == "none":
+        y = 0.5 * x64 * erfc(-x64 / math.sqrt(2.0))
+    else:
+        raise ShapeError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return y.astype(x.dtype)
+
+
+def mish(x: np.ndarray) -> np.ndarray:
+    """``F.mish``: ``x * tanh(softplus(x))``."""
+    x = _float(x)
+    x64 = x.astype(np.float64)
+    return (x64 * np.tanh(np.logaddexp(0.0, x64))).astype(x.dtype)
+
+
+def roll(x: np.ndarray, shifts: Sequence[int] = (), axes: Sequence[int] = ()) -> np.ndarray:
+    """``torch.roll(x, shifts, dims)``."""
+    x = np.asarray(x)
+    S.roll_shape(x.shape, shifts, axes)
+    return np.roll(x, tuple(int(s) for s in shifts), tuple(int(a) for a in axes))
+
+
 #: op name -> kernel (operands positionally, attributes as keywords).
 KERNELS = {
     "conv2d": conv2d, "conv_transpose2d": conv_transpose2d, "linear": linear, "matmul": matmul,
@@ -622,4 +741,6 @@ KERNELS = {
     "adaptive_max_pool2d": adaptive_max_pool2d, "add": add, "sub": sub, "mul": mul, "div": div,
     "concat": concat, "reshape": reshape, "flatten": flatten, "permute": permute,
     "transpose": transpose, "pad": pad, "upsample": upsample, "softmax": softmax, "mean": mean,
+    "sum": reduce_sum, "amax": amax, "amin": amin, "slice": strided_slice, "expand": expand, "tile": tile,
+    "layer_norm": layer_norm, "group_norm": group_norm, "gelu": gelu, "mish": mish, "roll": roll,
 }

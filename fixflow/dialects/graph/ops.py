@@ -658,6 +658,192 @@ class MeanOp(GraphOp):
         return {"axes": self.axes, "keepdim": self.keepdim}
 
 
+class _ReduceOp(GraphOp):
+    """A reduction over `axes` (torch semantics: negative axes count from the end)."""
+
+    input = operand(TensorType)
+    output = result(TensorType)
+    axes = attr(I64_ARRAY)
+    keepdim = attr(BOOL, default=False)
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"axes": self.axes, "keepdim": self.keepdim}
+
+
+@graph.op
+class SumOp(_ReduceOp):
+    """`torch.sum(x, axes, keepdim)`."""
+
+    OP_NAME = "graph.sum"
+    KERNEL = "sum"
+
+
+@graph.op
+class AmaxOp(_ReduceOp):
+    """`torch.amax(x, axes, keepdim)` (the values of `x.max(dim)`)."""
+
+    OP_NAME = "graph.amax"
+    KERNEL = "amax"
+
+
+@graph.op
+class AminOp(_ReduceOp):
+    """`torch.amin(x, axes, keepdim)`."""
+
+    OP_NAME = "graph.amin"
+    KERNEL = "amin"
+
+
+#: `ends` entry meaning "to the end of the dimension" (any larger value is clamped the same way)
+SLICE_END = 2**63 - 1
+
+
+@graph.op
+class SliceOp(GraphOp):
+    """Strided slice `x[..., start:end:step, ...]` on `axes` (Python index rules: negative starts/ends count
+    from the end, out-of-range bounds are clamped; steps >= 1). Unlisted axes are kept whole."""
+
+    OP_NAME = "graph.slice"
+    KERNEL = "slice"
+    input = operand(TensorType)
+    output = result(TensorType)
+    axes = attr(I64_ARRAY)
+    starts = attr(I64_ARRAY)
+    ends = attr(I64_ARRAY)
+    steps = attr(I64_ARRAY, default=None, doc="absent = all 1")
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"axes": self.axes, "starts": self.starts, "ends": self.ends, "steps": self.steps}
+
+    def fold(self) -> list[Attribute | Value] | None:
+        t = self.input.type
+        if t is self.output.type and t.rank:
+            steps = self.steps or (1,) * len(self.axes)
+            whole = all(a % t.rank != 0 and st == 1 and (s == 0 or s <= -t.shape[a]) and e >= t.shape[a]
+                        for a, s, e, st in zip(self.axes, self.starts, self.ends, steps))
+            if whole:
+                return [self.input]  # whole non-batch axes: a no-op at every batch size
+        return super().fold()
+
+
+@graph.op
+class ExpandOp(GraphOp):
+    """`x.expand(shape)` (broadcast_to): -1 keeps the input's dimension, 0 takes the `like` operand's
+    dimension at that position (e.g. the batch of the tensor a class token joins); new leading
+    dimensions may be added; only size-1 dimensions grow."""
+
+    OP_NAME = "graph.expand"
+    KERNEL = "expand"
+    input = operand(TensorType)
+    like = optional_operand(TensorType, doc="gives the dimensions marked 0 in `shape` (its values are unused)")
+    output = result(TensorType)
+    shape = attr(I64_ARRAY)
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"shape": self.shape}
+
+    def output_shape(self, shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...]:
+        return tuple(S.expand_shape(shapes[0], shapes[1] if len(shapes) > 1 else None, self.shape))
+
+    def compute(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return K.expand(inputs[0], inputs[1] if len(inputs) > 1 else None, shape=self.shape)
+
+
+@graph.op
+class TileOp(GraphOp):
+    """`x.repeat(repeats)` (numpy `tile`): dimension i is repeated repeats[i] times (new leading
+    dimensions when repeats is longer than the rank)."""
+
+    OP_NAME = "graph.tile"
+    KERNEL = "tile"
+    input = operand(TensorType)
+    output = result(TensorType)
+    repeats = attr(I64_ARRAY)
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"repeats": self.repeats}
+
+
+@graph.op
+class LayerNormOp(GraphOp):
+    """`F.layer_norm`: normalize over the trailing `normalized_shape` dimensions (biased variance),
+    then `* weight + bias` (both of shape `normalized_shape`)."""
+
+    OP_NAME = "graph.layer_norm"
+    KERNEL = "layer_norm"
+    input = operand(TensorType)
+    weight = operand(TensorType)
+    bias = operand(TensorType)
+    output = result(TensorType)
+    normalized_shape = attr(I64_ARRAY)
+    eps = attr(FLOAT, default=1e-5)
+
+    def check_attrs(self) -> None:
+        if not self.eps >= 0:
+            raise ShapeError(f"layer_norm: eps must be non-negative, got {self.eps}")
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"normalized_shape": self.normalized_shape, "eps": self.eps}
+
+
+@graph.op
+class GroupNormOp(GraphOp):
+    """`F.group_norm`: x (N, C, ...) in `groups` channel groups, each normalized over its channels and
+    positions, then a per-channel `* weight + bias` (C,). InstanceNorm is groups = C."""
+
+    OP_NAME = "graph.group_norm"
+    KERNEL = "group_norm"
+    input = operand(TensorType)
+    weight = operand(TensorType)
+    bias = operand(TensorType)
+    output = result(TensorType)
+    groups = attr(INT)
+    eps = attr(FLOAT, default=1e-5)
+
+    def check_attrs(self) -> None:
+        if not self.eps >= 0:
+            raise ShapeError(f"group_norm: eps must be non-negative, got {self.eps}")
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"groups": self.groups, "eps": self.eps}
+
+
+@graph.op
+class GeluOp(_UnaryOp):
+    """`F.gelu`: x * Phi(x) (approximate = "none") or its tanh approximation (approximate = "tanh")."""
+
+    OP_NAME = "graph.gelu"
+    KERNEL = "gelu"
+    approximate = attr(Enum("none", "tanh"), default="none")
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+@graph.op
+class MishOp(_UnaryOp):
+    """`F.mish`: x * tanh(softplus(x))."""
+
+    OP_NAME = "graph.mish"
+    KERNEL = "mish"
+
+
+@graph.op
+class RollOp(GraphOp):
+    """`torch.roll(x, shifts, dims)`: elements shifted cyclically along each of `axes`."""
+
+    OP_NAME = "graph.roll"
+    KERNEL = "roll"
+    TRAITS = frozenset({Pure, SameOperandsAndResultType})
+    input = operand(TensorType)
+    output = result(TensorType)
+    shifts = attr(I64_ARRAY)
+    axes = attr(I64_ARRAY)
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"shifts": self.shifts, "axes": self.axes}
+
+
 def _materialize_constant(value: Attribute, type: Type, location: Location) -> ConstantOp | None:
     if not isinstance(value, (DenseElementsAttr, DenseResourceElementsAttr)) or value.type is not type:
         return None
@@ -670,4 +856,5 @@ __all__ = ["graph", "GraphOp", "ConstantOp", "Conv2dOp", "ConvTranspose2dOp", "L
            "BatchNormOp", "ReluOp", "Relu6Op", "SigmoidOp", "TanhOp", "SiluOp", "HardSigmoidOp", "HardSwishOp",
            "LeakyReluOp", "PreluOp", "IdentityOp", "DropoutOp", "MaxPool2dOp", "AvgPool2dOp",
            "AdaptiveAvgPool2dOp", "AddOp", "SubOp", "MulOp", "ConcatOp", "ReshapeOp", "FlattenOp", "TransposeOp",
-           "PadOp", "UpsampleOp", "SoftmaxOp", "MeanOp", "resolve_reshape"]
+           "PadOp", "UpsampleOp", "SoftmaxOp", "MeanOp", "SumOp", "AmaxOp", "AminOp", "SliceOp", "SLICE_END",
+           "ExpandOp", "TileOp", "LayerNormOp", "GroupNormOp", "GeluOp", "MishOp", "RollOp", "resolve_reshape"]

@@ -30,7 +30,8 @@ __all__ = [
     "avg_pool2d_shape", "adaptive_pool2d_shape", "adaptive_avg_pool2d_shape",
     "adaptive_max_pool2d_shape", "broadcast_shape", "concat_shape", "reshape_shape",
     "flatten_shape", "permute_shape", "transpose_shape", "pad_shape", "upsample_shape",
-    "upsample_output_size", "softmax_shape", "mean_shape", "SHAPE_FUNCTIONS",
+    "upsample_output_size", "softmax_shape", "mean_shape", "reduce_shape", "slice_shape", "slice_bounds",
+    "expand_shape", "tile_shape", "layer_norm_shape", "group_norm_shape", "roll_shape", "SHAPE_FUNCTIONS",
 ]
 
 
@@ -508,6 +509,145 @@ def mean_shape(x: Shape, axes: Union[None, int, Sequence[int]] = None, keepdim: 
     return tuple(d for i, d in enumerate(x) if i not in ax)
 
 
+def reduce_shape(x: Shape, axes: Union[None, int, Sequence[int]] = None, keepdim: bool = False,
+                 op: str = "mean") -> Shape:
+    """Output shape of a reduction (mean, sum, amax, amin) over ``axes`` (None: all axes)."""
+    x = _shape(x)
+    if axes is None:
+        ax = set(range(len(x)))
+    else:
+        seq = (int(axes),) if isinstance(axes, numbers.Integral) else tuple(axes)
+        ax = {normalize_axis(int(a), len(x), op) for a in seq}
+        if len(ax) != len(seq):
+            raise _err(op, f"axes {seq} contain a repeated dimension")
+    if op in ("amax", "amin") and any(x[i] == 0 for i in ax):
+        raise _err(op, f"cannot reduce the empty dimension of shape {x}")
+    if keepdim:
+        return tuple(1 if i in ax else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in ax)
+
+
+def _reduction(op: str):
+    def f(x: Shape, axes: Union[None, int, Sequence[int]] = None, keepdim: bool = False) -> Shape:
+        return reduce_shape(x, axes, keepdim, op)
+    f.__name__ = f"{op}_shape"
+    f.__doc__ = f"Output shape of ``{op}`` over ``axes`` (None: all axes)."
+    return f
+
+
+sum_shape = _reduction("sum")
+amax_shape = _reduction("amax")
+amin_shape = _reduction("amin")
+
+
+def slice_bounds(x: Shape, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],
+                 steps: Optional[Sequence[int]] = None) -> list[slice]:
+    """One Python ``slice`` per dimension of ``x`` for a strided slice (Python/numpy index rules:
+    negative starts/ends count from the end, out-of-range bounds are clamped; steps are positive)."""
+    op = "slice"
+    x = _shape(x)
+    steps = (1,) * len(axes) if steps is None else tuple(steps)
+    if not len(axes) == len(starts) == len(ends) == len(steps):
+        raise _err(op, f"axes, starts, ends and steps must have the same length, got {len(axes)}, {len(starts)}, "
+                       f"{len(ends)} and {len(steps)}")
+    out = [slice(None)] * len(x)
+    seen = set()
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        ax = normalize_axis(int(a), len(x), op)
+        if ax in seen:
+            raise _err(op, f"axis {a} is sliced twice")
+        seen.add(ax)
+        if st < 1:
+            raise _err(op, f"steps must be positive, got {tuple(steps)}")
+        out[ax] = slice(int(s), int(e), int(st))
+    return out
+
+
+def slice_shape(x: Shape, axes: Sequence[int], starts: Sequence[int], ends: Sequence[int],
+                steps: Optional[Sequence[int]] = None) -> Shape:
+    """Output shape of a strided ``slice`` (``x[..., start:end:step, ...]`` on the listed axes)."""
+    x = _shape(x)
+    sl = slice_bounds(x, axes, starts, ends, steps)
+    return tuple(len(range(*s.indices(d))) for s, d in zip(sl, x))
+
+
+def expand_shape(x: Shape, like: Optional[Shape] = None, shape: Sequence[int] = ()) -> Shape:
+    """Output shape of ``expand`` (torch ``Tensor.expand``): -1 keeps the input's dimension, 0 takes the
+    ``like`` operand's dimension at the same position (a batch known only at run time); new dimensions
+    may be added in front; only size-1 dimensions grow."""
+    op = "expand"
+    x, tgt = _shape(x), _shape(shape)
+    if len(tgt) < len(x):
+        raise _err(op, f"the target shape {tgt} has fewer dimensions than the input {x}")
+    lead = len(tgt) - len(x)
+    out = []
+    for i, d in enumerate(tgt):
+        src = x[i - lead] if i >= lead else None
+        if d == 0:
+            if like is None or i >= len(like):
+                raise _err(op, f"shape entry 0 at position {i} needs a 'like' operand of rank > {i}")
+            d = like[i]
+        elif d == -1:
+            if src is None:
+                raise _err(op, f"-1 at position {i} is not allowed for a new leading dimension")
+            d = src
+        elif d < 0:
+            raise _err(op, f"invalid target shape {tgt}")
+        if src is not None and src != d and src != 1:
+            raise _err(op, f"cannot expand {x} to {tgt}: dimension {i} has size {src}, not 1")
+        out.append(int(d))
+    return tuple(out)
+
+
+def tile_shape(x: Shape, repeats: Sequence[int]) -> Shape:
+    """Output shape of ``tile`` (torch ``Tensor.repeat``): at least one repeat per dimension."""
+    op = "tile"
+    x, r = _shape(x), _shape(repeats)
+    if len(r) < len(x):
+        raise _err(op, f"repeats {r} must have at least as many entries as the input has dimensions ({len(x)})")
+    _nonneg(op, "repeats", r)
+    x = (1,) * (len(r) - len(x)) + x
+    return tuple(d * k for d, k in zip(x, r))
+
+
+def layer_norm_shape(x: Shape, weight: Shape, bias: Shape, normalized_shape: Sequence[int] = (),
+                     eps: float = 1e-5) -> Shape:
+    """Output shape of ``layer_norm`` over the trailing ``normalized_shape`` dimensions."""
+    op = "layer_norm"
+    x, ns = _shape(x), _shape(normalized_shape)
+    if not ns or len(ns) > len(x) or x[len(x) - len(ns):] != ns:
+        raise _err(op, f"normalized_shape {ns} must be the trailing dimensions of the input {x}")
+    for name, s in (("weight", weight), ("bias", bias)):
+        if _shape(s) != ns:
+            raise _err(op, f"{name} must have shape {ns}, got {_shape(s)}")
+    return x
+
+
+def group_norm_shape(x: Shape, weight: Shape, bias: Shape, groups: int = 1, eps: float = 1e-5) -> Shape:
+    """Output shape of ``group_norm``: x (N, C, ...), C divisible by ``groups``, weight/bias (C,)."""
+    op = "group_norm"
+    x = _shape(x)
+    if len(x) < 2:
+        raise _err(op, f"input must be at least rank 2 (N, C, ...), got shape {x}")
+    if groups < 1 or x[1] % groups:
+        raise _err(op, f"groups={groups} must be positive and divide the {x[1]} channels")
+    for name, s in (("weight", weight), ("bias", bias)):
+        if _shape(s) != (x[1],):
+            raise _err(op, f"{name} must have shape ({x[1]},), got {_shape(s)}")
+    return x
+
+
+def roll_shape(x: Shape, shifts: Sequence[int] = (), axes: Sequence[int] = ()) -> Shape:
+    """Output shape of ``roll`` (torch.roll with explicit dims): the input's."""
+    op = "roll"
+    x = _shape(x)
+    if len(shifts) != len(axes) or not axes:
+        raise _err(op, f"shifts {tuple(shifts)} and axes {tuple(axes)} must be non-empty and of the same length")
+    for a in axes:
+        normalize_axis(int(a), len(x), op)
+    return x
+
+
 def _binary(op: str):
     def f(a: Shape, b: Shape) -> Shape:
         return broadcast_shape(a, b, op)
@@ -520,7 +660,7 @@ add_shape = _binary("add")
 sub_shape = _binary("sub")
 mul_shape = _binary("mul")
 div_shape = _binary("div")
-__all__ += ["add_shape", "sub_shape", "mul_shape", "div_shape"]
+__all__ += ["add_shape", "sub_shape", "mul_shape", "div_shape", "sum_shape", "amax_shape", "amin_shape"]
 
 #: op name -> shape function (operand shapes positionally, attributes as keywords).
 SHAPE_FUNCTIONS = {
@@ -547,4 +687,8 @@ SHAPE_FUNCTIONS = {
     "upsample": upsample_shape,
     "softmax": softmax_shape,
     "mean": mean_shape,
+    "sum": sum_shape, "amax": amax_shape, "amin": amin_shape,
+    "slice": slice_shape, "expand": expand_shape, "tile": tile_shape,
+    "layer_norm": layer_norm_shape, "group_norm": group_norm_shape,
+    "gelu": unary_shape, "mish": unary_shape, "roll": roll_shape,
 }

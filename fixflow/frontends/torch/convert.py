@@ -19,11 +19,12 @@ from torch import nn
 
 from fixflow.dialects._geometry import conv_pads, pad4, pair
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
-from fixflow.dialects.graph import (AdaptiveAvgPool2dOp, AddOp, AvgPool2dOp, BatchNormOp, ConcatOp, ConstantOp,
-                                    Conv2dOp, ConvTranspose2dOp, DropoutOp, FlattenOp, HardSigmoidOp, HardSwishOp,
-                                    IdentityOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MulOp, PadOp,
-                                    PreluOp, Relu6Op, ReluOp, ReshapeOp, SigmoidOp, SiluOp, SoftmaxOp, SubOp, TanhOp,
-                                    TransposeOp, UpsampleOp)
+from fixflow.dialects.graph import (SLICE_END, AdaptiveAvgPool2dOp, AddOp, AmaxOp, AminOp, AvgPool2dOp,
+                                    BatchNormOp, ConcatOp, ConstantOp, Conv2dOp, ConvTranspose2dOp, DropoutOp,
+                                    ExpandOp, FlattenOp, GeluOp, GroupNormOp, HardSigmoidOp, HardSwishOp, IdentityOp,
+                                    LayerNormOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MishOp, MulOp,
+                                    PadOp, PreluOp, Relu6Op, ReluOp, ReshapeOp, RollOp, SigmoidOp, SiluOp, SliceOp,
+                                    SoftmaxOp, SubOp, SumOp, TanhOp, TileOp, TransposeOp, UpsampleOp)
 from fixflow.ir.attributes import DenseElementsAttr
 from fixflow.ir.builder import Builder
 from fixflow.ir.core import Value
@@ -37,6 +38,13 @@ Handler = Callable[..., Value]
 _MODULES: dict[type, Handler] = {}
 _FUNCTIONS: dict[Any, Handler] = {}
 _METHODS: dict[str, Handler] = {}
+#: handlers of nodes whose value is a tuple of tensors (split, chunk, MultiheadAttention, max(dim), ...): they
+#: return one callable per element, called (once) when that element is used
+_MULTI_MODULES: dict[type, Handler] = {}
+_MULTI_FUNCTIONS: dict[Any, Handler] = {}
+_MULTI_METHODS: dict[str, Handler] = {}
+#: Python functions known by (module, name), for libraries imported only by the user (torchvision)
+_NAMED_FUNCTIONS: dict[tuple[str, str], Handler] = {}
 _MISSING = object()
 _INPLACE_OPERATORS = frozenset({operator.iadd, operator.isub, operator.imul, operator.itruediv})
 #: folded constants up to this many elements are printed inline (`dense<...>`), larger ones as resources
@@ -66,6 +74,32 @@ def _on_method(*names: str) -> Callable[[Handler], Handler]:
             _METHODS[n] = fn
         return fn
     return deco
+
+
+def _on_multi(modules: tuple = (), functions: tuple = (), methods: tuple = ()) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for t in modules:
+            _MULTI_MODULES[t] = fn
+        for f in functions:
+            if f is not None:
+                _MULTI_FUNCTIONS[f] = fn
+        for n in methods:
+            _MULTI_METHODS[n] = fn
+        return fn
+    return deco
+
+
+def _on_named_function(module: str, name: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        _NAMED_FUNCTIONS[(module, name)] = fn
+        return fn
+    return deco
+
+
+def _named(target: Any) -> Handler | None:
+    if not callable(target):
+        return None
+    return _NAMED_FUNCTIONS.get((getattr(target, "__module__", None), getattr(target, "__name__", None)))
 
 
 def _arg(node: torch.fx.Node, i: int, name: str, default: Any = _MISSING) -> Any:
@@ -110,9 +144,10 @@ def _display_name(fn: Any) -> str | None:
 
 def supported_ops() -> dict[str, list[str]]:
     """The supported modules, functions and tensor methods (for error messages and docs)."""
-    mods = sorted({_qualified(t).replace("torch.nn.", "") for t in _MODULES})
-    fns = sorted({n for n in map(_display_name, _FUNCTIONS) if n})
-    methods = sorted(m for m in _METHODS if not m.endswith("_"))
+    mods = sorted({_qualified(t).replace("torch.nn.", "") for t in (*_MODULES, *_MULTI_MODULES)})
+    fns = sorted({n for n in map(_display_name, (*_FUNCTIONS, *_MULTI_FUNCTIONS)) if n}
+                 | {f"{m}.{n}" for m, n in _NAMED_FUNCTIONS})
+    methods = sorted({m for m in (*_METHODS, *_MULTI_METHODS) if not m.endswith("_")})
     return {"modules": mods, "functions": fns, "methods": methods}
 
 
@@ -127,6 +162,13 @@ def _where(node: torch.fx.Node, model_name: str) -> str:
     return f"module '{path}'" if path else f"{model_name}.forward"
 
 
+class _Piece:
+    """Element `index` of the tuple-valued node `node` (a model output)."""
+
+    def __init__(self, node: torch.fx.Node, index: int):
+        self.node, self.index = node, index
+
+
 class Converter:
     """Builds one `func.func` from a traced GraphModule whose nodes carry shapes and values."""
 
@@ -137,6 +179,9 @@ class Converter:
         self.name = name
         self.modules = dict(gm.named_modules())
         self.env: dict[torch.fx.Node, Value] = {}
+        #: tuple-valued nodes: one callable per element (see `piece`)
+        self.multi: dict[torch.fx.Node, list[Callable[[], Value | None]]] = {}
+        self._pieces: dict[tuple[torch.fx.Node, int], Value | None] = {}
         self.params: dict[str, Value] = {}
         self.builder: Builder | None = None
         self.node: torch.fx.Node | None = None
@@ -164,7 +209,32 @@ class Converter:
                              f"but '{arg.name}' is computed from the input")
         if isinstance(arg, (list, tuple)):
             return type(arg)(self.static_value(a) for a in arg)
+        if isinstance(arg, slice):
+            return slice(self.static_value(arg.start), self.static_value(arg.stop), self.static_value(arg.step))
         return arg
+
+    def piece(self, node: torch.fx.Node, i: int) -> Value | None:
+        """Element `i` of a tuple-valued node (built on first use)."""
+        key = (node, i)
+        if key not in self._pieces:
+            pieces = self.multi[node]
+            if not -len(pieces) <= i < len(pieces):
+                raise self.error(f"index {i} is out of range for the {len(pieces)} results of '{node.name}'")
+            saved = self.node, self.loc
+            self.node, self.loc = node, location_of(node)   # built at the tuple node's location
+            try:
+                self._pieces[key] = pieces[i]()
+            finally:
+                self.node, self.loc = saved
+        return self._pieces[key]
+
+    def tensors(self, arg: Any) -> list[Value]:
+        """The IR values of a list of tensors, or of all elements of a tuple-valued node (`x.chunk(2)`)."""
+        if isinstance(arg, torch.fx.Node) and arg in self.multi:
+            return [self.piece(arg, i) for i in range(len(self.multi[arg]))]
+        if isinstance(arg, torch.fx.Node):
+            raise self.error(f"'{self.node.target}' takes a list of tensors, got '{arg.name}'")
+        return [self.x(t) for t in arg]
 
     def is_tensor(self, arg: Any) -> bool:
         return isinstance(arg, torch.fx.Node) and "fixflow_shape" in arg.meta
@@ -192,6 +262,9 @@ class Converter:
                     self.env[arg] = v
                     return v
                 return self.scalar(value)
+            if arg in self.multi:
+                raise self.error(f"'{self.node.target}' takes a tensor, but '{arg.name}' is a tuple of tensors "
+                                 "(index it or unpack it first)")
             raise self.error(f"internal error: '{arg.name}' used before it was converted", arg)
         if isinstance(arg, (bool, int, float)):
             return self.scalar(arg)
@@ -258,7 +331,8 @@ class Converter:
             if node.op == "placeholder":
                 continue
             if node.op == "output":
-                results = [self.x(a) for a in self._flatten_outputs(node.args[0])]
+                results = [self.piece(a.node, a.index) if isinstance(a, _Piece) else self.x(a)
+                           for a in self._flatten_outputs(node.args[0])]
                 continue
             if node in self.static or node in self.const:
                 continue  # a Python value or a constant, materialized where a tensor is needed
@@ -280,6 +354,8 @@ class Converter:
     def _flatten_outputs(self, out: Any) -> list[Any]:
         if isinstance(out, (list, tuple)):
             return [x for o in out for x in self._flatten_outputs(o)]
+        if isinstance(out, torch.fx.Node) and out in self.multi:
+            return [_Piece(out, i) for i in range(len(self.multi[out]))]
         if isinstance(out, torch.fx.Node) and "fixflow_shape" not in out.meta:
             value = out.meta.get("fixflow_value")
             raise self.error(f"the model returns '{out.name}', a Python {type(value).__name__} ({value!r}) computed "
@@ -301,10 +377,12 @@ class Converter:
         if autograd_fn is not None:
             raise self.unsupported(f"custom autograd function '{autograd_fn}'",
                                    "its forward would be traced without its backward and any code outside torch")
+        if self._convert_multi(node):
+            return
         if node.op == "call_module":
             known = type(self.modules[node.target]) in _MODULES
         elif node.op == "call_function":
-            known = node.target in _FUNCTIONS
+            known = node.target in _FUNCTIONS or _named(node.target) is not None
         else:
             known = node.target in _METHODS
         if not known:
@@ -321,7 +399,7 @@ class Converter:
             value = handler(self, node, mod)
             inplace = bool(getattr(mod, "inplace", False))
         elif node.op == "call_function":
-            handler = _FUNCTIONS.get(node.target)
+            handler = _FUNCTIONS.get(node.target) or _named(node.target)
             if handler is None:
                 raise self.unsupported(self._describe(node))
             value = handler(self, node)
@@ -342,6 +420,37 @@ class Converter:
                              f"from PyTorch's {tuple(self.out_shape)}")
         self.env[node] = value
         self._update_aliases(node, value, inplace)
+
+    def _convert_multi(self, node: torch.fx.Node) -> bool:
+        """A tuple-valued node with a multi handler (recorded in `multi`), or an unused element of one: True."""
+        if node.target is operator.getitem and node.args and node.args[0] in self.multi \
+                and "fixflow_shape" not in node.meta and not node.users:
+            return True  # an unused non-tensor element (MultiheadAttention's weights when need_weights=False)
+        if node.target is operator.getitem and node.args and node.args[0] in self.multi \
+                and isinstance(node.args[1], slice):
+            src = node.args[0]
+            picked = range(len(self.multi[src]))[self.static_value(node.args[1])]
+            self.multi[node] = [lambda j=j: self.piece(src, j) for j in picked]
+            return True
+        value = node.meta.get("fixflow_value")
+        if not isinstance(value, (tuple, list)) or not value or not all(
+                v is None or isinstance(v, torch.Tensor) for v in value):
+            return False
+        if node.op == "call_module":
+            mod = self.modules[node.target]
+            handler = _MULTI_MODULES.get(type(mod))
+            args: tuple = (mod,)
+        elif node.op == "call_function":
+            handler, args = _MULTI_FUNCTIONS.get(node.target), ()
+        else:
+            handler, args = _MULTI_METHODS.get(node.target), ()
+        if handler is None:
+            return False
+        for v in value:
+            if isinstance(v, torch.Tensor) and v.dtype != torch.float32 and v.dtype != torch.int64:
+                raise self.error(f"'{node.name}' has a result of dtype {v.dtype}; fixflow imports float32 models")
+        self.multi[node] = handler(self, node, *args)
+        return True
 
     def _update_aliases(self, node: torch.fx.Node, value: Value, inplace: bool) -> None:
         """After an in-place op, later uses of the mutated tensor and of its live aliases see `value`."""
@@ -714,7 +823,7 @@ def _cat(cv: Converter, node: torch.fx.Node) -> Value:
     tensors = _arg(node, 0, "tensors")
     dim = cv.static_value(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", node.kwargs.get("axis", 0)))
     rank = len(cv.out_shape)
-    return cv.emit(ConcatOp, [cv.x(t) for t in tensors], axis=dim % rank)
+    return cv.emit(ConcatOp, cv.tensors(tensors), axis=dim % rank)
 
 
 @_on_function(torch.mean)
@@ -854,3 +963,397 @@ def _div(cv: Converter, node: torch.fx.Node) -> Value:
 @_on_method("neg")
 def _neg(cv: Converter, node: torch.fx.Node) -> Value:
     return cv.emit(MulOp, cv.x(node.args[0]), cv.scalar(-1.0))
+
+
+# ======================= issue 15: slicing, splitting, broadcasting, reductions, norms, attention ==========
+def _reshape_value(cv: Converter, v: Value, in_shape: tuple[int, ...], out: tuple[int, ...],
+                   suffix: str | None = None) -> Value:
+    """Reshape an IR value to `out`, keeping a leading batch dimension as 0 (any batch size runs)."""
+    if tuple(in_shape) == tuple(out):
+        return v
+    shape = list(out)
+    if in_shape and out and out[0] == in_shape[0]:
+        shape[0] = 0
+    return cv.emit(ReshapeOp, v, shape=tuple(shape), suffix=suffix)
+
+
+def _slice_value(cv: Converter, v: Value, shape: tuple[int, ...], bounds: dict[int, tuple[int, int, int]],
+                 suffix: str | None = None) -> Value:
+    """A `graph.slice` of `v` with (start, end, step) per axis; whole axes are left out (none: `v`)."""
+    axes, starts, ends, steps = [], [], [], []
+    for ax in sorted(bounds):
+        start, end, step = bounds[ax]
+        if ax != 0:  # a static dimension: concrete, clamped bounds
+            start, end, step = slice(start, end, step).indices(shape[ax])
+            end = max(end, start)
+            if start == 0 and end >= shape[ax] and step == 1:
+                continue
+        elif (start in (None, 0)) and end is None and step in (None, 1):
+            continue
+        axes.append(ax)
+        starts.append(0 if start is None else start)
+        ends.append(SLICE_END if end is None else end)
+        steps.append(1 if step is None else step)
+    if not axes:
+        return v
+    return cv.emit(SliceOp, v, axes=tuple(axes), starts=tuple(starts), ends=tuple(ends),
+                   steps=tuple(steps) if any(s != 1 for s in steps) else None, suffix=suffix)
+
+
+@_on_function(operator.getitem)
+def _getitem(cv: Converter, node: torch.fx.Node) -> Value:
+    src, index = node.args[0], node.args[1]
+    if isinstance(src, torch.fx.Node) and src in cv.multi:
+        i = cv.static_value(index)
+        if not isinstance(i, int):
+            raise cv.unsupported("'operator.getitem'", f"indexing the results of '{src.name}' with {i!r}")
+        v = cv.piece(src, i)
+        if v is None:
+            raise cv.unsupported("'operator.getitem'", f"result {i} of '{src.name}' is not a tensor")
+        return v
+    if not cv.is_tensor(src):
+        raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)", "indexing a non-tensor value")
+    shape = cv.shape(src)
+    items = index if isinstance(index, tuple) else (index,)
+    for it in items:
+        if isinstance(it, torch.fx.Node) and cv.is_tensor(it) or isinstance(it, (torch.Tensor, list)):
+            raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)",
+                                 "indexing with a tensor or a list (a gather or a boolean mask: data-dependent); "
+                                 "only integers, slices, None and ... index a tensor")
+    items = tuple(cv.static_value(it) for it in items)
+    for it in items:
+        if not (it is None or it is Ellipsis or isinstance(it, (int, slice))) or isinstance(it, bool):
+            raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)", f"the index {it!r}")
+        if isinstance(it, slice) and not all(b is None or isinstance(b, int) for b in (it.start, it.stop, it.step)):
+            raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)", f"the slice bounds of {it!r}")
+        if isinstance(it, slice) and it.step is not None and it.step < 1:
+            raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)", f"step {it.step} (torch needs "
+                                 "positive slice steps)")
+    n_real = sum(1 for it in items if it is not None and it is not Ellipsis)
+    if sum(1 for it in items if it is Ellipsis) > 1:
+        raise cv.unsupported("'operator.getitem' (tensor indexing/slicing)", "more than one '...'")
+    expanded: list[Any] = []
+    for it in items:
+        if it is Ellipsis:
+            expanded += [slice(None)] * (len(shape) - n_real)
+        else:
+            expanded.append(it)
+    bounds: dict[int, tuple] = {}
+    ax = 0
+    for it in expanded:
+        if it is None:
+            continue
+        if isinstance(it, int):
+            if not -shape[ax] <= it < shape[ax]:
+                raise cv.error(f"index {it} is out of range for dimension {ax} of size {shape[ax]}")
+            bounds[ax] = (it, it + 1 if it != -1 else None, 1)
+        else:
+            bounds[ax] = (it.start, it.stop, it.step)
+        ax += 1
+    v = _slice_value(cv, cv.x(src), shape, bounds, suffix="slice")
+    sliced = v.type.shape
+    return _reshape_value(cv, v, sliced, tuple(cv.out_shape)) if sliced != tuple(cv.out_shape) else v
+
+
+def _split_pieces(cv: Converter, node: torch.fx.Node, x: Any, dim: int, squeeze: bool = False) -> list:
+    """The pieces of `x` along `dim` as the traced results cut it (split, chunk, tensor_split, unbind)."""
+    shape = cv.shape(x)
+    rank = len(shape)
+    dim = int(dim) % rank
+    sizes = [t.shape[dim] if not squeeze else 1 for t in node.meta["fixflow_value"]]
+    offsets = np.cumsum([0] + sizes).tolist()
+
+    def make(i: int) -> Callable[[], Value]:
+        def build() -> Value:
+            v = _slice_value(cv, cv.x(x), shape, {dim: (offsets[i], offsets[i + 1], 1)}, suffix=str(i))
+            if squeeze:
+                out = shape[:dim] + shape[dim + 1:]
+                v = _reshape_value(cv, v, v.type.shape, out, suffix=f"{i}_squeeze")
+            return v
+        return build
+    return [make(i) for i in range(len(sizes))]
+
+
+@_on_multi(functions=(torch.split, torch.chunk, torch.tensor_split), methods=("split", "chunk", "tensor_split"))
+def _split(cv: Converter, node: torch.fx.Node) -> list:
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    default = 0
+    dim = cv.static_value(_arg(node, 2, "dim", default))
+    if name == "split" and isinstance(_arg(node, 1, "split_size_or_sections", None), torch.fx.Node) \
+            and cv.is_tensor(node.args[1]):
+        raise cv.unsupported("'split'", "split sizes given as a tensor")
+    return _split_pieces(cv, node, node.args[0], dim)
+
+
+@_on_multi(functions=(torch.unbind,), methods=("unbind",))
+def _unbind(cv: Converter, node: torch.fx.Node) -> list:
+    return _split_pieces(cv, node, node.args[0], cv.static_value(_arg(node, 1, "dim", 0)), squeeze=True)
+
+
+def _dim_source(cv: Converter, arg: Any) -> tuple[torch.fx.Node, int] | None:
+    """(tensor node, dim) when `arg` is `t.shape[d]`, `t.size(d)` or `t.size()[d]` of a tensor `t`."""
+    if not isinstance(arg, torch.fx.Node):
+        return None
+    if arg.op == "call_method" and arg.target == "size" and len(arg.args) > 1:
+        t, d = arg.args[0], arg.args[1]
+    elif arg.op == "call_function" and arg.target is operator.getitem and isinstance(arg.args[0], torch.fx.Node):
+        q = arg.args[0]
+        is_shape = (q.op == "call_function" and q.target is getattr and q.args[1] == "shape") or \
+                   (q.op == "call_method" and q.target == "size" and len(q.args) == 1)
+        if not is_shape:
+            return None
+        t, d = q.args[0], arg.args[1]
+    else:
+        return None
+    if not cv.is_tensor(t) or not isinstance(d, int):
+        return None
+    return t, d % len(cv.shape(t))
+
+
+def _expand(cv: Converter, x: Any, sizes: tuple, like: Any = None) -> Value:
+    """`x.expand(sizes)`: a batch size taken from another tensor's shape stays that tensor's batch."""
+    out = tuple(cv.out_shape)
+    in_shape = cv.shape(x)
+    lead = len(out) - len(in_shape)
+    target = []
+    like_node = like
+    for i, d in enumerate(out):
+        src = in_shape[i - lead] if i >= lead else None
+        origin = _dim_source(cv, sizes[i]) if i < len(sizes) else None
+        if i == 0 and like is not None and len(cv.shape(like)) == len(out):
+            target.append(0)
+        elif i == 0 and origin is not None and origin[1] == 0 and like_node is None:
+            like_node = origin[0]
+            target.append(0)
+        elif src == d:
+            target.append(-1)
+        else:
+            target.append(d)
+    if 0 not in target:
+        like_node = None
+    if all(t == -1 for t in target) and lead == 0:
+        return cv.x(x)
+    return cv.emit(ExpandOp, cv.x(x), None if like_node is None else cv.x(like_node), shape=tuple(target))
+
+
+@_on_method("expand")
+def _expand_method(cv: Converter, node: torch.fx.Node) -> Value:
+    sizes = node.args[1:]
+    if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+        sizes = tuple(sizes[0])
+    elif not sizes:
+        sizes = tuple(node.kwargs.get("size", ()))
+    cv.static_value(sizes)  # a data-dependent size is an error here
+    return _expand(cv, node.args[0], tuple(sizes))
+
+
+@_on_method("expand_as")
+def _expand_as(cv: Converter, node: torch.fx.Node) -> Value:
+    other = _arg(node, 1, "other")
+    return _expand(cv, node.args[0], tuple(cv.out_shape), like=other if cv.is_tensor(other) else None)
+
+
+@_on_function(torch.broadcast_to)
+@_on_method("broadcast_to")
+def _broadcast_to(cv: Converter, node: torch.fx.Node) -> Value:
+    sizes = _arg(node, 1, "size")
+    cv.static_value(sizes)
+    return _expand(cv, node.args[0], tuple(sizes) if isinstance(sizes, (list, tuple)) else ())
+
+
+@_on_method("repeat")
+def _repeat(cv: Converter, node: torch.fx.Node) -> Value:
+    reps = _shape_args(cv, node, 1, "repeats")
+    return cv.emit(TileOp, cv.x(node.args[0]), repeats=tuple(int(r) for r in reps))
+
+
+@_on_function(torch.stack)
+def _stack(cv: Converter, node: torch.fx.Node) -> Value:
+    dim = cv.static_value(_arg(node, 1, "dim", 0)) % len(cv.out_shape)
+    parts = []
+    for i, v in enumerate(cv.tensors(_arg(node, 0, "tensors"))):
+        s = v.type.shape
+        parts.append(_reshape_value(cv, v, s, s[:dim] + (1,) + s[dim:], suffix=f"unsqueeze{i}"))
+    return cv.emit(ConcatOp, parts, axis=dim)
+
+
+# ---- reductions -------------------------------------------------------------------------------------------
+def _dims(cv: Converter, node: torch.fx.Node, rank: int) -> tuple[int, ...]:
+    dim = cv.static_value(_arg(node, 1, "dim", None))
+    if dim is None or (isinstance(dim, (list, tuple)) and not dim):
+        return tuple(range(rank))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(sorted(d % rank for d in dims))
+
+
+_REDUCTIONS = {torch.sum: SumOp, "sum": SumOp, torch.amax: AmaxOp, "amax": AmaxOp, torch.amin: AminOp,
+               "amin": AminOp}
+
+
+@_on_function(torch.sum, torch.amax, torch.amin)
+@_on_method("sum", "amax", "amin")
+def _reduce(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    if node.kwargs.get("dtype") not in (None, torch.float32):
+        raise cv.unsupported(f"'{_qualified(node.target) if not isinstance(node.target, str) else node.target}'",
+                             "dtype other than float32")
+    rank = len(cv.shape(x))
+    keepdim = bool(cv.static_value(_arg(node, 2, "keepdim", False)))
+    return cv.emit(_REDUCTIONS[node.target], cv.x(x), axes=_dims(cv, node, rank), keepdim=keepdim)
+
+
+@_on_function(torch.max, torch.min)
+@_on_method("max", "min")
+def _max_all(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    other = _arg(node, 1, "dim", _arg(node, 1, "other", None))
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    if other is not None and cv.is_tensor(other):
+        raise cv.unsupported(f"'{name}'", "the elementwise maximum/minimum of two tensors")
+    cls = AmaxOp if name == "max" else AminOp
+    return cv.emit(cls, cv.x(x), axes=tuple(range(len(cv.shape(x)))), keepdim=False)
+
+
+@_on_multi(functions=(torch.max, torch.min), methods=("max", "min"))
+def _max_dim(cv: Converter, node: torch.fx.Node) -> list:
+    x = node.args[0]
+    name = node.target if isinstance(node.target, str) else node.target.__name__
+    rank = len(cv.shape(x))
+    dim = cv.static_value(_arg(node, 1, "dim")) % rank
+    keepdim = bool(cv.static_value(_arg(node, 2, "keepdim", False)))
+    cls = AmaxOp if name == "max" else AminOp
+
+    def indices() -> Value:
+        raise cv.unsupported(f"'{name}'", "the indices of the maximum/minimum (an integer tensor)")
+    return [lambda: cv.emit(cls, cv.x(x), axes=(dim,), keepdim=keepdim, suffix="values"), indices]
+
+
+# ---- normalization ----------------------------------------------------------------------------------------
+def _ones_or(cv: Converter, w: Any, shape: tuple[int, ...], fill: float, hint: str) -> Value:
+    if w is not None:
+        return cv.x(w) if not isinstance(w, Value) else w
+    return cv.constant(torch.full(shape, fill), None, hint=f"{cv.node.name}_{hint}")
+
+
+@_on_module(nn.LayerNorm)
+def _layer_norm_module(cv: Converter, node: torch.fx.Node, m: nn.LayerNorm) -> Value:
+    ns = tuple(m.normalized_shape)
+    w = cv.param(m, "weight") if m.weight is not None else None
+    b = cv.param(m, "bias") if getattr(m, "bias", None) is not None else None
+    return cv.emit(LayerNormOp, cv.x(node.args[0]), _ones_or(cv, w, ns, 1.0, "weight"),
+                   _ones_or(cv, b, ns, 0.0, "bias"), normalized_shape=ns, eps=float(m.eps))
+
+
+@_on_function(F.layer_norm, torch.layer_norm)
+def _layer_norm_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    ns = cv.static_value(_arg(node, 1, "normalized_shape"))
+    ns = (ns,) if isinstance(ns, int) else tuple(ns)
+    return cv.emit(LayerNormOp, cv.x(_arg(node, 0, "input")),
+                   _ones_or(cv, _arg(node, 2, "weight", None), ns, 1.0, "weight"),
+                   _ones_or(cv, _arg(node, 3, "bias", None), ns, 0.0, "bias"),
+                   normalized_shape=ns, eps=float(cv.static_value(_arg(node, 4, "eps", 1e-5))))
+
+
+@_on_module(nn.GroupNorm)
+def _group_norm_module(cv: Converter, node: torch.fx.Node, m: nn.GroupNorm) -> Value:
+    c = m.num_channels
+    w = cv.param(m, "weight") if m.affine else None
+    b = cv.param(m, "bias") if m.affine else None
+    return cv.emit(GroupNormOp, cv.x(node.args[0]), _ones_or(cv, w, (c,), 1.0, "weight"),
+                   _ones_or(cv, b, (c,), 0.0, "bias"), groups=int(m.num_groups), eps=float(m.eps))
+
+
+@_on_function(F.group_norm, torch.group_norm)
+def _group_norm_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    x = _arg(node, 0, "input")
+    c = cv.shape(x)[1]
+    return cv.emit(GroupNormOp, cv.x(x), _ones_or(cv, _arg(node, 2, "weight", None), (c,), 1.0, "weight"),
+                   _ones_or(cv, _arg(node, 3, "bias", None), (c,), 0.0, "bias"),
+                   groups=int(cv.static_value(_arg(node, 1, "num_groups"))),
+                   eps=float(cv.static_value(_arg(node, 4, "eps", 1e-5))))
+
+
+@_on_module(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+def _instance_norm_module(cv: Converter, node: torch.fx.Node, m: nn.modules.instancenorm._InstanceNorm) -> Value:
+    x = node.args[0]
+    c = cv.shape(x)[1]
+    w = cv.param(m, "weight") if m.affine else None
+    b = cv.param(m, "bias") if m.affine else None
+    gamma, beta = _ones_or(cv, w, (c,), 1.0, "weight"), _ones_or(cv, b, (c,), 0.0, "bias")
+    if m.track_running_stats and m.running_mean is not None:  # eval mode normalizes with the running statistics
+        return cv.emit(BatchNormOp, cv.x(x), cv.param(m, "running_mean"), cv.param(m, "running_var"), gamma, beta,
+                       eps=float(m.eps))
+    return cv.emit(GroupNormOp, cv.x(x), gamma, beta, groups=c, eps=float(m.eps))
+
+
+@_on_function(F.instance_norm, torch.instance_norm)
+def _instance_norm_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    sv = cv.static_value
+    x = _arg(node, 0, "input")
+    c = cv.shape(x)[1]
+    gamma = _ones_or(cv, _arg(node, 3, "weight", None), (c,), 1.0, "weight")
+    beta = _ones_or(cv, _arg(node, 4, "bias", None), (c,), 0.0, "bias")
+    eps = float(sv(_arg(node, 7, "eps", 1e-5)))
+    mean, var = _arg(node, 1, "running_mean", None), _arg(node, 2, "running_var", None)
+    if not sv(_arg(node, 5, "use_input_stats", True)):
+        if mean is None or var is None:
+            raise cv.unsupported("'torch.nn.functional.instance_norm'", "use_input_stats=False without running stats")
+        return cv.emit(BatchNormOp, cv.x(x), cv.x(mean), cv.x(var), gamma, beta, eps=eps)
+    return cv.emit(GroupNormOp, cv.x(x), gamma, beta, groups=c, eps=eps)
+
+
+# ---- activations ------------------------------------------------------------------------------------------
+@_on_module(nn.GELU)
+def _gelu_module(cv: Converter, node: torch.fx.Node, m: nn.GELU) -> Value:
+    return cv.emit(GeluOp, cv.x(node.args[0]), approximate=m.approximate)
+
+
+@_on_function(F.gelu)
+def _gelu_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    approximate = cv.static_value(_arg(node, 1, "approximate", "none"))
+    if approximate not in ("none", "tanh"):
+        raise cv.unsupported("'torch.nn.functional.gelu'", f"approximate={approximate!r}")
+    return cv.emit(GeluOp, cv.x(_arg(node, 0, "input")), approximate=approximate)
+
+
+@_on_module(nn.Mish)
+def _mish_module(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(MishOp, cv.x(node.args[0]))
+
+
+@_on_function(F.mish)
+def _mish_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return cv.emit(MishOp, cv.x(_arg(node, 0, "input")))
+
+
+# ---- train-only ops: identities in eval mode ---------------------------------------------------------------
+@_on_module(nn.Dropout3d, nn.FeatureAlphaDropout)
+def _dropout_module_more(cv: Converter, node: torch.fx.Node, m: nn.Module) -> Value:
+    return cv.emit(DropoutOp, cv.x(node.args[0]), p=float(m.p))
+
+
+@_on_function(F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout)
+def _dropout_fn_more(cv: Converter, node: torch.fx.Node) -> Value:
+    return _dropout_fn(cv, node)
+
+
+@_on_named_function("torchvision.ops.stochastic_depth", "stochastic_depth")
+def _stochastic_depth(cv: Converter, node: torch.fx.Node) -> Value:
+    """torchvision's stochastic depth: the identity in eval mode (`training=False`)."""
+    if cv.static_value(_arg(node, 3, "training", True)):
+        raise cv.unsupported("'torchvision.ops.stochastic_depth'", "training=True drops rows at random; import the "
+                             "model in eval mode (StochasticDepth passes self.training)")
+    return cv.emit(DropoutOp, cv.x(_arg(node, 0, "input")), p=float(cv.static_value(_arg(node, 1, "p", 0.0))))
+
+
+@_on_function(getattr)
+def _getattr(cv: Converter, node: torch.fx.Node) -> Value:
+    src, name = node.args[0], node.args[1]
+    if isinstance(src, torch.fx.Node) and src in cv.multi and name in ("values", "indices"):
+        v = cv.piece(src, 0 if name == "values" else 1)
+        return v
+    if cv.is_tensor(src) and name in ("T", "mT"):
+        rank = len(cv.shape(src))
+        perm = list(range(rank))[::-1] if name == "T" else list(range(rank - 2)) + [rank - 1, rank - 2]
+        return cv.emit(TransposeOp, cv.x(src), perm=tuple(perm)) if rank > 1 else cv.x(src)
+    raise cv.unsupported(f"attribute '.{name}'")

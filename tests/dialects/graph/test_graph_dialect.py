@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _lib.graph import GraphBuilder, every_op_model, rand
+from _lib.graph import GraphBuilder, every_op_model, rand, transformer_op_model
 from fixflow.dialects import graph as G
 from fixflow.ir import Block, TensorType, VerifyError, f32, parse_module, print_module
 from fixflow.ir.diagnostics import FixflowError
@@ -184,14 +184,15 @@ def test_verify_float_operands():
 
 
 def test_round_trip_every_op():
-    m, _, _ = every_op_model()
-    names = {op.name for op in m.walk()}
+    models = [every_op_model()[0], transformer_op_model()[0]]
+    names = {op.name for m in models for op in m.walk()}
     assert set(G.graph.ops) <= names, set(G.graph.ops) - names
-    text = print_module(m)
-    m2 = parse_module(text)
-    m2.verify()
-    assert print_module(m2) == text
-    assert all(type(op).__module__ != "fixflow.ir.core" for op in m2.walk())  # registered classes
+    for m in models:
+        text = print_module(m)
+        m2 = parse_module(text)
+        m2.verify()
+        assert print_module(m2) == text
+        assert all(type(op).__module__ != "fixflow.ir.core" for op in m2.walk())  # registered classes
 
 
 @pytest.mark.skipif(shutil.which("mlir-opt-22") is None, reason="mlir-opt-22 not installed")
