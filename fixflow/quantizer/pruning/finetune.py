@@ -53,7 +53,7 @@ def finetune(model: nn.Module, loader: Iterable[Any], *, epochs: int = 5, lr: fl
                     opt.zero_grad()
                     loss = loss_fn(model(xb), yb)
                     if not torch.isfinite(loss):
-                        raise PruningError(f"finetune: the loss is {float(loss)} at epoch {epoch + 1}, batch {step + 1} "
+                        raise PruningError(f"finetune: the loss is {float(loss.detach())} at epoch {epoch + 1}, batch {step + 1} "
                                            "(lower lr?)")
                     loss.backward()
                     opt.step()
