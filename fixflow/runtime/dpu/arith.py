@@ -128,16 +128,40 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
 def elew_compute(p: dict, xs: np.ndarray) -> np.ndarray:
     """ELEW: xs (num, ..., C) int8 -> int8. t_k = floor(4*x_k / 2^shift_read_k); ADD sums, MULT
     multiplies; times 2^shift_write (>= 16: 2^-(sw-16)); / 4 (ADD) or / 16 (MULT); act; round."""
-    ts = [(xs[k].astype(np.int64) * 4) >> np.int64(s) for k, s in enumerate(p["shift_read"])]
-    if p["type"] == 0:
-        v = sum(ts[1:], ts[0])
-        div = 2
-    else:
-        v = ts[0] * ts[1]
-        div = 4
     sw = p["shift_write"]
-    e = sw if sw < 16 else -(sw - 16)
-    r = scale_round(v, e - div)
+    e = (sw if sw < 16 else -(sw - 16)) - (2 if p["type"] == 0 else 4)
+    fast = _elew_int32(p, xs, e)
+    if fast is not None:
+        return fast
+    ts = [(xs[k].astype(np.int64) * 4) >> np.int64(s) for k, s in enumerate(p["shift_read"])]
+    v = sum(ts[1:], ts[0]) if p["type"] == 0 else ts[0] * ts[1]
+    r = scale_round(v, e)
     if p["act"] == ACT_RELU:
         r = np.maximum(r, 0)
     return saturate(r)
+
+
+def _elew_int32(p: dict, xs: np.ndarray, e: int) -> np.ndarray | None:
+    """`elew_compute` in int32 when every intermediate provably fits (|t_k| <= 512), else None."""
+    reads = p["shift_read"]
+    vmax = 512 * len(reads) if p["type"] == 0 else 512 * 512
+    if not (all(0 <= s < 31 for s in reads) and -31 < e <= 20 and vmax << max(e, 0) < 2**31):
+        return None
+    v = xs[0].astype(np.int32)
+    v <<= 2
+    v >>= reads[0]
+    for k in range(1, len(reads) if p["type"] == 0 else 2):
+        t = xs[k].astype(np.int32)
+        t <<= 2
+        t >>= reads[k]
+        if p["type"] == 0:
+            v += t
+        else:
+            v *= t
+    if e > 0:
+        v <<= e
+    elif e < 0:
+        v += np.int32(1 << (-e - 1))
+        v >>= -e
+    np.clip(v, 0 if p["act"] == ACT_RELU else -128, 127, out=v)
+    return v.astype(np.int8)

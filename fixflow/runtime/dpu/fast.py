@@ -30,6 +30,11 @@ from typing import Any
 
 import numpy as np
 
+try:                            # the clip ufunc itself: np.clip's Python wrapper costs ~20 us a call
+    from numpy._core.umath import clip as _uclip
+except ImportError:             # numpy < 2
+    from numpy.core.umath import clip as _uclip
+
 from .arith import alu_compute, conv_requant, elew_compute
 from .errors import DPUExecError
 from .machine import ACT_NONE, ACT_RELU, ACT_RELU6, Machine
@@ -81,6 +86,8 @@ class Kernel:
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
     fbias: np.ndarray | None = None       # conv: (bias * 2^shift_bias + 2^(s-1)) / 2^s when all fits float32
     instructions: list[int] = field(default_factory=list)
+    lo: int = -128                        # conv: the saturation bounds after the activation
+    hi: int = 127
 
 
 def _chunks(wabs_cols: np.ndarray) -> list[tuple[int, int]]:
@@ -449,6 +456,8 @@ class FastPlan:
                 k.chunks = _chunks(np.full((k.w.shape[0], 1), 128, dtype=np.int64))
             k.w = None if k.wconst is not None else k.w.astype(np.int32)
             p = k.params
+            k.lo = 0 if p["act"] in (ACT_RELU, ACT_RELU6) else -128
+            k.hi = 96 if p["act"] == ACT_RELU6 else 127
             if k.wconst is not None and k.bconst is not None and p["act"] in (ACT_NONE, ACT_RELU, ACT_RELU6):
                 # int32 requantization when 2*acc + bias*2^shift_bias + rounding provably fits
                 bound = 128 * int(np.abs(k.wconst.astype(np.int64)).sum(axis=0).max(initial=0))
@@ -504,37 +513,11 @@ class FastPlan:
 
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
+        if k.kind == "conv" and (k.fbias is not None or k.bias32 is not None):
+            _exec_conv_folded(k, v, batch)
+            return
         res: np.ndarray
         xg = _gather(v, k.x, k.run)                               # the input values, int8
-        if k.kind == "conv" and k.fbias is not None:
-            rows = xg.shape[1]
-            acc = xg.reshape(batch * rows, -1).astype(np.float32) @ k.wchunks[0]   # 2*acc / 2^s, exact
-            acc += k.fbias
-            np.floor(acc, out=acc)
-            act = k.params["act"]
-            np.clip(acc, 0 if act in (ACT_RELU, ACT_RELU6) else -128, 96 if act == ACT_RELU6 else 127, out=acc)
-            v[:, k.out_start:k.out_start + k.out_size] = acc.reshape(batch, -1)
-            return
-        if k.kind == "conv" and k.bias32 is not None:
-            rows = xg.shape[1]
-            xf = xg.reshape(batch * rows, -1).astype(np.float32)
-            if len(k.chunks) == 1:
-                acc = (xf @ k.wchunks[0]).astype(np.int32)         # exact integers below 2^24
-            else:
-                acc = np.zeros((xf.shape[0], k.wchunks[0].shape[1]), dtype=np.int32)
-                for (a, c), wc in zip(k.chunks, k.wchunks):
-                    acc += (xf[:, a:c] @ wc).astype(np.int32)
-            s = k.params["shift_cut"] + 1
-            acc *= 2
-            acc += k.bias32
-            acc += np.int32(1 << (s - 1))
-            acc >>= s
-            act = k.params["act"]
-            lo = 0 if act in (ACT_RELU, ACT_RELU6) else -128
-            hi = 96 if act == ACT_RELU6 else 127
-            np.clip(acc, lo, hi, out=acc)
-            v[:, k.out_start:k.out_start + k.out_size] = acc.reshape(batch, -1)
-            return
         if k.kind == "conv":
             x = xg                                                 # (B, R, K)
             rows = x.shape[1]
@@ -571,6 +554,54 @@ class FastPlan:
             else:
                 res = np.take_along_axis(data, idx[..., None], axis=2)[..., 0]
         v[:, k.out_start:k.out_start + k.out_size] = res.reshape(batch, -1)
+
+
+BLOCK_BYTES = 1 << 19           # a conv's float32 input block is kept near this size (L2-resident)
+MIN_BLOCK_ROWS = 256            # but has at least this many rows (smaller products run below peak)
+
+
+def _blocks(batch: int, rows: int, k_len: int):
+    """(b0, b1, r0, r1) blocks covering batch x rows: whole images grouped while small, else row bands
+    of one image, so that each block's float32 input matrix stays about BLOCK_BYTES."""
+    rb = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, 4 * k_len))
+    if batch * rows <= rb:
+        yield 0, batch, 0, rows
+    elif rows <= rb:
+        g = max(1, rb // rows)
+        for b0 in range(0, batch, g):
+            yield b0, min(batch, b0 + g), 0, rows
+    else:
+        for b in range(batch):
+            for r0 in range(0, rows, rb):
+                yield b, b + 1, r0, min(rows, r0 + rb)
+
+
+def _exec_conv_folded(k: Kernel, v: np.ndarray, batch: int) -> None:
+    """A conv with constant weights and bias whose requantization provably fits float32 (``fbias``) or
+    int32 (``bias32``), block by block."""
+    rows = k.x.shape[0]
+    n_out = k.out_size // rows
+    k_len = k.x.shape[1] * k.run
+    s = k.params["shift_cut"] + 1
+    for b0, b1, r0, r1 in _blocks(batch, rows, k_len):
+        xf = _gather(v[b0:b1], k.x[r0:r1], k.run).reshape(-1, k_len).astype(np.float32)
+        if k.fbias is not None:
+            acc = np.matmul(xf, k.wchunks[0])                      # 2*acc / 2^s, exact
+            acc += k.fbias
+            np.floor(acc, out=acc)
+        else:
+            if len(k.chunks) == 1:
+                acc = np.matmul(xf, k.wchunks[0]).astype(np.int32)  # exact integers below 2^24
+            else:
+                acc = np.zeros((xf.shape[0], k.wchunks[0].shape[1]), dtype=np.int32)
+                for (a, c), wc in zip(k.chunks, k.wchunks):
+                    acc += np.matmul(xf[:, a:c], wc).astype(np.int32)
+            acc *= 2
+            acc += k.bias32
+            acc += np.int32(1 << (s - 1))
+            acc >>= s
+        _uclip(acc, k.lo, k.hi, out=acc)
+        v[b0:b1, k.out_start + r0 * n_out:k.out_start + r1 * n_out] = acc.reshape(b1 - b0, -1)
 
 
 _CACHE: OrderedDict[bytes, FastPlan] = OrderedDict()

@@ -7,7 +7,8 @@ import pytest
 
 from _dpu_interp_lib import SIZES, TARGET, I, conv_expected, conv_program, out_fmap, random_program
 from fixflow.runtime.dpu import DPUExecError, DPUInterpreter
-from fixflow.runtime.dpu.fast import compile_plan
+from fixflow.runtime.dpu import fast as fast_mod
+from fixflow.runtime.dpu.fast import FastPlan, compile_plan
 from fixflow.runtime.dpu.machine import Machine
 
 
@@ -74,12 +75,18 @@ def test_random_bad_programs_fail_alike(seed):
         assert ref == fast
 
 
-def test_batch_equals_one_by_one():
+@pytest.mark.parametrize("min_rows", [None, 1, 24])
+def test_batch_equals_one_by_one(min_rows, monkeypatch):
+    """Also with convs cut into blocks of a few rows (1: row bands of one image; 24: whole images
+    grouped while they fit) instead of the cache-sized blocks of real layers."""
+    if min_rows is not None:
+        monkeypatch.setattr(fast_mod, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(fast_mod, "MIN_BLOCK_ROWS", min_rows)
     rng = np.random.default_rng(7)
     program = random_program(rng, n=80)
     regs = regions(rng, batch=5)
     m = Machine.from_target(TARGET)
-    plan = compile_plan(m, program, SIZES, {0: regs[0][0]})
+    plan = FastPlan(m, program, SIZES, {0: regs[0][0]})
     out = plan.run({r: regs[r] for r in (1, 2, 3)})
     for i in range(5):
         it = DPUInterpreter(TARGET, program, {r: regs[r][i] if r else regs[0][0] for r in SIZES})
