@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .diagnostics import FixflowError
 from .types import DialectType, FloatType, TensorType, Type, element_type_for, f64, i1, i64, numpy_dtype
 
 
@@ -419,11 +420,32 @@ class ResourceBlob:
             return self._hex
         return "0x" + self.alignment.to_bytes(4, "little").hex().upper() + self._data.hex().upper()
 
+    def hex_length(self) -> int:
+        """len(self.hex()), without building the text."""
+        if self._hex is not None:
+            return len(self._hex)
+        return 10 + 2 * len(self._data)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ResourceBlob) and self.data == other.data
 
     def __hash__(self) -> int:
         return hash(self.data)
+
+
+class MissingResourceError(FixflowError, ValueError):
+    """A `dense_resource` whose data is absent: the text left it out (MLIR allows that), typically IR
+    printed with elided data (`dense_resource<__elided__>`, `--mlir-elide-*-if-larger`)."""
+
+    def __init__(self, attr: "DenseResourceElementsAttr"):
+        if attr.key == "__elided__":
+            why = ("its elements were elided when the IR was printed (--mlir-elide-elementsattrs-if-larger, "
+                   "or IR printed during a pass pipeline); print the IR again without eliding to compute with it")
+        else:
+            why = ("it is missing from the dialect_resources section (IR printed with "
+                   "--mlir-elide-resource-strings-if-larger, or during a pass pipeline, leaves blobs out); "
+                   "print the IR again without eliding to compute with it")
+        super().__init__(f"dense_resource<{attr.key}> : {attr.type} has no data: {why}")
 
 
 class DenseResourceElementsAttr(Attribute):
@@ -455,7 +477,7 @@ class DenseResourceElementsAttr(Attribute):
         """The elements as a read-only numpy array of the tensor's shape."""
         if self._array is None:
             if self.blob is None:
-                raise ValueError(f"dense_resource<{self.key}> has no data (missing from dialect_resources)")
+                raise MissingResourceError(self)
             dtype = numpy_dtype(self.type.element_type).newbyteorder("<")
             data = self.blob.data
             expected = self.type.num_elements * dtype.itemsize

@@ -1,6 +1,6 @@
-"""Passes: a base class with a registered name and typed (attrs) options, the pass registry with lazy
-loading and plugins, MLIR-style pipeline strings, and the pass manager (verification after each pass,
-IR printing around passes, timing)."""
+"""Passes: a base class with a registered name, typed (attrs) options and statistics, the pass registry
+with lazy loading and plugins, MLIR-style pipeline strings, and the pass manager (verification after each
+pass, IR printing around passes, timing and statistics reports shaped as mlir-opt's)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ class Pass:
     NAME: str = ""
     SUMMARY: str = ""
     Options: type | None = None
+    #: the pipeline anchors this pass is nested in below the module, e.g. ("func.func",) (set by parse_pipeline)
+    nest: tuple[str, ...] = ()
 
     def __init__(self, options: Any = None, **kwargs: Any):
         if self.Options is None:
@@ -237,15 +239,19 @@ _ANCHORS = ("builtin.module", "func.func", "any")
 
 
 def parse_pipeline(text: str) -> list[Pass]:
-    """`builtin.module(canonicalize,cse)`, `canonicalize,cse`, `fold-bn{eps=1e-3}`, nested anchors."""
+    """`builtin.module(canonicalize,cse)`, `canonicalize,cse`, `fold-bn{eps=1e-3}`, nested anchors.
+
+    The passes come back in order, each with `nest`: the anchors it is nested in below the module
+    (`("func.func",)` for `builtin.module(func.func(cse))`). Every pass runs on the module (a pass
+    walks the ops it applies to); the nesting shapes the reports (timing, statistics, --dump-pass-pipeline)."""
     passes: list[Pass] = []
-    pos = _parse_pipeline_items(text.strip(), 0, passes, closing=None)
+    pos = _parse_pipeline_items(text.strip(), 0, passes, closing=None, nest=())
     if pos != len(text.strip()):
         raise PipelineError(f"unexpected '{text.strip()[pos:]}' in pass pipeline '{text}'")
     return passes
 
 
-def _parse_pipeline_items(text: str, pos: int, out: list[Pass], closing: str | None) -> int:
+def _parse_pipeline_items(text: str, pos: int, out: list[Pass], closing: str | None, nest: tuple[str, ...]) -> int:
     n = len(text)
     while pos < n:
         while pos < n and text[pos] in " ,\t\n":
@@ -260,7 +266,8 @@ def _parse_pipeline_items(text: str, pos: int, out: list[Pass], closing: str | N
         if pos < n and text[pos] == "(":
             if name not in _ANCHORS:
                 raise PipelineError(f"'{name}' is not a pipeline anchor (use builtin.module(...) or func.func(...))")
-            pos = _parse_pipeline_items(text, pos + 1, out, ")")
+            inner = nest if name == "builtin.module" and not nest else nest + (name,)
+            pos = _parse_pipeline_items(text, pos + 1, out, ")", inner)
             if pos >= n or text[pos] != ")":
                 raise PipelineError(f"missing ')' in pass pipeline '{text}'")
             pos += 1
@@ -276,10 +283,70 @@ def _parse_pipeline_items(text: str, pos: int, out: list[Pass], closing: str | N
                 raise PipelineError(f"missing '}}' in options of pass '{name}'")
             opts = text[start:pos - 1]
         cls = get_pass(name)
-        out.append(cls.from_option_string(opts) if opts else cls())
+        p = cls.from_option_string(opts) if opts else cls()
+        if nest:
+            p.nest = nest
+        out.append(p)
     if closing:
         raise PipelineError(f"missing '{closing}' in pass pipeline '{text}'")
     return pos
+
+
+def _nested_groups(passes: list[Pass]) -> list:
+    """The pipeline as a tree: a list whose items are passes or (anchor, [items]) nests; consecutive
+    passes under the same anchors share one nest."""
+    root: list = []
+    for p in passes:
+        items = root
+        for anchor in getattr(p, "nest", ()):
+            if items and isinstance(items[-1], tuple) and items[-1][0] == anchor:
+                items = items[-1][1]
+            else:
+                nest: tuple[str, list] = (anchor, [])
+                items.append(nest)
+                items = nest[1]
+        items.append(p)
+    return root
+
+
+# ---- statistics -----------------------------------------------------------------------------
+class Statistic:
+    """A counter a pass declares and increments while it runs (MLIR's `Pass::Statistic`)::
+
+        class MyPass(Pass):
+            NAME = "my-pass"
+            num_rewritten = Statistic("num-rewritten", "Number of ops rewritten")
+
+            def run(self, module):
+                self.num_rewritten += 1
+
+    `fixflow-opt --mlir-pass-statistics` prints them after the run."""
+
+    def __init__(self, name: str, description: str):
+        self.name = name
+        self.description = description
+        self.attr = ""
+
+    def __set_name__(self, owner: type, attr: str) -> None:
+        self.attr = attr
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__.get(self.attr, 0)
+
+    def __set__(self, obj: Any, value: int) -> None:
+        obj.__dict__[self.attr] = value
+
+
+def pass_statistics(p: Pass) -> list[tuple[Statistic, int]]:
+    """(statistic, value) for each statistic `p`'s class declares, in declaration order."""
+    seen: dict[str, Statistic] = {}
+    for klass in reversed(type(p).__mro__):
+        for v in vars(klass).values():
+            if isinstance(v, Statistic):
+                seen[v.attr] = v
+    return [(st, st.__get__(p)) for st in seen.values()]
 
 
 # ---- the pass manager -----------------------------------------------------------------------
@@ -287,23 +354,52 @@ def _parse_pipeline_items(text: str, pos: int, out: list[Pass], closing: str | N
 class PassTiming:
     name: str
     seconds: float
+    user: float = 0.0
+    nest: tuple[str, ...] = ()
+
+
+def _fingerprint(module: Operation) -> list[tuple]:
+    """What `--print-ir-after-change` compares (as MLIR's OperationFingerPrint): every op with its name,
+    operands, attributes, result types, successors, location and blocks. Unchanged parts compare by
+    identity (fast); a replaced attribute compares by value, so an equal one is no change (MLIR's
+    attributes are uniqued: the same rule)."""
+    out = []
+    for op in module.walk():
+        out.append((op, op.name, tuple(op.operands), tuple(op.attributes.items()), tuple(r.type for r in op.results),
+                    tuple(op.successors), op.location,
+                    tuple((b, tuple((a, a.type) for a in b.args)) for r in op.regions for b in r.blocks)))
+    return out
+
+
+_BAR = "===" + "-" * 73 + "==="
 
 
 class PassManager:
-    """Runs passes in order, verifying after each (unless `verify_each=False`)."""
+    """Runs passes in order, verifying after each (unless `verify_each=False`).
+
+    IR printing around passes (`print_before`, `print_after` (pass names), `print_*_all`,
+    `print_after_change`: only when the pass changed the IR) elides large data as MLIR's debug printing
+    does: dense elements of more than `print_elide_elements` (16) elements and resource blobs longer than
+    `print_elide_resources` (64) characters; None prints them in full. Timing (`timing_report()`) and
+    statistics (`statistics_report()`) follow mlir-opt's `--mlir-timing` / `--mlir-pass-statistics`."""
 
     def __init__(self, passes: Iterable[Pass] = (), *, verify_each: bool = True,
                  print_before: Iterable[str] = (), print_after: Iterable[str] = (),
                  print_before_all: bool = False, print_after_all: bool = False,
-                 print_fn: Callable[[str], None] | None = None, print_locations: bool = False):
+                 print_after_change: bool = False,
+                 print_fn: Callable[[str], None] | None = None, print_locations: bool = False,
+                 print_elide_elements: int | None = 16, print_elide_resources: int | None = 64):
         self.passes = list(passes)
         self.verify_each = verify_each
         self.print_before = set(print_before)
         self.print_after = set(print_after)
         self.print_before_all = print_before_all
         self.print_after_all = print_after_all
+        self.print_after_change = print_after_change
         self.print_fn = print_fn or (lambda s: sys.stderr.write(s))
         self.print_locations = print_locations
+        self.print_elide_elements = print_elide_elements
+        self.print_elide_resources = print_elide_resources
         self.timings: list[PassTiming] = []
 
     @classmethod
@@ -315,59 +411,157 @@ class PassManager:
         return self
 
     def pipeline_text(self) -> str:
-        return "builtin.module(" + ",".join(p.describe() for p in self.passes) + ")"
+        """The pipeline in the syntax `parse_pipeline` reads, nests included."""
+        def items(group: list) -> str:
+            return ",".join(f"{g[0]}({items(g[1])})" if isinstance(g, tuple) else g.describe() for g in group)
+        return f"builtin.module({items(_nested_groups(self.passes))})"
+
+    def pipeline_dump(self) -> str:
+        """mlir-opt's `--dump-pass-pipeline` text: `Pass Manager with N passes:` and the nested pipeline."""
+        groups = _nested_groups(self.passes)
+
+        def lines(group: list, indent: str) -> list[str]:
+            out: list[str] = []
+            for i, g in enumerate(group):
+                comma = "," if i + 1 < len(group) else ""
+                if isinstance(g, tuple):
+                    out.append(f"{indent}{g[0]}(")
+                    out += lines(g[1], indent + "  ")
+                    out.append(f"{indent}){comma}")
+                else:
+                    out.append(f"{indent}{g.describe()}{comma}")
+            return out
+        return "\n".join([f"Pass Manager with {len(groups)} passes:", "builtin.module("]
+                         + lines(groups, "  ") + [")", "", ""])
+
+    def _dump(self, when: str, p: Pass, module: Operation) -> None:
+        from .printer import print_module
+        self.print_fn(f"// -----// IR Dump {when} {p.NAME} //----- //\n"
+                      + print_module(module, print_locations=self.print_locations,
+                                     elide_elements_if_larger=self.print_elide_elements,
+                                     elide_resources_if_larger=self.print_elide_resources) + "\n")
 
     def run(self, module: Operation) -> None:
-        from .printer import print_module
         self.timings = []
         for p in self.passes:
             if self.print_before_all or p.NAME in self.print_before:
-                self.print_fn(f"// -----// IR Dump Before {p.NAME} //----- //\n"
-                              + print_module(module, print_locations=self.print_locations) + "\n")
-            t0 = time.perf_counter()
+                self._dump("Before", p, module)
+            dump_after = self.print_after_all or p.NAME in self.print_after
+            before = _fingerprint(module) if dump_after and self.print_after_change else None
+            t0, u0 = time.perf_counter(), time.process_time()
             try:
                 p.run(module)
             except Exception as e:
                 if isinstance(e, FixflowError) or type(p).__module__.startswith("fixflow."):
                     raise
                 raise _plugin_crash(p, e) from e
-            self.timings.append(PassTiming(p.NAME, time.perf_counter() - t0))
+            self.timings.append(PassTiming(p.NAME, time.perf_counter() - t0, time.process_time() - u0,
+                                           getattr(p, "nest", ())))
             if self.verify_each:
-                t0 = time.perf_counter()
+                t0, u0 = time.perf_counter(), time.process_time()
                 try:
                     module.verify()
                 except VerifyError as e:
                     e.notes.append((f"the IR became invalid after pass '{p.NAME}'", None))
                     raise
-                self.timings.append(PassTiming("(verifier)", time.perf_counter() - t0))
-            if self.print_after_all or p.NAME in self.print_after:
-                self.print_fn(f"// -----// IR Dump After {p.NAME} //----- //\n"
-                              + print_module(module, print_locations=self.print_locations) + "\n")
+                self.timings.append(PassTiming("(verifier)", time.perf_counter() - t0, time.process_time() - u0))
+            if dump_after and (before is None or _fingerprint(module) != before):
+                self._dump("After", p, module)
+            before = None
 
-    def timing_report(self) -> str:
-        """An MLIR-style execution time report of the last run."""
-        total = sum(t.seconds for t in self.timings) or 1e-12
-        merged: dict[str, float] = {}
-        order: list[str] = []
+    def timing_report(self, *, before: Iterable[tuple[str, float, float]] = (),
+                      after: Iterable[tuple[str, float, float]] = (), total: tuple[float, float] | None = None,
+                      display: str = "tree") -> str:
+        """mlir-opt's `--mlir-timing` report of the last run: user and wall time, passes nested in their
+        pipelines (`'func.func' Pipeline`), the verifier's time summed on one line. `before`/`after` are
+        (name, wall, user) lines around the passes (fixflow-opt: Parser, Output); with `total` (wall, user)
+        the unaccounted time is shown as `Rest`, as mlir-opt does. `display="list"` merges by name."""
+        rows: list[tuple[int, str, float, float]] = []       # depth, name, wall, user
+        verifier = [0.0, 0.0]
+        root: list = []                                       # [name, wall, user, children] nodes
         for t in self.timings:
-            key = t.name
-            if key == "(verifier)":
-                merged[key] = merged.get(key, 0.0) + t.seconds
-                if key not in order:
-                    order.append(key)
+            if t.name == "(verifier)":
+                verifier[0] += t.seconds
+                verifier[1] += t.user
                 continue
-            if key in merged:
-                key = f"{key} #{sum(1 for k in order if k.split(' #')[0] == t.name) + 1}"
-            merged[key] = t.seconds
-            order.append(key)
-        bar = "===" + "-" * 73 + "==="
-        lines = [bar, "Execution time report".center(79), bar,
-                 f"  Total Execution Time: {total:.4f} seconds", "",
-                 "  ----Wall Time----  ----Name----"]
-        for key in order:
-            s = merged[key]
-            lines.append(f"  {s:9.4f} ({100 * s / total:5.1f}%)  {key}")
-        lines.append(f"  {total:9.4f} (100.0%)  Total")
+            items = root
+            for anchor in t.nest:
+                label = f"'{anchor}' Pipeline"
+                if items and items[-1][3] is not None and items[-1][0] == label:
+                    node = items[-1]
+                else:
+                    node = [label, 0.0, 0.0, []]
+                    items.append(node)
+                node[1] += t.seconds
+                node[2] += t.user
+                items = node[3]
+            items.append([t.name, t.seconds, t.user, None])
+
+        def walk(items: list, depth: int) -> None:
+            for name, wall, user, children in items:
+                rows.append((depth, name, wall, user))
+                if children is not None:
+                    walk(children, depth + 1)
+        for name, wall, user in before:
+            rows.append((0, name, wall, user))
+        walk(root, 0)
+        if self.timings and self.verify_each:
+            rows.append((0, "(V) verifier", verifier[0], verifier[1]))
+        for name, wall, user in after:
+            rows.append((0, name, wall, user))
+        if display == "list":
+            merged: dict[str, list[float]] = {}
+            for depth, name, wall, user in rows:
+                if name.endswith(" Pipeline"):
+                    continue
+                m = merged.setdefault(name, [0.0, 0.0])
+                m[0] += wall
+                m[1] += user
+            rows = [(0, k, w, u) for k, (w, u) in sorted(merged.items(), key=lambda kv: -kv[1][0])]
+        top_wall = sum(r[2] for r in rows if r[0] == 0)
+        top_user = sum(r[3] for r in rows if r[0] == 0)
+        if total is not None:
+            rest_wall, rest_user = max(total[0] - top_wall, 0.0), max(total[1] - top_user, 0.0)
+            rows.append((0, "Rest", rest_wall, rest_user))
+            tw, tu = top_wall + rest_wall, top_user + rest_user
+        else:
+            tw, tu = top_wall, top_user
+        tw, tu = tw or 1e-12, tu or 1e-12
+        lines = [_BAR, "... Execution time report ...".center(79).rstrip(), _BAR,
+                 f"  Total Execution Time: {tw:.4f} seconds", "",
+                 "  ----User Time----  ----Wall Time----  ----Name----"]
+        for depth, name, wall, user in rows + [(0, "Total", tw, tu)]:
+            lines.append(f"  {user:8.4f} ({100 * user / tu:5.1f}%)  {wall:8.4f} ({100 * wall / tw:5.1f}%)  "
+                         f"{'  ' * depth}{name}")
+        return "\n".join(lines) + "\n"
+
+    def statistics_report(self, display: str = "pipeline") -> str:
+        """mlir-opt's `--mlir-pass-statistics` report: each pass (in its pipeline nest) and its statistics as
+        `(S) value name - description`; `display="list"` sums each statistic over the passes of one name."""
+        lines = [_BAR, "... Pass statistics report ...".center(79).rstrip(), _BAR]
+
+        def stat_lines(stats: list[tuple[Statistic, int]], indent: str) -> list[str]:
+            width = max((len(str(v)) for _, v in stats), default=0)
+            return [f"{indent}(S) {v:>{width}} {st.name} - {st.description}" for st, v in stats]
+        if display == "list":
+            merged: dict[str, dict[str, list]] = {}
+            for p in self.passes:
+                entry = merged.setdefault(p.NAME, {})
+                for st, v in pass_statistics(p):
+                    entry.setdefault(st.name, [st, 0])[1] += v
+            for name in sorted(merged):
+                lines.append(name)
+                lines += stat_lines([(st, v) for st, v in merged[name].values()], "  ")
+        else:
+            def walk(items: list, indent: str) -> None:
+                for g in items:
+                    if isinstance(g, tuple):
+                        lines.append(f"{indent}'{g[0]}' Pipeline")
+                        walk(g[1], indent + "  ")
+                    else:
+                        lines.append(f"{indent}{g.NAME}")
+                        lines.extend(stat_lines(pass_statistics(g), indent + "  "))
+            walk(_nested_groups(self.passes), "")
         return "\n".join(lines) + "\n"
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import re
 
-from .attributes import (ArrayAttr, Attribute, DenseResourceElementsAttr, DictionaryAttr, UnitAttr,
-                         attr_name_text, quote_string, resource_key_text)
+from .attributes import (ArrayAttr, Attribute, DenseElementsAttr, DenseResourceElementsAttr, DictionaryAttr,
+                         UnitAttr, attr_name_text, quote_string, resource_key_text)
 from .core import Block, Operation, Region, Value
 from .types import function_type_text
 
 _HINT_OK = re.compile(r"[A-Za-z_$.][A-Za-z0-9_$.-]*\Z")
+
+#: the key MLIR prints for an elided elements attribute: `dense_resource<__elided__> : tensor<...>`
+ELIDED_KEY = "__elided__"
+#: MLIR's defaults for its debug printing (`OpPrintingFlags::elideLargeElementsAttrs()` and
+#: `elideLargeResourceString()`), used for the IR fixflow prints during a pass pipeline
+DEBUG_ELIDE_ELEMENTS = 16
+DEBUG_ELIDE_RESOURCES = 64
 
 
 class _Scope:
@@ -27,10 +34,18 @@ class Printer:
 
     `print_locations` adds `loc(...)` to every op (like `--mlir-print-debuginfo`);
     `name_hints` prints values with their names (`%conv1`) where they have one.
+    As MLIR's `--mlir-elide-elementsattrs-if-larger=N`, `elide_elements_if_larger=N` prints a non-splat
+    `dense<...>` of more than N elements as `dense_resource<__elided__>`; as
+    `--mlir-elide-resource-strings-if-larger=N`, `elide_resources_if_larger=N` leaves out of the
+    `dialect_resources` section every blob whose quoted hex text is longer than N characters (the
+    `dense_resource<key>` references stay). The text stays parseable; its elided data is absent.
     """
 
-    def __init__(self, print_locations: bool = False, name_hints: bool = True, indent: str = "  "):
+    def __init__(self, print_locations: bool = False, name_hints: bool = True, indent: str = "  ",
+                 elide_elements_if_larger: int | None = None, elide_resources_if_larger: int | None = None):
         self.print_locations = print_locations
+        self.elide_elements = elide_elements_if_larger
+        self.elide_resources = elide_resources_if_larger
         self.name_hints = name_hints
         self.indent_unit = indent
         self._names: dict[Value, str] = {}
@@ -48,7 +63,7 @@ class Printer:
         self._out = []
         self._print_op(op, "")
         text = "".join(self._out)
-        if any(a.blob is not None for a in self._resources.values()):
+        if any(self._printed_blob(a) is not None for a in self._resources.values()):
             text += "\n" + self.resources_text()
         return text
 
@@ -59,10 +74,21 @@ class Printer:
 
     def resources_text(self) -> str:
         """The `dialect_resources` section; a resource without data gets no entry (as in MLIR: inventing an
-        empty blob would give it zero bytes)."""
-        entries = ",\n".join(f"      {resource_key_text(k)}: \"{a.blob.hex()}\""
-                             for k, a in self._resources.items() if a.blob is not None)
-        return "{-#\n  dialect_resources: {\n    builtin: {\n" + entries + "\n    }\n  }\n#-}\n"
+        empty blob would give it zero bytes), nor does an elided one."""
+        entries = []
+        for k, a in self._resources.items():
+            hex_text = self._printed_blob(a)
+            if hex_text is not None:
+                entries.append(f"      {resource_key_text(k)}: \"{hex_text}\"")
+        return "{-#\n  dialect_resources: {\n    builtin: {\n" + ",\n".join(entries) + "\n    }\n  }\n#-}\n"
+
+    def _printed_blob(self, a: DenseResourceElementsAttr) -> str | None:
+        """The hex text of `a`'s blob, None when it has none or it is elided."""
+        if a.blob is None:
+            return None
+        if self.elide_resources is not None and a.blob.hex_length() + 2 > self.elide_resources:
+            return None  # MLIR counts the quotes: `"0x..."`
+        return a.blob.hex()
 
     def value_name(self, v: Value) -> str:
         name = self._names.get(v)
@@ -263,8 +289,12 @@ class Printer:
     def attr_text(self, attr: Attribute) -> str:
         if isinstance(attr, DenseResourceElementsAttr):
             return f"dense_resource<{resource_key_text(self._resource_key(attr))}> : {attr.type}"
+        if (self.elide_elements is not None and isinstance(attr, DenseElementsAttr)
+                and attr.array.size > self.elide_elements and not attr.is_splat()):
+            return f"dense_resource<{ELIDED_KEY}> : {attr.type}"
         if isinstance(attr, ArrayAttr) and any(isinstance(a, (DenseResourceElementsAttr, ArrayAttr,
-                                                              DictionaryAttr)) for a in attr.value):
+                                                              DictionaryAttr, DenseElementsAttr))
+                                               for a in attr.value):
             return "[" + ", ".join(self.attr_text(a) for a in attr.value) + "]"
         if isinstance(attr, DictionaryAttr):
             return self._attr_dict(attr.value)
@@ -286,7 +316,11 @@ class Printer:
         return key
 
 
-def print_module(op: Operation, *, print_locations: bool = False, name_hints: bool = True) -> str:
-    """Text of `op` (typically a `builtin.module`) with its resources section."""
-    return Printer(print_locations=print_locations, name_hints=name_hints).print_module(op)
+def print_module(op: Operation, *, print_locations: bool = False, name_hints: bool = True,
+                 elide_elements_if_larger: int | None = None, elide_resources_if_larger: int | None = None) -> str:
+    """Text of `op` (typically a `builtin.module`) with its resources section; the `elide_*` limits as
+    `Printer`'s (MLIR's `--mlir-elide-elementsattrs-if-larger` / `--mlir-elide-resource-strings-if-larger`)."""
+    return Printer(print_locations=print_locations, name_hints=name_hints,
+                   elide_elements_if_larger=elide_elements_if_larger,
+                   elide_resources_if_larger=elide_resources_if_larger).print_module(op)
 

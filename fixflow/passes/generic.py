@@ -7,7 +7,7 @@ import attrs
 from ..ir.attributes import ArrayAttr, DictionaryAttr, SymbolRefAttr
 from ..ir.core import Block, Operation
 from ..ir.opdef import Commutative, ConstantLike, IsolatedFromAbove, Pure
-from ..ir.passes import Pass, register_pass
+from ..ir.passes import Pass, Statistic, register_pass
 from ..ir.rewrite import PatternRewriter, PatternSet, RewritePattern, apply_patterns_greedily, is_trivially_dead
 
 
@@ -71,6 +71,8 @@ class CSE(Pass):
     NAME = "cse"
     SUMMARY = "Eliminate common subexpressions (pure ops with equal operands, attributes and types)"
 
+    num_cse = Statistic("num-cse'd", "Number of operations CSE'd")  # MLIR's CSE statistic
+
     def run(self, module: Operation) -> None:
         self._region_ops(module, [{}])
 
@@ -106,6 +108,7 @@ class CSE(Pass):
                             r_new.name_hint = r_old.name_hint
                         r_old.replace_all_uses_with(r_new)
                     op.erase()
+                    self.num_cse += 1
                 else:
                     table[key] = op
             op = nxt

@@ -16,6 +16,8 @@ from .common import ArgumentParser, ToolError, argv_list, read_text, report_erro
 _EXPECTED = re.compile(r"expected-(error|warning|note|remark)(-re)? *(@[+-]\d+|@above|@below|@unknown)? *"
                        r"\{\{(.*)\}\}\s*$")
 _SPLIT = re.compile(r"^// -----.*$", re.M)
+# MLIR's debug-printing limits (ir/printer.py DEBUG_ELIDE_*), repeated here to keep --help import-free
+_DEBUG_ELEMENTS, _DEBUG_RESOURCES = 16, 64
 
 
 class _PassFlag(argparse.Action):
@@ -54,12 +56,33 @@ def _build_parser(passes: dict | None) -> argparse.ArgumentParser:
                    help="check that the diagnostics match the '// expected-error {{...}}' comments")
     p.add_argument("--no-verify-each", "--verify-each=false", dest="verify_each", action="store_false",
                    help="do not verify the IR after each pass")
-    p.add_argument("--print-ir-before", default="", metavar="PASSES", help="comma-separated pass names")
-    p.add_argument("--print-ir-after", default="", metavar="PASSES", help="comma-separated pass names")
-    p.add_argument("--print-ir-before-all", action="store_true")
-    p.add_argument("--print-ir-after-all", action="store_true")
+    ir = p.add_argument_group(
+        "IR printing around passes (to stderr; large data elided: dense elements of more than "
+        f"{_DEBUG_ELEMENTS} elements, resource blobs longer than {_DEBUG_RESOURCES} characters, "
+        "unless --mlir-elide-* say otherwise or --print-ir-no-elide)")
+    ir.add_argument("--print-ir-before", "--mlir-print-ir-before", default="", metavar="PASSES",
+                    help="comma-separated pass names")
+    ir.add_argument("--print-ir-after", "--mlir-print-ir-after", default="", metavar="PASSES",
+                    help="comma-separated pass names")
+    ir.add_argument("--print-ir-before-all", "--mlir-print-ir-before-all", action="store_true")
+    ir.add_argument("--print-ir-after-all", "--mlir-print-ir-after-all", action="store_true")
+    ir.add_argument("--print-ir-after-change", "--mlir-print-ir-after-change", action="store_true",
+                    help="with --print-ir-after(-all): print only after passes that changed the IR")
+    ir.add_argument("--print-ir-no-elide", action="store_true",
+                    help="print the whole IR (every weight) around passes")
+    p.add_argument("--mlir-elide-elementsattrs-if-larger", dest="elide_elements", type=int, metavar="N",
+                   help="print dense elements of more than N elements as dense_resource<__elided__>")
+    p.add_argument("--mlir-elide-resource-strings-if-larger", dest="elide_resources", type=int, metavar="N",
+                   help="leave resource blobs longer than N characters out of the dialect_resources section")
     p.add_argument("--timing", "--mlir-timing", dest="timing", action="store_true",
-                   help="print a per-pass execution time report to stderr")
+                   help="print an execution time report (as mlir-opt's) to stderr")
+    p.add_argument("--mlir-timing-display", dest="timing_display", choices=("tree", "list"), default="tree",
+                   help="tree (nested pipelines, default) or list (merged by pass)")
+    p.add_argument("--mlir-pass-statistics", dest="statistics", action="store_true",
+                   help="print the statistics of each pass to stderr")
+    p.add_argument("--mlir-pass-statistics-display", dest="statistics_display", choices=("pipeline", "list"),
+                   default="pipeline", help="pipeline (default) or list (summed per pass)")
+    p.add_argument("--dump-pass-pipeline", action="store_true", help="print the pipeline that will be run to stderr")
     p.add_argument("--print-debuginfo", "--mlir-print-debuginfo", dest="debuginfo", action="store_true",
                    help="print op locations")
     p.add_argument("--mlir-print-op-generic", action="store_true", help="accepted; output is always generic")
@@ -109,21 +132,40 @@ def _ir_kept_to_the_end() -> Iterator[None]:
 
 
 def _process(chunk: str, filename: str, args: argparse.Namespace, passes) -> str:
+    import time
+
     from ..ir import parse_module, print_module
+    w0, u0 = time.perf_counter(), time.process_time()
     with _ir_kept_to_the_end() if _ONE_SHOT else nullcontext():
         module = parse_module(chunk, filename, allow_unregistered=args.allow_unregistered_dialect)
         module.verify()
-    if passes or args.timing:
+    parsed = ("Parser", time.perf_counter() - w0, time.process_time() - u0)
+    pm = None
+    if passes or args.timing or args.statistics or args.dump_pass_pipeline:
         from ..ir.passes import PassManager
+        full = args.print_ir_no_elide
         pm = PassManager(passes, verify_each=args.verify_each,
                          print_before=[s for s in args.print_ir_before.split(",") if s],
                          print_after=[s for s in args.print_ir_after.split(",") if s],
                          print_before_all=args.print_ir_before_all, print_after_all=args.print_ir_after_all,
-                         print_locations=args.debuginfo)
+                         print_after_change=args.print_ir_after_change, print_locations=args.debuginfo,
+                         print_elide_elements=args.elide_elements if args.elide_elements is not None
+                         else None if full else _DEBUG_ELEMENTS,
+                         print_elide_resources=args.elide_resources if args.elide_resources is not None
+                         else None if full else _DEBUG_RESOURCES)
+        if args.dump_pass_pipeline:
+            sys.stderr.write(pm.pipeline_dump())
         pm.run(module)
-        if args.timing:
-            sys.stderr.write(pm.timing_report())
-    return print_module(module, print_locations=args.debuginfo)
+    w1, u1 = time.perf_counter(), time.process_time()
+    text = print_module(module, print_locations=args.debuginfo, elide_elements_if_larger=args.elide_elements,
+                        elide_resources_if_larger=args.elide_resources)
+    if pm is not None and args.statistics:
+        sys.stderr.write(pm.statistics_report(args.statistics_display) + "\n")  # mlir-opt: a blank line after
+    if pm is not None and args.timing:
+        output = ("Output", time.perf_counter() - w1, time.process_time() - u1)
+        sys.stderr.write(pm.timing_report(before=[parsed], after=[output], display=args.timing_display,
+                                          total=(time.perf_counter() - w0, time.process_time() - u0)))
+    return text
 
 
 def _expectation_matcher(body: str, is_re: bool):
@@ -266,6 +308,10 @@ def _main(argv: Sequence[str] | None) -> int:
             return parse_pipeline(args.pipeline)
         return [passes[name].from_option_string(opts) if opts else passes[name]() for name, opts in flags]
 
+    for flag in ("elide_elements", "elide_resources"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 0:
+            raise ToolError(f"--mlir-{'elide-elementsattrs' if flag == 'elide_elements' else 'elide-resource-strings'}"
+                            f"-if-larger needs a number >= 0, got {getattr(args, flag)}")
     make_passes()  # report pipeline errors before reading input
     text = read_text(args.input)
     filename = "<stdin>" if args.input == "-" else args.input

@@ -18,7 +18,7 @@ def test_pipeline_syntax_and_options():
     assert [p.NAME for p in ps] == ["canonicalize", "cse", "dce"]
     assert ps[0].options.max_iterations == 3 and ps[0].options.fold is False
     assert PassManager(ps).pipeline_text() == \
-        "builtin.module(canonicalize{max_iterations=3 fold=false},cse,dce)"
+        "builtin.module(canonicalize{max_iterations=3 fold=false},cse,func.func(dce))"
     with pytest.raises(PipelineError, match="unknown pass 'nope'"):
         parse_pipeline("canonicalize,nope")
     with pytest.raises(PipelineError, match="no option 'bogus'"):
