@@ -8,6 +8,7 @@ only on parameters and literals are folded to constants.
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Callable
 
@@ -1357,3 +1358,287 @@ def _getattr(cv: Converter, node: torch.fx.Node) -> Value:
         perm = list(range(rank))[::-1] if name == "T" else list(range(rank - 2)) + [rank - 1, rank - 2]
         return cv.emit(TransposeOp, cv.x(src), perm=tuple(perm)) if rank > 1 else cv.x(src)
     raise cv.unsupported(f"attribute '.{name}'")
+
+
+# ---- attention ---------------------------------------------------------------------------------------------
+def _additive_mask(cv: Converter, mask: Any, what: str, true_means_masked: bool) -> Value | None:
+    """An attention mask as a float tensor to add to the scores: float masks as they are, boolean masks
+    (constants only) as 0 / -inf."""
+    if mask is None:
+        return None
+    dt = mask.meta.get("fixflow_dtype") if isinstance(mask, torch.fx.Node) else None
+    if isinstance(mask, torch.fx.Node) and mask in cv.const:
+        dt = mask.meta["fixflow_const"].dtype
+    if dt == torch.bool:
+        if not (isinstance(mask, torch.fx.Node) and mask in cv.const):
+            raise cv.unsupported(what, "a boolean attention mask computed from the input (give a constant mask)")
+        m = mask.meta["fixflow_const"]
+        blocked = m if true_means_masked else ~m
+        add = torch.zeros(m.shape).masked_fill(blocked, float("-inf"))
+        key = f"{cv.loc.name}.mask" if add.numel() > _INLINE_MAX else None
+        return cv.constant(add, key, hint=f"{cv.node.name}_mask")
+    return cv.x(mask)
+
+
+def _causal_mask(cv: Converter, length: int, source: int) -> Value:
+    add = torch.zeros(length, source).masked_fill(~torch.ones(length, source, dtype=torch.bool).tril(), float("-inf"))
+    key = f"{cv.loc.name}.causal_mask" if add.numel() > _INLINE_MAX else None
+    return cv.constant(add, key, hint=f"{cv.node.name}_causal")
+
+
+def _attention(cv: Converter, q: Value, k_t: Value, v: Value, scale: float, mask: Value | None,
+               suffix: str = "") -> tuple[Value, Value]:
+    """softmax(q @ k_t * scale + mask) @ v, and the attention probabilities."""
+    scores = cv.emit(MatmulOp, q, k_t, suffix=f"{suffix}scores")
+    scores = cv.emit(MulOp, scores, cv.scalar(scale), suffix=f"{suffix}scaled")
+    if mask is not None:
+        scores = cv.emit(AddOp, scores, mask, suffix=f"{suffix}masked")
+    probs = cv.emit(SoftmaxOp, scores, axis=len(scores.type.shape) - 1, suffix=f"{suffix}probs")
+    return cv.emit(MatmulOp, probs, v, suffix=f"{suffix}out"), probs
+
+
+def _swap_last(cv: Converter, v: Value, suffix: str) -> Value:
+    rank = len(v.type.shape)
+    perm = list(range(rank))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return cv.emit(TransposeOp, v, perm=tuple(perm), suffix=suffix)
+
+
+@_on_function(getattr(F, "scaled_dot_product_attention", None))
+def _sdpa(cv: Converter, node: torch.fx.Node) -> Value:
+    """`F.scaled_dot_product_attention` as matmul, scale, mask, softmax, matmul."""
+    what = "'torch.nn.functional.scaled_dot_product_attention'"
+    sv = cv.static_value
+    q, k, v = _arg(node, 0, "query"), _arg(node, 1, "key"), _arg(node, 2, "value")
+    if sv(_arg(node, 4, "dropout_p", 0.0)):
+        raise cv.unsupported(what, "dropout_p > 0 drops attention weights at random even in eval mode; pass "
+                             "dropout_p=(p if self.training else 0.0)")
+    if sv(node.kwargs.get("enable_gqa", False)):
+        raise cv.unsupported(what, "enable_gqa=True")
+    qs, ks = cv.shape(q), cv.shape(k)
+    scale = sv(_arg(node, 6, "scale", None))
+    scale = 1.0 / math.sqrt(qs[-1]) if scale is None else float(scale)
+    mask = _additive_mask(cv, _arg(node, 3, "attn_mask", None), what, true_means_masked=False)
+    if sv(_arg(node, 5, "is_causal", False)):
+        if mask is not None:
+            raise cv.unsupported(what, "is_causal=True together with attn_mask")
+        mask = _causal_mask(cv, qs[-2], ks[-2])
+    out, _ = _attention(cv, cv.x(q), _swap_last(cv, cv.x(k), "key_t"), cv.x(v), scale, mask)
+    return out
+
+
+@_on_multi(modules=(nn.MultiheadAttention,))
+def _multihead_attention(cv: Converter, node: torch.fx.Node, m: nn.MultiheadAttention) -> list:
+    """`nn.MultiheadAttention` (inference) as linear projections, per-head attention and the output projection:
+    element 0 the attention output, element 1 the attention weights (None when need_weights=False)."""
+    what = "'torch.nn.MultiheadAttention'"
+    sv = cv.static_value
+    query, key, value = _arg(node, 0, "query"), _arg(node, 1, "key"), _arg(node, 2, "value")
+    if _arg(node, 3, "key_padding_mask", None) is not None:
+        raise cv.unsupported(what, "key_padding_mask (fold the padding into a constant attn_mask)")
+    need_weights = bool(sv(_arg(node, 4, "need_weights", True)))
+    attn_mask = _arg(node, 5, "attn_mask", None)
+    average = bool(sv(_arg(node, 6, "average_attn_weights", True)))
+    is_causal = bool(sv(_arg(node, 7, "is_causal", False)))
+    if m.bias_k is not None or m.add_zero_attn:
+        raise cv.unsupported(what, "add_bias_kv / add_zero_attn")
+    for t in (query, key, value):
+        if len(cv.shape(t)) != 3:
+            raise cv.unsupported(what, f"a rank-{len(cv.shape(t))} input (batched 3-D inputs only)")
+    e, h = m.embed_dim, m.num_heads
+    hd = e // h
+    path = str(node.target)
+    if m._qkv_same_embed_dim:
+        w = m.in_proj_weight.detach()
+        ws = [w[:e], w[e:2 * e], w[2 * e:]]
+    else:
+        ws = [m.q_proj_weight.detach(), m.k_proj_weight.detach(), m.v_proj_weight.detach()]
+    bs = [None] * 3 if m.in_proj_bias is None else [m.in_proj_bias.detach()[i * e:(i + 1) * e] for i in range(3)]
+    done: dict[str, Value] = {}
+
+    def build() -> dict[str, Value]:
+        if done:
+            return done
+        ins = []
+        for name, t in (("query", query), ("key", key), ("value", value)):
+            x = cv.x(t)
+            if not m.batch_first:
+                x = cv.emit(TransposeOp, x, perm=(1, 0, 2), suffix=f"{name}_bf")
+            ins.append(x)
+        heads = []
+        for i, (name, x) in enumerate(zip("qkv", ins)):
+            w_ = cv.constant(ws[i], f"{path}.{name}_proj.weight")
+            b_ = None if bs[i] is None else cv.constant(bs[i], f"{path}.{name}_proj.bias")
+            y = cv.emit(LinearOp, x, w_, b_, suffix=f"{name}_proj")
+            y = cv.emit(ReshapeOp, y, shape=(0, -1, h, hd), suffix=f"{name}_heads")
+            heads.append(cv.emit(TransposeOp, y, perm=(0, 2, 3, 1) if name == "k" else (0, 2, 1, 3),
+                                 suffix=f"{name}_t"))
+        length, source = heads[0].type.shape[2], heads[2].type.shape[2]
+        mask = _additive_mask(cv, attn_mask, what, true_means_masked=True)
+        if mask is not None and len(mask.type.shape) == 3:  # (N * heads, L, S)
+            mask = cv.emit(ReshapeOp, mask, shape=(-1, h, length, source), suffix="mask_heads")
+        if is_causal and mask is None:
+            mask = _causal_mask(cv, length, source)
+        out, probs = _attention(cv, heads[0], heads[1], heads[2], 1.0 / math.sqrt(hd), mask)
+        out = cv.emit(TransposeOp, out, perm=(0, 2, 1, 3), suffix="merge_t")
+        out = cv.emit(ReshapeOp, out, shape=(0, -1, e), suffix="merge")
+        ow = cv.constant(m.out_proj.weight, f"{path}.out_proj.weight")
+        ob = None if m.out_proj.bias is None else cv.constant(m.out_proj.bias, f"{path}.out_proj.bias")
+        out = cv.emit(LinearOp, out, ow, ob, suffix="out_proj")
+        if not m.batch_first:
+            out = cv.emit(TransposeOp, out, perm=(1, 0, 2), suffix="out_sf")
+        done["out"], done["probs"] = out, probs
+        return done
+
+    def weights() -> Value | None:
+        if not need_weights:
+            return None
+        probs = build()["probs"]
+        if average:
+            return cv.emit(MeanOp, probs, axes=(1,), keepdim=False, suffix="weights")
+        return probs
+    return [lambda: build()["out"], weights]
+
+
+# ---- einsum -------------------------------------------------------------------------------------------------
+@_on_function(torch.einsum)
+def _einsum(cv: Converter, node: torch.fx.Node) -> Value:
+    """Two-operand `torch.einsum` without repeated indices in one operand, as transposes, reshapes and one
+    batched matmul (indices only in one operand and not in the output are summed first)."""
+    what = "'torch.einsum'"
+    eq = cv.static_value(node.args[0])
+    ops = node.args[1:]
+    if len(ops) == 1 and isinstance(ops[0], (list, tuple)):
+        ops = tuple(ops[0])
+    if not isinstance(eq, str) or len(ops) != 2 or "..." in eq:
+        raise cv.unsupported(what, "only two-operand equations without '...' (such as 'bhid,bhjd->bhij')")
+    eq = eq.replace(" ", "")
+    lhs, _, out = eq.partition("->")
+    a, _, b = lhs.partition(",")
+    if not _ or any(len(set(s)) != len(s) for s in (a, b, out)):
+        raise cv.unsupported(what, f"the equation '{eq}' (explicit output, no repeated index in an operand)")
+    va, vb = cv.x(ops[0]), cv.x(ops[1])
+    sa, sb = dict(zip(a, va.type.shape)), dict(zip(b, vb.type.shape))
+    # indices only in one operand and not in the output: sum them away first
+    for name, idx, other in (("lhs", a, b), ("rhs", b, a)):
+        lone = [i for i in idx if i not in other and i not in out]
+        if lone:
+            v = va if name == "lhs" else vb
+            v = cv.emit(SumOp, v, axes=tuple(idx.index(i) for i in lone), keepdim=False, suffix=f"{name}_sum")
+            idx = "".join(i for i in idx if i not in lone)
+            if name == "lhs":
+                va, a = v, idx
+            else:
+                vb, b = v, idx
+    batch = [i for i in a if i in b and i in out]
+    contract = [i for i in a if i in b and i not in out]
+    free_a = [i for i in a if i not in b]
+    free_b = [i for i in b if i not in a]
+    for i in batch:
+        if sa[i] != sb[i]:
+            raise cv.unsupported(what, f"index '{i}' broadcast between the operands ({sa[i]} vs {sb[i]})")
+
+    def prod(idx: list[str], sizes: dict[str, int]) -> int:
+        return int(np.prod([sizes[i] for i in idx])) if idx else 1
+
+    pa = [a.index(i) for i in batch + free_a + contract]
+    pb = [b.index(i) for i in batch + contract + free_b]
+    va = cv.emit(TransposeOp, va, perm=tuple(pa), suffix="lhs_t") if pa != list(range(len(a))) else va
+    vb = cv.emit(TransposeOp, vb, perm=tuple(pb), suffix="rhs_t") if pb != list(range(len(b))) else vb
+    # a leading batch index of both operands stays a copied (any-size) dimension
+    first = bool(batch) and a.index(batch[0]) == 0 and b.index(batch[0]) == 0
+    keep0 = [0 if k == 0 and first else sa[i] for k, i in enumerate(batch)]
+    # or, without batch indices, a leading free index of the lhs (the rows of the product)
+    dyn = not batch and bool(free_a) and a[0] == free_a[0]
+    rows = -1 if dyn else prod(free_a, sa)
+    va = cv.emit(ReshapeOp, va, shape=tuple(keep0) + (rows, prod(contract, sa)), suffix="lhs_2d")
+    vb = cv.emit(ReshapeOp, vb, shape=tuple(keep0) + (prod(contract, sb), prod(free_b, sb)), suffix="rhs_2d")
+    y = cv.emit(MatmulOp, va, vb, suffix="mm")
+    order = batch + free_a + free_b
+    sizes = [sa[i] for i in free_a] + [sb[i] for i in free_b]
+    if dyn:
+        sizes[0] = -1
+    y = cv.emit(ReshapeOp, y, shape=tuple(keep0) + tuple(sizes), suffix="unflat")
+    perm = [order.index(i) for i in out]
+    return cv.emit(TransposeOp, y, perm=tuple(perm)) if perm != list(range(len(out))) else y
+
+
+# ---- data movement ----------------------------------------------------------------------------------------
+@_on_function(torch.roll)
+@_on_method("roll")
+def _roll(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    shape = cv.shape(x)
+    shifts = cv.static_value(_arg(node, 1, "shifts"))
+    dims = cv.static_value(_arg(node, 2, "dims", None))
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    if dims is None or (isinstance(dims, (list, tuple)) and not dims):  # roll the flattened tensor
+        flat = cv.emit(ReshapeOp, cv.x(x), shape=(-1,), suffix="flat")
+        rolled = cv.emit(RollOp, flat, shifts=shifts, axes=(0,), suffix="roll")
+        return cv.emit(ReshapeOp, rolled, shape=(-1,) + tuple(shape[1:]))
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    return cv.emit(RollOp, cv.x(x), shifts=shifts, axes=tuple(d % len(shape) for d in dims))
+
+
+def _channel_shuffle(cv: Converter, x: Any, groups: int) -> Value:
+    """The view-transpose-view of ShuffleNet: (N, g, C/g, ...) -> (N, C/g, g, ...) -> (N, C, ...)."""
+    shape = cv.shape(x)
+    c = shape[1]
+    if groups < 1 or c % groups:
+        raise cv.error(f"channel_shuffle: groups={groups} must divide the {c} channels")
+    rest = tuple(shape[2:])
+    y = cv.emit(ReshapeOp, cv.x(x), shape=(0, groups, c // groups) + rest, suffix="groups")
+    perm = (0, 2, 1) + tuple(range(3, 3 + len(rest)))
+    y = cv.emit(TransposeOp, y, perm=perm, suffix="shuffle")
+    return cv.emit(ReshapeOp, y, shape=(0, c) + rest)
+
+
+@_on_module(nn.ChannelShuffle)
+def _channel_shuffle_module(cv: Converter, node: torch.fx.Node, m: nn.ChannelShuffle) -> Value:
+    return _channel_shuffle(cv, node.args[0], int(m.groups))
+
+
+@_on_function(getattr(F, "channel_shuffle", None), getattr(torch, "channel_shuffle", None),
+              getattr(torch, "native_channel_shuffle", None))
+def _channel_shuffle_fn(cv: Converter, node: torch.fx.Node) -> Value:
+    return _channel_shuffle(cv, _arg(node, 0, "input"), int(cv.static_value(_arg(node, 1, "groups"))))
+
+
+@_on_method("view_as", "reshape_as", "unflatten")
+def _view_as(cv: Converter, node: torch.fx.Node) -> Value:
+    return _reshape(cv, node.args[0])
+
+
+# ---- constants made from a tensor's shape ------------------------------------------------------------------
+_FILLS = {"new_zeros": 0.0, "new_ones": 1.0, torch.zeros_like: 0.0, torch.ones_like: 1.0}
+
+
+@_on_function(torch.zeros_like, torch.ones_like, torch.full_like)
+@_on_method("new_zeros", "new_ones", "new_full")
+def _filled(cv: Converter, node: torch.fx.Node) -> Value:
+    """`x.new_zeros(size)`, `torch.zeros_like(x)`, ...: a constant of the traced shape (the values do not depend
+    on the input's values; a shape that follows the batch is not supported)."""
+    if node.target in _FILLS:
+        fill = _FILLS[node.target]
+    else:
+        fill = float(cv.static_value(_arg(node, 1 if node.target is torch.full_like else 2, "fill_value")))
+    value = torch.full(tuple(cv.out_shape), fill)
+    key = f"{cv.loc.name}.value" if value.numel() > _INLINE_MAX else None
+    return cv.constant(value, key, hint=node.name)
+
+
+@_on_method("masked_fill")
+@_on_function(torch.masked_fill)
+def _masked_fill(cv: Converter, node: torch.fx.Node) -> Value:
+    """`x.masked_fill(mask, value)` with a constant mask: x * keep + fill (keep = 0 where masked)."""
+    mask = _arg(node, 1, "mask")
+    if not (isinstance(mask, torch.fx.Node) and mask in cv.const):
+        raise cv.unsupported("'masked_fill'", "a mask computed from the input (only constant masks)")
+    value = float(cv.static_value(_arg(node, 2, "value")))
+    m = mask.meta["fixflow_const"].to(torch.bool)
+    keep = (~m).to(torch.float32)
+    fill = torch.zeros(m.shape).masked_fill(m, value)
+    big = keep.numel() > _INLINE_MAX
+    y = cv.emit(MulOp, cv.x(node.args[0]), cv.constant(keep, f"{cv.loc.name}.keep" if big else None,
+                                                          hint=f"{node.name}_keep"), suffix="keep")
+    return cv.emit(AddOp, y, cv.constant(fill, f"{cv.loc.name}.fill" if big else None, hint=f"{node.name}_fill"))
