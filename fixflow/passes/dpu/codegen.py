@@ -77,13 +77,15 @@ def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int 
 
 
 def conv_chunk_groups(L: ConvLayer, a: Arch) -> int:
-    """Output-channel groups whose weights fit CONVW together."""
+    """Output-channel groups whose weights fit CONVW together: half the bank when one group fits half
+    (the other half takes the next chunk's weights while this one computes), else the whole bank."""
     kh, kw = L.win.kernel
     per_group = kh * kw * math.ceil(L.inp.c / a.icp)
     if per_group > a.depth:
         raise ValueError(f"{kh}x{kw} kernel over {L.inp.c} channels needs {per_group} weight lines a bank "
                          f"(the bank has {a.depth})")
-    return max(1, min(math.ceil(L.out.c / a.ocp), a.depth // per_group))
+    budget = a.half if per_group <= a.half else a.depth
+    return max(1, min(math.ceil(L.out.c / a.ocp), budget // per_group))
 
 
 @dataclass
@@ -95,6 +97,7 @@ class Emitter:
     tiling: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     out: list[Tagged] = field(default_factory=list)
     band_count: int = 0
+    weight_slots: dict[str, int] = field(default_factory=dict)
     _convinit: tuple | None = None
     _aluinit: tuple | None = None
     plans: dict[int, Plan] = field(default_factory=dict)
@@ -106,6 +109,15 @@ class Emitter:
             raise ValueError(f"layer {layer}: {problem}")
         self.out.append(Tagged(ins, layer))
         return ins
+
+    def slot(self, kind: str, lines: int) -> int:
+        """First line of the next `lines`-line block of a weight/bias bank (`kind`): the two halves of
+        the bank alternate (double buffering) when the block fits half, else line 0."""
+        if lines > self.arch.half:
+            return 0
+        k = self.weight_slots.get(kind, 0)
+        self.weight_slots[kind] = k + 1
+        return (k % 2) * self.arch.half
 
     # ---- data movement
     def _load_input(self, i: int, L, g: Geometry, band: Band, vb: int, fmap=None, line_base: int = 0,
@@ -181,21 +193,23 @@ class Emitter:
             rows, cols = self.tiling.get(i, (None, None))
             p = make_plan(g, a.pp, a.half, rows, cols)
             self.plans[i] = p
-            self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=n_ch, jump_write=1, pad_idx=1,
+            wb = self.slot("convw", groups * per_group)
+            bb = self.slot("bias", groups)
+            self.emit(i, "LOAD", bank_id=a.bias, bank_addr=bb, jump_read=n_ch, jump_write=1, pad_idx=1,
                       channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=breg_off + c_first)
             block = kh * kw * L.inp.c          # one output channel's weights in REG_0
             if (L.inp.c % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
                     and a.ocp * block <= LOAD_JUMP_READ_MAX:
                 # each channel's weights fill whole lines: one LOAD per CONVW bank moves all its channels
                 for b in range(min(a.ocp, n_ch)):
-                    self.emit(i, "LOAD", bank_id=a.convw + b, bank_addr=0, jump_read=a.ocp * block,
+                    self.emit(i, "LOAD", bank_id=a.convw + b, bank_addr=wb, jump_read=a.ocp * block,
                               jump_write=per_group, pad_idx=1, channel=block,
                               length=len(range(b, n_ch, a.ocp)), reg_id=REG_CONST,
                               ddr_addr=wreg_off + (c_first + b) * block)
             else:
                 for k in range(n_ch):
                     o = c_first + k
-                    self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=(k // a.ocp) * per_group,
+                    self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=wb + (k // a.ocp) * per_group,
                               jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
                               reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
             for band in p.bands():
@@ -221,7 +235,7 @@ class Emitter:
                         self.emit(i, "CONV", bank_id_in=a.vb[vb] + s["bank"], bank_addr_in=s["bank_addr_in"],
                                   bank_addr_in_1=s["bank_addr_in_1"], bank_addr_in_2=s["bank_addr_in_2"],
                                   bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg, channel_offset=0,
-                                  bank_addr_weights=k * per_group, bank_addr_bias=k, length=cols_b,
+                                  bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
                                   bank_id_out=a.vb[vb] + q0 % a.pp,
                                   bank_addr_out=a.half + (q0 // a.pp) * orl + k, **pads)
                 self._save_output(i, L, g, band, vb, c_first, n_ch)
@@ -240,12 +254,15 @@ class Emitter:
         g = p.geom
         self.plans[i] = p
         for c0, n_ch, cg in self._channel_tiles(g, L.out.c):
+            wb = bb = 0
             if L.weights is not None:
-                self.emit(i, "LOAD", bank_id=a.dwconvw, bank_addr=0, jump_read=L.inp.c, jump_write=g.cg, pad_idx=1,
+                wb = self.slot("dwconvw", kh * kw * g.cg)
+                self.emit(i, "LOAD", bank_id=a.dwconvw, bank_addr=wb, jump_read=L.inp.c, jump_write=g.cg, pad_idx=1,
                           channel=n_ch, length=kh * kw, reg_id=REG_CONST,
                           ddr_addr=self.ddr.const[(i, "weights")] + c0)
             if L.bias is not None:
-                self.emit(i, "LOAD", bank_id=a.bias, bank_addr=0, jump_read=n_ch, jump_write=1, pad_idx=1,
+                bb = self.slot("bias", g.cg)
+                self.emit(i, "LOAD", bank_id=a.bias, bank_addr=bb, jump_read=n_ch, jump_write=1, pad_idx=1,
                           channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=self.ddr.const[(i, "bias")] + c0)
             for band in p.bands():
                 vb = self.band_count % 2
@@ -272,7 +289,7 @@ class Emitter:
                               bank_addr_out=a.half + (q0 // a.pp) * orl, bank_id_in=a.vb[vb] + s["bank"],
                               bank_addr_in=s["bank_addr_in"], bank_addr_in_1=s["bank_addr_in_1"],
                               bank_addr_in_2=s["bank_addr_in_2"], bank_addr_in_3=s["bank_addr_in_3"],
-                              valid_pixel_parallel=vpp, bank_addr_weights=0, kernel_d=1, bank_addr_bias=0, **pads)
+                              valid_pixel_parallel=vpp, bank_addr_weights=wb, kernel_d=1, bank_addr_bias=bb, **pads)
                 self._save_output(i, L, g, band, vb, c0, n_ch)
 
     def elew(self, i: int, L: EltwiseLayer) -> None:

@@ -103,13 +103,16 @@ def test_chain_with_dense_and_global_pool(size):
 
 
 def test_output_channel_chunks():
-    """Weights beyond the weight banks: 3x3x64 on B512 needs 72 lines a group, 28 groups fit, 30 needed."""
+    """Weights beyond the weight banks: 3x3x64 on B512 needs 72 lines a group, 28 groups fit the bank, 30
+    needed; chunks take half the bank (14 groups) so the next chunk's weights load into the other half."""
     rng = np.random.default_rng(1)
     m = module_with((1, 5, 6, 64), 5,
                     lambda x: conv_ops(x, rng, 240, (3, 3), (1, 1), (1, 1, 1, 1), "RELU", (8, 7, 4)))
     prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B512", _inputs(rng, (1, 5, 6, 64), 1))
     bias_loads = [i for i in prog.instructions if i.name == "LOAD" and i["bank_id"] == 4 * 2 + 8 + 1]
-    assert len(bias_loads) == 2       # one per chunk
+    assert len(bias_loads) == 3       # one per chunk
+    weight_lines = sorted({i["bank_addr"] for i in prog.instructions if i.name == "LOAD" and 8 <= i["bank_id"] < 16})
+    assert weight_lines == [0, 1024]  # the chunks alternate between the two halves of the CONVW banks
 
 
 def test_multi_band_and_column_tiles():
