@@ -121,7 +121,7 @@ def _pruned(name: str, weights: str, d: dict) -> None:
         for h in hooks:
             h.remove()
     original = gops(spec.name)
-    d["gops"] = round(2 * sum(macs.values()) / 1e9, 6)
+    d["gops"] = 2 * sum(macs.values()) / 1e9
     d["macs"] = sum(macs.values())
     d["params"] = sum(p.numel() for p in model.parameters())
     d["weights"] = f"pruned ({weights})"
