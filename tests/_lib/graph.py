@@ -161,9 +161,9 @@ def conv_bn_model(seed: int = 0, kind: str = "conv2d", with_bias: bool = False, 
 
 def transformer_op_model(seed: int = 0, batch: int = 2):
     """A module using the slicing, broadcasting, reduction, normalization and activation ops (graph.slice,
-    expand, tile, sum, amax, amin, layer_norm, group_norm, gelu, mish, roll), and its torch twin."""
+    expand, tile, sum, amax, amin, layer_norm, group_norm, gelu, mish, roll, normalize), and its torch twin."""
     from fixflow.dialects.graph import (SLICE_END, AmaxOp, AminOp, ExpandOp, GeluOp, GroupNormOp, LayerNormOp,
-                                        MishOp, RollOp, SliceOp, SumOp, TileOp)
+                                        MishOp, NormalizeOp, RollOp, SliceOp, SumOp, TileOp)
     rng = np.random.default_rng(seed)
     P = {"ln.weight": rand(rng, 6), "ln.bias": rand(rng, 6), "gn.weight": rand(rng, 4), "gn.bias": rand(rng, 4),
          "token": rand(rng, 1, 1, 6)}
@@ -176,6 +176,7 @@ def transformer_op_model(seed: int = 0, batch: int = 2):
     y = g.op(GeluOp, y)
     y = g.op(MishOp, y)
     y = g.op(RollOp, y, shifts=(1, -2), axes=(2, 3))
+    y = g.op(NormalizeOp, y, axis=-1)
     s = g.op(SliceOp, y, axes=(1, -1), starts=(1, -5), ends=(SLICE_END, 5), steps=(2, 1), name="sl")
     r = g.op(SumOp, s, axes=(1,), keepdim=False)                       # (N, 5, 4)
     t = g.op(TileOp, r, repeats=(1, 1, 3))                             # (N, 5, 12)
@@ -193,7 +194,7 @@ def transformer_op_model(seed: int = 0, batch: int = 2):
             y = F.layer_norm(x, (6,), T["ln.weight"], T["ln.bias"], 1e-6)
             y = F.gelu(y, approximate="tanh")
             y = F.mish(F.gelu(F.group_norm(y, 2, T["gn.weight"], T["gn.bias"])))
-            y = torch.roll(y, (1, -2), (2, 3))
+            y = F.normalize(torch.roll(y, (1, -2), (2, 3)), dim=-1)
             t = y[:, 1::2, :, -5:5].sum(1).repeat(1, 1, 3)
             out = t.amax(-1, keepdim=True) + t.amin((1, 2), keepdim=True)
             flat = y.reshape(x.shape[0], -1, 6)

@@ -25,7 +25,7 @@ __all__ = [
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "add", "sub",
     "mul", "div", "concat", "reshape", "flatten", "permute", "transpose", "pad", "upsample",
     "softmax", "mean", "identity", "reduce_sum", "amax", "amin", "strided_slice", "expand", "tile", "layer_norm",
-    "group_norm", "gelu", "mish", "roll", "erfc", "KERNELS",
+    "group_norm", "gelu", "mish", "roll", "normalize", "erfc", "KERNELS",
 ]
 
 # Upper bound (in elements) of one im2col buffer; larger batches are processed in chunks.
@@ -731,6 +731,19 @@ def roll(x: np.ndarray, shifts: Sequence[int] = (), axes: Sequence[int] = ()) ->
     return np.roll(x, tuple(int(s) for s in shifts), tuple(int(a) for a in axes))
 
 
+
+def normalize(x: np.ndarray, axis: int = 1, p: float = 2.0, eps: float = 1e-12) -> np.ndarray:
+    """``F.normalize``: ``x / max(||x||_p, eps)`` along ``axis`` (the norm in float64)."""
+    x = _float(x)
+    S.normalize_shape(x.shape, axis, p, eps)
+    x64 = x.astype(np.float64)
+    if p == 2.0:
+        norm = np.sqrt(np.sum(x64 * x64, axis=axis, keepdims=True))
+    else:
+        norm = np.sum(np.abs(x64) ** p, axis=axis, keepdims=True) ** (1.0 / p)
+    return (x64 / np.maximum(norm, eps)).astype(x.dtype)
+
+
 #: op name -> kernel (operands positionally, attributes as keywords).
 KERNELS = {
     "conv2d": conv2d, "conv_transpose2d": conv_transpose2d, "linear": linear, "matmul": matmul,
@@ -743,4 +756,5 @@ KERNELS = {
     "transpose": transpose, "pad": pad, "upsample": upsample, "softmax": softmax, "mean": mean,
     "sum": reduce_sum, "amax": amax, "amin": amin, "slice": strided_slice, "expand": expand, "tile": tile,
     "layer_norm": layer_norm, "group_norm": group_norm, "gelu": gelu, "mish": mish, "roll": roll,
+    "normalize": normalize,
 }

@@ -844,6 +844,20 @@ class RollOp(GraphOp):
         return {"shifts": self.shifts, "axes": self.axes}
 
 
+@graph.op
+class NormalizeOp(_UnaryOp):
+    """`F.normalize`: x / max(||x||_p, eps) along `axis` (Swin V2's cosine attention)."""
+
+    OP_NAME = "graph.normalize"
+    KERNEL = "normalize"
+    axis = attr(INT, default=1)
+    p = attr(FLOAT, default=2.0)
+    eps = attr(FLOAT, default=1e-12)
+
+    def kernel_args(self) -> dict[str, Any]:
+        return {"axis": self.axis, "p": self.p, "eps": self.eps}
+
+
 def _materialize_constant(value: Attribute, type: Type, location: Location) -> ConstantOp | None:
     if not isinstance(value, (DenseElementsAttr, DenseResourceElementsAttr)) or value.type is not type:
         return None
@@ -857,4 +871,5 @@ __all__ = ["graph", "GraphOp", "ConstantOp", "Conv2dOp", "ConvTranspose2dOp", "L
            "LeakyReluOp", "PreluOp", "IdentityOp", "DropoutOp", "MaxPool2dOp", "AvgPool2dOp",
            "AdaptiveAvgPool2dOp", "AddOp", "SubOp", "MulOp", "ConcatOp", "ReshapeOp", "FlattenOp", "TransposeOp",
            "PadOp", "UpsampleOp", "SoftmaxOp", "MeanOp", "SumOp", "AmaxOp", "AminOp", "SliceOp", "SLICE_END",
-           "ExpandOp", "TileOp", "LayerNormOp", "GroupNormOp", "GeluOp", "MishOp", "RollOp", "resolve_reshape"]
+           "ExpandOp", "TileOp", "LayerNormOp", "GroupNormOp", "GeluOp", "MishOp", "RollOp", "NormalizeOp",
+           "resolve_reshape"]

@@ -31,7 +31,7 @@ __all__ = [
     "adaptive_max_pool2d_shape", "broadcast_shape", "concat_shape", "reshape_shape",
     "flatten_shape", "permute_shape", "transpose_shape", "pad_shape", "upsample_shape",
     "upsample_output_size", "softmax_shape", "mean_shape", "reduce_shape", "slice_shape", "slice_bounds",
-    "expand_shape", "tile_shape", "layer_norm_shape", "group_norm_shape", "roll_shape", "SHAPE_FUNCTIONS",
+    "expand_shape", "tile_shape", "layer_norm_shape", "group_norm_shape", "roll_shape", "normalize_shape", "SHAPE_FUNCTIONS",
 ]
 
 
@@ -648,6 +648,17 @@ def roll_shape(x: Shape, shifts: Sequence[int] = (), axes: Sequence[int] = ()) -
     return x
 
 
+def normalize_shape(x: Shape, axis: int = 1, p: float = 2.0, eps: float = 1e-12) -> Shape:
+    """Output shape of ``normalize`` (F.normalize along ``axis``): the input's."""
+    x = _shape(x)
+    normalize_axis(axis, len(x), "normalize")
+    if not p > 0:
+        raise _err("normalize", f"p must be positive, got {p}")
+    if not eps >= 0:
+        raise _err("normalize", f"eps must be non-negative, got {eps}")
+    return x
+
+
 def _binary(op: str):
     def f(a: Shape, b: Shape) -> Shape:
         return broadcast_shape(a, b, op)
@@ -690,5 +701,5 @@ SHAPE_FUNCTIONS = {
     "sum": sum_shape, "amax": amax_shape, "amin": amin_shape,
     "slice": slice_shape, "expand": expand_shape, "tile": tile_shape,
     "layer_norm": layer_norm_shape, "group_norm": group_norm_shape,
-    "gelu": unary_shape, "mish": unary_shape, "roll": roll_shape,
+    "gelu": unary_shape, "mish": unary_shape, "roll": roll_shape, "normalize": normalize_shape,
 }

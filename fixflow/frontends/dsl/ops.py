@@ -680,6 +680,200 @@ def _mean(nb: NetBuilder, b: Bound) -> Value:
     return nb.emit("graph.mean", b.inputs[0], axes=b.axes, keepdim=b.keepdim)
 
 
+# ---- slicing, broadcasting, reductions, normalization (issue 15) -------------------------------------
+_END = 2**63 - 1  # graph.SLICE_END: "to the end"
+
+
+def _axis(nb: NetBuilder, b: Bound, rank: int, name: str = "axis") -> int:
+    a = b.p[name]
+    if not -rank <= a < rank:
+        raise nb.error(f"{name} {a} is out of range for a rank-{rank} input", b.pos.get(name))
+    return a % rank
+
+
+@op("slice", "strided slice x[..., start:end:step, ...] on the listed axes (Python index rules: negative "
+    "values count from the end, bounds are clamped)",
+    params=(Param("axes", "ints", REQUIRED, "the axes to slice"),
+            Param("starts", "ints", None, "first index per axis (default 0)"),
+            Param("ends", "ints", None, "end index (exclusive) per axis (default: to the end)"),
+            Param("steps", "ints", None, "positive step per axis (default 1)")))
+def _slice(nb: NetBuilder, b: Bound) -> Value:
+    n = len(b.axes)
+    starts = b.starts if b.starts is not None else [0] * n
+    ends = b.ends if b.ends is not None else [_END] * n
+    for name, v in (("starts", starts), ("ends", ends), ("steps", b.steps)):
+        if v is not None and len(v) != n:
+            raise nb.error(f"'{name}' needs one value per axis ({n}), got {len(v)}", b.pos.get(name))
+    return nb.emit("graph.slice", b.inputs[0], axes=b.axes, starts=starts, ends=ends, steps=b.steps)
+
+
+def _pieces(nb: NetBuilder, b: Bound, sizes: list[int], axis: int) -> Value:
+    if not 0 <= b.index < len(sizes):
+        raise nb.error(f"index {b.index} is out of range for {len(sizes)} pieces", b.pos.get("index"))
+    start = sum(sizes[:b.index])
+    return nb.emit("graph.slice", b.inputs[0], axes=[axis], starts=[start], ends=[start + sizes[b.index]])
+
+
+@op("chunk", "piece `index` of torch.chunk(input, chunks, axis): pieces of ceil(size / chunks), the last "
+    "one smaller", params=(Param("chunks", "int", REQUIRED, "how many pieces"),
+                           Param("index", "int", REQUIRED, "which piece (from 0)"),
+                           Param("axis", "int", 1, "the axis to cut")), graph_op="graph.slice")
+def _chunk(nb: NetBuilder, b: Bound) -> Value:
+    s = nb.shape(b.inputs[0])
+    axis = _axis(nb, b, len(s))
+    if b.chunks < 1:
+        raise nb.error(f"chunks must be positive, got {b.chunks}", b.pos.get("chunks"))
+    step = -(-s[axis] // b.chunks)
+    sizes = [min(step, s[axis] - i) for i in range(0, s[axis], step)] if step else []
+    return _pieces(nb, b, sizes, axis)
+
+
+@op("split", "piece `index` of torch.split(input, sizes, axis)",
+    params=(Param("sizes", "ints", REQUIRED, "the size of each piece, or one size for equal pieces (the last "
+                  "one smaller)"),
+            Param("index", "int", REQUIRED, "which piece (from 0)"),
+            Param("axis", "int", 1, "the axis to cut")), graph_op="graph.slice")
+def _split(nb: NetBuilder, b: Bound) -> Value:
+    s = nb.shape(b.inputs[0])
+    axis = _axis(nb, b, len(s))
+    sizes = list(b.sizes)
+    if any(v < 1 for v in sizes):
+        raise nb.error(f"sizes must be positive, got {sizes}", b.pos.get("sizes"))
+    if len(sizes) == 1:
+        sizes = [min(sizes[0], s[axis] - i) for i in range(0, s[axis], sizes[0])]
+    elif sum(sizes) != s[axis]:
+        raise nb.error(f"sizes {sizes} add up to {sum(sizes)}, but axis {b.axis} has size {s[axis]}",
+                       b.pos.get("sizes"))
+    return _pieces(nb, b, sizes, axis)
+
+
+@op("select", "x[..., index, ...] on one axis, which is removed (one result of torch.unbind)",
+    params=(Param("index", "int", REQUIRED, "the index (negative counts from the end)"),
+            Param("axis", "int", 1, "the axis")), graph_op="graph.slice")
+def _select(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = nb.shape(x)
+    axis = _axis(nb, b, len(s))
+    if not -s[axis] <= b.index < s[axis]:
+        raise nb.error(f"index {b.index} is out of range for axis {b.axis} of size {s[axis]}", b.pos.get("index"))
+    i = b.index % s[axis]
+    y = nb.emit("graph.slice", x, axes=[axis], starts=[i], ends=[i + 1])
+    out = list(s[:axis]) + list(s[axis + 1:])
+    if axis > 0:
+        out[0] = 0
+    return nb.emit("graph.reshape", y, shape=out)
+
+
+@op("expand", "broadcast size-1 dimensions (torch Tensor.expand): -1 keeps a dimension, 0 takes the 'like' "
+    "tensor's dimension (e.g. its batch); new leading dimensions may be added",
+    params=(Param("shape", "ints", REQUIRED, "the new shape"),
+            Param("like", "tensor", None, "the tensor whose dimensions the 0 entries take")),
+    positional_param="shape")
+def _expand(nb: NetBuilder, b: Bound) -> Value:
+    like = b.like
+    if like is not None and not isinstance(like, Value):
+        raise nb.error("'like' must be a tensor name", b.pos.get("like"))
+    return nb.emit("graph.expand", b.inputs[0], like, shape=b.shape)
+
+
+@op("tile", "repeat the tensor along each dimension (torch Tensor.repeat)",
+    params=(Param("repeats", "ints", REQUIRED, "copies per dimension (more entries add leading dimensions)"),),
+    positional_param="repeats")
+def _tile(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.tile", b.inputs[0], repeats=b.repeats)
+
+
+def _reduction(name: str, summary: str) -> None:
+    def lower(nb: NetBuilder, b: Bound) -> Value:
+        return nb.emit(f"graph.{name}", b.inputs[0], axes=b.axes, keepdim=b.keepdim)
+    op(name, summary, params=(Param("axes", "ints", REQUIRED, "the axes to reduce"),
+                              Param("keepdim", "bool", False, "keep reduced axes with size 1")))(lower)
+
+
+for _name, _summary in [("sum", "sum over axes"), ("amax", "maximum over axes"), ("amin", "minimum over axes")]:
+    _reduction(_name, _summary)
+
+
+_NORM_AFFINE = (Param("eps", "float", 1e-5, "added to the variance"),
+                Param("weight", "tensor", None, "scale (default: weights file, else ones)"),
+                Param("bias", "tensor", None, "shift (default: weights file, else zeros)"))
+
+
+def _affine(nb: NetBuilder, b: Bound, shape: tuple[int, ...]) -> tuple[Value, Value]:
+    if b.eps < 0:
+        raise nb.error(f"eps must be non-negative, got {b.eps}", b.pos.get("eps"))
+    return nb.param("weight", shape, "ones", given=b.weight), nb.param("bias", shape, "zeros", given=b.bias)
+
+
+@op("layer_norm", "layer normalization over the trailing dimensions (torch.nn.LayerNorm)",
+    params=(Param("dims", "int", 1, "how many trailing dimensions to normalize"),) + _NORM_AFFINE)
+def _layer_norm(nb: NetBuilder, b: Bound) -> Value:
+    s = nb.shape(b.inputs[0])
+    if not 1 <= b.dims <= len(s):
+        raise nb.error(f"dims must be between 1 and the rank {len(s)}, got {b.dims}", b.pos.get("dims"))
+    ns = tuple(s[len(s) - b.dims:])
+    w, bias = _affine(nb, b, ns)
+    return nb.emit("graph.layer_norm", b.inputs[0], w, bias, normalized_shape=ns, eps=b.eps)
+
+
+@op("group_norm", "group normalization over channel groups and positions (torch.nn.GroupNorm)",
+    params=(Param("groups", "int", REQUIRED, "channel groups (must divide the channels)"),) + _NORM_AFFINE)
+def _group_norm(nb: NetBuilder, b: Bound) -> Value:
+    s = _rank(nb, b, b.inputs[0], (3, 4, 5), "(N, C, ...)")
+    if b.groups < 1 or s[1] % b.groups:
+        raise nb.error(f"groups={b.groups} must divide the {s[1]} channels", b.pos.get("groups"))
+    w, bias = _affine(nb, b, (s[1],))
+    return nb.emit("graph.group_norm", b.inputs[0], w, bias, groups=b.groups, eps=b.eps)
+
+
+@op("instance_norm", "instance normalization: each channel over its positions (torch.nn.InstanceNorm2d; "
+    "group_norm with one group per channel)", params=_NORM_AFFINE, graph_op="graph.group_norm")
+def _instance_norm(nb: NetBuilder, b: Bound) -> Value:
+    s = _rank(nb, b, b.inputs[0], (3, 4, 5), "(N, C, ...)")
+    w, bias = _affine(nb, b, (s[1],))
+    return nb.emit("graph.group_norm", b.inputs[0], w, bias, groups=s[1], eps=b.eps)
+
+
+@op("gelu", "x * Phi(x), or its tanh approximation (torch.nn.GELU)",
+    params=(Param("approximate", "str", "none", "exact or the tanh formula", choices=("none", "tanh")),))
+def _gelu(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.gelu", b.inputs[0], approximate=b.approximate)
+
+
+@op("mish", "x * tanh(softplus(x)) (torch.nn.Mish)")
+def _mish(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.mish", b.inputs[0])
+
+
+@op("roll", "shift elements cyclically along axes (torch.roll)",
+    params=(Param("shifts", "ints", REQUIRED, "shift per axis"), Param("axes", "ints", REQUIRED, "the axes")))
+def _roll(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.roll", b.inputs[0], shifts=b.shifts, axes=b.axes)
+
+
+@op("normalize", "x / max(||x||_p, eps) along an axis (torch.nn.functional.normalize)",
+    params=(Param("axis", "int", 1, "the axis of the norm"), Param("p", "float", 2.0, "the norm's exponent"),
+            Param("eps", "float", 1e-12, "smallest divisor")))
+def _normalize(nb: NetBuilder, b: Bound) -> Value:
+    return nb.emit("graph.normalize", b.inputs[0], axis=b.axis, p=b.p["p"], eps=b.eps)
+
+
+@op("channel_shuffle", "ShuffleNet's channel shuffle (torch.nn.ChannelShuffle): view as (N, groups, C/groups, "
+    "...), swap those two axes, view back", params=(Param("groups", "int", REQUIRED, "must divide the channels"),),
+    graph_op="graph.reshape, graph.transpose")
+def _channel_shuffle(nb: NetBuilder, b: Bound) -> Value:
+    x = b.inputs[0]
+    s = _rank(nb, b, x, (3, 4, 5), "(N, C, ...)")
+    g = b.groups
+    if g < 1 or s[1] % g:
+        raise nb.error(f"groups={g} must divide the {s[1]} channels", b.pos.get("groups"))
+    rest = list(s[2:])
+    name = nb.qual(b.stmt.target)
+    y = nb.emit("graph.reshape", x, shape=[0, g, s[1] // g] + rest, name=f"{name}.groups")
+    y = nb.emit("graph.transpose", y, perm=[0, 2, 1] + list(range(3, 3 + len(rest))), name=f"{name}.swap")
+    return nb.emit("graph.reshape", y, shape=[0, s[1]] + rest)
+
+
 # ---- constants ------------------------------------------------------------------------------
 @op("const", "a constant tensor: const([[1, 2], [3, 4]]) inline, or const(shape=[..]) from the weights file "
     "(key <name>) or seeded-random", inputs=(),

@@ -25,7 +25,7 @@ from fixflow.dialects.graph import (SLICE_END, AdaptiveAvgPool2dOp, AddOp, AmaxO
                                     ExpandOp, FlattenOp, GeluOp, GroupNormOp, HardSigmoidOp, HardSwishOp, IdentityOp,
                                     LayerNormOp, LeakyReluOp, LinearOp, MatmulOp, MaxPool2dOp, MeanOp, MishOp, MulOp,
                                     PadOp, PreluOp, Relu6Op, ReluOp, ReshapeOp, RollOp, SigmoidOp, SiluOp, SliceOp,
-                                    SoftmaxOp, SubOp, SumOp, TanhOp, TileOp, TransposeOp, UpsampleOp)
+                                    SoftmaxOp, SubOp, SumOp, TanhOp, TileOp, TransposeOp, UpsampleOp, NormalizeOp)
 from fixflow.ir.attributes import DenseElementsAttr
 from fixflow.ir.builder import Builder
 from fixflow.ir.core import Value
@@ -1642,3 +1642,142 @@ def _masked_fill(cv: Converter, node: torch.fx.Node) -> Value:
     y = cv.emit(MulOp, cv.x(node.args[0]), cv.constant(keep, f"{cv.loc.name}.keep" if big else None,
                                                           hint=f"{node.name}_keep"), suffix="keep")
     return cv.emit(AddOp, y, cv.constant(fill, f"{cv.loc.name}.fill" if big else None, hint=f"{node.name}_fill"))
+
+
+@_on_function(F.normalize)
+def _normalize(cv: Converter, node: torch.fx.Node) -> Value:
+    x = _arg(node, 0, "input")
+    sv = cv.static_value
+    if _arg(node, 4, "out", None) is not None:
+        raise cv.unsupported("'torch.nn.functional.normalize'", "out=")
+    return cv.emit(NormalizeOp, cv.x(x), p=float(sv(_arg(node, 1, "p", 2.0))),
+                   axis=int(sv(_arg(node, 2, "dim", 1))) % len(cv.shape(x)), eps=float(sv(_arg(node, 3, "eps", 1e-12))))
+
+
+# ---- torchvision's Swin Transformer (functions torchvision keeps out of torch.fx traces with torch.fx.wrap) --
+@_on_named_function("torchvision.models.swin_transformer", "_patch_merging_pad")
+def _swin_patch_merging_pad(cv: Converter, node: torch.fx.Node) -> Value:
+    """Pad H and W to even sizes, then the four (row, column) parities side by side on the channels."""
+    x = node.args[0]
+    shape = cv.shape(x)
+    h, w = shape[-3], shape[-2]
+    v = cv.x(x)
+    if h % 2 or w % 2:
+        v = cv.emit(PadOp, v, pads=(0, 0, 0, w % 2, 0, h % 2), suffix="pad")
+        shape = v.type.shape
+    r = len(shape)
+    parts = [_slice_value(cv, v, shape, {r - 3: (i, None, 2), r - 2: (j, None, 2)}, suffix=f"x{k}")
+             for k, (i, j) in enumerate(((0, 0), (1, 0), (0, 1), (1, 1)))]
+    return cv.emit(ConcatOp, parts, axis=r - 1)
+
+
+def _static_tensor(cv: Converter, arg: Any) -> torch.Tensor | None:
+    if arg is None:
+        return None
+    if isinstance(arg, torch.fx.Node) and arg in cv.const:
+        return arg.meta["fixflow_const"].detach()
+    return None
+
+
+@_on_named_function("torchvision.models.swin_transformer", "shifted_window_attention")
+def _swin_window_attention(cv: Converter, node: torch.fx.Node) -> Value:
+    """torchvision's (shifted) window attention, V1 and V2 (cosine attention), written out with the traced
+    shapes: pad, cyclic shift, window partition, attention with relative position bias and the constant shift
+    mask, window merge, reverse shift, crop."""
+    what = "'torchvision.models.swin_transformer.shifted_window_attention'"
+    sv = cv.static_value
+    inp = _arg(node, 0, "input")
+    qkv_w, proj_w, rel_bias = (_static_tensor(cv, _arg(node, i, n)) for i, n in
+                               ((1, "qkv_weight"), (2, "proj_weight"), (3, "relative_position_bias")))
+    window = list(sv(_arg(node, 4, "window_size")))
+    heads = int(sv(_arg(node, 5, "num_heads")))
+    shift = list(sv(_arg(node, 6, "shift_size")))
+    qkv_b = _static_tensor(cv, _arg(node, 9, "qkv_bias", None))
+    proj_b = _static_tensor(cv, _arg(node, 10, "proj_bias", None))
+    logit_arg = _arg(node, 11, "logit_scale", None)
+    logit = _static_tensor(cv, logit_arg)
+    if sv(_arg(node, 12, "training", True)):
+        raise cv.unsupported(what, "training=True (dropout); import the model in eval mode")
+    if qkv_w is None or proj_w is None or rel_bias is None or (logit_arg is not None and logit is None):
+        raise cv.unsupported(what, "weights or a position bias computed from the input")
+    b, h, w, c = cv.shape(inp)
+    pad_r = (window[1] - w % window[1]) % window[1]
+    pad_b = (window[0] - h % window[0]) % window[0]
+    x = cv.x(inp)
+    if pad_r or pad_b:
+        x = cv.emit(PadOp, x, pads=(0, 0, 0, pad_r, 0, pad_b), suffix="pad")
+    ph, pw = h + pad_b, w + pad_r
+    if window[0] >= ph:
+        shift[0] = 0
+    if window[1] >= pw:
+        shift[1] = 0
+    if sum(shift) > 0:
+        x = cv.emit(RollOp, x, shifts=(-shift[0], -shift[1]), axes=(1, 2), suffix="shift")
+    nh, nw, n = ph // window[0], pw // window[1], window[0] * window[1]
+    x = cv.emit(ReshapeOp, x, shape=(0, nh, window[0], nw, window[1], c), suffix="windows")
+    x = cv.emit(TransposeOp, x, perm=(0, 1, 3, 2, 4, 5), suffix="windows_t")
+    x = cv.emit(ReshapeOp, x, shape=(-1, n, c), suffix="partition")
+    if logit is not None and qkv_b is not None:
+        qkv_b = qkv_b.clone()
+        qkv_b[c:2 * c] = 0
+    path = node.meta.get("fixflow_path", "") or node.name
+    qkv = cv.emit(LinearOp, x, cv.constant(qkv_w, f"{path}.qkv.weight"),
+                  None if qkv_b is None else cv.constant(qkv_b, f"{path}.qkv.bias"), suffix="qkv")
+    qkv = cv.emit(ReshapeOp, qkv, shape=(0, n, 3, heads, c // heads), suffix="qkv_heads")
+    parts = []
+    for i, name in enumerate("qkv"):
+        t = cv.emit(SliceOp, qkv, axes=(2,), starts=(i,), ends=(i + 1,), suffix=name)
+        t = cv.emit(ReshapeOp, t, shape=(0, n, heads, c // heads), suffix=f"{name}_r")
+        parts.append(cv.emit(TransposeOp, t, perm=(0, 2, 1, 3), suffix=f"{name}_t"))
+    q, k, v = parts
+    if logit is not None:
+        q = cv.emit(NormalizeOp, q, axis=3, suffix="q_norm")
+        k = cv.emit(NormalizeOp, k, axis=3, suffix="k_norm")
+        scale = torch.clamp(logit, max=math.log(100.0)).exp()
+    else:
+        q = cv.emit(MulOp, q, cv.scalar((c // heads) ** -0.5), suffix="q_scaled")
+        scale = None
+    attn = cv.emit(MatmulOp, q, _swap_last(cv, k, "k_t"), suffix="attn")
+    if scale is not None:
+        attn = cv.emit(MulOp, attn, cv.constant(scale, f"{path}.logit_scale_exp"), suffix="attn_scaled")
+    attn = cv.emit(AddOp, attn, cv.constant(rel_bias, f"{path}.relative_position_bias"), suffix="attn_bias")
+    if sum(shift) > 0:
+        mask = torch.zeros(ph, pw)
+        count = 0
+        for hs in ((0, -window[0]), (-window[0], -shift[0]), (-shift[0], None)):
+            for ws in ((0, -window[1]), (-window[1], -shift[1]), (-shift[1], None)):
+                mask[hs[0]:hs[1], ws[0]:ws[1]] = count
+                count += 1
+        mask = mask.view(nh, window[0], nw, window[1]).permute(0, 2, 1, 3).reshape(nh * nw, n)
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0).unsqueeze(1).unsqueeze(0)
+        attn = cv.emit(ReshapeOp, attn, shape=(-1, nh * nw, heads, n, n), suffix="attn_windows")
+        attn = cv.emit(AddOp, attn, cv.constant(mask, f"{path}.shift_mask"), suffix="attn_masked")
+        attn = cv.emit(ReshapeOp, attn, shape=(-1, heads, n, n), suffix="attn_merged")
+    attn = cv.emit(SoftmaxOp, attn, axis=3, suffix="probs")
+    x = cv.emit(MatmulOp, attn, v, suffix="attn_out")
+    x = cv.emit(TransposeOp, x, perm=(0, 2, 1, 3), suffix="attn_out_t")
+    x = cv.emit(ReshapeOp, x, shape=(0, n, c), suffix="attn_merge")
+    x = cv.emit(LinearOp, x, cv.constant(proj_w, f"{path}.proj.weight"),
+                None if proj_b is None else cv.constant(proj_b, f"{path}.proj.bias"), suffix="proj")
+    x = cv.emit(ReshapeOp, x, shape=(-1, nh, nw, window[0], window[1], c), suffix="unwindow")
+    x = cv.emit(TransposeOp, x, perm=(0, 1, 3, 2, 4, 5), suffix="unwindow_t")
+    x = cv.emit(ReshapeOp, x, shape=(-1, ph, pw, c), suffix="reverse")
+    if sum(shift) > 0:
+        x = cv.emit(RollOp, x, shifts=(shift[0], shift[1]), axes=(1, 2), suffix="unshift")
+    if pad_r or pad_b:
+        x = _slice_value(cv, x, (b, ph, pw, c), {1: (0, h, 1), 2: (0, w, 1)}, suffix="crop")
+    return x
+
+
+@_on_function(torch.swapaxes, torch.swapdims)
+@_on_method("swapaxes", "swapdims")
+def _swapaxes(cv: Converter, node: torch.fx.Node) -> Value:
+    x = node.args[0]
+    rank = len(cv.shape(x))
+    names = ("axis0", "axis1") if "axes" in str(node.target) else ("dim0", "dim1")
+    d0 = cv.static_value(_arg(node, 1, names[0])) % rank
+    d1 = cv.static_value(_arg(node, 2, names[1])) % rank
+    perm = list(range(rank))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return cv.emit(TransposeOp, cv.x(x), perm=tuple(perm))

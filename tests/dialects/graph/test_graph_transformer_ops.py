@@ -1,5 +1,5 @@
 """The graph ops of common CNN and transformer zoos (issue 15): slice, expand, tile, sum/amax/amin,
-layer_norm, group_norm, gelu, mish, roll. Kernels against PyTorch on several shapes (batch > 1, negative
+layer_norm, group_norm, gelu, mish, roll, normalize. Kernels against PyTorch on several shapes (batch > 1, negative
 axes), inferred types against evaluate, verify messages, any-batch evaluation, folding, the interpreter."""
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ CASES = [
     ("mish", G.MishOp, [(2, 3, 4)], {}, F.mish),
     # data movement
     ("roll", G.RollOp, [(2, 3, 4, 5)], dict(shifts=(2, -3), axes=(-2, -1)), lambda x: torch.roll(x, (2, -3), (-2, -1))),
+    ("normalize", G.NormalizeOp, [(2, 3, 4, 5)], dict(axis=1), lambda x: F.normalize(x, dim=1)),
+    ("normalize_p1", G.NormalizeOp, [(2, 3, 4)], dict(axis=-1, p=1.0, eps=1e-3),
+     lambda x: F.normalize(x, p=1.0, dim=-1, eps=1e-3)),
     ("roll_long", G.RollOp, [(2, 3, 4)], dict(shifts=(7,), axes=(1,)), lambda x: torch.roll(x, 7, 1)),
 ]
 
@@ -138,6 +141,8 @@ def _message(cls, shapes, attrs):
     (G.GroupNormOp, [(2, 6, 4), (6,), (6,)], dict(groups=4), "group_norm: groups=4 must be positive and divide"),
     (G.GroupNormOp, [(2, 6, 4), (3,), (6,)], dict(groups=3), "group_norm: weight must have shape (6,)"),
     (G.RollOp, [(2, 6)], dict(shifts=(1, 2), axes=(1,)), "roll: shifts (1, 2) and axes (1,)"),
+    (G.NormalizeOp, [(2, 6)], dict(axis=2), "normalize: axis 2 is out of range"),
+    (G.NormalizeOp, [(2, 6)], dict(p=0.0), "normalize: p must be positive"),
 ])
 def test_verify_messages(cls, shapes, attrs, message):
     assert message in _message(cls, shapes, attrs)
