@@ -41,7 +41,7 @@ from .machine import ACT_NONE, ACT_RELU, ACT_RELU6, Machine
 from .reference import scatter
 from .steps import Decoder, Step
 
-ZERO, MIN = 0, 128              # value cells 0..255 hold the byte constants: cell v = int8(v)
+ZERO, ONE, MIN = 0, 1, 128      # value cells 0..255 hold the byte constants: cell v = int8(v)
 RUN_MAX = 4096                  # then a block of RUN_MAX zeros and one of RUN_MAX -128 (padding runs)
 ZERO_BLOCK, MIN_BLOCK = 256, 256 + RUN_MAX
 NCONST = 256 + 2 * RUN_MAX
@@ -86,6 +86,7 @@ class Kernel:
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
     fbias: np.ndarray | None = None       # conv: (bias * 2^shift_bias + 2^(s-1)) / 2^s when all fits float32
     instructions: list[int] = field(default_factory=list)
+    fbias_in_product: bool = False        # conv: fbias is the last row of wchunks[0] (x reads cell ONE)
     lo: int = -128                        # conv: the saturation bounds after the activation
     hi: int = 127
 
@@ -471,6 +472,12 @@ class FastPlan:
                         # value is an integer below 2^24 times a power of two (weights pre-scaled by 2^(1-s))
                         k.wchunks = [k.wchunks[0] * np.float32(2.0 ** (1 - s))]
                         k.fbias = ((bias + (1 << (s - 1))).astype(np.float64) * 2.0 ** -s).astype(np.float32)
+                        if k.run == 1 and k.x.shape[1] <= 32:
+                            # a short reduction over single cells: the bias becomes one more term of the
+                            # product (cell ONE holds 1), which saves a broadcast add over the output
+                            k.x = np.concatenate([k.x, np.full((k.x.shape[0], 1), ONE, k.x.dtype)], axis=1)
+                            k.wchunks = [np.concatenate([k.wchunks[0], k.fbias[None]])]
+                            k.fbias_in_product = True
         elif k.w is not None and k.wconst is not None:
             k.w = None
         if k.b is not None and k.bconst is not None:
@@ -587,8 +594,10 @@ def _exec_conv_folded(k: Kernel, v: np.ndarray, batch: int) -> None:
         xf = _gather(v[b0:b1], k.x[r0:r1], k.run).reshape(-1, k_len).astype(np.float32)
         if k.fbias is not None:
             acc = np.matmul(xf, k.wchunks[0])                      # 2*acc / 2^s, exact
-            acc += k.fbias
-            np.floor(acc, out=acc)
+            if not k.fbias_in_product:
+                acc += k.fbias
+            if k.lo < 0:        # else clipping at 0 first makes the int8 cast's truncation a floor
+                np.floor(acc, out=acc)
         else:
             if len(k.chunks) == 1:
                 acc = np.matmul(xf, k.wchunks[0]).astype(np.int32)  # exact integers below 2^24

@@ -184,3 +184,24 @@ def test_fast_plan_splits_long_reductions():
     assert all(a1 == b0 for (_, b0), (a1, _) in zip(k.chunks, k.chunks[1:]))
     for a, b in k.chunks:                     # every chunk's bound is below 2^24
         assert 128 * w[a:b].sum(axis=0).max() < 2**24
+
+
+@pytest.mark.parametrize("act", [0, 1])
+def test_short_single_cell_reduction_takes_bias_into_product(act):
+    """A first layer of a 1-channel image: padding channels have zero weights, so the reduction is 9
+    single cells and the plan makes the bias one more term of the product (cell ONE); still exact."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (6, 6, 16)).astype(np.int8)
+    wt = np.zeros((16, 3, 3, 16), dtype=np.int8)
+    wt[..., 0] = rng.integers(-128, 128, (16, 3, 3))
+    bias = rng.integers(-128, 128, 16).astype(np.int8)
+    kwargs = dict(shift_cut=9, shift_bias=2, act=act)
+    p, shape = conv_program(x, wt, bias, pads=(1, 1, 1, 1), **kwargs)
+    regs = p.regions()
+    plan = compile_plan(Machine.from_target(TARGET), p.ins, {r: a.size for r, a in regs.items()}, {0: regs[0]})
+    (k,) = [k for k in plan.kernels if k.kind == "conv"]
+    assert k.fbias_in_product and k.run == 1 and k.x.shape[1] == 10
+    want = conv_expected(x, wt, bias, pads=(1, 1, 1, 1), **kwargs)
+    assert len(np.unique(want)) > 8
+    got = out_fmap(DPUInterpreter(TARGET, p.ins, regs, mode="fast").run(), *shape)
+    np.testing.assert_array_equal(got, want)
