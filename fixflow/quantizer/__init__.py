@@ -7,9 +7,21 @@ quant_info.json, the JSON config file and the generated quantizable module sourc
     q.export_quant_config()
 """
 
-from .api import QuantModel, Quantizer, graph_md5, node_name, param_name
+from typing import Any
+
+from .api import Quantizer, graph_md5, node_name, param_name
 from .config import QuantConfig, load_config
 from .errors import QuantizerError
+from .input_checks import QuantizerWarning
 
-__all__ = ["Quantizer", "QuantModel", "QuantizerError", "QuantConfig", "load_config", "graph_md5", "node_name",
-           "param_name"]
+__all__ = ["Quantizer", "QuantModel", "QuantizerError", "QuantizerWarning", "QuantConfig", "load_config", "graph_md5",
+           "node_name", "param_name", "torch_quantizer"]
+
+_LAZY = {"QuantModel": "torch_module", "torch_quantizer": "vaiq"}   # these import torch
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -145,22 +145,11 @@ def _float_layers_entry(q: "Quantizer") -> dict[str, Any]:
     return {"float_layers": fl} if fl else {}
 
 
-class QuantModel:
-    """The callable model of a Quantizer: torch tensors (or numpy arrays) in, the same kind out."""
-
-    def __init__(self, fn: Callable[[list[np.ndarray]], list[np.ndarray]], mode: str):
-        self._fn = fn
-        self.mode = mode
-
-    def __call__(self, *inputs: Any) -> Any:
-        as_torch = any(hasattr(x, "detach") for x in inputs)
-        outs = self._fn([_to_numpy(x) for x in inputs])
-        if as_torch:
-            import torch
-            outs = [torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32)) for y in outs]
-        return outs[0] if len(outs) == 1 else tuple(outs)
-
-    forward = __call__
+def __getattr__(name: str) -> Any:
+    if name == "QuantModel":   # a torch.nn.Module: loaded with torch, on first use
+        from .torch_module import QuantModel
+        return QuantModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Quantizer:
@@ -176,7 +165,8 @@ class Quantizer:
     def __init__(self, model: Any, example_inputs: Any, mode: str = "float", output_dir: str | os.PathLike = "quantize_result",
                  config: None | str | os.PathLike | Mapping[str, Any] = None, bitwidth: int = 8, target: str | None = None,
                  *, log: Callable[[str], None] | None = print, progress: bool = True,
-                 print_ir_after_all: bool = False):
+                 print_ir_after_all: bool = False, device: Any = None):
+        from .torch_module import QuantModel, check_device
         if mode not in MODES:
             raise QuantizerError(f"unknown quant mode {mode!r} (expected one of: {', '.join(MODES)})")
         if target is not None and "DPUCZDX8G" not in str(target).upper():
@@ -186,14 +176,21 @@ class Quantizer:
         self.config: QuantConfig = load_config(config, bitwidth)
         self._log = log or (lambda s: None)
         self.progress = progress
+        self.device = check_device(device, log)   # the CPU (a CUDA device is mapped to it, with a warning)
         if not isinstance(example_inputs, (tuple, list)):
             example_inputs = (example_inputs,)
         self.name = type(model).__name__
+        self._module_types = ({n: type(m).__name__ for n, m in model.named_modules() if n}
+                              if hasattr(model, "named_modules") else {})   # for vai_q-style names
         self._log(f"[fixflow] Parsing {self.name}...")
         from ..frontends.torch import import_module
         self.module = import_module(model, tuple(example_inputs), name=self.name)
         self.func = find_function(self.module)
         self.graph_md5 = graph_md5(self.func)
+        from .input_checks import InputChecker, read_input_stats
+        self._example_tensors = tuple(example_inputs)            # for export_torch_script's trace
+        self._inputs = InputChecker(self.func, [_to_numpy(x) for x in example_inputs], log)  # issue 14 item 2
+        self._saved_input_stats = read_input_stats(self.output_dir) if mode == "test" else None
         self._report_cpu_ops()
         self._prepare_graph(print_ir_after_all)
         from .bitwidths import apply_bit_config
@@ -201,7 +198,7 @@ class Quantizer:
         self.runner: FakeQuantRunner | None = None
         self.fix_module: Operation | None = None
         if mode == "float":
-            self.quant_model = QuantModel(lambda xs: run_function(self.func, xs), mode)
+            self.quant_model = QuantModel(lambda xs: run_function(self.func, xs), mode, self._param_arrays(), log)
         elif mode == "calib":
             from ..ir.diagnostics import capture_diagnostics
             with capture_diagnostics() as diags:
@@ -211,12 +208,11 @@ class Quantizer:
             for d in diags:
                 self._log(f"[fixflow] {d.render()}")
             self._pbar = None
-            self.quant_model = QuantModel(self._calib_step, mode)
+            self.quant_model = QuantModel(self._calib_step, mode, self._param_arrays(), log)
         else:
             self._load_quant_info()
             self._lower()
-            from ..runtime.fix_executor import simulate_quantized
-            self.quant_model = QuantModel(lambda xs: simulate_quantized(self.fix_module, xs), mode)
+            self.quant_model = QuantModel(self._test_step, mode, self._param_arrays(), log)
             self._generate_source()
 
     # ---- graph preparation (all modes: the same deterministic graph)
@@ -241,6 +237,7 @@ class Quantizer:
 
     # ---- calib
     def _calib_step(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        self._inputs.calib_batch(xs)
         if self.progress and self._pbar is None:
             from tqdm import tqdm
             self._pbar = tqdm(desc="Calibrating", unit="batch", leave=False, file=sys.stderr)
@@ -282,6 +279,7 @@ class Quantizer:
         _mkdir(self.output_dir)
         path = self.output_dir / QUANT_INFO
         path.write_text(json.dumps(info, indent=2) + "\n")
+        self._inputs.save(self.output_dir)
         bc_path = self.output_dir / BIAS_CORR
         if corrections:
             np.savez(bc_path, **corrections)
@@ -317,6 +315,10 @@ class Quantizer:
         if not path.exists():
             raise QuantizerError(f"{path} not found: run the quantizer in 'calib' mode and export_quant_config() first")
         info = read_quant_info(path, self.config.bit_width)
+        from .input_checks import shape_mismatch
+        why = shape_mismatch(self._saved_input_stats, self._inputs.example_shapes)
+        if why is not None and info.graph_md5 != self.graph_md5:
+            raise QuantizerError(f"{path}: {why}")
         for k, v in self._graph_options().items():
             if k in info.graph_options and info.graph_options[k] != v:
                 raise QuantizerError(f"{path}: calibrated with '{k}' = {json.dumps(info.graph_options[k])}, but this "
@@ -353,6 +355,20 @@ class Quantizer:
         self.func.attributes["fix.inputs"] = ArrayAttr([fix_attr(*info.input[k]) for k in in_names])
         self.module.attributes["fix.bias_corrected"] = BoolAttr(info.bias_corrected)
 
+    def _param_arrays(self) -> dict[str, np.ndarray]:
+        """The conv-like weights and biases of the prepared graph under their quant_info names (no `Model::`)."""
+        out = {}
+        for (op, role), key in param_keys(self.func, self.name).items():
+            v = getattr(op, role)
+            if v is not None and isinstance(v.op, ConstantOp):
+                out[key.split("::", 1)[1]] = np.asarray(v.op.attributes["value"].array, np.float32)
+        return out
+
+    def _test_step(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        from ..runtime.fix_executor import simulate_quantized
+        self._inputs.test_batch(xs, self._saved_input_stats)
+        return simulate_quantized(self.fix_module, xs)
+
     def _apply_correction(self, op: Operation, c: np.ndarray, used: set[str]) -> None:
         old = op.bias.op
         b = np.asarray(old.attributes["value"].array, np.float32)
@@ -387,20 +403,40 @@ class Quantizer:
         for d in diags:
             self._log(f"[fixflow] {d.render()}")
 
-    def export_xmodel(self, output_dir: str | os.PathLike | None = None, deploy_check: bool = False) -> Path:
-        """Test mode: write `<Model>_int.xmodel` (to output_dir, default the quantizer's)."""
+    def export_xmodel(self, output_dir: str | os.PathLike | None = None, deploy_check: bool = False,
+                      names: str = "fixflow") -> Path:
+        """Test mode: write `<Model>_int.xmodel` (to output_dir, default the quantizer's). `names="vai_q"` names
+        its ops and tensors as vai_q_pytorch does (`Net__Net_Conv2d_conv1__3`; see fixflow/quantizer/vaiq.py)."""
         if self.mode != "test":
             raise QuantizerError(f"export_xmodel() needs mode='test' (this quantizer is in {self.mode!r} mode)")
+        if names not in ("fixflow", "vai_q"):
+            raise QuantizerError(f"export_xmodel(names={names!r}): expected 'fixflow' or 'vai_q'")
         from ..backends.xmodel.fix_xmodel import write_int_xmodel
         out = Path(output_dir) if output_dir is not None else self.output_dir
         _mkdir(out)
         path = out / f"{self.name}_int.xmodel"
-        write_int_xmodel(self.fix_module, path, self.name)
+        module = self.fix_module
+        if names == "vai_q":
+            from .vaiq import renamed_for_vaiq
+            module = renamed_for_vaiq(module, self.name, self._module_types)
+        write_int_xmodel(module, path, self.name)
         if deploy_check:
             from ..backends.xmodel.fix_xmodel import read_int_xmodel
             read_int_xmodel(path)
         self._log(f"[fixflow] Successfully convert '{self.name}' to xmodel.({path})")
         return path
+
+    # ---- exports beside the xmodel (vai_q_pytorch's names; fixflow/quantizer/exports.py)
+    def export_torch_script(self, output_dir: str | os.PathLike | None = None, verbose: bool = False) -> Path:
+        """Test mode: `<Model>_int.pt`, TorchScript of the generated module (bit-exact with test mode)."""
+        from .exports import export_torch_script
+        return export_torch_script(self, output_dir, verbose)
+
+    def export_onnx_model(self, output_dir: str | os.PathLike | None = None, verbose: bool = False,
+                          dynamic_batch: bool = False, opset_version: int | None = None) -> Path:
+        """Test mode: `<Model>_int.onnx` with QuantizeLinear/DequantizeLinear pairs (power-of-two scales)."""
+        from .exports import export_onnx_model
+        return export_onnx_model(self, output_dir, verbose, dynamic_batch, opset_version)
 
     # ---- generated source
     def _generate_source(self) -> None:
