@@ -5,6 +5,8 @@ quant_info.json, the JSON config file and the generated quantizable module sourc
     q = Quantizer(model, (x,), mode="calib", output_dir="build/quant_model")
     for xb in batches: q.quant_model(xb)
     q.export_quant_config()
+
+Channel pruning of float models (vai_p's optimizer) is in ``fixflow.quantizer.pruning`` (docs/pruning.md).
 """
 
 from typing import Any
