@@ -975,6 +975,8 @@ def _reshape_value(cv: Converter, v: Value, in_shape: tuple[int, ...], out: tupl
     shape = list(out)
     if in_shape and out and out[0] == in_shape[0]:
         shape[0] = 0
+    elif in_shape and len(out) > 1 and out[0] == 1 and out[1] == in_shape[0]:
+        shape[1] = -1  # a new leading axis in front of the batch (torch.stack(..., dim=0))
     return cv.emit(ReshapeOp, v, shape=tuple(shape), suffix=suffix)
 
 
