@@ -107,9 +107,21 @@ def param_keys(func: Operation, model: str) -> dict[tuple[Operation, str], str]:
             for (op, role), b in base.items()}
 
 
+def _batchless(t: Any, batch: int | None) -> str:
+    """A feature map's type with its leading (batch) dimension written `N` (calibration and test may use
+    different batch sizes, as vai_q_pytorch's deploy step does with batch 1)."""
+    shape = getattr(t, "shape", None)
+    if batch is None or not shape or shape[0] != batch:
+        return str(t)
+    return f"N x {', '.join(map(str, shape[1:]))} x {getattr(t, 'element_type', '')}"
+
+
 def graph_md5(func: Operation) -> str:
-    """md5 of the traced graph's structure: op kinds, node names, operands, shapes, attributes (not weights)."""
-    names: dict[Value, str] = {a: f"arg{i}" for i, a in enumerate(func.regions[0].blocks[0].args)}
+    """md5 of the traced graph's structure: op kinds, node names, operands, shapes (batch dimension
+    excluded), attributes (not weights)."""
+    args = func.regions[0].blocks[0].args
+    names: dict[Value, str] = {a: f"arg{i}" for i, a in enumerate(args)}
+    batch = args[0].type.shape[0] if args and getattr(args[0].type, "shape", None) else None
     lines = []
     for i, op in enumerate(func.regions[0].blocks[0].ops):
         for r in op.results:
@@ -117,7 +129,7 @@ def graph_md5(func: Operation) -> str:
         attrs = "" if op.name == "graph.constant" else ",".join(
             f"{k}={v.text()}" for k, v in sorted(op.attributes.items()) if not k.startswith("fix."))
         ins = ",".join(names.get(v, "?") for v in op.operands)
-        outs = ",".join(str(r.type) for r in op.results)
+        outs = ",".join(str(r.type) if op.name == "graph.constant" else _batchless(r.type, batch) for r in op.results)
         lines.append(f"{op.name}|{node_name(op)}|{ins}|{outs}|{attrs}")
     return hashlib.md5("\n".join(lines).encode()).hexdigest()
 

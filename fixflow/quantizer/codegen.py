@@ -186,6 +186,10 @@ class _Writer:
             return f"_fq(_reshape({a[0]}, {list(op.shape)}), {bw}, {fp}, 'half_up')"
         if n == "fix.transpose":
             return f"_fq({a[0]}.permute({', '.join(str(int(p)) for p in op.perm)}), {bw}, {fp}, 'half_up')"
+        if n == "fix.strided_slice":
+            idx = ", ".join(":" if (b, e, s) == (0, d, 1) else f"{int(b)}:{int(e)}:{int(s)}"
+                            for b, e, s, d in zip(op.begin, op.end, op.strides, op.input.type.shape))
+            return f"_fq({a[0]}[{idx}], {bw}, {fp}, 'half_up')"
         if n == "fix.upsample":
             return f"_upsample({a[0]}, {_t(op.scale)}, {_fmt(op.input)[1]}, {fp}, {bw})"
         if n == "fix.pad":

@@ -13,7 +13,7 @@ models are pure Python and call neither.
 coverage tests use: the smallest input size at which every stage of the architecture still sees a
 feature map of at least 2x2 (most CNNs: 64x64, so the run is about 12x cheaper than at 224x224) and
 224x224 where the architecture fixes the size (MaxViT's 7x7 partitions). ViTs are built with
-`image_size=64` (their positional embedding follows the image size). `FIXFLOW_TV_SIZE=224` runs every
+`image_size=64` (56 for ViT-H/14, a multiple of its patch; their positional embedding follows the image size). `FIXFLOW_TV_SIZE=224` runs every
 model at torchvision's default 224x224 instead.
 """
 
@@ -31,7 +31,7 @@ _STUB_SCHEMAS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor
 #: architectures whose input size is fixed by the design (MaxViT: 7x7 partitions at every stage)
 _FIXED_224 = frozenset({"maxvit_t"})
 #: smallest sizes where smaller inputs break an architecture (Inception v3: 75x75 minimum)
-_MIN_SIZE = {"inception_v3": 96}
+_MIN_SIZE = {"inception_v3": 96, "vit_h_14": 56}  # ViT-H/14: a multiple of its 14x14 patches
 _SMALL = 64
 
 

@@ -15,6 +15,8 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | fix.pool / eltwise / concat / reshape / upsample / pad | pool-fix / eltwise-fix / concat-fix / reshape-fix / upsample-fix / pad-fix | |
 | fix.hard_sigmoid / hard_swish | hard-sigmoid-fix / hard-swish-fix | |
 | fix.transpose | transpose (`order`) | |
+| fix.strided_slice | strided_slice-fix (`begin`, `end`, `strides`: one entry per NHWC dimension) | |
+| graph.gelu / mish / layer_norm / group_norm / sum / amax / amin (CPU) | gelu / mish / layernorm / groupnorm / reduction_sum / reduction_max / reduction_min | XIR's attributes (`axis`, `epsilon`, `num_groups`, `keep_dims`, ...) computed from the op, beside the graph's own |
 | fix.fix / fix.float | fix / fix2float | |
 | graph.constant | const | float32 `data`; a scalar is written with shape [1] (XIR needs a non-empty shape) |
 | graph.* (CPU fallback) | XIR's float op: sigmoid, tanh, swish, softmax, prelu, sub, matmul | float tensors, XIR argument names (:data:`XIR_FLOAT_OPS`) |
@@ -57,7 +59,7 @@ _FIX_TYPES = {
     "fix.eltwise": "eltwise-fix", "fix.concat": "concat-fix", "fix.reshape": "reshape-fix",
     "fix.upsample": "upsample-fix", "fix.pad": "pad-fix", "fix.hard_sigmoid": "hard-sigmoid-fix",
     "fix.hard_swish": "hard-swish-fix", "fix.transpose": "transpose", "fix.fix": "fix", "fix.float": "fix2float",
-    "fix.const": "const-fix", "fix.data": "data-fix",
+    "fix.const": "const-fix", "fix.data": "data-fix", "fix.strided_slice": "strided_slice-fix",
 }
 _KEEP = ("device", "fix.reason")
 #: float (CPU) graph ops -> (XIR built-in type, {graph operand: XIR argument}, fixed XIR attributes).
@@ -70,6 +72,21 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "graph.prelu": ("prelu", {"slope": "weight"}, {}),
     "graph.sub": ("sub", {"lhs": "input", "rhs": "input"}, {}),
     "graph.matmul": ("matmul", {"lhs": "input", "rhs": "input"}, {"transpose_a": False, "transpose_b": False}),
+    # issue 15's CPU ops; a callable gives an XIR attribute from the op (the graph's own attributes are kept too)
+    "graph.gelu": ("gelu", {}, {}),
+    "graph.mish": ("mish", {}, {}),
+    "graph.layer_norm": ("layernorm", {"weight": "weights"},
+                         {"axis": lambda op: op.input.type.rank - len(op.normalized_shape),
+                          "epsilon": lambda op: float(op.eps)}),
+    "graph.group_norm": ("groupnorm", {"weight": "weights"},
+                         {"num_groups": lambda op: int(op.groups), "num_channels": lambda op: op.input.type.shape[1],
+                          "affine": True}),
+    "graph.sum": ("reduction_sum", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
+                                        "keep_dims": lambda op: bool(op.keepdim)}),
+    "graph.amax": ("reduction_max", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
+                                         "keep_dims": lambda op: bool(op.keepdim)}),
+    "graph.amin": ("reduction_min", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
+                                         "keep_dims": lambda op: bool(op.keepdim)}),
 }
 _GRAPH_FROM_XIR = {xt: (g.split(".", 1)[1], args) for g, (xt, args, _) in XIR_FLOAT_OPS.items()}
 
@@ -221,6 +238,11 @@ class _Exporter:
         elif op.name == "fix.transpose":
             inputs = {"input": [self.ref(op.input, op)]}
             attrs["order"] = [int(p) for p in op.perm]
+        elif op.name == "fix.strided_slice":
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs.update(begin=XAttr("int32_vec", [int(v) for v in op.begin]),
+                         end=XAttr("int32_vec", [int(v) for v in op.end]),
+                         strides=XAttr("int32_vec", [int(v) for v in op.strides]))
         elif op.name == "fix.upsample":
             inputs = {"input": [self.ref(op.input, op)]}
             attrs.update(mode="NEAREST", scale=XAttr("float_vec", [float(s) for s in _wh(op.scale)]))
@@ -253,7 +275,7 @@ class _Exporter:
             for k, a in op.attributes.items():
                 if k not in _KEEP and k != "operandSegmentSizes":
                     attrs[k] = _plain_attr(k, a, where)
-            attrs.update(fixed)
+            attrs.update({k: (v(op) if callable(v) else v) for k, v in fixed.items()})
         elif op.name.startswith("graph."):
             raise XModelError(f"{where}: no XIR built-in op type for a float {op.name} (the CPU ops XIR files "
                               f"can hold: {', '.join(sorted(XIR_FLOAT_OPS))})")
@@ -483,6 +505,9 @@ class _Importer:
             self.add(xop, self.build(Q.ReshapeOp, xop, x, shape=shape))
         elif t == "transpose":
             self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=_ints(xop, "order")))
+        elif t == "strided_slice-fix":
+            self.add(xop, self.build(Q.StridedSliceOp, xop, self.val(xop, "input"), begin=_ints(xop, "begin"),
+                                     end=_ints(xop, "end"), strides=_ints(xop, "strides")))
         elif t == "upsample-fix":
             sw, sh = (float(s) for s in _need(xop, "scale"))
             if sw != int(sw) or sh != int(sh) or str(xop.attr("mode", "NEAREST")) != "NEAREST":

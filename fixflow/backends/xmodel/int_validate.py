@@ -31,7 +31,7 @@ ARGUMENTS: dict[str, dict[str, int | None]] = {
     "conv2d-fix": _CONV, "depthwise-conv2d-fix": _CONV, "transposed-conv2d-fix": _CONV,
     "matmul-fix": _CONV, "inner-product-fix": _CONV,
     "pool-fix": _ONE, "reshape-fix": _ONE, "transpose": _ONE, "upsample-fix": _ONE, "pad-fix": _ONE,
-    "hard-sigmoid-fix": _ONE, "hard-swish-fix": _ONE, "fix": _ONE, "fix2float": _ONE,
+    "hard-sigmoid-fix": _ONE, "hard-swish-fix": _ONE, "fix": _ONE, "fix2float": _ONE, "strided_slice-fix": _ONE,
     "eltwise-fix": {"input": None}, "concat-fix": {"input": None},
 }
 
@@ -147,6 +147,11 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
         if xop.has_attr(key) and not isinstance(xop.attr(key), bool):
             raise _err(xop, f"attribute {key!r} must be true or false, got {xop.attr(key)!r}")
     for key in ("group", "axis"):
+        if key == "axis" and xop.type.startswith("reduction_"):   # XIR's reductions take a list of axes
+            v = xop.attr(key)
+            if not isinstance(v, (list, tuple)) or not all(_is_int(a) for a in v):
+                raise _err(xop, f"attribute 'axis' must be a list of integers, got {v!r}")
+            continue
         if xop.has_attr(key) and not _is_int(xop.attr(key)):
             raise _err(xop, f"attribute {key!r} must be an integer, got {xop.attr(key)!r}")
     if xop.has_attr("group") and xop.attr("group") < 1:

@@ -681,6 +681,47 @@ class TransposeOp(_SameFormat):
 
 
 @fix.op
+class StridedSliceOp(_SameFormat):
+    """strided_slice-fix: ``x[begin[0]:end[0]:strides[0], ...]``, one entry per dimension of the stored
+    tensor (NHWC for a feature map); bounds are normalized (0 <= begin <= end <= dim), strides >= 1."""
+
+    OP_NAME = "fix.strided_slice"
+    input = operand(TensorType)
+    output = result(TensorType)
+    begin = attr(I64_ARRAY)
+    end = attr(I64_ARRAY)
+    strides = attr(I64_ARRAY)
+
+    def check(self) -> None:
+        super().check()
+        shape = self.input.type.shape
+        if not len(self.begin) == len(self.end) == len(self.strides) == len(shape):
+            raise self.error(f"begin, end and strides need one entry per dimension ({len(shape)}), got "
+                             f"{len(self.begin)}, {len(self.end)} and {len(self.strides)}")
+        for d, b, e, s in zip(shape, self.begin, self.end, self.strides):
+            if not (0 <= b <= e <= d and s >= 1):
+                raise self.error(f"slice [{b}:{e}:{s}] of a dimension of size {d}: need 0 <= begin <= end <= size "
+                                 "and stride >= 1")
+
+    def _index(self) -> tuple[slice, ...]:
+        # a whole dimension is `:` so that a batch other than the traced one passes through whole
+        return tuple(slice(None) if (b, e, s) == (0, d, 1) else slice(int(b), int(e), int(s))
+                     for b, e, s, d in zip(self.begin, self.end, self.strides, self.input.type.shape))
+
+    def infer_shape(self) -> tuple[int, ...]:
+        return tuple(len(range(*sl.indices(d))) for sl, d in zip(self._index(), self.input.type.shape))
+
+    def compute(self, inputs):
+        return np.ascontiguousarray(np.asarray(inputs[0])[self._index()])
+
+    def compute_sim(self, inputs):
+        return fake_quantize(np.asarray(inputs[0])[self._index()], self.bw, self.fp_out, "half_up")
+
+    def engine_violation(self, target: Any = None) -> str | None:
+        return "fixflow's DPU compiler does not lower strided_slice-fix (a CPU op)"
+
+
+@fix.op
 class UpsampleOp(_SameFormat):
     """upsample-fix, nearest neighbour by integer factors `scale` = (sh, sw)."""
 
@@ -782,5 +823,5 @@ class HardSwishOp(FixOp):
 
 __all__ = ["fix", "FixOp", "DataOp", "FixFixOp", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",
            "ConvTranspose2dOp", "DenseOp", "PoolOp", "EltwiseOp", "ConcatOp", "ReshapeOp", "TransposeOp",
-           "UpsampleOp", "PadOp", "HardSigmoidOp", "HardSwishOp", "fixed_type", "fix_tensor", "resolve_shape",
+           "StridedSliceOp", "UpsampleOp", "PadOp", "HardSigmoidOp", "HardSwishOp", "fixed_type", "fix_tensor", "resolve_shape",
            "CONV_NONLINEAR", "ELEW_NONLINEAR", "TO_NHWC", "TO_NCHW", "conv_out_size", "FixedPointType", "dpu_violation"]

@@ -47,6 +47,13 @@ CPU_ONLY = {
     "graph.prelu": "prelu is not supported by this DPU configuration",
     "graph.sub": "the DPU element-wise engine has no subtraction",
     "graph.matmul": "a matmul of two feature maps is not supported by the DPU",
+    "graph.gelu": "gelu is not supported by the DPU (DPUCZDX8G has no GELU engine)",
+    "graph.mish": "mish is not supported by the DPU",
+    "graph.layer_norm": "layer normalization is not supported by the DPU (statistics over each sample)",
+    "graph.group_norm": "group / instance normalization is not supported by the DPU (statistics over each sample)",
+    "graph.sum": "a sum over dimensions is not supported by the DPU",
+    "graph.amax": "a max over dimensions is not supported by the DPU",
+    "graph.amin": "a min over dimensions is not supported by the DPU",
 }
 _NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 
@@ -389,6 +396,9 @@ def _conv_transpose2d(L: _Lowering, op: Operation) -> None:
 
 @_handles("graph.linear")
 def _linear(L: _Lowering, op: Operation) -> None:
+    if op.input.type.rank == 3:
+        _linear_tokens(L, op)
+        return
     if op.input.type.rank != 2:
         L.cpu_op(op, f"inner product on a rank-{op.input.type.rank} input (the DPU takes [N, features])")
         return
@@ -399,6 +409,21 @@ def _linear(L: _Lowering, op: Operation) -> None:
         c, h, wd = perm
         w = w.reshape(w.shape[0], c, h, wd).transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
     _emit_weighted(L, op, Q.DenseOp, x, w, b, fw, fb, op.results[0].type.shape)
+
+
+def _linear_tokens(L: _Lowering, op: Operation) -> None:
+    """A linear layer on [N, T, D] (a transformer's tokens) as a 1x1 conv over an N x T x 1 x D feature map
+    (reshapes around it keep the element order), which the DPU runs."""
+    w, b, fw, fb = _conv_params(L, op)
+    n, t, d = op.input.type.shape
+    oc = w.shape[0]
+    x = L.emit(Q.ReshapeOp, L.fix_in(op.input, op), loc=op.location, shape=(0, t, 1, d))
+    _emit_weighted(L, op, Q.Conv2dOp, x, w.reshape(oc, 1, 1, d), b, fw, fb, (n, t, 1, oc), kernel=(1, 1),
+                   stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1))
+    y = L.map[op.results[0]]
+    out = L.emit(Q.ReshapeOp, y, loc=op.location, shape=(0, t, oc), hint=y.name_hint)
+    for k in [k for k, v in L.map.items() if v is y]:
+        L.map[k] = out
 
 
 @_handles("graph.relu", "graph.relu6", "graph.leaky_relu")
@@ -662,6 +687,125 @@ def _hard(L: _Lowering, op: Operation) -> None:
     cls = Q.HardSigmoidOp if op.name == "graph.hardsigmoid" else Q.HardSwishOp
     y = L.emit(cls, x, loc=op.location, hint=op.results[0].name_hint, result_types=[Q.fix_tensor(x.type.shape, *f)])
     L.map[op.results[0]] = L.check_dpu(y, op.location)
+
+
+# ---- data movement of the frontend's new ops (issue 15): slices, roll, repeat / expand -------------
+def _stored_axis(rank: int, axis: int) -> int:
+    """The stored (NHWC for rank 4) axis of a graph (NCHW) axis."""
+    axis %= rank
+    return _NHWC_AXIS[axis] if rank == 4 else axis
+
+
+def _slice_fix(L: _Lowering, x: Value, bounds: list[tuple[int, int, int]], loc) -> Value:
+    """fix.strided_slice of `x` with per-graph-axis (begin, end, stride) bounds (reordered to NHWC)."""
+    r = x.type.rank
+    order = Q.TO_NHWC if r == 4 else tuple(range(r))
+    b = tuple(bounds[a] for a in order)
+    return L.emit(Q.StridedSliceOp, x, loc=loc, begin=[v[0] for v in b], end=[v[1] for v in b],
+                  strides=[v[2] for v in b])
+
+
+@_handles("graph.slice")
+def _slice(L: _Lowering, op: Operation) -> None:
+    shape = op.input.type.shape
+    x = L.fix_in(op.input, op)
+    bounds = [(0, d, 1) for d in shape]
+    steps = op.steps or (1,) * len(op.axes)
+    for a, st, en, sp in zip(op.axes, op.starts, op.ends, steps):
+        a %= len(shape)
+        b, e, s = slice(int(st), int(min(en, 2**62)), int(sp)).indices(shape[a])
+        bounds[a] = (b, max(b, e), s)
+    y = _slice_fix(L, x, bounds, op.location)
+    L.check_dpu(y, op.location)
+    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
+
+
+@_handles("graph.roll")
+def _roll(L: _Lowering, op: Operation) -> None:
+    """torch.roll: per axis, the last `shift` entries then the others (two strided slices and a concat)."""
+    shape = op.input.type.shape
+    y = L.fix_in(op.input, op)
+    for shift, axis in zip(op.shifts, op.axes):
+        axis %= len(shape)
+        d = shape[axis]
+        k = int(shift) % d if d else 0
+        if k == 0:
+            continue
+        full = [(0, n, 1) for n in shape]
+        tail = list(full)
+        tail[axis] = (d - k, d, 1)
+        head = list(full)
+        head[axis] = (0, d - k, 1)
+        parts = [L.check_dpu(_slice_fix(L, y, tail, op.location), op.location),
+                 L.check_dpu(_slice_fix(L, y, head, op.location), op.location)]
+        y = L.emit(Q.ConcatOp, parts, loc=op.location, result_types=[y.type], axis=_stored_axis(len(shape), axis))
+        L.check_dpu(y, op.location)
+    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
+
+
+def _repeat(L: _Lowering, op: Operation, reps: list[int]) -> Value:
+    """The op's input with each axis repeated reps[axis] times (numpy tile order): concats of copies."""
+    y = L.fix_in(op.input, op)
+    r = len(reps)
+    for axis, n in enumerate(reps):
+        if n == 1:
+            continue
+        ax = _stored_axis(r, axis)
+        shape = list(y.type.shape)
+        shape[ax] *= n
+        ft = Q.fixed_type(y.type)
+        y = L.emit(Q.ConcatOp, [y] * n, loc=op.location, result_types=[Q.fix_tensor(shape, ft.bit_width, ft.fix_pos)],
+                   axis=ax)
+        L.check_dpu(y, op.location)
+    return y
+
+
+def _batch_of(L: _Lowering, y: Value, like: Value, op: Operation) -> Value:
+    """`y` (batch 1) broadcast to the run-time batch of graph value `like`: y + 0 * like[:, :1, ...].
+
+    An `_int.xmodel` cannot broadcast a constant to a batch known only at run time (XIR's expand takes
+    the target shape as data); an element-wise ADD of zeros of the right batch does, exactly."""
+    z = L.fix_in(like, op)
+    r, rz = y.type.rank, z.type.rank
+    ones = [(0, z.type.shape[0], 1)] + [(0, 1, 1)] * (rz - 1)
+    s = L.check_dpu(_slice_fix(L, z, ones, op.location), op.location)
+    if rz != r:
+        s = L.emit(Q.ReshapeOp, s, loc=op.location, shape=(0,) + (1,) * (r - 1))
+    ft = Q.fixed_type(y.type)
+    zero = L.const(np.zeros((1,) * r, np.int64), ft.bit_width, ft.fix_pos, f"{op.results[0].name_hint or 'expand'}.zero",
+                   op.location)
+    m = L.emit(Q.EltwiseOp, [s, zero], loc=op.location, type="MUL", nonlinear="NONE",
+               result_types=[Q.fix_tensor(s.type.shape, ft.bit_width, ft.fix_pos)])
+    L.check_dpu(m, op.location)
+    shape = tuple(np.broadcast_shapes(y.type.shape, m.type.shape))
+    out = L.emit(Q.EltwiseOp, [y, m], loc=op.location, type="ADD", nonlinear="NONE",
+                 result_types=[Q.fix_tensor(shape, ft.bit_width, ft.fix_pos)])
+    return L.check_dpu(out, op.location)
+
+
+@_handles("graph.tile", "graph.expand")
+def _tile(L: _Lowering, op: Operation) -> None:
+    """x.repeat / x.expand of the same rank: copies concatenated along the repeated axes (a batch taken
+    from another tensor at run time: see `_batch_of`)."""
+    a, b = op.input.type.shape, op.results[0].type.shape
+    like = op.like if op.name == "graph.expand" else None
+    if len(a) != len(b) or any(m % n for m, n in zip(b, a) if n):
+        L.cpu_op(op, f"{op.name.split('.')[1]} from {tuple(a)} to {tuple(b)} changes the rank (no fixed-point form)")
+        return
+    reps = [m // n if n else 1 for m, n in zip(b, a)]
+    run_time_batch = like is not None and op.shape[0] == 0
+    if run_time_batch:
+        reps[0] = 1
+    y = _repeat(L, op, reps)
+    if run_time_batch:
+        y = _batch_of(L, y, like, op)
+    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+    y.name_hint = op.results[0].name_hint
+    L.map[op.results[0]] = y
 
 
 # ---- the pass ------------------------------------------------------------------------------------
