@@ -199,35 +199,56 @@ def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
     return model
 
 
+def resize(model: nn.Module, shapes: Mapping[str, Any]) -> nn.Module:
+    """Replace the Conv2d / BatchNorm2d / Linear layers of ``model`` whose ``<layer>.weight`` has another
+    shape in ``shapes`` (name -> shape) by fresh layers of that size (a depthwise conv stays depthwise);
+    returns ``model``. The weights are then to be loaded."""
+    for name, mod in list(model.named_modules()):
+        key = f"{name}.weight" if name else "weight"
+        shape = shapes.get(key)
+        if shape is None or not isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            continue
+        shape = tuple(int(d) for d in shape)
+        if shape == tuple(mod.weight.shape):
+            continue
+        if isinstance(mod, nn.Conv2d):
+            dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+            if len(shape) != 4 or shape[2:] != tuple(mod.kernel_size):
+                raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
+            groups = shape[0] if dw else mod.groups
+            new: nn.Module = nn.Conv2d(shape[1] * groups, shape[0], mod.kernel_size, mod.stride, mod.padding,
+                                       mod.dilation, groups, mod.bias is not None, mod.padding_mode)
+        elif isinstance(mod, nn.BatchNorm2d):
+            if len(shape) != 1:
+                raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
+            new = nn.BatchNorm2d(shape[0], mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
+        else:
+            if len(shape) != 2 or shape[0] != mod.out_features:
+                raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives "
+                                   "(dense outputs are never pruned)")
+            new = nn.Linear(shape[1], mod.out_features, mod.bias is not None)
+        new.train(mod.training)
+        _set(model, name, new)
+    return model
+
+
 def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Module:
     """Resize the Conv2d / BatchNorm2d / Linear layers of ``model`` (the unpruned architecture) to the
     shapes in ``state_dict`` (a slim model's) and load it; returns ``model``. A depthwise conv stays
     depthwise."""
-    for name, mod in list(model.named_modules()):
-        key = f"{name}.weight" if name else "weight"
-        w = state_dict.get(key)
-        if w is None or not isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
-            continue
-        if tuple(w.shape) == tuple(mod.weight.shape):
-            continue
-        if isinstance(mod, nn.Conv2d):
-            dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
-            if w.dim() != 4 or tuple(w.shape[2:]) != tuple(mod.kernel_size):
-                raise PruningError(f"state dict: '{key}' has shape {tuple(w.shape)}, which no pruning of "
-                                   f"'{name}' ({mod}) gives")
-            cout = int(w.shape[0])
-            groups = cout if dw else mod.groups
-            new: nn.Module = nn.Conv2d(int(w.shape[1]) * groups, cout, mod.kernel_size, mod.stride, mod.padding,
-                                       mod.dilation, groups, mod.bias is not None, mod.padding_mode)
-        elif isinstance(mod, nn.BatchNorm2d):
-            new = nn.BatchNorm2d(int(w.shape[0]), mod.eps, mod.momentum, mod.affine, mod.track_running_stats)
-        else:
-            if w.dim() != 2 or int(w.shape[0]) != mod.out_features:
-                raise PruningError(f"state dict: '{key}' has shape {tuple(w.shape)}, which no pruning of "
-                                   f"'{name}' ({mod}) gives (dense outputs are never pruned)")
-            new = nn.Linear(int(w.shape[1]), mod.out_features, mod.bias is not None)
-        new.train(mod.training)
-        _set(model, name, new)
+    try:
+        resize(model, {k: tuple(v.shape) for k, v in state_dict.items() if k.endswith("weight")})
+    except PruningError as e:
+        raise PruningError(f"state dict: {e.message}") from None
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    extra = [k for k in state_dict if k not in own]
+    if missing or extra:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:4]) + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+        raise PruningError(f"state dict does not fit {type(model).__name__}: "
+                           + "; ".join(p for p in (f"missing {few(missing)}" if missing else "",
+                                                   f"unexpected {few(extra)}" if extra else "") if p))
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as e:
@@ -236,4 +257,4 @@ def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Modul
 
 
 __all__ = ["CRITERIA", "channel_importance", "kept_count", "select_channels", "slim_model", "sparse_model",
-           "load_state_dict"]
+           "resize", "load_state_dict"]
