@@ -52,8 +52,8 @@ def layer_ops(func: Operation, model: str, ov: LayerOverride, names: dict[Operat
     hit = [op for op, n in names.items() if n in wanted or n.split("#", 1)[0] in wanted]
     if not hit:
         known = sorted({f"{model}::{n}" for n in names.values()})
-        near = difflib.get_close_matches(f"{model}::{wanted[-1]}" if "::" not in wanted[-1] else wanted[-1],
-                                         known, n=3, cutoff=0.6)
+        bare = sorted({n for n in names.values()})
+        near = [f"{model}::{n}" for n in difflib.get_close_matches(wanted[-1].split("::")[-1], bare, n=3, cutoff=0.6)]
         hint = f"; did you mean {', '.join(near)}?" if near else f" (its layers: {', '.join(known[:8])}" + (
             ", ...)" if len(known) > 8 else ")")
         raise QuantizerError(f"quant config: '{ov.where}.layer_name' {ov.layer_name!r} names no layer of {model}"

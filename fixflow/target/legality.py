@@ -43,8 +43,23 @@ def _pads(pad: Sequence[int], t: Target) -> str | None:
             or _range("pad (bottom, right)", (pb, pr), Range(0, max(a.pad_bottom.hi, a.pad_right.hi))))
 
 
-def bit_width_violation(bit_width: int) -> str | None:
-    return None if bit_width == BIT_WIDTH else f"bit width {bit_width} (the DPU computes on {BIT_WIDTH} bits)"
+#: tensor roles whose values the DPU holds in its 8-bit datapath unchanged when they are narrower (a
+#: 4-bit weight `q * 2^-fp` is the 8-bit weight `q` at the same fix_pos): weights and biases
+WIDENABLE = ("weights", "bias")
+
+
+def bit_width_violation(bit_width: int, role: str = "feature map") -> str | None:
+    """Whether the DPU computes a `role` tensor ("feature map", "weights" or "bias") of `bit_width` bits:
+    feature maps must be exactly 8 bits (the engines saturate to [-128, 127]); weights and biases at
+    most 8 (narrower ones are the same integers in 8 bits)."""
+    if bit_width == BIT_WIDTH or (role in WIDENABLE and bit_width < BIT_WIDTH):
+        return None
+    if role in WIDENABLE:
+        return f"{bit_width}-bit {role} (the DPU holds {role} in at most {BIT_WIDTH} bits)"
+    if role == "output":
+        return (f"a {bit_width}-bit output (the DPU computes {BIT_WIDTH}-bit feature maps: it saturates to "
+                f"[-{2 ** (BIT_WIDTH - 1)}, {2 ** (BIT_WIDTH - 1) - 1}], not to the {bit_width}-bit range)")
+    return f"a {bit_width}-bit {role} (the DPU reads {BIT_WIDTH}-bit feature maps)"
 
 
 def conv_violation(kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int], in_channels: int,
@@ -80,5 +95,5 @@ def pool_violation(kernel: Sequence[int], stride: Sequence[int], pad: Sequence[i
     return _range("kernel", kernel, t.alu.kernel) or _range("stride", stride, t.alu.stride) or _pads(pad, t)
 
 
-__all__ = ["DEFAULT_TARGET", "BIT_WIDTH", "default_target", "bit_width_violation", "conv_violation",
+__all__ = ["DEFAULT_TARGET", "BIT_WIDTH", "WIDENABLE", "default_target", "bit_width_violation", "conv_violation",
            "depthwise_violation", "dense_violation", "pool_violation"]

@@ -42,7 +42,8 @@ def test_pool_and_depthwise_ranges():
     assert L.pool_violation((257, 1), (1, 1), (0, 0, 0, 0)) == "kernel (257, 1) is outside the DPU range [1, 256]"
     assert L.depthwise_violation((3, 3), (2, 2), (1, 1, 1, 1)) is None
     assert L.depthwise_violation((3, 17), (1, 1), (0, 0, 0, 0)) == "kernel (3, 17) is outside the DPU range [1, 16]"
-    assert L.bit_width_violation(8) is None and L.bit_width_violation(4) == "bit width 4 (the DPU computes on 8 bits)"
+    assert L.bit_width_violation(8) is None and "4-bit feature map" in L.bit_width_violation(4)
+    assert L.bit_width_violation(4, "weights") is None and L.bit_width_violation(16, "bias") is not None
 
 
 def test_fix_ops_ask_the_target_they_are_given():

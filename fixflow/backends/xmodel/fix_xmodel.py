@@ -20,6 +20,7 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | fix.fix / fix.float | fix / fix2float | |
 | graph.constant | const | float32 `data`; a scalar is written with shape [1] (XIR needs a non-empty shape) |
 | graph.* (CPU fallback) | XIR's float op: sigmoid, tanh, swish, softmax, prelu, sub, matmul | float tensors, XIR argument names (:data:`XIR_FLOAT_OPS`) |
+| graph.linear (a layer left in float) | matmul (input = [x, weight], bias, transpose_b = true) | float tensors |
 
 Every type is one of XIR's built-in op types (amd/xir `src/xir/op/built_in_ops.cpp`) with the
 attributes and argument names its definition requires: AMD's XIR ignores the `op_defs` stored in
@@ -155,10 +156,10 @@ class _Exporter:
         self.ops: list[XOp] = []
         self.inputs: list[str] = []
 
-    def name(self, v: Value, default: str) -> str:
+    def name(self, v: Value, default: str, base: str | None = None) -> str:
         if v in self.names:
             return self.names[v]
-        base = (v.name_hint or default).replace(" ", "_")
+        base = (base or v.name_hint or default).replace(" ", "_")
         n, i = base, 1
         while n in self.used:
             i += 1
@@ -182,7 +183,10 @@ class _Exporter:
 
     def export(self, op: Operation) -> None:
         out = op.results[0]
-        name = self.name(out, op.name.split(".")[-1])
+        # an input op is named after the function argument it reads: the same name whether the module comes
+        # from the Quantizer (data op and argument both `x`) or from text (the printer renames the op `x_1`)
+        arg_name = op.operands[0].name_hint if op.name == "fix.data" and op.operands else None
+        name = self.name(out, op.name.split(".")[-1], arg_name)
         where = f"op {name!r} ({op.name})"
         attrs: dict[str, Any] = {k: op.attributes[k].value for k in _KEEP if k in op.attributes}
         inputs: dict[str, list[str]] = {}
@@ -268,6 +272,12 @@ class _Exporter:
                 arr = arr.reshape(1)
                 otype = TensorType((1,), out.type.element_type)
             attrs.update(data=arr.astype("<f4").tobytes(), shape=list(arr.shape), data_type="FLOAT32")
+        elif op.name == "graph.linear":   # a layer left in float: XIR's float matmul with the weight transposed
+            typ = "matmul"
+            inputs = {"input": [self.ref(op.input, op), self.ref(op.weight, op)]}
+            if op.bias is not None:
+                inputs["bias"] = [self.ref(op.bias, op)]
+            attrs.update(transpose_a=False, transpose_b=True)
         elif op.name in XIR_FLOAT_OPS:
             typ, args, fixed = XIR_FLOAT_OPS[op.name]
             for d, v in zip(type(op).OPERANDS, op.operands):
@@ -534,8 +544,25 @@ class _Importer:
                 mode = ROUND_FROM_XIR.get(str(xop.attr("round_mode", "DPU_ROUND")), "half_up")
                 op = self.build(Q.FixFixOp, xop, x, layout=layout, round_mode=mode)
             self.add(xop, op)
+        elif t == "matmul" and (xop.attr("transpose_b", False) is True or "bias" in xop.inputs):
+            self.add(xop, self.linear_op(xop))
         else:
             self.add(xop, self.graph_op(xop))
+
+    def linear_op(self, xop: XOp) -> Operation:
+        """XIR's float matmul with a transposed second input (and a bias): a float `graph.linear`."""
+        from ...dialects.graph import LinearOp
+        ins = xop.inputs.get("input", [])
+        if len(ins) != 2 or xop.attr("transpose_a", False) is not False or xop.attr("transpose_b") is not True:
+            raise XModelError(f"op {xop.name!r} (matmul): a matmul with a bias is read as a linear layer: two "
+                              "inputs, transpose_a false and transpose_b true")
+        bias = xop.inputs.get("bias", [])
+        b = self.values[bias[0]] if bias else None
+        try:
+            return LinearOp.build(self.values[ins[0]], self.values[ins[1]], b, result_types=[_fix_type_of(xop)],
+                                  location=NameLoc(xop.name, UNKNOWN_LOC))
+        except (ValueError, TypeError, KeyError) as e:
+            raise XModelError(f"op {xop.name!r} (matmul): {e}") from None
 
     def graph_op(self, xop: XOp) -> Operation:
         gname, args = _GRAPH_FROM_XIR.get(xop.type, (xop.type, {}))
@@ -579,7 +606,7 @@ def _graph_arguments(xtype: str) -> dict[str, int | None] | None:
     cls = lookup_op_class("graph." + gname)
     if cls is None:
         return None
-    out: dict[str, int | None] = {}
+    out: dict[str, int | None] = {"bias": 1} if xtype == "matmul" else {}   # a linear layer left in float
     for d in cls.OPERANDS:
         for a in {args.get(d.name, d.name), d.name}:   # files of fixflow <= 0.1 used the graph operand names
             if d.kind == "variadic":

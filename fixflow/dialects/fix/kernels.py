@@ -259,11 +259,11 @@ def _conv_finish(acc, b, fp_in, fp_w, fp_b, fp_out, act, bit_width) -> np.ndarra
     return _finish(p, n, bit_width)
 
 
-def _conv_sim_finish(y, bf, fp_b, fp_out, act, bit_width) -> np.ndarray:
+def _conv_sim_finish(y, bf, fp_b, fp_out, act, bit_width, bw_b=None) -> np.ndarray:
     if bf is not None:
         if fp_b is None:
             raise NumericsError("a bias needs its fix_pos (fp_b)")
-        y = y + _q_param(bf, fp_b, bit_width)
+        y = y + _q_param(bf, fp_b, bw_b or bit_width)
     return fake_quantize(_act_float(y, act), bit_width, fp_out, _ACT_MODE)
 
 
@@ -277,13 +277,14 @@ def conv2d_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_
 
 def conv2d_fix_sim(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int, fp_w: int,
                    fp_out: int, fp_b: int | None = None, stride=1, padding=0, dilation=1,
-                   act: str = "NONE", bit_width: int = 8) -> np.ndarray:
+                   act: str = "NONE", bit_width: int = 8,
+        bw_in: int | None = None, bw_w: int | None = None, bw_b: int | None = None) -> np.ndarray:
     """Float fake-quant simulation of `conv2d_fix` (float32 result)."""
-    xq, wq = _q_act(x, fp_in, bit_width), _q_param(w, fp_w, bit_width)
+    xq, wq = _q_act(x, fp_in, bw_in or bit_width), _q_param(w, fp_w, bw_w or bit_width)
     oc, kh, kw, ic = wq.shape
     win = _windows(xq, kh, kw, stride, dilation, padding)
     y = (win.reshape(-1, kh * kw * ic) @ wq.reshape(oc, -1).T).reshape(win.shape[:3] + (oc,))
-    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width)
+    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width, bw_b)
 
 
 def depthwise_conv2d_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int,
@@ -296,12 +297,13 @@ def depthwise_conv2d_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = No
 
 def depthwise_conv2d_fix_sim(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int,
                              fp_w: int, fp_out: int, fp_b: int | None = None, stride=1, padding=0,
-                             dilation=1, act: str = "NONE", bit_width: int = 8) -> np.ndarray:
+                             dilation=1, act: str = "NONE", bit_width: int = 8,
+        bw_in: int | None = None, bw_w: int | None = None, bw_b: int | None = None) -> np.ndarray:
     """Float fake-quant simulation of `depthwise_conv2d_fix`."""
-    xq = _q_act(x, fp_in, bit_width)
-    wq = _dw_weights(_q_param(w, fp_w, bit_width))
+    xq = _q_act(x, fp_in, bw_in or bit_width)
+    wq = _dw_weights(_q_param(w, fp_w, bw_w or bit_width))
     y = _dw_acc(xq, wq, stride, padding, dilation)
-    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width)
+    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width, bw_b)
 
 
 def transposed_conv2d_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int,
@@ -316,11 +318,12 @@ def transposed_conv2d_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = N
 def transposed_conv2d_fix_sim(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int,
                               fp_w: int, fp_out: int, fp_b: int | None = None, stride=1, padding=0,
                               dilation=1, output_padding=0, act: str = "NONE",
-                              bit_width: int = 8) -> np.ndarray:
+                              bit_width: int = 8,
+        bw_in: int | None = None, bw_w: int | None = None, bw_b: int | None = None) -> np.ndarray:
     """Float fake-quant simulation of `transposed_conv2d_fix`."""
-    xq, wq = _q_act(x, fp_in, bit_width), _q_param(w, fp_w, bit_width)
+    xq, wq = _q_act(x, fp_in, bw_in or bit_width), _q_param(w, fp_w, bw_w or bit_width)
     y = _tconv_acc(xq, wq, stride, padding, dilation, output_padding, np.matmul)
-    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width)
+    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width, bw_b)
 
 
 def dense_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int, fp_w: int,
@@ -334,10 +337,11 @@ def dense_fix(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_i
 
 
 def dense_fix_sim(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, fp_in: int, fp_w: int,
-                  fp_out: int, fp_b: int | None = None, act: str = "NONE", bit_width: int = 8) -> np.ndarray:
+                  fp_out: int, fp_b: int | None = None, act: str = "NONE", bit_width: int = 8,
+        bw_in: int | None = None, bw_w: int | None = None, bw_b: int | None = None) -> np.ndarray:
     """Float fake-quant simulation of `dense_fix`."""
-    y = _q_act(x, fp_in, bit_width) @ _q_param(w, fp_w, bit_width).T
-    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width)
+    y = _q_act(x, fp_in, bw_in or bit_width) @ _q_param(w, fp_w, bw_w or bit_width).T
+    return _conv_sim_finish(y, b, fp_b, fp_out, act, bit_width, bw_b)
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -374,11 +378,12 @@ def pool_fix(x: np.ndarray, kernel, stride=None, padding=0, *, pool_type: str = 
 
 
 def pool_fix_sim(x: np.ndarray, kernel, stride=None, padding=0, *, pool_type: str = "MAX", fp_in: int,
-                 fp_out: int | None = None, bit_width: int = 8) -> np.ndarray:
+                 fp_out: int | None = None, bit_width: int = 8,
+        bw_in: int | None = None) -> np.ndarray:
     """Float fake-quant simulation of `pool_fix` (AVG: window sum times ``mult / 2**shift``)."""
     pt, kh, kw, stride = _pool_args(pool_type, kernel, stride)
     fp_out = fp_in if fp_out is None else fp_out
-    xq = _q_act(x, fp_in, bit_width)
+    xq = _q_act(x, fp_in, bw_in or bit_width)
     if pt == "MAX":
         y = _windows(xq, kh, kw, stride, 1, padding, pad_value=-np.inf).max(axis=(3, 4))
     else:
@@ -470,13 +475,14 @@ def eltwise_fix(inputs: Sequence[np.ndarray], *, fps_in: Sequence[int], fp_out: 
 
 
 def eltwise_fix_sim(inputs: Sequence[np.ndarray], *, fps_in: Sequence[int], fp_out: int,
-                    op: str = "ADD", act: str = "NONE", bit_width: int = 8) -> np.ndarray:
+                    op: str = "ADD", act: str = "NONE", bit_width: int = 8,
+        bws_in: Sequence[int] | None = None) -> np.ndarray:
     """Float simulation of `eltwise_fix`, including the floor of the ELEW pre-scale."""
     op = _elew_op(op)
     reads, _ = elew_shifts(fps_in, fp_out, op)
     # t_k = floor(x_k * 2**(fp_k + 2 - shift_read_k)), then back to real units.
-    ts = [np.floor(_q_act(x, f, bit_width) * 2.0 ** (f + 2 - r)) * 2.0 ** -(f + 2 - r)
-          for x, f, r in zip(inputs, fps_in, reads)]
+    ts = [np.floor(_q_act(x, f, bw) * 2.0 ** (f + 2 - r)) * 2.0 ** -(f + 2 - r)
+          for x, f, r, bw in zip(inputs, fps_in, reads, bws_in or [bit_width] * len(inputs))]
     if op == "ADD":
         y = ts[0]
         for t in ts[1:]:
@@ -504,9 +510,11 @@ def concat_fix(inputs: Sequence[np.ndarray], *, fps_in: Sequence[int], fp_out: i
 
 
 def concat_fix_sim(inputs: Sequence[np.ndarray], *, fps_in: Sequence[int], fp_out: int, axis: int = -1,
-                   bit_width: int = 8) -> np.ndarray:
+                   bit_width: int = 8,
+        bws_in: Sequence[int] | None = None) -> np.ndarray:
     """Float simulation of `concat_fix`."""
-    parts = [fake_quantize(_q_act(x, f, bit_width), bit_width, fp_out, _ACT_MODE) for x, f in zip(inputs, fps_in)]
+    parts = [fake_quantize(_q_act(x, f, bw), bit_width, fp_out, _ACT_MODE)
+             for x, f, bw in zip(inputs, fps_in, bws_in or [bit_width] * len(inputs))]
     return np.concatenate(parts, axis=axis)
 
 
@@ -519,10 +527,11 @@ def upsample_fix(x: np.ndarray, scale, *, fp_in: int, fp_out: int | None = None,
 
 
 def upsample_fix_sim(x: np.ndarray, scale, *, fp_in: int, fp_out: int | None = None,
-                     bit_width: int = 8) -> np.ndarray:
+                     bit_width: int = 8,
+        bw_in: int | None = None) -> np.ndarray:
     """Float simulation of `upsample_fix`."""
     sh, sw = pair(scale, "scale", NumericsError)
-    y = np.repeat(np.repeat(_q_act(x, fp_in, bit_width), sh, axis=1), sw, axis=2)
+    y = np.repeat(np.repeat(_q_act(x, fp_in, bw_in or bit_width), sh, axis=1), sw, axis=2)
     return fake_quantize(y, bit_width, fp_in if fp_out is None else fp_out, _ACT_MODE)
 
 
@@ -539,9 +548,10 @@ def pad_fix(x: np.ndarray, padding, value: int = 0, mode: str = "constant") -> n
 
 
 def pad_fix_sim(x: np.ndarray, padding, *, fp: int, value: int = 0, mode: str = "constant",
-                bit_width: int = 8) -> np.ndarray:
+                bit_width: int = 8,
+        bw_in: int | None = None) -> np.ndarray:
     """Float simulation of `pad_fix` (``value`` is the same integer code)."""
-    xq = _q_act(x, fp, bit_width)
+    xq = _q_act(x, fp, bw_in or bit_width)
     pt, pb, pl, pr = pad4(padding, "padding", NumericsError)
     width = ((0, 0), (pt, pb), (pl, pr), (0, 0))
     if mode == "constant":
@@ -583,9 +593,10 @@ def hard_sigmoid_fix(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int =
     return _finish(p, _HS_SHIFT + fp_in - fp_out, bit_width)
 
 
-def hard_sigmoid_fix_sim(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int = 8) -> np.ndarray:
+def hard_sigmoid_fix_sim(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int = 8,
+        bw_in: int | None = None) -> np.ndarray:
     """vai_q_pytorch hardsigmoid.py: ``relu6(q(x) + 3) * 2731/16384`` then quantize."""
-    y = np.clip(_q_act(x, fp_in, bit_width) + 3.0, 0.0, 6.0) * (_HS_MULT / 2.0**_HS_SHIFT)
+    y = np.clip(_q_act(x, fp_in, bw_in or bit_width) + 3.0, 0.0, 6.0) * (_HS_MULT / 2.0**_HS_SHIFT)
     return fake_quantize(y, bit_width, fp_out, _ACT_MODE)
 
 
@@ -598,9 +609,10 @@ def hard_swish_fix(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int = 8
     return _finish(xi * hs, fp_in + 7 - fp_out, bit_width)
 
 
-def hard_swish_fix_sim(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int = 8) -> np.ndarray:
+def hard_swish_fix_sim(x: np.ndarray, *, fp_in: int, fp_out: int, bit_width: int = 8,
+        bw_in: int | None = None) -> np.ndarray:
     """vai_q_pytorch hardswish.py: hsig fake-quantized at scale 128, times q(x), quantize."""
-    xq = _q_act(x, fp_in, bit_width)
+    xq = _q_act(x, fp_in, bw_in or bit_width)
     hs = fake_quantize(np.clip(xq + 3.0, 0.0, 6.0) * (_HS_MULT / 2.0**_HS_SHIFT), 8, 7, _ACT_MODE)
     return fake_quantize(xq * hs.astype(np.float64), bit_width, fp_out, _ACT_MODE)
 

@@ -127,11 +127,21 @@ class FixOp(Op):
         """The constraint of `target` (a `fixflow.target.Target`, default B4096) this op breaks, as a
         sentence, or None when the DPU can run it. Ops that break one stay on the CPU."""
         from ...target import legality  # on demand: the target tables are not needed to parse or run
-        for v in list(self._operands) + list(self.results):
+        roles = [(v, self.operand_role(i)) for i, v in enumerate(self._operands)]
+        for v, role in roles + [(r, "output") for r in self.results]:
             ft = fixed_type(v.type)
-            if ft is not None and legality.bit_width_violation(ft.bit_width):
-                return legality.bit_width_violation(ft.bit_width)
+            bad = legality.bit_width_violation(ft.bit_width, role) if ft is not None else None
+            if bad is not None:
+                return bad
         return self.engine_violation(target)
+
+    def in_widths(self) -> list[int]:
+        """The bit width of each fixed-point operand (the float simulation snaps each input to its own grid)."""
+        return [self.fmt(i).bit_width for i in range(len(self._operands))]
+
+    def operand_role(self, i: int) -> str:
+        """What operand `i` is to the DPU: "input" (a feature map) by default; conv-like ops' weights and bias."""
+        return "input"
 
     def engine_violation(self, target: Any = None) -> str | None:
         """The engine limit this op breaks (rules of `fixflow.target.legality`); None by default."""
@@ -324,6 +334,14 @@ class _ConvLike(FixOp):
                 "fp_b": self.fmt(2).fix_pos if self.bias is not None else None,
                 "fp_out": self.fp_out, "act": self.nonlinear, "bit_width": self.bw}
 
+    def operand_role(self, i: int) -> str:
+        return ("input", "weights", "bias")[i]
+
+    def in_bits(self) -> dict[str, int | None]:
+        """The input's, weights' and bias's own bit widths (for the float simulation)."""
+        return {"bw_in": self.fmt(0).bit_width, "bw_w": self.fmt(1).bit_width,
+                "bw_b": self.fmt(2).bit_width if self.bias is not None else None}
+
     def shifts(self) -> tuple[int, int | None]:
         """(shift_cut, shift_bias) as XIR defines them."""
         f = self.fps()
@@ -396,7 +414,7 @@ class Conv2dOp(_Conv2dBase):
         return K.conv2d_fix(*self._args(inputs), **self.fps(), **self.geometry())
 
     def compute_sim(self, inputs):
-        return K.conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
+        return K.conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry(), **self.in_bits())
 
     def engine_violation(self, target: Any = None) -> str | None:
         from ...target import legality
@@ -422,7 +440,7 @@ class DepthwiseConv2dOp(_Conv2dBase):
         return K.depthwise_conv2d_fix(*self._args(inputs), **self.fps(), **self.geometry())
 
     def compute_sim(self, inputs):
-        return K.depthwise_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
+        return K.depthwise_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry(), **self.in_bits())
 
     def engine_violation(self, target: Any = None) -> str | None:
         from ...target import legality
@@ -456,7 +474,7 @@ class ConvTranspose2dOp(_Conv2dBase):
         return K.transposed_conv2d_fix(*self._args(inputs), **self.fps(), **self.geometry())
 
     def compute_sim(self, inputs):
-        return K.transposed_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry())
+        return K.transposed_conv2d_fix_sim(*self._args(inputs), **self.fps(), **self.geometry(), **self.in_bits())
 
     def engine_violation(self, target: Any = None) -> str | None:
         from ...target import legality
@@ -482,7 +500,7 @@ class DenseOp(_ConvLike):
         return K.dense_fix(*self._args(inputs), **self.fps())
 
     def compute_sim(self, inputs):
-        return K.dense_fix_sim(*self._args(inputs), **self.fps())
+        return K.dense_fix_sim(*self._args(inputs), **self.fps(), **self.in_bits())
 
     def engine_violation(self, target: Any = None) -> str | None:
         from ...target import legality
@@ -527,7 +545,7 @@ class PoolOp(FixOp):
         return K.pool_fix(inputs[0], **self._kw())
 
     def compute_sim(self, inputs):
-        return K.pool_fix_sim(inputs[0], **self._kw())
+        return K.pool_fix_sim(inputs[0], **self._kw(), bw_in=self.fmt(0).bit_width)
 
     def engine_violation(self, target: Any = None) -> str | None:
         from ...target import legality
@@ -569,7 +587,7 @@ class EltwiseOp(FixOp):
         return K.eltwise_fix(list(inputs), **self._kw())
 
     def compute_sim(self, inputs):
-        return K.eltwise_fix_sim(list(inputs), **self._kw())
+        return K.eltwise_fix_sim(list(inputs), **self._kw(), bws_in=self.in_widths())
 
 
 @fix.op
@@ -606,7 +624,7 @@ class ConcatOp(FixOp):
         return K.concat_fix(list(inputs), **self._kw())
 
     def compute_sim(self, inputs):
-        return K.concat_fix_sim(list(inputs), **self._kw())
+        return K.concat_fix_sim(list(inputs), **self._kw(), bws_in=self.in_widths())
 
 
 # ---- data movement (the output keeps the input's format) ----------------------------------------
@@ -797,7 +815,8 @@ class HardSigmoidOp(FixOp):
         return K.hard_sigmoid_fix(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
 
     def compute_sim(self, inputs):
-        return K.hard_sigmoid_fix_sim(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
+        return K.hard_sigmoid_fix_sim(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw,
+                                      bw_in=self.fmt(0).bit_width)
 
 
 @fix.op
@@ -818,7 +837,8 @@ class HardSwishOp(FixOp):
         return K.hard_swish_fix(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
 
     def compute_sim(self, inputs):
-        return K.hard_swish_fix_sim(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw)
+        return K.hard_swish_fix_sim(inputs[0], fp_in=self.fmt(0).fix_pos, fp_out=self.fp_out, bit_width=self.bw,
+                                    bw_in=self.fmt(0).bit_width)
 
 
 __all__ = ["fix", "FixOp", "DataOp", "FixFixOp", "FloatOp", "ConstOp", "Conv2dOp", "DepthwiseConv2dOp",

@@ -21,6 +21,7 @@ DPU, CPU, USER = "DPU", "CPU", "USER"
 NONLINEAR = {"NONE": None, "RELU": "relu", "LEAKYRELU": "leaky_relu", "RELU6": "relu6"}
 SHIFT_BIAS_FIELD_MAX = 20      # AMD's simulator rejects more (dpu-semantics.md C10)
 SHIFT_CUT_FIELD_MAX = 63       # 6-bit field
+_CONSTS = ("fix.const", "graph.constant")   # constants follow their consumers (a float one: a CPU layer's weights)
 
 
 @dataclass(eq=False)
@@ -45,12 +46,15 @@ def _fp(v: Value) -> int:
 
 
 def _bits_ok(op: Operation) -> str | None:
-    for v in [*op.operands, *op.results]:
+    from ...target.legality import bit_width_violation
+    role = getattr(op, "operand_role", lambda i: "input")
+    for v, r in [*((v, role(i)) for i, v in enumerate(op.operands)), *((v, "output") for v in op.results)]:
         ft = fixed_type(v.type)
         if ft is None:
             return f"a {v.type} operand or result is not fixed point"
-        if ft.bit_width != 8:
-            return f"the DPU computes 8-bit tensors; this op has a {ft.bit_width}-bit one"
+        bad = bit_width_violation(ft.bit_width, r)
+        if bad is not None:
+            return f"{_name(op)}: {bad}"
     for r in op.results:
         if r.type.rank >= 1 and r.type.shape[0] != 1 and r.type.rank in (2, 4):
             return f"batch {r.type.shape[0]}: the DPU program runs one sample at a time (quantize with batch 1)"
@@ -339,7 +343,7 @@ def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None
     """Device and CPU reason of every op of `func`'s body (constants follow their consumers)."""
     res: dict[Operation, tuple[str, str | None]] = {}
     for op in func.regions[0].blocks[0].ops:
-        if op.name in ("func.return", "fix.const"):
+        if op.name in ("func.return", "fix.const", "graph.constant"):
             continue
         if op.name == "fix.data":
             res[op] = (USER, None)
@@ -351,8 +355,11 @@ def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None
         else:
             r = dpu_reason(op, target)
             res[op] = (DPU, None) if r is None else (CPU, r)
+            if r is not None and op.name.startswith("fix.") and r == _bits_ok(op):   # a bit width: say so once
+                from ...ir.diagnostics import emit_warning
+                emit_warning(f"'{_name(op)}' ({op.name}) runs on the CPU: {r.split(': ', 1)[-1]}", op.location)
     for op in func.regions[0].blocks[0].ops:
-        if op.name == "fix.const":
+        if op.name in _CONSTS:
             users = [u for r in op.results for u in r.users if u in res]
             dev = DPU if users and all(res[u][0] == DPU for u in users) else CPU
             res[op] = (dev, None if dev == DPU else "a constant of a CPU op")
@@ -361,7 +368,7 @@ def placements(func: Operation, target) -> dict[Operation, tuple[str, str | None
 
 def subgraphs(func: Operation, placed: dict[Operation, tuple[str, str | None]]) -> list[Subgraph]:
     """The maximal subgraphs (module docstring), in program order of their first op."""
-    ops = [op for op in func.regions[0].blocks[0].ops if op in placed and op.name != "fix.const"]
+    ops = [op for op in func.regions[0].blocks[0].ops if op in placed and op.name not in _CONSTS]
     epoch: dict[Operation, int] = {}
     for op in ops:
         e = 0
