@@ -22,7 +22,7 @@ PASSES: dict[str, Entry] = {
     'allocate-ddr': ('fixflow.passes.dpu.passes', 'DDR of each DPU subgraph: REG_0 weights then biases, REG_1 workspace (liveness reuse), REG_2/3 I/O', (
     )),
     'calibrate': ('fixflow.passes.fix.calibrate', 'Choose fix positions on calibration data (+ bias correction) and annotate the graph (fix.*)', (
-        ('data', 'str', 'digits', "a named data set ('digits') or a .npz file of inputs"),
+        ('data', 'str', 'digits', "a named data set ('digits'), a .npy or .npz of inputs, or a folder of images"),
         ('batches', 'int', '10', 'number of calibration batches'),
         ('batch_size', 'int', '32', 'images per batch'),
         ('method', 'str', 'diffs', 'diffs | maxmin'),

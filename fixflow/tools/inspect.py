@@ -77,22 +77,8 @@ def _calibration_inputs(args, zoo: str | None, shape: tuple[int, ...] | None):
             else:
                 x, _ = load_digits("train", size=(shape or (1, 1, 28, 28))[-1])
         else:
-            if not os.path.exists(args.data):
-                raise ToolError(f"--data: file {args.data} not found (use 'digits' or a .npz/.npy of inputs)")
-            try:
-                z = np.load(args.data)
-                if isinstance(z, np.ndarray):
-                    x = z
-                else:
-                    with z:
-                        if not z.files:
-                            raise ToolError(f"--data: {args.data} holds no arrays")
-                        key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0])
-                        x = z[key]
-            except ToolError:
-                raise
-            except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign file
-                raise ToolError(f"--data: cannot read {args.data} as .npz/.npy: {' '.join(str(e).split())}") from None
+            from fixflow.passes.data import load_inputs   # the one input loader of the tools and passes
+            x = load_inputs(args.data, shape, what="--data").x
         x = np.asarray(x, np.float32)
         if x.ndim == 0 or len(x) == 0:
             raise ToolError(f"--data: {args.data} holds no inputs")
@@ -115,9 +101,11 @@ def _main(argv: Sequence[str] | None) -> int:
     target = _target(args)
     from fixflow.quantizer.inspector import Inspector
 
-    from .user_model import split_model_spec
+    from .user_model import check_model_spec, split_model_spec
     spec = args.model
     file_class = split_model_spec(spec)
+    if file_class is None and not spec.endswith((".xmodel", ".mlir")):
+        check_model_spec(spec, "")   # a .py without :Class lists its classes; a .pt names the fix
     if file_class is None and (spec.endswith((".xmodel", ".mlir")) or os.path.exists(spec)):
         for opt in ("weights", "input_shape", "data", "quant_dir", "config"):
             if getattr(args, opt) is not None:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,12 +18,28 @@ from .common import ArgumentParser, ToolError, argv_list, run_tool
 __all__ = ["main"]
 
 
-def _load_model(spec: str, weights: str | None) -> tuple[Any, str | None]:
-    """(model, zoo name or None) for `--model` (a zoo name or file.py:Class) and `--weights`."""
-    from .user_model import load_state_dict, load_torch_model, split_model_spec
+def _load_model(spec: str, weights: str | None, random_weights: bool = False) -> tuple[Any, str | None]:
+    """(model, zoo name or None) for `--model` (a zoo name or file.py:Class) and `--weights`. A
+    file.py:Class without --weights is refused (its weights would be the random initial ones) unless
+    `random_weights` says that is meant."""
+    from .user_model import check_model_spec, load_state_dict, load_torch_model, split_model_spec
     file_class = split_model_spec(spec)
     if file_class is not None:
+        if not weights and not random_weights:
+            raise ToolError(f"--model {spec} without --weights would quantize the random initial weights of "
+                            f"{file_class[1]}(): give --weights FILE (a state dict .pt/.pth, a checkpoint holding one, "
+                            "a whole saved model, or an .npz), or --random-weights to quantize them on purpose")
+        if weights and random_weights:
+            raise ToolError("--random-weights and --weights contradict each other: give one of them")
+        if random_weights:
+            print(f"[fixflow] WARNING: --random-weights: quantizing the random initial weights of {file_class[1]}() "
+                  "(the accuracy means nothing)", file=sys.stderr)
         return load_torch_model(*file_class, weights), None
+    check_model_spec(spec)
+    if spec.endswith(".ffn"):
+        raise ToolError(f"--model {spec}: a DSL network is quantized with the pass pipeline: fixflow-translate "
+                        f"--import-dsl {spec} -o net.mlir, then fixflow-opt net.mlir -p \"fold-bn,calibrate{{data=...}},"
+                        "quantize\" (the Quantizer's calib/test files need a PyTorch model)")
     from fixflow.zoo import get_model
     model = get_model(spec)
     if weights:
@@ -44,29 +60,9 @@ def _data(args, model_input_shape: tuple[int, ...], zoo_name: str | None):
             xtr, _ = load_digits("train", size=size)
             xte, yte = load_digits("test", size=size)
         return np.asarray(xtr, np.float32), np.asarray(xte, np.float32), np.asarray(yte)
-    if not os.path.exists(args.data):
-        raise ToolError(f"--data: file {args.data} not found (use 'digits' or a .npz of inputs)")
-    try:
-        z = np.load(args.data)
-        if isinstance(z, np.ndarray):   # a plain .npy of inputs
-            x, y = np.asarray(z, np.float32), None
-        else:
-            with z:
-                key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
-                if key is None:
-                    raise ToolError(f"--data: {args.data} holds no arrays")
-                x = np.asarray(z[key], np.float32)
-                y = np.asarray(z["y"]) if "y" in z.files else None
-    except ToolError:
-        raise
-    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign or corrupt file
-        raise ToolError(f"--data: cannot read {args.data} as .npz/.npy: {' '.join(str(e).split())}") from None
-    if x.ndim == 0 or len(x) == 0:
-        raise ToolError(f"--data: {args.data} holds no inputs (array of shape {x.shape})")
-    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
-        raise ToolError(f"--data: labels 'y' in {args.data} must be integer class indices of shape ({len(x)},), "
-                        f"got {y.dtype} {y.shape}")
-    return x, (x if y is not None else None), y
+    from fixflow.passes.data import load_inputs
+    data = load_inputs(args.data, model_input_shape or None, what="--data")   # the loader of every tool and pass
+    return data.x, (data.x if data.y is not None else None), data.y
 
 
 def _input_shape(zoo_name: str | None, args) -> tuple[int, ...]:
@@ -84,8 +80,12 @@ def _input_shape(zoo_name: str | None, args) -> tuple[int, ...]:
 def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-quantize", description="Post-training quantization for the DPU (calib / test)")
     p.add_argument("--model", required=True, help="zoo model name or file.py:Class")
-    p.add_argument("--weights", help="state dict (.pt or .npz) for --model file.py:Class")
-    p.add_argument("--data", default="digits", help="'digits' or an .npz of inputs (x, optional labels y)")
+    p.add_argument("--weights", help="weights for --model file.py:Class: a state dict (.pt/.pth), a checkpoint "
+                                     "holding one, a whole saved model, or an .npz")
+    p.add_argument("--random-weights", action="store_true",
+                   help="quantize a file.py:Class model with its random initial weights, on purpose")
+    p.add_argument("--data", default="digits", help="'digits' (or another named data set), a .npy or .npz of inputs "
+                                                    "(x, optional labels y), or a folder of images")
     p.add_argument("--mode", choices=("calib", "test"), default="calib")
     p.add_argument("--output-dir", default="quantize_result")
     p.add_argument("--config", help="quantizer config JSON")
@@ -98,7 +98,7 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ToolError("--calib-batches and --batch-size must be >= 1")
     import torch
     from fixflow.quantizer import Quantizer
-    model, zoo_name = _load_model(args.model, args.weights)
+    model, zoo_name = _load_model(args.model, args.weights, args.random_weights)
     shape = _input_shape(zoo_name, args)
     xcal, xte, yte = _data(args, shape, zoo_name)
     if shape and tuple(xcal.shape[1:]) != tuple(shape[1:]):

@@ -21,24 +21,18 @@ from .common import ArgumentParser, ToolError, argv_list, run_tool
 __all__ = ["main"]
 
 
-def _read_inputs(path: str, label_path: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    if not os.path.exists(path):
-        raise ToolError(f"--input: file {path} not found")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if isinstance(z, np.ndarray):
-            x, y = z, None
-        else:
-            with z:
-                key = next((k for k in ("x", "inputs", "images") if k in z.files), z.files[0] if z.files else None)
-                if key is None:
-                    raise ToolError(f"--input: {path} holds no arrays")
-                x = z[key]
-                y = next((z[k] for k in ("y", "labels") if k in z.files), None)
-    except ToolError:
-        raise
-    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign or corrupt file
-        raise ToolError(f"--input: cannot read {path} as .npy/.npz: {' '.join(str(e).split())}") from None
+def _read_inputs(path: str, label_path: str | None, spec: Any = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inputs (and labels) through the one input loader (`fixflow.passes.data.load_inputs`: .npy, .npz, or a
+    folder of images made at the size of the model input `spec`); `--labels` an .npy."""
+    from fixflow.passes.data import load_inputs
+    if os.path.isdir(path) and spec is not None and len(spec.shape) == 4:
+        nhwc = spec.layout != "NCHW"
+        n, a, b, c = spec.shape
+        data = load_inputs(path, (n, c, a, b) if nhwc else spec.shape, what="--input")
+        x, y = (np.ascontiguousarray(data.x.transpose(0, 2, 3, 1)) if nhwc else data.x), data.y
+    else:
+        data = load_inputs(path, None, what="--input")
+        x, y = data.x, data.y
     if label_path:
         if not os.path.exists(label_path):
             raise ToolError(f"--labels: file {label_path} not found")
@@ -46,11 +40,9 @@ def _read_inputs(path: str, label_path: str | None) -> tuple[np.ndarray, np.ndar
             y = np.load(label_path, allow_pickle=False)
         except Exception as e:  # noqa: BLE001
             raise ToolError(f"--labels: cannot read {label_path} as .npy: {' '.join(str(e).split())}") from None
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) or x.ndim == 0 or not len(x):
-        raise ToolError(f"--input: {path} must hold a non-empty numeric array of inputs, got {x.dtype} {x.shape}")
-    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
-        raise ToolError(f"labels must be integer class indices of shape ({len(x)},), got {y.dtype} {y.shape}")
-    return np.asarray(x, np.float32), (np.asarray(y) if y is not None else None)
+        if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+            raise ToolError(f"labels must be integer class indices of shape ({len(x)},), got {y.dtype} {y.shape}")
+    return x, (np.asarray(y) if y is not None else None)
 
 
 def _digits(spec: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +62,8 @@ def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-run", description="Run a compiled or _int .xmodel on inputs (DPU interpreter)")
     p.add_argument("xmodel", help="compiled .xmodel (vai_c_xir layout) or the quantizer's _int.xmodel")
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help=".npy of inputs, or .npz with x (or inputs/images) and optional labels y")
+    src.add_argument("--input", help=".npy of inputs, .npz with x (or inputs/images) and optional labels y, or a "
+                                     "folder of images")
     src.add_argument("--data", choices=("digits",), help="the bundled digits data (test split by default)")
     p.add_argument("--split", default="test", choices=("train", "test", "all"), help="--data split")
     p.add_argument("--labels", help=".npy of integer labels (when --input has none)")
@@ -106,7 +99,7 @@ def _run(args, runner) -> int:
     if args.data:
         x, y = _digits(runner.graph.inputs[0], args.split)
     else:
-        x, y = _read_inputs(args.input, args.labels)
+        x, y = _read_inputs(args.input, args.labels, runner.graph.inputs[0])
     if args.limit is not None:
         x, y = x[:args.limit], (y[:args.limit] if y is not None else None)
     want = tuple(ins[0].dims[1:])
@@ -160,11 +153,12 @@ def _run(args, runner) -> int:
 def _compare_torch(args, runner, x: np.ndarray, y: np.ndarray | None, dt: float) -> None:
     """Time the float PyTorch model on the same inputs (NCHW), batch and thread count; print both."""
     import torch
-    from .user_model import load_torch_model, split_model_spec
+    from .user_model import check_model_spec, load_torch_model, split_model_spec
     spec = split_model_spec(args.compare_torch)
     if spec is not None:
         model = load_torch_model(spec[0], spec[1], args.weights)
     else:
+        check_model_spec(args.compare_torch, "--compare-torch")
         from fixflow.zoo import get_model
         model = get_model(args.compare_torch).eval()
     xin = x if runner.graph.inputs[0].layout == "NCHW" or x.ndim != 4 else x.transpose(0, 3, 1, 2)

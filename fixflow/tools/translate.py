@@ -110,8 +110,10 @@ def import_torch_file(spec: str, input_shapes: list[str] | None, weights: str | 
     """Import `FILE.py:CLASS` (constructed with no arguments, optionally loaded with `weights`) to graph IR."""
     from fixflow.frontends.torch import import_module
     from .user_model import load_torch_model
+    from .user_model import check_model_spec
     path, sep, cls_name = spec.rpartition(":")
     if not sep or not path or not cls_name:
+        check_model_spec(spec, "--import-torch")   # a .py: lists its classes; a .pt: names the fix
         raise ToolError(f"--import-torch expects FILE.py:CLASS, got '{spec}'")
     if not input_shapes:
         raise ToolError("--import-torch needs --input-shape (e.g. --input-shape 1,1,28,28)")

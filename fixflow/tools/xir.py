@@ -36,11 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("xmodel")
     c = sub.add_parser("dot", help="write the op graph with its subgraph clusters as Graphviz dot text")
     c.add_argument("xmodel")
-    c.add_argument("out")
+    c.add_argument("out", nargs="?", help="output file (default: the xmodel's path with .dot; '-': stdout)")
     for fmt in ("svg", "png"):
         c = sub.add_parser(fmt, help=f"draw the op graph as {fmt} with Graphviz's dot")
         c.add_argument("xmodel")
-        c.add_argument("out")
+        c.add_argument("out", nargs="?", help=f"output file (default: the xmodel's path with .{fmt}; '-': stdout)")
         if fmt == "svg":
             c.add_argument("--no-dot", action="store_true",
                            help="use fixflow's own layered drawing instead of Graphviz")
@@ -123,23 +123,58 @@ def _dump_bin(g, out_dir: str) -> None:
         print(f"{g.name}: no mc_code, ac_code or parameters in any subgraph")
 
 
-def _graphviz(dot_text: str, fmt: str, out: str) -> None:
+#: where Graphviz's dot is installed when it is not on PATH (GUI launchers, venvs and cron give short PATHs)
+_DOT_PLACES = ("/usr/bin/dot", "/usr/local/bin/dot", "/opt/homebrew/bin/dot", "/opt/local/bin/dot",
+               "/snap/bin/dot", "C:/Program Files/Graphviz/bin/dot.exe")
+
+
+def find_dot() -> str | None:
+    """Graphviz's `dot`: $GRAPHVIZ_DOT, then PATH, then the usual install places."""
     import shutil
+    env = os.environ.get("GRAPHVIZ_DOT")
+    if env and os.path.isfile(env) and os.access(env, os.X_OK):
+        return env
+    found = shutil.which("dot")
+    if found:
+        return found
+    return next((p for p in _DOT_PLACES if os.path.isfile(p) and os.access(p, os.X_OK)), None)
+
+
+def _graphviz(dot_text: str, fmt: str, out: str) -> None:
     import subprocess
 
     from fixflow.backends.xmodel import XModelError
 
-    _write(out, b"")  # a bad output path is reported like every other write
-    exe = shutil.which("dot")
+    to_stdout = out == "-"
+    if not to_stdout:
+        _write(out, b"")  # a bad output path is reported like every other write
+    exe = find_dot()
     if exe is None:
-        os.remove(out)
+        if not to_stdout:
+            os.remove(out)
         raise XModelError(f"{fmt} output needs Graphviz's 'dot' command, which is not installed "
-                          "(Debian/Ubuntu: apt-get install graphviz); without it, "
-                          "fixflow-xir svg --no-dot X out.svg draws an SVG")
-    r = subprocess.run([exe, f"-T{fmt}", "-o", out], input=dot_text.encode(), capture_output=True)
+                          "(Debian/Ubuntu: apt-get install graphviz; or set GRAPHVIZ_DOT to its path); without it, "
+                          "fixflow-xir svg --no-dot X out.svg draws an SVG, fixflow-xir dot X out.dot writes the text")
+    r = subprocess.run([exe, f"-T{fmt}"] + ([] if to_stdout else ["-o", out]), input=dot_text.encode(),
+                       capture_output=True)
     if r.returncode != 0:
-        msg = r.stderr.decode(errors="replace").strip().splitlines()
-        raise XModelError(f"{out}: Graphviz dot failed: {msg[-1] if msg else f'exit {r.returncode}'}")
+        msg = [line for line in r.stderr.decode(errors="replace").strip().splitlines() if line.strip()]
+        text = " ".join(msg)
+        hint = ""
+        if "not recognized" in text or "No formats found" in text:
+            hint = (f" (this Graphviz cannot write {fmt}: run 'dot -c' as root to register its plugins, or install "
+                    "the full graphviz package)")
+        raise XModelError(f"{out}: Graphviz dot ({exe}) failed: {msg[0] if msg else f'exit {r.returncode}'}{hint}")
+    if to_stdout:
+        sys.stdout.buffer.write(r.stdout)
+        sys.stdout.buffer.flush()
+
+
+def _write_or_print(out: str, text: str) -> None:
+    if out == "-":
+        sys.stdout.write(text)
+    else:
+        _write(out, text)
 
 
 def _check(path: str) -> None:
@@ -174,12 +209,16 @@ def _run(args: argparse.Namespace) -> None:
     elif args.cmd == "dump_reg":
         text = "\n".join(amd_views.dump_reg(g))
         print(text if text else f"{g.name}: no DPU subgraph")
-    elif args.cmd == "dot":
-        _write(args.out, amd_views.to_dot(g))
-    elif args.cmd == "svg" and args.no_dot:
-        _write(args.out, render.to_svg(g))
-    elif args.cmd in ("svg", "png"):
-        _graphviz(amd_views.to_dot(g), args.cmd, args.out)
+    elif args.cmd in ("dot", "svg", "png"):
+        out = args.out or os.path.splitext(args.xmodel)[0] + "." + args.cmd   # next to the xmodel
+        if args.cmd == "dot":
+            _write_or_print(out, amd_views.to_dot(g))
+        elif args.cmd == "svg" and args.no_dot:
+            _write_or_print(out, render.to_svg(g))
+        else:
+            _graphviz(amd_views.to_dot(g), args.cmd, out)
+        if out != "-" and not args.out:
+            print(f"{args.xmodel}: wrote {out}")
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -170,13 +170,14 @@ def _commands(f: dict[str, Path], out: Path) -> dict[str, list[list[str]]]:
     xir = [[cmd, s[k]] for cmd in ("subgraph", "graph", "dump_txt", "check", "dump_reg")
            for k in ("empty.xmodel", "random.xmodel", "deep.xmodel", "trunc.xmodel", "missing")]
     xir += [["dump_bin", s["deep.xmodel"], o], ["dot", s["random.xmodel"], o + "/x.dot"], ["nosuchcmd"], []]
-    quantize = [["--model", f"{s['models.py']}:{c}", "--input-shape", "1,1,6,6", "--output-dir", s[q], "--mode",
-                 "test", "--data", s["inputs.npz"]] for c in ("Shape",) for q in ("qnull", "qfrac", "qbad")]
-    quantize += [["--model", f"{s['models.py']}:Shape", "--input-shape", "1,1,6,6", "--data", s["inputs.npz"],
-                  "--output-dir", o + "/q1"],
+    quantize = [["--model", f"{s['models.py']}:{c}", "--random-weights", "--input-shape", "1,1,6,6", "--output-dir",
+                 s[q], "--mode", "test", "--data", s["inputs.npz"]] for c in ("Shape",) for q in ("qnull", "qfrac", "qbad")]
+    quantize += [["--model", f"{s['models.py']}:Shape", "--random-weights", "--input-shape", "1,1,6,6", "--data",
+                  s["inputs.npz"], "--output-dir", o + "/q1"],
                  ["--model", "digits_cnn", "--config", s["config.json"], "--output-dir", o + "/q2"],
                  ["--model", "digits_cnn", "--data", s["garbage.npz"], "--output-dir", o + "/q3"],
-                 ["--model", "no_such_model"], ["--model", f"{s['models.py']}:Boom", "--input-shape", "1,1,6,6"],
+                 ["--model", "no_such_model"],
+                 ["--model", f"{s['models.py']}:Boom", "--random-weights", "--input-shape", "1,1,6,6"],
                  ["--model", "digits_cnn", "--batch-size", "-1", "--output-dir", o + "/q4"]]
     zoo = [["show", "no_such_model"], ["eval", "resnet18"], ["train", "no_such_model"], ["list", "--bogus"], []]
     run = [[s[k], "--input", s["inputs.npz"]] for k in ("empty.xmodel", "random.xmodel", "deep.xmodel",

@@ -45,7 +45,7 @@ def mixed(tmp_path_factory):
     np.savez(d / "in.npz", x=x[:200], y=y[:200])
     for mode in ("calib", "test"):
         with contextlib.redirect_stdout(io.StringIO()):
-            assert quantize(["--model", f"{d}/net.py:Net", "--data", str(d / "in.npz"), "--mode", mode,
+            assert quantize(["--model", f"{d}/net.py:Net", "--random-weights", "--data", str(d / "in.npz"), "--mode", mode,
                              "--output-dir", str(d / "q")]) == 0
     int_path = d / "q" / "Net_int.xmodel"
     return int_path, compile_xmodel(int_path, d / "c", "kv260", "mix"), x[:200]

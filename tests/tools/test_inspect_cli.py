@@ -136,7 +136,7 @@ def test_user_model_without_shape_and_bad_data(capsys, net_py, tmp_path):
     bad = tmp_path / "x.npz"
     np.savez(bad, x=np.zeros((2, 3, 8, 8), np.float32))
     rc, _, err = _run(capsys, f"{net_py}:Net", "--data", bad, "--input-shape", "1,3,20,20")
-    assert rc == 1 and "do not fit the model input (3, 20, 20)" in err
+    assert rc == 1 and "does not fit the network input (N, 3, 20, 20)" in err
     rc, out, err = _run(capsys, f"{net_py}:Net", "--data", bad, "--format", "json")
     assert rc == 0, err                              # --data alone gives the shape
     assert json.loads(out)["ops"][0]["shape"] == [1, 8, 8, 3]

@@ -213,7 +213,7 @@ def test_control_flow_is_one_line(net_file, capsys):
     (["--import-torch", "{net}:Net"], "needs --input-shape"),
     (["--import-torch", "{net}:Net", "--input-shape", "1,a,8"], "invalid shape '1,a,8'"),
     (["--import-torch", "{net}:Net", "--input-shape", "1,3,8,8"], "example inputs failed"),
-    (["--import-torch", "{net}", "--input-shape", "1,1,8,8"], "expects FILE.py:CLASS"),
+    (["--import-torch", "{net}", "--input-shape", "1,1,8,8"], "say which class to use"),
     (["--import-torch", "{tmp}/nope.py:Net", "--input-shape", "1,1,8,8"], "no such file"),
     (["--import-torch", "{net}:Net", "--input-shape", "1,1,8,8", "--weights", "{tmp}/w.pt"], "no such file"),
     (["--import-torch", "{net}:Net", "--input-shape", "1,1,8,8", "--weights", "{tmp}/bad.pt"], "cannot read weights"),

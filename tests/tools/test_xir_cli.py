@@ -145,7 +145,7 @@ def test_dot(capsys, dpu_file, tmp_path):
     (["dump_txt", "{tmp}/junk.xmodel"], "junk.xmodel: not a valid xmodel:"),
     (["bogus"], "invalid choice: 'bogus'"),
     ([], "required"),
-    (["svg", "{tmp}/dpu.xmodel"], "the following arguments are required: out"),
+    (["svg", "{tmp}/missing.xmodel"], "missing.xmodel: cannot read"),
     (["svg", "--no-dot", "{tmp}/dpu.xmodel", "{tmp}/no/dir/x.svg"], "x.svg: cannot write"),
     (["png", "{tmp}/dpu.xmodel", "{tmp}/no/dir/x.png"], "x.png: cannot write"),
 ])

@@ -39,6 +39,7 @@ from ...ir.passes import Pass, register_pass
 from ..graph.transforms import ensure_biases, resource_key
 from .annotations import (BIAS_CORR_SUFFIX, CONV_LIKE, BitWidths, CalibrationError, conv_like_ops, fix_attr,
                           keep_float_reason, quant_points, read_fix_attr)
+from ..data import DATASET_ENTRY_POINTS  # named data sets: name -> f(input_shape) -> array (re-exported)
 from .legalize import legalize_leaky_relu
 
 __all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "load_calibration_data", "Calibrate",
@@ -47,8 +48,6 @@ __all__ = ["CalibrationError", "FakeQuantRunner", "calibrate_module", "load_cali
 METHODS = ("diffs", "maxmin")
 #: the bit widths calibration supports (as the quantizer's `bitwidth`)
 BIT_WIDTH_MIN, BIT_WIDTH_MAX = 2, 16
-#: entry-point group of named calibration data sets (`calibrate{data=digits}`): name -> f(input_shape) -> array
-DATASET_ENTRY_POINTS = "fixflow.datasets"
 
 # bias correction schedule (numerics.md)
 BC_RATE = 0.05
@@ -404,40 +403,14 @@ def calibrate_module(module: Operation, batches: Iterable[Sequence[np.ndarray]],
 
 # ---------------------------------------------------------------------------------------- the pass
 def load_calibration_data(data: str, input_shape: Sequence[int]) -> np.ndarray:
-    """Calibration images: a named data set or a `.npz` file (its first array, or the array named
-    `x`/`input`). Named data sets are entry points of the `fixflow.datasets` group, `f(input_shape)`
-    returning the images (fixflow's own: "digits", the zoo's train split at the network's input size);
-    the pass knows no data set itself."""
-    shape = tuple(int(d) for d in input_shape)
-    loader = _named_dataset(data)
-    if loader is not None:
-        try:
-            return np.asarray(loader(shape), np.float32)
-        except ValueError as e:
-            raise CalibrationError(str(e)) from None
+    """Calibration images of the network input's shape, from the one input loader
+    (`fixflow.passes.data.load_inputs`): a named data set (`fixflow.datasets` entry points, e.g.
+    "digits"), a `.npy`, a `.npz` (`x`/`inputs`/`images` or its first array) or a folder of images."""
+    from ..data import DataError, load_inputs
     try:
-        with np.load(data) as z:
-            names = list(z.files)
-            if not names:
-                raise CalibrationError(f"calibration data {data}: the .npz file is empty")
-            key = next((k for k in ("x", "input", "inputs", "images") if k in names), names[0])
-            x = np.asarray(z[key], np.float32)
-    except (OSError, ValueError) as e:
-        raise CalibrationError(f"cannot read calibration data {data!r}: {e}") from None
-    if x.ndim != len(shape) or x.shape[1:] != shape[1:]:
-        raise CalibrationError(f"calibration data {data}: array shape {x.shape} does not fit the network input "
-                               f"(N, {', '.join(map(str, shape[1:]))})")
-    return x
-
-
-def _named_dataset(name: str):
-    if name.endswith(".npz") or "/" in name or "\\" in name:
-        return None
-    from importlib.metadata import entry_points
-    for ep in entry_points(group=DATASET_ENTRY_POINTS):
-        if ep.name == name:
-            return ep.load()
-    return None
+        return load_inputs(data, input_shape, what="calibrate{data=...}").x
+    except DataError as e:
+        raise CalibrationError(e.message) from None
 
 
 @register_pass
@@ -447,8 +420,8 @@ class Calibrate(Pass):
 
     @attrs.define
     class Options:
-        data: str = attrs.field(default="digits", metadata={"help": "a named data set ('digits') or a .npz file "
-                                                                    "of inputs"})
+        data: str = attrs.field(default="digits", metadata={"help": "a named data set ('digits'), a .npy or .npz "
+                                                                    "of inputs, or a folder of images"})
         batches: int = attrs.field(default=10, validator=attrs.validators.ge(1),
                                    metadata={"help": "number of calibration batches"})
         batch_size: int = attrs.field(default=32, validator=attrs.validators.ge(1),

@@ -194,6 +194,8 @@ def test_svg_and_png_through_graphviz(capsys, tmp_path):
 
 def test_missing_graphviz_message(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr("fixflow.tools.xir._DOT_PLACES", ())   # nor in the usual install places
+    monkeypatch.delenv("GRAPHVIZ_DOT", raising=False)
     code, _, err = run(capsys, "png", MNIST, tmp_path / "m.png")
     assert code == 1 and err.count("\n") == 1
     assert "png output needs Graphviz's 'dot' command, which is not installed" in err
