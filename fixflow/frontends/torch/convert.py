@@ -1624,9 +1624,15 @@ def _filled(cv: Converter, node: torch.fx.Node) -> Value:
         fill = _FILLS[node.target]
     else:
         fill = float(cv.static_value(_arg(node, 1 if node.target is torch.full_like else 2, "fill_value")))
-    value = torch.full(tuple(cv.out_shape), fill)
+    out = tuple(cv.out_shape)
+    src = node.args[0]
+    like_batch = node.target in (torch.zeros_like, torch.ones_like, torch.full_like) and len(out) > 1
+    value = torch.full((1,) + out[1:] if like_batch else out, fill)
     key = f"{cv.loc.name}.value" if value.numel() > _INLINE_MAX else None
-    return cv.constant(value, key, hint=node.name)
+    c = cv.constant(value, key, hint=node.name)
+    if like_batch:  # `*_like(x)` follows x's batch
+        return cv.emit(ExpandOp, c, cv.x(src), shape=(0,) + (-1,) * (len(out) - 1))
+    return c
 
 
 @_on_method("masked_fill")

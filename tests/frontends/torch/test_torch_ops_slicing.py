@@ -183,6 +183,10 @@ def test_masked_fill_constant_mask_and_shape_constants():
     check(StaticMask(), (4, 2, 3), batches=(2,))
 
 
+def test_like_constants_follow_the_batch():
+    check(Fn(lambda m, x: x * torch.ones_like(x) + torch.full_like(x, 0.5)), (1, 2, 3), batches=(4,))
+
+
 # ---- refusals: one located message -------------------------------------------------------------------------
 def _line(marker: str) -> int:
     with open(__file__) as f:
