@@ -38,7 +38,7 @@ def _quantize(model: nn.Module, shape: tuple[int, ...], tmp_path, n_calib: int =
     np.testing.assert_array_equal(got, sim)        # the written file computes what test mode computes
     with torch.no_grad():
         ref = model(x).numpy()
-    return q, path, sim, ref
+    return q, path, sim, ref, x
 
 
 def _ops(q, name):
@@ -70,7 +70,7 @@ class ShuffleBlock(nn.Module):
 
 
 def test_chunk_becomes_strided_slices_on_the_cpu(tmp_path):
-    q, path, sim, ref = _quantize(ShuffleBlock(), (1, 3, 8, 8), tmp_path)
+    q, path, sim, ref, _x = _quantize(ShuffleBlock(), (1, 3, 8, 8), tmp_path)
     _assert_close(sim, ref)
     slices = _ops(q, "fix.strided_slice")
     assert len(slices) == 2
@@ -82,6 +82,25 @@ def test_chunk_becomes_strided_slices_on_the_cpu(tmp_path):
     g = read_xmodel(path)
     xs = [o for o in g.ops if o.type == "strided_slice-fix"]
     assert [o.attr("end") for o in xs] == [[1, 8, 8, 4], [1, 8, 8, 8]]
+
+
+def test_a_model_with_cpu_slices_compiles_and_runs_bit_exact(tmp_path):
+    """fixflow-compile splits it into DPU and CPU subgraphs; GraphRunner runs the CPU ones (the channel
+    halves and the shuffle's transposes) and the whole equals test mode bit for bit."""
+    import contextlib
+    import io
+
+    from fixflow.tools.compile import main as compile_main
+
+    q, path, sim, _, x = _quantize(ShuffleBlock(), (1, 3, 8, 8), tmp_path)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = compile_main(["-x", str(path), "-a", "kv260", "-o", str(tmp_path / "c"), "-n", "net"])
+    assert rc == 0, buf.getvalue()
+    log = buf.getvalue()
+    assert "CPU subgraph subgraph_chunk_0" in log and "DPU subgraph number 3" in log
+    got = GraphRunner.from_xmodel(tmp_path / "c" / "net.xmodel", mode="fast").run([x.numpy()])[0]
+    np.testing.assert_array_equal(got, sim)
 
 
 class Slicing(nn.Module):
@@ -98,7 +117,7 @@ class Slicing(nn.Module):
 
 
 def test_steps_negative_bounds_and_roll(tmp_path):
-    q, _, sim, ref = _quantize(Slicing(), (1, 3, 9, 8), tmp_path)
+    q, _, sim, ref, _x = _quantize(Slicing(), (1, 3, 9, 8), tmp_path)
     _assert_close(sim, ref)
     first = _ops(q, "fix.strided_slice")[0]
     # graph [:, 1:-1:2, ::2, 1:] of 1x6x9x8 -> NHWC begin/end/strides (end normalized and clamped)
@@ -120,7 +139,7 @@ class Repeat(nn.Module):
 
 
 def test_repeat_and_expand_become_concats(tmp_path):
-    q, _, sim, ref = _quantize(Repeat(), (1, 3, 4, 5), tmp_path)
+    q, _, sim, ref, _x = _quantize(Repeat(), (1, 3, 4, 5), tmp_path)
     _assert_close(sim, ref)
     assert not [op for op in q.fix_module.walk() if op.name in ("graph.tile", "graph.expand")]
 
@@ -141,7 +160,7 @@ class Tokens(nn.Module):
 
 
 def test_transformer_pieces_quantize_with_float_ops_on_the_cpu(tmp_path):
-    q, path, sim, ref = _quantize(Tokens(), (1, 5, 8), tmp_path)
+    q, path, sim, ref, _x = _quantize(Tokens(), (1, 5, 8), tmp_path)
     _assert_close(sim, ref, tol=0.2)
     convs = _ops(q, "fix.conv2d")
     assert len(convs) == 2 and all(c.results[0].type.shape[2] == 1 for c in convs)   # N x T x 1 x D
@@ -166,7 +185,7 @@ class Norms(nn.Module):
 
 
 def test_group_and_instance_norm_and_mish_stay_in_float(tmp_path):
-    q, path, sim, ref = _quantize(Norms(), (1, 3, 6, 6), tmp_path)
+    q, path, sim, ref, _x = _quantize(Norms(), (1, 3, 6, 6), tmp_path)
     _assert_close(sim, ref, tol=0.2)
     g = read_xmodel(path)
     gn = [o for o in g.ops if o.type == "groupnorm"]
