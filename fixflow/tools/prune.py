@@ -10,7 +10,8 @@ sensitivity analysis, prune, finetune, and a slim state dict plus a model file t
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

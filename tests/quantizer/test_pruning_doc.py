@@ -23,13 +23,14 @@ def _blocks() -> list[tuple[str, int, str]]:
 
 def test_doc_has_the_recipe_blocks():
     langs = [lang for lang, _, _ in _blocks()]
-    assert langs.count("python") == 3 and langs.count("sh") == 1
+    assert langs.count("python") == 3 and langs.count("sh") == 2
 
 
 @pytest.mark.slow   # finetunes digits_cnn for 8 epochs, runs the analysis, quantizes and compiles
 def test_pruning_doc_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     ns: dict = {"__name__": "__pruning_doc__"}
+    shell = ""
     for lang, line, code in _blocks():
         if lang == "python":
             # pad so that line numbers in tracebacks are the doc's
@@ -39,8 +40,11 @@ def test_pruning_doc_runs_as_written(tmp_path, monkeypatch, capsys):
                                text=True, env={**os.environ,
                                                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
             assert r.returncode == 0, f"docs/pruning.md:{line}: the sh block failed:\n{r.stdout}{r.stderr}"
-            assert "pruned:         26.8% of the original's MACs" in r.stdout
-            assert "accuracy" in r.stdout
+            shell += r.stdout + r.stderr
+    assert "pruned:         26.8% of the original's MACs" in shell       # fixflow-zoo show --weights
+    assert "[fixflow] accuracy " in shell                                  # fixflow-run
+    assert "[fixflow] MACs 1,950,592 -> 523,712 (26.8%)" in shell          # fixflow-prune
+    assert (tmp_path / "prune_cli" / "q" / "quant_info.json").exists()     # fixflow-quantize on its output
     out = capsys.readouterr().out
     assert "1950592 -> 523712 MACs" in out
     assert ns["slim"].classifier.in_features == 32 * 7 * 7

@@ -22,5 +22,16 @@ from .slim import load_state_dict
 
 IterativePruningRunner = PruningRunner
 
-__all__ = ["get_pruning_runner", "PruningRunner", "IterativePruningRunner", "PruningSpec", "PruningError",
-           "PruningGraph", "ChannelGroup", "Sensitivity", "finetune", "load_state_dict", "slim"]
+__all__ = [
+           "ChannelGroup",
+           "IterativePruningRunner",
+           "PruningError",
+           "PruningGraph",
+           "PruningRunner",
+           "PruningSpec",
+           "Sensitivity",
+           "finetune",
+           "get_pruning_runner",
+           "load_state_dict",
+           "slim",
+]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-import torch.fx as fx
-from torch import nn
+from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import PruningError
@@ -451,4 +451,4 @@ def weights_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-__all__ = ["PruningGraph", "ChannelGroup", "LayerUse", "weights_digest"]
+__all__ = ["ChannelGroup", "LayerUse", "PruningGraph", "weights_digest"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -330,4 +331,4 @@ def get_pruning_runner(model: nn.Module, inputs: Any, method: str = "iterative",
     return PruningRunner(model, inputs, **kw)
 
 
-__all__ = ["PruningRunner", "PruningSpec", "get_pruning_runner", "MODES"]
+__all__ = ["MODES", "PruningRunner", "PruningSpec", "get_pruning_runner"]

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .errors import PruningError
 from .graph import PruningGraph, weights_digest
@@ -155,4 +156,4 @@ def save(s: Sensitivity, path: Path) -> Path:
     return path
 
 
-__all__ = ["Sensitivity", "DEFAULT_RATIOS", "analyse", "load_cached", "save"]
+__all__ = ["DEFAULT_RATIOS", "Sensitivity", "analyse", "load_cached", "save"]

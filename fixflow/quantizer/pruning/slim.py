@@ -9,7 +9,8 @@ rebuilding a slim model from its saved state dict.
 from __future__ import annotations
 
 import copy
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -256,5 +257,13 @@ def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Modul
     return model
 
 
-__all__ = ["CRITERIA", "channel_importance", "kept_count", "select_channels", "slim_model", "sparse_model",
-           "resize", "load_state_dict"]
+__all__ = [
+    "CRITERIA",
+    "channel_importance",
+    "kept_count",
+    "load_state_dict",
+    "resize",
+    "select_channels",
+    "slim_model",
+    "sparse_model",
+]
