@@ -115,3 +115,51 @@ def test_zoo_show_weights_reports_the_pruned_macs(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "state dict does not fit TinyMobileNet: missing stem.0.weight" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow   # quantizes and compiles a residual net
+def test_pruned_residual_net_quantizes_compiles_and_runs_like_the_quantizer(tmp_path):
+    """A stem and two basic blocks (residual adds, a strided 1x1 downsample), half the channels pruned: the
+    compiled program on the DPU interpreter gives the quantizer's test-mode outputs."""
+    from torch import nn
+
+    from fixflow.zoo.models import BasicBlock
+
+    class Res(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+            self.b1, self.b2 = BasicBlock(16, 16), BasicBlock(16, 32, stride=2)
+            self.pool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(32, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.b2(self.b1(self.stem(x)))), 1))
+
+    torch.manual_seed(0)
+    model = Res()
+    finetune(model, torch_loader("train", size=28, batch_size=64, seed=0), epochs=1, lr=3e-3, progress=False,
+             log=None)
+    runner = get_pruning_runner(model, EX, output_dir=tmp_path / "vai", log=None, progress=False)
+    slim = runner.prune(channel_ratio=0.5)
+    groups = {g.name: g.producers for g in runner.groups() if g.prunable}
+    assert groups["stem.0"] == ["stem.0", "b1.conv2"] and groups["b2.downsample.0"] == ["b2.downsample.0", "b2.conv2"]
+    assert slim.b1.conv2.out_channels == slim.stem[0].out_channels == 8
+    assert slim.b2.downsample[0].out_channels == slim.b2.conv2.out_channels == slim.fc.in_features == 16
+    x, _ = load_data("digits_cnn", "test")
+    xs = x[:40]
+    xtr, _ = load_data("digits_cnn", "train")
+    q = Quantizer(slim, EX, mode="calib", output_dir=tmp_path / "q", log=None, progress=False)
+    for xb in torch.from_numpy(xtr[:128]).split(64):
+        q.quant_model(xb)
+    q.export_quant_config()
+    q = Quantizer(slim, EX, mode="test", output_dir=tmp_path / "q", log=None, progress=False)
+    expected = np.asarray(torch.as_tensor(q.quant_model(torch.from_numpy(xs))).detach())
+    xmodel = q.export_xmodel()
+    assert compile_tool.main(["-x", str(xmodel), "-a", "kv260", "-o", str(tmp_path / "c"), "-n", "res"]) == 0
+    np.savez(tmp_path / "in.npz", x=xs)
+    assert run_tool.main([str(tmp_path / "c" / "res.xmodel"), "--input", str(tmp_path / "in.npz"), "--no-progress",
+                          "-o", str(tmp_path / "out.npz")]) == 0
+    with np.load(tmp_path / "out.npz") as z:
+        got = z[z.files[0]]
+    assert got.shape == expected.shape == (40, 10)
+    assert np.array_equal(got, expected)
