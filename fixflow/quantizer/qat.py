@@ -1,0 +1,490 @@
+"""Quantization-aware training (vai_q_pytorch's `QatProcessor`) with trained power-of-two thresholds.
+
+    qat = QatProcessor(model, (x,), bitwidth=8, config={...})    # config: as the Quantizer's
+    qm = qat.trainable_model()                                    # a torch.nn.Module
+    ... train qm with any optimizer (qm.parameters()) ...
+    deployable = qat.to_deployable(qm, "build/qat")               # quant_info.json, the model to deploy
+    qat.export_xmodel("build/qat")                                # <Model>_int.xmodel, as PTQ's
+
+The trainable module runs fixflow's prepared graph (batch norm folded, equalized as the config asks)
+in torch, with a TQT fake quantizer (Jain et al. 2019) on the input, every weight, bias and
+quantization point: a learnable `log2_t` per tensor, `fix_pos = bw - 1 - ceil(log2_t)`,
+`q = clamp(round(x * 2^fix_pos), -2^(bw-1), 2^(bw-1) - 1) * 2^-fix_pos` with straight-through rounding
+and `ceil`, so `x` gets the straight-through gradient and `log2_t` TQT's. Thresholds start where
+fixflow's calibration would put them (the "diffs" search: weights at construction, activations on
+the first batch). Weights and biases round std_round, activations half_up, as the DPU.
+
+`to_deployable` writes the trained float parameters into a copy of the user's model (a folded batch
+norm becomes an exact identity) and exports quant_info.json with the trained fix positions through
+the Quantizer's own calib-mode export, so test mode, `export_xmodel`, fixflow-compile and fixflow-run
+take it as they take PTQ's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..dialects.fix.numerics import fix_pos_cap, fix_pos_diffs, avgpool_multiplier
+from ..ir.core import Operation, Value
+from ..ir.opdef import ConstantLike, Terminator
+from ..passes.fix.annotations import CONV_LIKE, keep_float_reason, quant_points
+from .errors import QuantizerError
+from .quant_files import FIX_POS_MIN
+
+__all__ = ["QatProcessor", "QatError", "QatModule", "TQTQuantizer"]
+
+
+class QatError(QuantizerError):
+    """QAT cannot go on (a layer it cannot train, NaN values, export before training...)."""
+
+
+def _torch():
+    import torch
+    return torch
+
+
+def _make_tqt():
+    torch = _torch()
+    nn = torch.nn
+
+    class TQTQuantizer(nn.Module):
+        """A power-of-two fake quantizer with a trained threshold: `log2_t` (see the module doc)."""
+
+        def __init__(self, bit_width: int, mode: str, name: str):
+            super().__init__()
+            self.bit_width, self.mode, self.name = int(bit_width), mode, name
+            self.log2_t = nn.Parameter(torch.zeros(()))
+            self.register_buffer("initialized", torch.tensor(False))
+
+        def init_from(self, x: Any) -> None:
+            """Start where calibration's "diffs" search puts this tensor's fix_pos."""
+            arr = x.detach().cpu().numpy().astype(np.float32)
+            fp = fix_pos_diffs(arr, self.bit_width, self.mode, 1 if self.name.endswith("(input)") else 5)
+            with torch.no_grad():
+                self.log2_t.fill_(float(self.bit_width - 1 - fp))
+                self.initialized.fill_(True)
+
+        def fix_pos(self) -> int:
+            fp = self.bit_width - 1 - math.ceil(float(self.log2_t.detach()))
+            return int(min(max(fp, FIX_POS_MIN), fix_pos_cap(self.bit_width)))
+
+        def forward(self, x: Any) -> Any:
+            if not bool(self.initialized):
+                self.init_from(x)
+            bw = self.bit_width
+            lo_t, hi_t = bw - 1 - fix_pos_cap(bw), bw - 1 - FIX_POS_MIN
+            t = torch.clamp(self.log2_t, lo_t, hi_t)
+            t = t + (torch.ceil(t) - t).detach()                  # ceil, straight through
+            scale = torch.pow(2.0, t - (bw - 1))                  # 2^-fix_pos
+            xs = x / scale
+            if self.mode == "half_up":
+                r = torch.floor(xs + 0.5)
+            else:                                                  # std_round: ties away from zero
+                r = torch.sign(xs) * torch.floor(torch.abs(xs) + 0.5)
+            r = xs + (r - xs).detach()                            # round, straight through
+            return torch.clamp(r, -(2 ** (bw - 1)), 2 ** (bw - 1) - 1) * scale
+
+    return TQTQuantizer
+
+
+def _avg_factor(op: Operation) -> float | None:
+    """The DPU's average-pool correction `mult / 2^shift * kh * kw` (as calibration applies it)."""
+    if op.name == "graph.avg_pool2d":
+        if op.divisor_override is not None or (any(op.padding) and not op.count_include_pad):
+            return None
+        kh, kw = op.kernel
+    elif op.name == "graph.adaptive_avg_pool2d":
+        if tuple(op.output_size) != (1, 1):
+            return None
+        _, _, kh, kw = op.input.type.shape
+    else:
+        return None
+    mult, shift = avgpool_multiplier(int(kh), int(kw))
+    return mult / 2.0 ** shift * kh * kw
+
+
+_LEAKY = 26 / 256
+
+
+def _make_module():
+    torch = _torch()
+    nn = torch.nn
+    F = torch.nn.functional
+    TQT = _make_tqt()
+
+    class QatModule(nn.Module):
+        """fixflow's prepared graph as a trainable torch module with TQT quantizers (`QatProcessor`)."""
+
+        def __init__(self, func: Operation, bits: Any, names: dict[Operation, str], model: str):
+            super().__init__()
+            self._func, self._names, self._model = func, names, model
+            block = func.regions[0].blocks[0]
+            self._args = list(block.args)
+            self._ops = [op for op in block.ops if ConstantLike not in op.TRAITS and Terminator not in op.TRAITS]
+            self._ret = block.terminator
+            self.params = nn.ParameterDict()
+            self.quant = nn.ModuleDict()
+            self._pkey: dict[tuple[Operation, str], str] = {}
+            self._points = set(quant_points(func))
+            self._pt_key: dict[Value, str] = {}
+            self._consts: dict[Value, Any] = {}
+            for i, _ in enumerate(self._args):
+                self.quant[f"in{i}"] = TQT(bits.default_input, "std_round", f"{model}::input {i} (input)")
+            for k, op in enumerate(self._ops):
+                what = names.get(op, op.name)
+                if isinstance(op, CONV_LIKE):
+                    for role, v in (("weight", op.weight), ("bias", op.bias)):
+                        if v is None:
+                            continue
+                        users = [u for u in v.users]
+                        if len(users) != 1:
+                            raise QatError(f"QAT: the {role} of '{model}::{what}' is shared by {len(users)} layers; "
+                                           "fixflow trains one layer per parameter")
+                        key = f"p{k}_{role}"
+                        arr = np.asarray(v.op.attributes["value"].array, np.float32)
+                        self.params[key] = nn.Parameter(torch.from_numpy(arr.copy()))
+                        self._pkey[(op, role)] = key
+                        if keep_float_reason(op) is None:
+                            bw = bits.of_weights(op) if role == "weight" else bits.of_bias(op)
+                            q = TQT(bw, "std_round", f"{model}::{what}.{role}")
+                            q.init_from(self.params[key])
+                            self.quant[key] = q
+                for r in op.results:
+                    if r in self._points:
+                        key = f"a{k}"
+                        self._pt_key[r] = key
+                        self.quant[key] = TQT(bits.of_point(r), "half_up", f"{model}::{what}")
+            self.train_steps = 0
+
+        # -- the graph in torch
+        def _const(self, v: Value) -> Any:
+            c = self._consts.get(v)
+            if c is None:
+                c = self._consts[v] = torch.from_numpy(np.asarray(v.op.attributes["value"].array, np.float32).copy())
+            return c
+
+        def _param(self, op: Operation, role: str) -> Any:
+            key = self._pkey.get((op, role))
+            if key is None:
+                return None
+            p = self.params[key]
+            if not bool(torch.isfinite(p).all()):
+                raise QatError(f"QAT: the {role} of '{self._model}::{self._names.get(op, op.name)}' holds NaN or inf "
+                               f"values after {self.train_steps} training steps (the loss or its gradients were not "
+                               "finite: lower the learning rate, or check the loss)")
+            return self.quant[key](p) if key in self.quant else p
+
+        def _eval(self, op: Operation, a: list[Any]) -> Any:
+            n = op.name
+            if n == "graph.conv2d":
+                pt, pb, pl, pr = op.padding
+                x = a[0] if (pt, pl) == (pb, pr) else F.pad(a[0], (pl, pr, pt, pb))
+                pad = (pt, pl) if (pt, pl) == (pb, pr) else (0, 0)
+                return F.conv2d(x, self._param(op, "weight"), self._param(op, "bias"), tuple(op.stride), pad,
+                                tuple(op.dilation), op.groups)
+            if n == "graph.conv_transpose2d":
+                pt, pb, pl, pr = op.padding
+                if (pt, pl) != (pb, pr):
+                    raise QatError(f"QAT: '{n}' with asymmetric padding is not supported")
+                return F.conv_transpose2d(a[0], self._param(op, "weight"), self._param(op, "bias"), tuple(op.stride),
+                                          (pt, pl), tuple(op.output_padding), op.groups, tuple(op.dilation))
+            if n == "graph.linear":
+                return F.linear(a[0], self._param(op, "weight"), self._param(op, "bias"))
+            if n == "graph.relu":
+                return F.relu(a[0])
+            if n == "graph.relu6":
+                return F.hardtanh(a[0], 0.0, 6.0)
+            if n == "graph.leaky_relu":
+                return F.leaky_relu(a[0], _LEAKY if keep_float_reason(op) is None else op.alpha)
+            if n in ("graph.identity", "graph.dropout"):
+                return a[0]
+            if n == "graph.add":
+                return a[0] + a[1]
+            if n == "graph.mul":
+                return a[0] * a[1]
+            if n == "graph.concat":
+                return torch.cat(a, op.axis)
+            if n == "graph.flatten":
+                return torch.flatten(a[0], op.start_dim, op.end_dim)
+            if n == "graph.reshape":
+                shape = list(op.shape)
+                if shape and shape[0] == op.input.type.shape[0]:
+                    shape[0] = a[0].shape[0]
+                return a[0].reshape(shape)
+            if n == "graph.transpose":
+                return a[0].permute(*op.perm)
+            if n == "graph.max_pool2d":
+                pt, pb, pl, pr = op.padding
+                x = a[0] if (pt, pl) == (pb, pr) else F.pad(a[0], (pl, pr, pt, pb), value=-math.inf)
+                pad = (pt, pl) if (pt, pl) == (pb, pr) else (0, 0)
+                return F.max_pool2d(x, tuple(op.kernel), tuple(op.stride or op.kernel), pad, tuple(op.dilation),
+                                    op.ceil_mode)
+            if n in ("graph.avg_pool2d", "graph.adaptive_avg_pool2d"):
+                if n == "graph.avg_pool2d":
+                    pt, pb, pl, pr = op.padding
+                    if (pt, pl) != (pb, pr):
+                        raise QatError("QAT: avg pooling with asymmetric padding is not supported")
+                    y = F.avg_pool2d(a[0], tuple(op.kernel), tuple(op.stride or op.kernel), (pt, pl), op.ceil_mode,
+                                     op.count_include_pad, op.divisor_override)
+                else:
+                    y = F.adaptive_avg_pool2d(a[0], tuple(op.output_size))
+                f = _avg_factor(op) if keep_float_reason(op) is None else None
+                return y if f is None else y * f
+            if n == "graph.mean":
+                return torch.mean(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
+            if n == "graph.hardsigmoid":
+                return F.hardsigmoid(a[0])
+            if n == "graph.hardswish":
+                return F.hardswish(a[0])
+            if n == "graph.sigmoid":
+                return torch.sigmoid(a[0])
+            if n == "graph.tanh":
+                return torch.tanh(a[0])
+            if n == "graph.softmax":
+                return torch.softmax(a[0], op.axis)
+            raise QatError(f"QAT: '{self._model}::{self._names.get(op, n)}' ({n}) has no trainable torch form in "
+                           "fixflow's QAT yet")
+
+        def forward(self, *xs: Any) -> Any:
+            if len(xs) != len(self._args):
+                raise QatError(f"QAT model: expected {len(self._args)} input(s), got {len(xs)}")
+            env: dict[Value, Any] = {}
+            for i, (arg, x) in enumerate(zip(self._args, xs)):
+                env[arg] = self.quant[f"in{i}"](x)
+            for op in self._ops:
+                a = [env[v] if v in env else self._const(v) for v in op.operands
+                     if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
+                y = self._eval(op, a)
+                r = op.results[0]
+                key = self._pt_key.get(r)
+                env[r] = self.quant[key](y) if key is not None else y
+            outs = [env[v] for v in self._ret.operands]
+            for o in outs:
+                if not bool(torch.isfinite(o).all()):
+                    raise QatError(f"QAT model: the output holds NaN or inf values after {self.train_steps} training "
+                                   "steps (the loss or its gradients were not finite: lower the learning rate)")
+            if self.training and torch.is_grad_enabled():
+                self.train_steps += 1          # forwards in training mode (for the export-before-training check)
+            return outs[0] if len(outs) == 1 else tuple(outs)
+
+        # -- what training produced
+        def fix_positions(self) -> dict[str, Any]:
+            """Trained fix positions: "inputs" [fp], "params" {(op, role): fp}, "points" {value: fp}."""
+            return {"inputs": [self.quant[f"in{i}"].fix_pos() for i in range(len(self._args))],
+                    "params": {k: self.quant[key].fix_pos() for k, key in self._pkey.items() if key in self.quant},
+                    "points": {v: self.quant[key].fix_pos() for v, key in self._pt_key.items()}}
+
+        def trained_params(self) -> dict[tuple[Operation, str], np.ndarray]:
+            return {k: self.params[key].detach().cpu().numpy().astype(np.float32) for k, key in self._pkey.items()}
+
+    return QatModule
+
+
+def __getattr__(name: str) -> Any:   # the torch classes, built on first use (no torch import at load)
+    if name == "TQTQuantizer":
+        return _make_tqt()
+    if name == "QatModule":
+        return _make_module()
+    raise AttributeError(name)
+
+
+def _config_dict(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, Mapping):
+        return copy.deepcopy(dict(config))
+    try:
+        with open(config, encoding="utf-8-sig") as f:
+            d = json.load(f)
+    except OSError as e:
+        raise QatError(f"cannot read config file {config}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise QatError(f"{config}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    if not isinstance(d, dict):
+        raise QatError(f"{config}: the configuration must be a JSON object")
+    return d
+
+
+class QatProcessor:
+    """vai_q_pytorch's QAT flow on fixflow (module doc). `config` takes the Quantizer's keys (bit widths,
+    layer overrides, include_cle...); bias correction does not apply (biases are trained)."""
+
+    def __init__(self, model: Any, inputs: Any, bitwidth: int = 8, *, config: Any = None,
+                 log: Callable[[str], None] | None = print):
+        from .api import Quantizer, call_site_names
+        torch = _torch()
+        if not isinstance(model, torch.nn.Module):
+            raise QatError(f"QatProcessor needs a torch.nn.Module, got {type(model).__name__}")
+        self._log = log or (lambda s: None)
+        self.model = model
+        self.inputs = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+        self.bitwidth = bitwidth
+        self.user_config = _config_dict(config)
+        cfg = {**self.user_config, "include_bias_corr": False}
+        self._q = Quantizer(model, self.inputs, mode="float", config=cfg, bitwidth=bitwidth, log=self._log,
+                            progress=False)
+        self.name = self._q.name
+        self._names = call_site_names(self._q.func)
+        self._qm: Any = None
+        self._deployable: Any = None
+        self._output_dir: Path | None = None
+
+    # -- training
+    def trainable_model(self) -> Any:
+        """The trainable quantized module (train it with any optimizer over its parameters)."""
+        if self._qm is None:
+            self._qm = _make_module()(self._q.func, self._q.bit_widths, self._names, self.name)
+            self._qm.train(self.model.training)
+            self._initial = {k: v.detach().clone() for k, v in self._qm.state_dict().items()}
+        return self._qm
+
+    # -- deployment
+    def deploy_config(self) -> dict[str, Any]:
+        """The Quantizer config of the deployed model: the user's, with the graph already equalized and no
+        bias correction (the trained parameters are final)."""
+        return {**self.user_config, "include_cle": False, "include_bias_corr": False}
+
+    def _check_trained(self, trained: Any) -> None:
+        if trained is None or trained is not self._qm:
+            raise QatError("to_deployable(): pass the module trainable_model() returned (after training it)")
+        if trained.train_steps == 0:
+            raise QatError("to_deployable(): the QAT model was exported before training: trainable_model() was "
+                           "never run in training mode (qm.train(), then your training loop, then to_deployable)")
+        now = trained.state_dict()
+        changed = any(not bool((now[k] == v).all()) for k, v in self._initial.items()
+                      if k.startswith(("params.", "quant.p")))   # weights, biases and their thresholds
+        if not changed:
+            raise QatError(f"to_deployable(): the QAT model ran {trained.train_steps} training steps but no parameter "
+                           "changed (did the optimizer get qm.parameters()?)")
+        torch = _torch()
+        for k, v in now.items():
+            if v.dtype.is_floating_point and not bool(torch.isfinite(v).all()):
+                raise QatError(f"to_deployable(): '{k}' holds NaN or inf values (the loss or its gradients were not "
+                               "finite during training: lower the learning rate)")
+
+    def to_deployable(self, trained: Any, output_dir: str | os.PathLike) -> Any:
+        """Write the trained parameters into a copy of the float model and export `quant_info.json` with the
+        trained fix positions to `output_dir`; returns the deployable (float torch) model."""
+        self._check_trained(trained)
+        deployable = self._write_back(trained.trained_params())
+        self._export_quant_info(deployable, trained, Path(output_dir))
+        self._deployable, self._output_dir = deployable, Path(output_dir)
+        return deployable
+
+    def deployable_model(self) -> Any:
+        if self._deployable is None:
+            raise QatError("deployable_model(): call to_deployable(trained, output_dir) first")
+        return self._deployable
+
+    def quantizer(self, output_dir: str | os.PathLike | None = None) -> Any:
+        """A test-mode `Quantizer` on the deployed model (its `quant_model` is what the DPU computes)."""
+        from .api import Quantizer
+        if self._deployable is None:
+            raise QatError("the QAT model was not converted yet: call to_deployable(trained, output_dir) after "
+                           "training")
+        d = Path(output_dir) if output_dir is not None else self._output_dir
+        return Quantizer(self._deployable, self.inputs, mode="test", output_dir=d, config=self.deploy_config(),
+                         bitwidth=self.bitwidth, log=self._log, progress=False)
+
+    def export_xmodel(self, output_dir: str | os.PathLike | None = None, deploy_check: bool = False) -> Path:
+        """`<Model>_int.xmodel` of the deployed model (the Quantizer's test-mode export)."""
+        if self._deployable is None:
+            raise QatError("export_xmodel(): the QAT model was exported before training and conversion: train "
+                           "trainable_model(), then call to_deployable(trained, output_dir)")
+        return self.quantizer(output_dir).export_xmodel(output_dir, deploy_check=deploy_check)
+
+    # -- internals
+    def _write_back(self, params: dict[tuple[Operation, str], np.ndarray]) -> Any:
+        """A copy of the user's model computing the trained (folded) graph: each conv/linear gets the trained
+        weight and bias; a batch norm folded into it becomes an exact identity."""
+        torch = _torch()
+        from ..frontends.torch import import_module
+        from ..ir.interpreter import find_function
+        from ..ir.location import NameLoc
+        model = copy.deepcopy(self.model)
+        raw = find_function(import_module(self.model, self.inputs, name=self.name))
+        bn_of: dict[str, str] = {}
+        for op in raw.walk():
+            if op.name == "graph.batch_norm" and isinstance(getattr(op.input, "op", None), CONV_LIKE):
+                conv = op.input.op
+                if isinstance(conv.location, NameLoc) and isinstance(op.location, NameLoc):
+                    bn_of[conv.location.name] = op.location.name
+        for (op, role), arr in params.items():
+            if not isinstance(op.location, NameLoc):
+                raise QatError(f"QAT: cannot find the module of '{op.name}' in {self.name}")
+            path = op.location.name
+            mod = model.get_submodule(path)
+            t = torch.from_numpy(arr.copy())
+            if role == "weight":
+                if tuple(mod.weight.shape) != tuple(t.shape):
+                    raise QatError(f"QAT: '{path}.weight' has shape {tuple(mod.weight.shape)}, the trained one "
+                                   f"{tuple(t.shape)}")
+                mod.weight.data.copy_(t)
+                continue
+            bn_path = bn_of.get(path)
+            if bn_path is not None:
+                bn = model.get_submodule(bn_path)
+                eps = np.float32(bn.eps)
+                with torch.no_grad():
+                    bn.running_mean.zero_()
+                    bn.running_var.fill_(1.0)
+                    bn.weight.fill_(float(np.sqrt(np.float32(1.0) + eps)))   # gamma / sqrt(var + eps) == 1
+                    bn.bias.copy_(t)
+                    if mod.bias is not None:
+                        mod.bias.zero_()
+            elif mod.bias is not None:
+                mod.bias.data.copy_(t)
+            else:
+                mod.bias = torch.nn.Parameter(t)
+        return model.train(False)
+
+    def _export_quant_info(self, deployable: Any, trained: Any, out: Path) -> None:
+        """quant_info.json through the Quantizer's calib-mode export: its runner gets the trained fix positions
+        as frozen state, one forward records them, export_quant_config() writes them (and legalizes)."""
+        from .api import Quantizer, call_site_names
+        q = Quantizer(deployable, self.inputs, mode="calib", output_dir=out, config=self.deploy_config(),
+                      bitwidth=self.bitwidth, log=self._log, progress=False)
+        fps = trained.fix_positions()
+        src_names = {n: op for op, n in self._names.items()}
+        dst_names = call_site_names(q.func)
+        r = q.runner
+        by_name_point = {self._names[v.op]: fp for v, fp in fps["points"].items()}
+        by_name_param = {(self._names[op], role): fp for (op, role), fp in fps["params"].items()}
+        for v in r.points:
+            n = dst_names[v.op]
+            if n not in by_name_point:
+                raise QatError(f"QAT: the deployed model's node '{self.name}::{n}' has no trained threshold (the "
+                               "deployed graph differs from the trained one)")
+            r.fixed[v] = by_name_point[n]
+        for op in q.func.walk():
+            if isinstance(op, CONV_LIKE) and keep_float_reason(op) is None:
+                n = dst_names[op]
+                r.fp_w[op] = by_name_param[(n, "weight")]
+                r.fp_b[op] = by_name_param[(n, "bias")]
+        r.fixed_inputs = list(fps["inputs"])
+        self._check_same_weights(q, src_names, dst_names, trained)
+        q.quant_model(*self.inputs)       # one frozen forward: nothing is chosen, the state is recorded
+        q.export_quant_config()
+
+    def _check_same_weights(self, q: Any, src: dict[str, Operation], dst: dict[Operation, str], trained: Any) -> None:
+        """The deployed graph's parameters are the trained ones, bit for bit."""
+        params = trained.trained_params()
+        for op in q.func.walk():
+            if not isinstance(op, CONV_LIKE):
+                continue
+            s = src.get(dst[op])
+            for role, v in (("weight", op.weight), ("bias", op.bias)):
+                want = params.get((s, role)) if s is not None else None
+                if want is None or v is None:
+                    continue
+                got = np.asarray(v.op.attributes["value"].array, np.float32)
+                if got.shape != want.shape or not np.array_equal(got, want):
+                    raise QatError(f"QAT: the deployed {role} of '{self.name}::{dst[op]}' differs from the trained "
+                                   "one (internal error: please report)")
