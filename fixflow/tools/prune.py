@@ -126,6 +126,7 @@ def _main(argv: Sequence[str] | None) -> int:
     torch.set_num_threads(args.threads)
 
     from fixflow.quantizer.pruning import finetune, get_pruning_runner
+    from fixflow.quantizer.pruning.runner import check_ratio
     model, zoo_name, imports = _load(args.model, args.weights)
     if zoo_name is not None:
         from fixflow.zoo import get_spec
@@ -155,6 +156,13 @@ def _main(argv: Sequence[str] | None) -> int:
         for key in ("removal_ratio", "mac_budget", "threshold"):
             if getattr(args, key) is not None:
                 kw[key] = getattr(args, key)
+        # the arguments are checked before the analysis, which takes a while
+        if args.removal_ratio is not None:
+            check_ratio("removal_ratio", args.removal_ratio)
+        if args.mac_budget is not None and args.mac_budget <= 0:
+            raise ToolError(f"--mac-budget must be a positive number of MACs, got {args.mac_budget}")
+        if args.threshold is not None and not (args.threshold > 0 and args.threshold != float("inf")):
+            raise ToolError(f"--threshold must be a positive fraction of the baseline score, got {args.threshold}")
         xa, ya = xtr[:args.ana_images], ytr[:args.ana_images]
         runner.ana(lambda m: _accuracy(m, xa, ya), excludes=args.exclude, forced=args.forced,
                    criterion=args.criterion, channel_divisible=args.channel_divisible)

@@ -198,7 +198,14 @@ def _commands(f: dict[str, Path], out: Path) -> dict[str, list[list[str]]]:
     inspect += [[f"{s['models.py']}:{c}", "--input-shape", "1,1,6,6"] for c in ("Shape", "Boom", "Flow")]
     inspect += [["digits_cnn", "--quant-dir", s[q]] for q in ("qnull", "qfrac", "qbad")]
     inspect += [["digits_cnn", "--board", "nosuchboard"], ["no_such_model"]]
-    return {"fixflow-compile": compile_, "fixflow-inspect": inspect, "fixflow-opt": opt, "fixflow-translate": translate, "fixflow-xir": xir, "fixflow-quantize": quantize,
+    prune = [["--model", m, "--channel-ratio", r, "-o", o + "/p", "--no-progress", *extra] for m, r, extra in (
+        ("digits_cnn", "nan", []), ("digits_cnn", "1.5", []), ("no_such_model", "0.5", []),
+        (f"{s['models.py']}:Boom", "0.5", []), (f"{s['models.py']}:Flow", "0.5", ["--input-shape", "1,1,28,28"]),
+        ("digits_cnn", "0.5", ["--data", s["garbage.npz"]]), ("digits_cnn", "0.5", ["--data", s["inputs.npz"]]),
+        ("digits_cnn", "0.5", ["--exclude", "nosuch"]), ("digits_cnn", "0.5", ["--epochs", "-1"]))]
+    prune += [["--model", "digits_cnn", "--spec", s["garbage.npz"], "-o", o + "/p"],
+              ["--model", "digits_cnn", "--mac-budget", "-5", "-o", o + "/p"], ["--model", "digits_cnn"]]
+    return {"fixflow-prune": prune, "fixflow-compile": compile_, "fixflow-inspect": inspect, "fixflow-opt": opt, "fixflow-translate": translate, "fixflow-xir": xir, "fixflow-quantize": quantize,
             "fixflow-zoo": zoo, "fixflow-run": run, "fixflow-profile": profile}
 
 

@@ -68,7 +68,8 @@ class PruningSpec:
             raise PruningError(f"{p}: malformed pruning spec ({type(e).__name__}: {e})") from None
 
 
-def _ratio(name: str, value: Any) -> float:
+def check_ratio(name: str, value: Any) -> float:
+    """``value`` as a float in (0, 1), else a PruningError naming ``name``."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -132,7 +133,7 @@ class PruningRunner:
             raise PruningError(f"eval_fn must be callable (model, *args) -> score, got {type(eval_fn).__name__}")
         if criterion not in CRITERIA:
             raise PruningError(f"criterion: expected one of {', '.join(CRITERIA)}, got {criterion!r}")
-        ratios = [_ratio(f"ratios[{i}]", r) for i, r in enumerate(ratios)]
+        ratios = [check_ratio(f"ratios[{i}]", r) for i, r in enumerate(ratios)]
         if not ratios or sorted(ratios) != ratios:
             raise PruningError(f"ratios must be increasing and not empty, got {ratios}")
         graph = self.graph(excludes)
@@ -231,13 +232,13 @@ class PruningRunner:
         groups = self._prunable(graph)
         before = graph.macs()
         if channel_ratio is not None:
-            r = _ratio("channel_ratio", channel_ratio)
+            r = check_ratio("channel_ratio", channel_ratio)
             counts = {g.name: kept_count(g.size, r, channel_divisible) for g in groups}
             how = f"channel_ratio={r:g}"
         else:
             floor_counts = {g.name: kept_count(g.size, DEFAULT_RATIOS[-1], channel_divisible) for g in groups}
             if removal_ratio is not None:
-                r = _ratio("removal_ratio", removal_ratio)
+                r = check_ratio("removal_ratio", removal_ratio)
                 target = int(math.floor(before * (1.0 - r)))
                 how = f"removal_ratio={r:g}"
             elif mac_budget is not None:
@@ -331,4 +332,4 @@ def get_pruning_runner(model: nn.Module, inputs: Any, method: str = "iterative",
     return PruningRunner(model, inputs, **kw)
 
 
-__all__ = ["MODES", "PruningRunner", "PruningSpec", "get_pruning_runner"]
+__all__ = ["MODES", "PruningRunner", "PruningSpec", "check_ratio", "get_pruning_runner"]
