@@ -174,8 +174,8 @@ def _keep_mask(idx: list[int] | None, n: int) -> torch.Tensor:
 def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
     """A deep copy of ``graph.model`` of the same shapes whose removed channels are zero (filters, biases,
     batch-norm scale and shift, and the weights that read them), computing what the slim model computes.
-    Gradient hooks keep the zeros through finetuning (as long as no weight decay moves them; a zero
-    weight stays zero under SGD, Adam and AdamW)."""
+    Gradient hooks zero their gradients, so the zeros stay zero through finetuning with SGD, Adam or
+    AdamW, weight decay included (it scales a weight, and zero stays zero)."""
     model = copy.deepcopy(graph.model)
     masks: dict[str, torch.Tensor] = {}
     for name, (out, inp) in _plan(graph, kept).items():
