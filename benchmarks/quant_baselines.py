@@ -178,3 +178,84 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         lines.append(f"| {r['model']} | {r['tool']} | {r['seconds']:.2f} s | {100 * r['float_top1']:.2f} % | "
                      f"{100 * r['int8_top1']:.2f} % | {100 * r['agreement']:.2f} % | {r['sqnr_db']:.1f} dB |")
     return "\n".join(lines)
+
+
+# ---- quantization-aware training (issue 13): fixflow's QatProcessor and torch.ao's QAT on the same data
+def train_loop(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, batch_size: int = 64,
+               seed: int = 0) -> None:
+    """Adam with a cosine-annealed learning rate, seeded shuffles, cross-entropy; the same for every tool."""
+    rng = np.random.default_rng(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps = epochs * (len(x) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+    model.train()
+    for _ in range(epochs):
+        perm = rng.permutation(len(x))
+        for i in range(0, len(x) - batch_size + 1, batch_size):
+            idx = perm[i:i + batch_size]
+            loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x[idx])), torch.from_numpy(y[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+
+
+def qat_fixflow(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, workdir: str | Path, weight_bits: int = 4,
+                epochs: int = 3, lr: float = 1e-3) -> Int8Model:
+    """fixflow QAT (TQT thresholds) at W{weight_bits}A8, then the deployed model's test mode (what the DPU
+    computes); ``artifact`` is the QatProcessor."""
+    from fixflow.quantizer.qat import QatProcessor
+
+    torch.manual_seed(0)
+    qat = QatProcessor(model, (torch.from_numpy(x[:1]),), log=None,
+                       config={"tensor_quantize_config": {"weights": {"bit_width": weight_bits}}})
+    qm = qat.trainable_model()
+    train_loop(qm, x, y, epochs, lr)
+    qat.to_deployable(qm, workdir)
+    qm_test = qat.quantizer().quant_model
+    return Int8Model(lambda xs: np.asarray(qm_test(xs)), f"W{weight_bits}A8 power-of-two per-tensor, TQT thresholds",
+                     qat)
+
+
+def qat_torch_ao(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, weight_bits: int = 8, epochs: int = 3,
+                 lr: float = 1e-3, backend: str = "x86") -> Int8Model:
+    """torch.ao FX QAT: ``get_default_qat_qconfig_mapping(backend)`` at 8 bits (converted to int8 kernels); at
+    fewer weight bits, per-tensor symmetric fake-quantized weights in [-2^(b-1), 2^(b-1) - 1] with the default
+    8-bit activations, evaluated as the trained fake-quant model (torch.ao has no int4 kernels)."""
+    from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver, QConfig, QConfigMapping
+    from torch.ao.quantization import get_default_qat_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
+
+    torch.manual_seed(0)
+    prev = torch.backends.quantized.engine
+    torch.backends.quantized.engine = backend
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mapping = get_default_qat_qconfig_mapping(backend)
+            if weight_bits != 8:
+                act = mapping.global_qconfig.activation
+                wq = FakeQuantize.with_args(observer=MovingAverageMinMaxObserver, quant_min=-(2 ** (weight_bits - 1)),
+                                            quant_max=2 ** (weight_bits - 1) - 1, dtype=torch.qint8,
+                                            qscheme=torch.per_tensor_symmetric)
+                mapping = QConfigMapping().set_global(QConfig(activation=act, weight=wq))
+            m = copy.deepcopy(model).train()
+            prepared = prepare_qat_fx(m, mapping, (torch.from_numpy(x[:1]),))
+            train_loop(prepared, x, y, epochs, lr)
+            final = convert_fx(copy.deepcopy(prepared).eval()) if weight_bits == 8 else prepared.eval()
+    finally:
+        torch.backends.quantized.engine = prev
+
+    def predict(xs: np.ndarray) -> np.ndarray:
+        old = torch.backends.quantized.engine
+        torch.backends.quantized.engine = backend
+        try:
+            with torch.no_grad():
+                return final(torch.from_numpy(xs)).numpy()
+        finally:
+            torch.backends.quantized.engine = old
+
+    scheme = (f"{backend} QAT: act quint8 affine, weights qint8 per-channel, converted" if weight_bits == 8 else
+              f"{backend} QAT: act quint8 affine, weights {weight_bits}-bit per-tensor symmetric (fake-quant)")
+    return Int8Model(predict, scheme, final)

@@ -18,7 +18,7 @@ DOCS = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "writing-pass
 FENCE = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 NORUN = re.compile(r"<!--\s*norun:\s*(.*?)\s*-->\s*$")
 #: pages whose blocks take long (whole quantization flows): run with the slow tests
-SLOW = {"quantization.md", "migrating-from-vitis-ai.md", "pruning.md"}
+SLOW = {"quantization.md", "migrating-from-vitis-ai.md", "pruning.md", "qat.md"}
 
 
 def blocks(path: Path) -> list[tuple[int, str, str | None]]:
