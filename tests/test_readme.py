@@ -38,3 +38,22 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     exec(compile(blocks[1], "README.md:python-2", "exec"), ns)          # runs as written: no names injected
     assert (tmp_path / "out" / "q" / "quant_info.json").exists()
     assert (tmp_path / "out" / "q" / "DigitsCNN_int.xmodel").exists()
+
+
+def test_readme_documentation_list_names_existing_pages():
+    pages = set(re.findall(r"`(docs/[\w.-]+\.md)`", README))
+    assert "docs/migrating-from-vitis-ai.md" in pages and "docs/quantization.md" in pages
+    for page in pages:
+        assert (ROOT / page).exists(), page
+
+
+def test_readme_says_which_digits_resolution_load_digits_gives():
+    """`load_digits()` is 8x8 unless size= says otherwise: the README's examples ask for the models' 28x28."""
+    import inspect
+
+    from fixflow.zoo import load_digits
+    assert inspect.signature(load_digits).parameters["size"].default == 8
+    assert "`load_digits()` gives the native 8x8 images" in README
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    calls = re.findall(r"load_digits\(([^)]*)\)", "".join(blocks))
+    assert calls and all("size=" in c for c in calls), calls

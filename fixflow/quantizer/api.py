@@ -221,6 +221,7 @@ class Quantizer:
                 self._log(f"[fixflow] {d.render()}")
             self._pbar = None
             self.quant_model = QuantModel(self._calib_step, mode, self._param_arrays(), log)
+            _mkdir(self.output_dir)          # a bad output directory is reported now, not after calibration
         else:
             self._load_quant_info()
             self._lower()

@@ -155,7 +155,16 @@ class InputChecker:
 
     # ---- calib
     def calib_batch(self, xs: Sequence[np.ndarray]) -> None:
-        self.batches += 1
+        n = self.batches + 1
+        for i, x in enumerate(xs):
+            want = self.example_shapes[i] if i < len(self.example_shapes) else None
+            if want is not None and tuple(np.shape(x)[1:]) != tuple(want[1:]):
+                raise QuantizerError(f"calibration batch {n} (input {i}): expected shape (N, "
+                                     f"{', '.join(map(str, want[1:]))}) as the example inputs given to the Quantizer, "
+                                     f"{_shape(want)}; got {_shape(np.shape(x))}: the model was traced, and will be "
+                                     "exported, at the example shape; calibrate with data of that shape or give example "
+                                     "inputs of the calibration data's shape")
+        self.batches = n
         stats = [_stats(x) for x in xs]
         if self.calib_stats is None:
             self.calib_stats = stats
@@ -164,12 +173,6 @@ class InputChecker:
                 acc["min"], acc["max"] = min(acc["min"], s["min"]), max(acc["max"], s["max"])
                 acc["absmax"] = max(acc["absmax"], s["absmax"])
         for i, (x, s) in enumerate(zip(xs, stats)):
-            want = self.example_shapes[i] if i < len(self.example_shapes) else None
-            if want is not None and tuple(x.shape[1:]) != tuple(want[1:]):
-                raise QuantizerError(f"calibration batch {self.batches} (input {i}) has shape {_shape(x.shape)} but the "
-                                     f"example inputs given to the Quantizer have {_shape(want)}: the model was traced, "
-                                     f"and will be exported, at {_shape(want[1:])} per sample; calibrate with data of "
-                                     "that shape or give example inputs of the calibration data's shape")
             if self.batches == 1:
                 self._check_scale(i, x, s)
 

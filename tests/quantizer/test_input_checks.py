@@ -71,9 +71,11 @@ def test_scale_against_example_inputs_without_batch_norm(tmp_path):
 def test_calibration_shape_differs_from_example(tmp_path):
     q = Quantizer(zoo.get_model("tiny_mobilenet"), (torch.zeros(1, 1, 28, 28),), mode="calib", output_dir=tmp_path,
                   log=None, progress=False)
-    with pytest.raises(QuantizerError, match=r"has shape \(16, 1, 8, 8\) but the example inputs given to the Quantizer "
-                                             r"have \(1, 1, 28, 28\)"):
+    with pytest.raises(QuantizerError, match=r"expected shape \(N, 1, 28, 28\) as the example inputs given to the "
+                                             r"Quantizer, \(1, 1, 28, 28\); got \(16, 1, 8, 8\)"):
         q.quant_model(_digits(16, size=8))
+    with pytest.raises(QuantizerError, match="no calibration batch"):
+        q.export_quant_config()                                    # the refused batch did not count
 
 
 def test_test_mode_names_both_shapes_instead_of_a_bare_graph_md5(tmp_path):
