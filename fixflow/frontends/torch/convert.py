@@ -237,6 +237,31 @@ class Converter:
             raise self.error(f"'{self.node.target}' takes a list of tensors, got '{arg.name}'")
         return [self.x(t) for t in arg]
 
+    def _batch_broadcast(self, node: torch.fx.Node) -> bool:
+        """A constant broadcast to the batch in a shape-specialized trace (`token.expand(x.shape[0], -1, -1)`
+        with the batch a literal): converted as an op so that it follows the batch."""
+        if not (node.op == "call_method" and node.target in ("expand", "broadcast_to")
+                or node.op == "call_function" and node.target is torch.broadcast_to):
+            return False
+        src = node.args[0]
+        shape = node.meta.get("fixflow_shape")
+        if not shape or not isinstance(src, torch.fx.Node) or "fixflow_shape" not in src.meta:
+            return False
+        in_shape = src.meta["fixflow_shape"]
+        return len(in_shape) == len(shape) and in_shape[0] == 1 and \
+            self.specialized_batch_input(shape[0]) is not None and shape[0] != 1
+
+    def specialized_batch_input(self, size: int) -> torch.fx.Node | None:
+        """In a shape-specialized trace (sizes are literals), the first model input when `size` is the batch
+        of every input: a size-1 dimension grown to it follows the batch."""
+        if not self.gm.meta.get("fixflow_specialized"):
+            return None
+        inputs = [n for n in self.gm.graph.nodes if n.op == "placeholder" and "fixflow_shape" in n.meta
+                  and n.meta["fixflow_shape"]]
+        if inputs and all(n.meta["fixflow_shape"][0] == size for n in inputs):
+            return inputs[0]
+        return None
+
     def is_tensor(self, arg: Any) -> bool:
         return isinstance(arg, torch.fx.Node) and "fixflow_shape" in arg.meta
 
@@ -335,7 +360,7 @@ class Converter:
                 results = [self.piece(a.node, a.index) if isinstance(a, _Piece) else self.x(a)
                            for a in self._flatten_outputs(node.args[0])]
                 continue
-            if node in self.static or node in self.const:
+            if (node in self.static or node in self.const) and not self._batch_broadcast(node):
                 continue  # a Python value or a constant, materialized where a tensor is needed
             self._convert_node(node)
         self.node = None
@@ -1127,6 +1152,9 @@ def _expand(cv: Converter, x: Any, sizes: tuple, like: Any = None) -> Value:
             target.append(0)
         elif i == 0 and origin is not None and origin[1] == 0 and like_node is None:
             like_node = origin[0]
+            target.append(0)
+        elif i == 0 and like_node is None and src == 1 and d != 1 and cv.specialized_batch_input(d) is not None:
+            like_node = cv.specialized_batch_input(d)  # a shape-specialized trace: x.shape[0] became an int
             target.append(0)
         elif src == d:
             target.append(-1)

@@ -221,3 +221,23 @@ def test_refusals_are_located(model, needle, marker):
     assert first.startswith(f"{__file__}:"), first
     if marker:
         assert f"{__file__}:{_line(marker)}:" in first
+
+
+class SpecializedClassToken(nn.Module):
+    """A Python condition on a size makes the frontend retrace with literal sizes: the class token's
+    expand (a constant there) still follows the batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.randn(1, 1, 4))
+
+    def forward(self, x):
+        n = x.shape[0]
+        if x.shape[1] > 2:
+            x = x * 2
+        return torch.cat([self.token.expand(n, -1, -1), x], 1)
+
+
+def test_class_token_in_a_shape_specialized_trace():
+    m = check(SpecializedClassToken(), (2, 3, 4), batches=(5,))
+    assert "graph.expand" in ops(m)
