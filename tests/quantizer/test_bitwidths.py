@@ -133,6 +133,13 @@ def test_layer_override_by_name_and_type(tmp_path):
     assert info["param"]["Net::fc.weight"][0][0] == 8
 
 
+def test_vai_q_layer_names_are_understood(tmp_path):
+    cfg = {"layer_quantize_config": [{"layer_type": None, "layer_name": "Net::Net/Linear[fc]/input.5",
+                                      "quantizable_data_type": []}]}
+    q = _quantizer(tmp_path, config=cfg)
+    assert [op.name for op in q.func.walk() if "fix.keep_float" in op.attributes] == ["graph.linear"]
+
+
 def test_test_mode_with_another_config_is_refused(tmp_path):
     _calib_test(tmp_path, W4A8)
     with pytest.raises(QuantizerError, match=r"quant_info.json: 'param' entry 'Net::conv.weight': bit_width 4, but "
@@ -200,3 +207,15 @@ def test_partition_runs_narrow_weights_on_the_dpu_and_narrow_maps_on_the_cpu(tmp
     assert dev == "CPU" and "a 4-bit output (the DPU computes 8-bit feature maps" in why
     msgs = [d.message for d in diags]
     assert any(m.startswith("'leaky' (fix.conv2d)") and "runs on the CPU: a 4-bit output" in m for m in msgs), msgs
+
+
+def test_inspector_says_why_a_layer_is_on_the_cpu():
+    from fixflow.quantizer.inspector import Inspector
+    from _lib.small_quantizer import Net
+    r = Inspector("DPUCZDX8G_ISA1_B4096").inspect(Net().eval(), (_data(1),), config={**W8A4, **FC_FLOAT})
+    by_name = {o.name: o for o in r.ops}
+    fc = next(o for o in r.ops if o.kind == "graph.linear")
+    assert fc.device == "CPU" and "left in float by the quant config (layer_quantize_config[0]: layer 'Net::fc')" \
+        in fc.reason
+    conv = next(o for o in by_name.values() if o.kind == "fix.conv2d")
+    assert conv.device == "CPU" and "a 4-bit output" in conv.reason
