@@ -6,7 +6,7 @@
 Per architecture (seeded random weights and BatchNorm statistics, eval mode, the input sizes of
 tests/_lib/torchvision_lib.py: 64x64 for most, 224x224 for MaxViT): import through the torch frontend and
 run the reference interpreter against PyTorch (relative error max|d| / max|torch|); then the Quantizer's
-calib (2 batches of 4 random images) -> test (8 other random images) -> `_int.xmodel`, with the top-1
+calib (2 batches of 4 random images) -> test (8 other random images; VGG at 224x224, see `quant_input_shape`) -> `_int.xmodel`, with the top-1
 agreement of test mode against the float model on those 8 images and the ops left on the CPU (with
 their reasons). One JSON line per architecture; a failure is recorded with its message, not raised.
 Random weights and inputs make top-1 agreement a check of the numerics, not an accuracy figure.
@@ -32,7 +32,7 @@ def measure(name: str, quantize: bool = True) -> dict:
     import numpy as np
     import torch
 
-    from _lib.torchvision_lib import build, input_shape, is_transformer, relative_error
+    from _lib.torchvision_lib import build, input_shape, is_transformer, quant_input_shape, relative_error
     from fixflow.frontends.torch import import_module
     from fixflow.ir.interpreter import run_module
 
@@ -55,7 +55,8 @@ def measure(name: str, quantize: bool = True) -> dict:
         return rec
     if quantize:
         from fixflow.quantizer import Quantizer
-        shape = input_shape(name)
+        shape = quant_input_shape(name)
+        rec["quant_input"] = list(shape)
         g = torch.Generator().manual_seed(2)
         calib = [torch.randn((4,) + shape[1:], generator=g) for _ in range(2)]
         xt = torch.randn((8,) + shape[1:], generator=g)
@@ -97,6 +98,9 @@ def table(records: list[dict]) -> str:
              "| CPU ops |", "|---|---|---|---|---|---|"]
     for r in sorted(records, key=lambda r: r["name"]):
         size = f"{r['input'][2]}x{r['input'][3]}"
+        qi = r.get("quant_input", r["input"])
+        if qi != r["input"]:
+            size += f" (quantized at {qi[2]}x{qi[3]})"
         imp = f"yes, {r['rel_err']:.1e}" if "rel_err" in r else f"no: {r.get('import_error', '?')[:90]}"
         if "rel_err" in r and r["rel_err"] > 1e-5:
             imp = f"MISMATCH {r['rel_err']:.1e}"

@@ -84,6 +84,14 @@ def input_shape(name: str, batch: int = 1) -> tuple[int, int, int, int]:
     return (batch, 3, s, s)
 
 
+def quant_input_shape(name: str, batch: int = 1) -> tuple[int, int, int, int]:
+    """The input the quantization runs use: `input_shape`, except 224x224 for VGG, whose adaptive average
+    pool to 7x7 has uneven windows (a float op with no XIR form) at any smaller input."""
+    if name.startswith("vgg") and not os.environ.get("FIXFLOW_TV_SIZE"):
+        return (batch, 3, 224, 224)
+    return input_shape(name, batch)
+
+
 def build(name: str, seed: int = 0) -> Any:
     """`name` with seeded random weights, in eval mode (Inception v3 and GoogLeNet without aux heads)."""
     import torch
@@ -101,8 +109,10 @@ def build(name: str, seed: int = 0) -> Any:
 
 
 def _randomize_norm_stats(model: Any, seed: int) -> None:
-    """Give BatchNorm layers non-trivial running statistics and affine parameters (a fresh model has
-    mean 0, var 1, weight 1, bias 0, which would hide a wrong folding)."""
+    """Make every parameter and BatchNorm statistic informative: BatchNorm running statistics and affine
+    parameters random (a fresh model has mean 0, var 1, weight 1, bias 0, which would hide a wrong folding),
+    and any parameter its architecture initializes to one constant (ViT's zero classifier head, which makes
+    every output 0, ConvNeXt's 1e-6 layer scales, norm weights of 1 and biases of 0) random as well."""
     import torch
     from torch import nn
 
@@ -113,9 +123,18 @@ def _randomize_norm_stats(model: Any, seed: int) -> None:
                 n = m.num_features
                 m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
                 m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-                if m.affine:
-                    m.weight.copy_(0.75 + 0.5 * torch.rand(n, generator=g))
-                    m.bias.copy_(0.1 * torch.randn(n, generator=g))
+        for name, p in model.named_parameters():
+            flat = p.detach().reshape(-1)
+            if flat.numel() == 0 or not bool((flat == flat[0]).all()):
+                continue
+            c = float(flat[0])
+            if c != 0.0 and abs(c) >= 1e-3:           # e.g. a norm's weight of 1: around it
+                p.copy_(c * (0.75 + 0.5 * torch.rand(p.shape, generator=g)))
+            elif p.dim() >= 2:                          # a zero / tiny weight: fan-in scaled normal
+                fan_in = max(1, p[0].numel())
+                p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
+            else:                                       # a bias or a layer scale
+                p.copy_(0.1 * torch.randn(p.shape, generator=g) + (0.5 if "scale" in name else 0.0))
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:

@@ -500,6 +500,13 @@ def _avg_pool(L: _Lowering, op: Operation) -> None:
 def _adaptive_avg_pool(L: _Lowering, op: Operation) -> None:
     _, _, h, w = op.input.type.shape
     oh, ow = op.output_size
+    if oh % h == 0 and ow % w == 0 and (oh, ow) != (h, w):
+        # every output window is one input pixel (e.g. AlexNet's 1x1 -> 6x6 on small inputs): a nearest upsample
+        x = L.fix_in(op.input, op)
+        y = L.emit(Q.UpsampleOp, x, loc=op.location, hint=op.results[0].name_hint, scale=(oh // h, ow // w))
+        L.check_dpu(y, op.location)
+        L.map[op.results[0]] = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
+        return
     if h % oh or w % ow:
         L.cpu_op(op, f"adaptive avg pooling {h}x{w} -> {oh}x{ow} has uneven windows")
         return

@@ -213,3 +213,24 @@ def test_strided_slice_op_semantics():
     f.body.append(bad)
     with pytest.raises(Exception, match="0 <= begin <= end <= size"):
         bad.verify_()
+
+
+class SmallMap(nn.Module):
+    """AlexNet on a small input: an adaptive average pool that enlarges a 1x1 map (each window one pixel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 4, stride=4)
+        self.pool = nn.AdaptiveAvgPool2d((3, 2))
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(F.relu(self.conv(x))), 1))
+
+
+def test_adaptive_pool_that_enlarges_is_a_nearest_upsample(tmp_path):
+    q, _, sim, ref, _x = _quantize(SmallMap(), (1, 3, 4, 4), tmp_path)
+    _assert_close(sim, ref)
+    (up,) = _ops(q, "fix.upsample")
+    assert tuple(up.scale) == (3, 2)
+    assert not _ops(q, "graph.adaptive_avg_pool2d")
