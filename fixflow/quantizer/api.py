@@ -191,12 +191,16 @@ class Quantizer:
         self.device = check_device(device, log)   # the CPU (a CUDA device is mapped to it, with a warning)
         if not isinstance(example_inputs, (tuple, list)):
             example_inputs = (example_inputs,)
-        self.name = type(model).__name__
+        graph_ir = isinstance(model, Operation)   # graph-dialect IR (a DSL network, fixflow-translate's output)
+        self.name = find_function(model).sym_name if graph_ir else type(model).__name__
         self._module_types = ({n: type(m).__name__ for n, m in model.named_modules() if n}
                               if hasattr(model, "named_modules") else {})   # for vai_q-style names
         self._log(f"[fixflow] Parsing {self.name}...")
-        from ..frontends.torch import import_module
-        self.module = import_module(model, tuple(example_inputs), name=self.name)
+        if graph_ir:
+            self.module = model.clone()   # prepared in place below: the caller's module stays as it was
+        else:
+            from ..frontends.torch import import_module
+            self.module = import_module(model, tuple(example_inputs), name=self.name)
         self.func = find_function(self.module)
         self.graph_md5 = graph_md5(self.func)
         from .input_checks import InputChecker, read_input_stats

@@ -29,8 +29,8 @@ def _parser() -> ArgumentParser:
     p = ArgumentParser(prog="fixflow-inspect",
                        description="Per op of a model: the device the DPU compiler gives it (DPU/CPU), the reason "
                                    "for the CPU, the fused group (super-layer) and the source line.")
-    p.add_argument("model", help="a zoo model name, file.py:Class (a float PyTorch model), an _int.xmodel, or a "
-                                 "fix-level .mlir file")
+    p.add_argument("model", help="a zoo model name, file.py:Class (a float PyTorch model), a DSL network (.ffn), an "
+                                 "_int.xmodel, or a fix-level .mlir file")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target", help=f"target name (DPUCZDX8G_ISA1_B1024 or B1024), fingerprint (0x...) or "
                                     f"arch.json (default {DEFAULT_TARGET})")
@@ -94,6 +94,38 @@ def _calibration_inputs(args, zoo: str | None, shape: tuple[int, ...] | None):
     return np.random.default_rng(0).standard_normal((n, *shape[1:])).astype(np.float32)
 
 
+def _inspect_dsl(args, target: Any, path: str) -> Any:
+    """A DSL network (`.ffn`, parameters from --weights .npz or seeded): quantized as the Quantizer does it
+    (a quick calibration on the inputs, or --quant-dir's quant_info.json), then placed."""
+    import tempfile
+
+    import torch
+
+    from fixflow.ir.interpreter import find_function
+    from fixflow.passes.fix.quantize import quantize_module
+    from fixflow.quantizer import Quantizer
+    from fixflow.quantizer.inspector import Inspector
+
+    from .user_model import load_dsl_model
+    if args.input_shape is not None:
+        raise ToolError(f"--input-shape does not apply to {path}: a DSL network declares its input shape")
+    graph = load_dsl_model(path, args.weights)
+    func = find_function(graph)
+    x = _calibration_inputs(args, None, tuple(func.regions[0].blocks[0].args[0].type.shape))
+    example = (torch.from_numpy(x[:1]),)
+    if args.quant_dir is not None:
+        fix = Quantizer(graph, example, mode="test", output_dir=args.quant_dir, config=args.config, log=None,
+                        progress=False).fix_module
+    else:
+        with tempfile.TemporaryDirectory(prefix="fixflow-inspect-") as tmp:
+            q = Quantizer(graph, example, mode="calib", output_dir=tmp, config=args.config, log=None, progress=False)
+            q.quant_model(torch.from_numpy(x))
+            q.export_quant_config()
+            fix = q.module.clone()
+        quantize_module(fix)
+    return Inspector(target).inspect(fix, name=func.sym_name)
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv_list(argv))
     if args.calib_images < 1:
@@ -106,7 +138,9 @@ def _main(argv: Sequence[str] | None) -> int:
     file_class = split_model_spec(spec)
     if file_class is None and not spec.endswith((".xmodel", ".mlir")):
         check_model_spec(spec, "")   # a .py without :Class lists its classes; a .pt names the fix
-    if file_class is None and (spec.endswith((".xmodel", ".mlir")) or os.path.exists(spec)):
+    if spec.endswith(".ffn"):
+        result = _inspect_dsl(args, target, spec)
+    elif file_class is None and (spec.endswith((".xmodel", ".mlir")) or os.path.exists(spec)):
         for opt in ("weights", "input_shape", "data", "quant_dir", "config"):
             if getattr(args, opt) is not None:
                 raise ToolError(f"--{opt.replace('_', '-')} applies to float models (a zoo name or file.py:Class), "

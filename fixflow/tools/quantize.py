@@ -4,6 +4,7 @@
     fixflow-quantize --model digits_cnn --data digits --mode calib --output-dir build/quant_model
     fixflow-quantize --model digits_cnn --data digits --mode test  --output-dir build/quant_model
     fixflow-quantize --model net.py:Net --weights net.pt --data inputs.npz --mode calib
+    fixflow-quantize --model net.ffn --weights net.npz --data images/ --mode calib
 """
 
 from __future__ import annotations
@@ -22,24 +23,25 @@ def _load_model(spec: str, weights: str | None, random_weights: bool = False) ->
     """(model, zoo name or None) for `--model` (a zoo name or file.py:Class) and `--weights`. A
     file.py:Class without --weights is refused (its weights would be the random initial ones) unless
     `random_weights` says that is meant."""
-    from .user_model import check_model_spec, load_state_dict, load_torch_model, split_model_spec
+    from .user_model import check_model_spec, load_dsl_model, load_state_dict, load_torch_model, split_model_spec
     file_class = split_model_spec(spec)
-    if file_class is not None:
+    if file_class is not None or spec.endswith(".ffn"):
+        what = f"{file_class[1]}()" if file_class is not None else f"the DSL network {spec} (seeded random)"
         if not weights and not random_weights:
-            raise ToolError(f"--model {spec} without --weights would quantize the random initial weights of "
-                            f"{file_class[1]}(): give --weights FILE (a state dict .pt/.pth, a checkpoint holding one, "
-                            "a whole saved model, or an .npz), or --random-weights to quantize them on purpose")
+            raise ToolError(f"--model {spec} without --weights would quantize the random initial weights of {what}: "
+                            "give --weights FILE (" + ("a state dict .pt/.pth, a checkpoint holding one, a whole "
+                                                       "saved model, or an .npz" if file_class is not None else
+                                                       "an .npz of its parameters") +
+                            "), or --random-weights to quantize them on purpose")
         if weights and random_weights:
             raise ToolError("--random-weights and --weights contradict each other: give one of them")
         if random_weights:
-            print(f"[fixflow] WARNING: --random-weights: quantizing the random initial weights of {file_class[1]}() "
+            print(f"[fixflow] WARNING: --random-weights: quantizing the random initial weights of {what} "
                   "(the accuracy means nothing)", file=sys.stderr)
+        if file_class is None:
+            return load_dsl_model(spec, weights), None   # graph IR: the Quantizer takes it as it takes a torch model
         return load_torch_model(*file_class, weights), None
     check_model_spec(spec)
-    if spec.endswith(".ffn"):
-        raise ToolError(f"--model {spec}: a DSL network is quantized with the pass pipeline: fixflow-translate "
-                        f"--import-dsl {spec} -o net.mlir, then fixflow-opt net.mlir -p \"fold-bn,calibrate{{data=...}},"
-                        "quantize\" (the Quantizer's calib/test files need a PyTorch model)")
     from fixflow.zoo import get_model
     model = get_model(spec)
     if weights:
@@ -65,7 +67,22 @@ def _data(args, model_input_shape: tuple[int, ...], zoo_name: str | None):
     return data.x, (data.x if data.y is not None else None), data.y
 
 
-def _input_shape(zoo_name: str | None, args) -> tuple[int, ...]:
+def _float_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """The float model's first output on `x`: PyTorch, or the graph interpreter for a DSL network."""
+    import torch
+    from fixflow.ir.core import Operation
+    if isinstance(model, Operation):
+        from fixflow.ir.interpreter import find_function, run_function
+        return np.asarray(run_function(find_function(model), [x])[0])
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def _input_shape(zoo_name: str | None, args, model: Any = None) -> tuple[int, ...]:
+    from fixflow.ir.core import Operation
+    if isinstance(model, Operation):   # a DSL network declares its input shape
+        from fixflow.ir.interpreter import find_function
+        return tuple(find_function(model).regions[0].blocks[0].args[0].type.shape)
     if zoo_name is not None:
         from fixflow.zoo import get_spec
         return tuple(get_spec(zoo_name).input_shape)
@@ -79,7 +96,7 @@ def _input_shape(zoo_name: str | None, args) -> tuple[int, ...]:
 
 def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-quantize", description="Post-training quantization for the DPU (calib / test)")
-    p.add_argument("--model", required=True, help="zoo model name or file.py:Class")
+    p.add_argument("--model", required=True, help="zoo model name, file.py:Class or a DSL network (.ffn)")
     p.add_argument("--weights", help="weights for --model file.py:Class: a state dict (.pt/.pth), a checkpoint "
                                      "holding one, a whole saved model, or an .npz")
     p.add_argument("--random-weights", action="store_true",
@@ -99,7 +116,7 @@ def _main(argv: Sequence[str] | None) -> int:
     import torch
     from fixflow.quantizer import Quantizer
     model, zoo_name = _load_model(args.model, args.weights, args.random_weights)
-    shape = _input_shape(zoo_name, args)
+    shape = _input_shape(zoo_name, args, model)
     xcal, xte, yte = _data(args, shape, zoo_name)
     if shape and tuple(xcal.shape[1:]) != tuple(shape[1:]):
         raise ToolError(f"--data: inputs of shape {tuple(xcal.shape[1:])} do not fit the model input {tuple(shape[1:])}")

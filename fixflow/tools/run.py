@@ -159,6 +159,9 @@ def _compare_torch(args, runner, x: np.ndarray, y: np.ndarray | None, dt: float)
         model = load_torch_model(spec[0], spec[1], args.weights)
     else:
         check_model_spec(args.compare_torch, "--compare-torch")
+        if args.compare_torch.endswith(".ffn"):
+            raise ToolError(f"--compare-torch times a PyTorch model; {args.compare_torch} is a DSL network (give "
+                            "its PyTorch twin as file.py:Class, or a zoo name)")
         from fixflow.zoo import get_model
         model = get_model(args.compare_torch).eval()
     xin = x if runner.graph.inputs[0].layout == "NCHW" or x.ndim != 4 else x.transpose(0, 3, 1, 2)

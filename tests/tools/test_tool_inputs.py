@@ -224,3 +224,27 @@ def test_run_reads_the_same_sources(user, tmp_path, capsys):
     assert run_main([str(xmodel), "--input", str(tmp_path / "in.npy"), "--no-progress", "--compare-torch",
                      str(user / "net.py")]) == 1
     assert "say which class to use" in capsys.readouterr().err
+
+
+def test_a_dsl_network_as_the_model(tmp_path, capsys):
+    """`--model mynet.ffn` was "unknown model": fixflow-quantize (calib, test, xmodel) and fixflow-inspect take it."""
+    from fixflow.frontends.dsl import export_weights, import_dsl_file
+    from fixflow.zoo.data import load_digits
+    ffn = Path(__file__).resolve().parents[2] / "examples" / "cnn.ffn"
+    np.savez(tmp_path / "cnn.npz", **export_weights(import_dsl_file(ffn)))
+    x, y = load_digits("test", size=28)
+    np.savez(tmp_path / "d.npz", x=x[:16], y=y[:16])
+    common = ["--model", str(ffn), "--data", str(tmp_path / "d.npz"), "--output-dir", str(tmp_path / "q"),
+              "--calib-batches", "1", "--batch-size", "8"]
+    assert quantize_main(common) == 1
+    assert "random initial weights of the DSL network" in _one_error(capsys.readouterr().err)
+    common += ["--weights", str(tmp_path / "cnn.npz")]
+    assert quantize_main(common + ["--mode", "calib"]) == 0
+    assert quantize_main(common + ["--mode", "test"]) == 0
+    out = capsys.readouterr().out
+    assert "Parsing CNN..." in out and "quantized accuracy" in out and (tmp_path / "q" / "CNN_int.xmodel").exists()
+    assert inspect_main([str(ffn), "--weights", str(tmp_path / "cnn.npz"), "--quant-dir", str(tmp_path / "q")]) == 0
+    text = capsys.readouterr().out
+    assert "CNN on DPUCZDX8G_ISA1_B4096" in text and "cnn.ffn:24:3" in text   # DSL source lines
+    assert inspect_main([str(ffn), "--data", str(tmp_path / "d.npz"), "--format", "json"]) == 0
+    assert '"dpu_ops": 6' in capsys.readouterr().out
