@@ -168,8 +168,17 @@ def load_state_dict(model: Any, weights: str) -> None:
     What cannot be loaded is one `ToolError` naming the fix."""
     import torch
     if weights.endswith(".npz"):
+        from fixflow.ir.diagnostics import FixflowError
         from fixflow.zoo.checkpoint import load_npz
-        load_npz(model, weights)
+        if not os.path.isfile(weights):
+            raise ToolError(f"cannot read '{weights}': no such file")
+        try:
+            load_npz(model, weights)
+        except (FixflowError, OSError):
+            raise
+        except Exception as e:  # noqa: BLE001 - zipfile/numpy errors of a corrupt or foreign archive
+            raise ToolError(f"cannot read weights '{weights}': {type(e).__name__}: {_plain(str(e))} (expected an .npz "
+                            "of the model's parameters, saved with np.savez(path, **arrays))") from None
         return
     if not os.path.isfile(weights):
         raise ToolError(f"cannot read '{weights}': no such file")

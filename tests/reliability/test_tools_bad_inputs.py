@@ -159,6 +159,10 @@ def _commands(f: dict[str, Path], out: Path) -> dict[str, list[list[str]]]:
         "equalize{threshold=nan}", "nosuchpass", "calibrate{batches=x}",
         "fold-bn{strict=maybe}", "builtin.module(")]
     opt += [[s["good.mlir"], "--load-pass-plugin", s["syntax.py"]], [s["good.mlir"], "--bogus-flag"]]
+    # issue 14: the calibrate pass reads data as the tools do (an .npy ended in "internal error")
+    opt += [[s["good.mlir"], f"--pass-pipeline=builtin.module(calibrate{{data={s[k]}}})"]
+            for k in ("garbage.npz", "inputs.npz", "models.py", "missing")]
+    opt += [[s["good.mlir"], "--mlir-elide-elementsattrs-if-larger=-2"], [s["good.mlir"], "--mlir-timing-display=x"]]
     translate = [["--import-xmodel", s[k]] for k in ("empty.xmodel", "random.xmodel", "text.xmodel", "trunc.xmodel",
                                                     "bw4.xmodel", "deep.xmodel", "missing")]
     translate += [["--import-dsl", s[k]] for k in ("deep.ffn", "syntax.ffn", "big.ffn", "missing")]
@@ -178,7 +182,12 @@ def _commands(f: dict[str, Path], out: Path) -> dict[str, list[list[str]]]:
                  ["--model", "digits_cnn", "--data", s["garbage.npz"], "--output-dir", o + "/q3"],
                  ["--model", "no_such_model"],
                  ["--model", f"{s['models.py']}:Boom", "--random-weights", "--input-shape", "1,1,6,6"],
-                 ["--model", "digits_cnn", "--batch-size", "-1", "--output-dir", o + "/q4"]]
+                 ["--model", "digits_cnn", "--batch-size", "-1", "--output-dir", o + "/q4"],
+                 # issue 14: a .py without its class, weights as the model, no weights, a broken DSL network
+                 ["--model", s["models.py"]], ["--model", s["garbage.npz"]],
+                 ["--model", f"{s['models.py']}:Shape", "--input-shape", "1,1,6,6", "--output-dir", o + "/q5"],
+                 ["--model", f"{s['models.py']}:Shape", "--weights", s["garbage.npz"], "--output-dir", o + "/q6"],
+                 ["--model", s["syntax.ffn"], "--random-weights", "--output-dir", o + "/q7"]]
     zoo = [["show", "no_such_model"], ["eval", "resnet18"], ["train", "no_such_model"], ["list", "--bogus"], []]
     run = [[s[k], "--input", s["inputs.npz"]] for k in ("empty.xmodel", "random.xmodel", "deep.xmodel",
                                                         "bw4.xmodel", "missing")]
