@@ -36,8 +36,10 @@ class {cls}Pruned({cls}):
 
 def _load(spec: str, weights: str | None) -> tuple[Any, str | None, str]:
     """(model, zoo name or None, the import lines of its class for the generated model file)."""
-    from .user_model import load_state_dict, load_torch_model, split_model_spec
+    from .user_model import check_model_spec, load_state_dict, load_torch_model, split_model_spec
     file_class = split_model_spec(spec)
+    if file_class is None:
+        check_model_spec(spec)   # a .py without :Class lists its classes; a .pt as the model names the fix
     if file_class is not None:
         path, cls = file_class
         model = load_torch_model(path, cls, weights)
@@ -64,21 +66,12 @@ def _data(name: str, zoo_name: str | None, size: int) -> tuple[np.ndarray, np.nd
         else:
             (xtr, ytr), (xte, yte) = load_digits("train", size=size), load_digits("test", size=size)
         return xtr, ytr, xte, yte
-    if not os.path.isfile(name):
-        raise ToolError(f"--data: file {name} not found (use 'digits' or a .npz with inputs x and labels y)")
-    try:
-        with np.load(name) as z:
-            if "x" not in z.files or "y" not in z.files:
-                raise ToolError(f"--data: {name} must hold inputs 'x' and integer labels 'y' (has: "
-                                f"{', '.join(z.files) or 'nothing'})")
-            x, y = np.asarray(z["x"], np.float32), np.asarray(z["y"])
-    except ToolError:
-        raise
-    except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign file
-        raise ToolError(f"--data: cannot read {name} as .npz: {' '.join(str(e).split())}") from None
-    if len(x) == 0 or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
-        raise ToolError(f"--data: {name} needs at least one input and integer labels y of shape ({len(x)},)")
-    return x, y, x, y
+    from fixflow.passes.data import load_inputs   # the one input loader of the tools and passes
+    data = load_inputs(name, None, what="--data")
+    if data.y is None:
+        raise ToolError(f"--data: {name} has no labels: pruning trains and evaluates, give a .npz with inputs x and "
+                        "integer labels y, or a folder of images in one subfolder per class")
+    return data.x, data.y, data.x, data.y
 
 
 def _accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> float:

@@ -248,3 +248,16 @@ def test_a_dsl_network_as_the_model(tmp_path, capsys):
     assert "CNN on DPUCZDX8G_ISA1_B4096" in text and "cnn.ffn:24:3" in text   # DSL source lines
     assert inspect_main([str(ffn), "--data", str(tmp_path / "d.npz"), "--format", "json"]) == 0
     assert '"dpu_ops": 6' in capsys.readouterr().out
+
+
+def test_prune_reads_data_with_the_same_loader(tmp_path, capsys):
+    from fixflow.tools.prune import main as prune_main
+    np.save(tmp_path / "x.npy", np.zeros((4, 1, 28, 28), np.float32))
+    argv = ["--model", "digits_cnn", "-o", str(tmp_path / "o"), "--no-progress", "--channel-ratio", "0.5"]
+    assert prune_main(argv + ["--data", str(tmp_path / "x.npy")]) == 1
+    assert "has no labels: pruning trains and evaluates" in _one_error(capsys.readouterr().err)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert prune_main(argv + ["--data", str(tmp_path / "obj.npy")]) == 1
+    assert "holds Python objects" in _one_error(capsys.readouterr().err)
+    assert prune_main(["--model", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o"), "--channel-ratio", "0.5"]) == 1
+    _one_error(capsys.readouterr().err)
