@@ -39,7 +39,7 @@ __all__ = ["Quantizer", "QuantModel", "param_name", "node_name", "call_site_name
 MODES = ("float", "calib", "test")
 QUANT_INFO = "quant_info.json"
 BIAS_CORR = "bias_corr.npz"
-_SUFFIX = re.compile(r"(_bnfold|_cle|_biascorr)\d*$")
+_SUFFIX = re.compile(r"(_bnfold|_cle|_biascorr|_ft)\d*$")
 
 
 def param_name(key: str) -> str:
@@ -213,6 +213,8 @@ class Quantizer:
         self.bit_widths = apply_bit_config(self)   # per-tensor bit widths, layers left in float (bitwidths.py)
         self.runner: FakeQuantRunner | None = None
         self.fix_module: Operation | None = None
+        self._ft = None                    # calib: the fast-finetune result (fast_finetune.py)
+        self._ft_expected = self._ft_loaded = False   # test: quant_info says fast_finetuned / params loaded
         if mode == "float":
             self.quant_model = QuantModel(lambda xs: run_function(self.func, xs), mode, self._param_arrays(), log)
         elif mode == "calib":
@@ -228,6 +230,9 @@ class Quantizer:
             _mkdir(self.output_dir)          # a bad output directory is reported now, not after calibration
         else:
             self._load_quant_info()
+            if self._ft_expected:
+                from .fast_finetune import load_ft_param
+                load_ft_param(self, explicit=False)
             self._lower()
             self.quant_model = QuantModel(self._test_step, mode, self._param_arrays(), log)
             self._generate_source()
@@ -280,9 +285,9 @@ class Quantizer:
             self._pbar.close()
             self._pbar = None
         self._log("[fixflow] Exporting quant config")
-        corrections = {}
+        corrections = {} if self._ft is None else dict(self._ft.corrections)   # (finetune froze them earlier)
         keys = param_keys(self.func, self.name)
-        for op in conv_like_ops(self.func):
+        for op in conv_like_ops(self.func) if self._ft is None else ():
             st = self.runner.bc.get(op)
             if st is not None and np.any(st.correction):
                 corrections[keys[(op, "bias")]] = st.correction.astype(np.float32)
@@ -293,6 +298,7 @@ class Quantizer:
         for d in diags:
             self._log(f"[fixflow] {d.render()}")
         info = self._quant_info(bool(corrections))
+        info["fast_finetuned"] = self._ft is not None
         _mkdir(self.output_dir)
         path = self.output_dir / QUANT_INFO
         path.write_text(json.dumps(info, indent=2) + "\n")
@@ -302,8 +308,26 @@ class Quantizer:
             np.savez(bc_path, **corrections)
         elif bc_path.exists():
             bc_path.unlink()
+        from .fast_finetune import write_ft_params
+        ft_path = write_ft_params(self)
+        if ft_path is not None:
+            self._log(f"[fixflow] Finetuned parameters exported.({ft_path})")
         self._log(f"[fixflow] Quant config exported.({path})")
         return path
+
+    # ---- fast finetune (fast_finetune.py)
+    def fast_finetune(self, run_fn: Callable[..., Any], run_args: Any = (), **options: Any) -> Any:
+        """Calib mode: AdaQuant, layer by layer, on the batches `run_fn(*run_args)` feeds to `quant_model`
+        (they calibrate first when no batch was run yet). Options: epochs, batch_size, lr, seed, progress.
+        Returns a `FastFinetuneReport`; export_quant_config() then writes fast_finetune.npz."""
+        from .fast_finetune import fast_finetune
+        return fast_finetune(self, run_fn, run_args, **options)
+
+    def load_ft_param(self) -> None:
+        """Test mode: use the finetuned parameters (test mode loads them already when quant_info.json says
+        fast_finetuned; this checks they are there)."""
+        from .fast_finetune import load_ft_param
+        load_ft_param(self)
 
     def _quant_info(self, bias_corrected: bool) -> dict[str, Any]:
         param: dict[str, list[list[int]]] = {}
@@ -336,6 +360,7 @@ class Quantizer:
         why = shape_mismatch(self._saved_input_stats, self._inputs.example_shapes)
         if why is not None and info.graph_md5 != self.graph_md5:
             raise QuantizerError(f"{path}: {why}")
+        self._ft_expected = info.fast_finetuned
         for k, v in self._graph_options().items():
             if k in info.graph_options and info.graph_options[k] != v:
                 raise QuantizerError(f"{path}: calibrated with '{k}' = {json.dumps(info.graph_options[k])}, but this "

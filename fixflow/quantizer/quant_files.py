@@ -19,6 +19,9 @@ range calibration can choose from float32 data). A layer left in float has no "p
 bias_corr.npz: one finite float array per corrected bias, keyed like the bias in "param", of the
 bias's shape; the corrected bias must fit the bias format of quant_info.json (calibration lowers the
 bias fix_pos until it does).
+fast_finetune.npz (when quant_info.json says "fast_finetuned": true): one float array per weight and bias
+of "param", keyed the same, of the parameter's shape, every element on the parameter's grid: `v * 2^fix_pos`
+an integer in `[-2^(bw-1), 2^(bw-1) - 1]` (the finetuned parameters are stored already quantized).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..dialects.fix.numerics import fix_pos_cap
 from .errors import QuantizerError
 
 __all__ = ["QuantInfo", "read_quant_info", "check_sections", "check_bit_widths", "check_float_layers", "read_bias_corr",
-           "FIX_POS_MIN", "SECTIONS", "BIT_WIDTH_MIN", "BIT_WIDTH_MAX"]
+           "read_ft_params", "FIX_POS_MIN", "SECTIONS", "BIT_WIDTH_MIN", "BIT_WIDTH_MAX"]
 
 #: the smallest fix_pos calibration can choose (float32 values up to 3.4e38 at 8 bits give about -122)
 FIX_POS_MIN = -128
@@ -113,9 +116,6 @@ def read_quant_info(path: Path, bit_width: int | None = None) -> QuantInfo:
     for key in _REQUIRED:
         if key not in info:
             raise QuantizerError(f"{path}: '{key}' is missing")
-    if info.get("fast_finetuned"):
-        raise QuantizerError(f"{path}: 'fast_finetuned' is true, but fixflow has no fast finetuning (the "
-                             "parameters it produced are not here)")
     opts = info.get("fixflow_graph_options", {})
     for k, v in opts.items():
         if k not in _GRAPH_OPTIONS:
@@ -242,4 +242,58 @@ def _check_correction(path: Path, key: str, arr: np.ndarray, bias: np.ndarray, f
         raise QuantizerError(f"{where}: element {i} ({arr.ravel()[i]:.6g}) makes the corrected bias "
                              f"{corrected.ravel()[i]:.6g}, outside the bias format [{bw}, {fp}] of quant_info.json "
                              f"([{lo:.6g}, {hi:.6g}]); calibration never writes such a correction")
+    return arr.astype(np.float32)
+
+
+def read_ft_params(path: Path, expected: Mapping[str, tuple[tuple[int, ...], tuple[int, int]]]) -> dict[str, np.ndarray]:
+    """Read fast_finetune.npz; `expected`: parameter key -> (shape, its (bit_width, fix_pos) from quant_info).
+
+    Every expected key must be there, nothing else, each of its shape, finite and on its fix grid."""
+    if not path.exists():
+        raise QuantizerError(f"{path} is missing, but quant_info.json says fast_finetuned (export_quant_config() "
+                             "writes both)")
+    out = {}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise QuantizerError(f"{path}: not an .npz archive")
+            for key in z.files:
+                if key not in expected:
+                    raise QuantizerError(f"{path}: entry '{key}' is not a parameter of this model's graph (known: "
+                                         f"{', '.join(list(expected)[:4])}{', ...' if len(expected) > 4 else ''})")
+                try:
+                    arr = z[key]
+                except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+                    raise QuantizerError(f"{path}: entry '{key}' cannot be read ({e})") from None
+                out[key] = _check_ft_param(path, key, arr, *expected[key])
+    except QuantizerError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise QuantizerError(f"{path}: not a readable .npz archive ({e})") from None
+    for key in expected:
+        if key not in out:
+            raise QuantizerError(f"{path}: the model's parameter '{key}' has no entry (the file was written for a "
+                                 "different model or edited)")
+    return out
+
+
+def _check_ft_param(path: Path, key: str, arr: np.ndarray, shape: tuple[int, ...], fmt: tuple[int, int]) -> np.ndarray:
+    where = f"{path}: entry '{key}'"
+    if arr.dtype.kind != "f":
+        raise QuantizerError(f"{where}: expected float values, got dtype {arr.dtype}")
+    if tuple(arr.shape) != tuple(shape):
+        raise QuantizerError(f"{where}: shape {tuple(arr.shape)}, but the parameter has shape {tuple(shape)}")
+    flat = arr.astype(np.float64).ravel()
+    if not np.isfinite(flat).all():
+        i = int(np.flatnonzero(~np.isfinite(flat))[0])
+        raise QuantizerError(f"{where}: element {i} is {flat[i]} (finetuned parameters must be finite)")
+    bw, fp = fmt
+    scaled = flat * math.ldexp(1.0, fp)
+    lo, hi = -(2 ** (bw - 1)), 2 ** (bw - 1) - 1
+    bad = np.flatnonzero((scaled != np.round(scaled)) | (scaled < lo) | (scaled > hi))
+    if bad.size:
+        i = int(bad[0])
+        raise QuantizerError(f"{where}: element {i} ({flat[i]:.9g}) is not a value of the parameter's format "
+                             f"[{bw}, {fp}] of quant_info.json (an integer multiple of 2^-{fp} in "
+                             f"[{lo}, {hi}] steps); fast_finetune writes quantized values only")
     return arr.astype(np.float32)

@@ -110,6 +110,9 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--input-shape", help="example input shape, e.g. 1,1,28,28 (default from the zoo/data)")
     p.add_argument("--no-xmodel", action="store_true", help="test mode: do not write the _int.xmodel")
+    p.add_argument("--fast-finetune", action="store_true",
+                   help="calib: fast finetuning (AdaQuant) on the calibration batches, written to fast_finetune.npz; "
+                        "test: check the finetuned parameters are used (load_ft_param)")
     args = p.parse_args(argv_list(argv))
     if args.calib_batches < 1 or args.batch_size < 1:
         raise ToolError("--calib-batches and --batch-size must be >= 1")
@@ -124,13 +127,19 @@ def _main(argv: Sequence[str] | None) -> int:
     q = Quantizer(model, example, mode=args.mode, output_dir=args.output_dir, config=args.config)
     if args.mode == "calib":
         n = min(len(xcal), args.calib_batches * args.batch_size)
-        for i in range(0, n, args.batch_size):
-            q.quant_model(torch.from_numpy(xcal[i:i + args.batch_size]))
+        batches = [torch.from_numpy(xcal[i:i + args.batch_size]) for i in range(0, n, args.batch_size)]
+        if args.fast_finetune:   # calibrates on the batches, then finetunes on them
+            q.fast_finetune(lambda bs: [q.quant_model(b) for b in bs], (batches,))
+        else:
+            for b in batches:
+                q.quant_model(b)
         q.export_quant_config()
+    elif args.fast_finetune:
+        q.load_ft_param()
     if xte is not None and yte is not None:
         with torch.no_grad():
             yf = model(torch.from_numpy(xte)).numpy()
-        if args.mode == "calib":
+        if args.mode == "calib" and not args.fast_finetune:
             yq = np.concatenate([q.runner.forward([xte[i:i + 256]])[0] for i in range(0, len(xte), 256)])
         else:
             yq = np.concatenate([q.quant_model(xte[i:i + 256]) for i in range(0, len(xte), 256)])
