@@ -88,7 +88,16 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
                                          "keep_dims": lambda op: bool(op.keepdim)}),
     "graph.amin": ("reduction_min", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
                                          "keep_dims": lambda op: bool(op.keepdim)}),
+    # XIR: x / sqrt(max(sum x^2, epsilon)); torch: x / max(||x||_2, eps), the same for eps = sqrt(epsilon)
+    "graph.normalize": ("l2_normalize", {}, {"axis": lambda op: XAttr("int32_vec", [int(op.axis)]),
+                                             "epsilon": lambda op: _l2_epsilon(op)}),
 }
+
+
+def _l2_epsilon(op: Operation) -> float:
+    if float(op.p) != 2.0:
+        raise XModelError(f"'{op.name}': an L{op.p} normalization has no XIR op type (XIR's l2_normalize is L2)")
+    return float(op.eps) ** 2
 _GRAPH_FROM_XIR = {xt: (g.split(".", 1)[1], args) for g, (xt, args, _) in XIR_FLOAT_OPS.items()}
 
 
@@ -585,7 +594,7 @@ class _Importer:
             if xop.has_attr(d.name):
                 v = xop.attr(d.name)
                 if d.kind in (INT, I32):
-                    v = int(v)
+                    v = int(v[0]) if isinstance(v, (list, tuple)) and len(v) == 1 else int(v)   # XIR's [axis]
                 elif d.kind is FLOAT:
                     v = float(v)
                 elif d.kind is BOOL:

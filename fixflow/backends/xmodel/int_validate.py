@@ -147,7 +147,7 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
         if xop.has_attr(key) and not isinstance(xop.attr(key), bool):
             raise _err(xop, f"attribute {key!r} must be true or false, got {xop.attr(key)!r}")
     for key in ("group", "axis"):
-        if key == "axis" and xop.type.startswith("reduction_"):   # XIR's reductions take a list of axes
+        if key == "axis" and (xop.type.startswith("reduction_") or xop.type == "l2_normalize"):   # a list in XIR
             v = xop.attr(key)
             if not isinstance(v, (list, tuple)) or not all(_is_int(a) for a in v):
                 raise _err(xop, f"attribute 'axis' must be a list of integers, got {v!r}")

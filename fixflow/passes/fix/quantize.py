@@ -54,6 +54,7 @@ CPU_ONLY = {
     "graph.sum": "a sum over dimensions is not supported by the DPU",
     "graph.amax": "a max over dimensions is not supported by the DPU",
     "graph.amin": "a min over dimensions is not supported by the DPU",
+    "graph.normalize": "an Lp normalization (statistics over each sample) is not supported by the DPU",
 }
 _NHWC_AXIS = {0: 0, 1: 3, 2: 1, 3: 2}
 

@@ -181,10 +181,10 @@ class Norms(nn.Module):
         self.inorm = nn.InstanceNorm2d(4, affine=True)
 
     def forward(self, x):
-        return F.mish(self.inorm(self.gn(self.conv(x))))
+        return F.normalize(F.mish(self.inorm(self.gn(self.conv(x)))), dim=1)
 
 
-def test_group_and_instance_norm_and_mish_stay_in_float(tmp_path):
+def test_group_and_instance_norm_mish_and_normalize_stay_in_float(tmp_path):
     q, path, sim, ref, _x = _quantize(Norms(), (1, 3, 6, 6), tmp_path)
     _assert_close(sim, ref, tol=0.2)
     g = read_xmodel(path)
@@ -192,6 +192,8 @@ def test_group_and_instance_norm_and_mish_stay_in_float(tmp_path):
     assert len(gn) == 2 and sorted(o.attr("num_groups") for o in gn) == [2, 4]
     assert all(o.attr("num_channels") == 4 for o in gn)
     assert any(o.type == "mish" for o in g.ops)
+    (l2,) = [o for o in g.ops if o.type == "l2_normalize"]
+    assert l2.attr("axis") == [1] and l2.attr("epsilon") == pytest.approx(1e-24)
 
 
 def test_strided_slice_op_semantics():
