@@ -9,6 +9,8 @@ Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compile
      |- <DPU subgraph>          device DPU: mc_code (+ ac_code), REG_0..REG_3, runner, workloads
      |    |- subgraph_<input>_upload_0      upload op (skip_code_gen), tensor in REG_2
      |    |- subgraph_<op>                  one super-layer per compiler layer: its const-fix ops + the op
+     |    |                                 (a conv and the element-wise op fused with it: one super-layer,
+     |    |                                 the conv's output tensor on chip, `location = 0`)
      |    |- subgraph_<reshape>             reshape-fix (skip_code_gen: the same bytes)
      |    |- subgraph_<op>_download_0       download op per DPU output
      |- subgraph_<cpu op>       device CPU
@@ -281,6 +283,7 @@ class _Emitter:
         # layers
         workload = 0
         placed: set[Operation] = set()
+        child_of: dict[Operation, tuple[SuperLayer, XOp]] = {}
         for op in members:
             if _is_const(op):
                 continue
@@ -309,11 +312,20 @@ class _Emitter:
                 x.attrs["workload"] = XAttr("uint64", wl)
             workload += wl
             ops += group + [x]
+            fa = op.attributes.get("dpu.fused_operand")
+            host = child_of.get(getattr(op.operands[int(fa.value)], "op", None)) if fa is not None else None
+            if host is not None:             # conv + element-wise: one super-layer, the conv's output on chip
+                host[0].op_names += [c.name for c in group] + [x.name]
+                host[0].workload += wl
+                host[1].output.attrs["location"] = XAttr("int32", 0)
+                self.ref[op.results[0]] = x.name
+                continue
             kind = "code"
             if op.name == "fix.reshape" or (op.name == "fix.concat" and all(
                     self._pixel_stride(v) is not None for v in op.operands)):
                 kind = "skip"          # no code: the same bytes, or every input written into its slice
             children.append(SuperLayer(child_name(x.name), [c.name for c in group] + [x.name], kind, workload=wl))
+            child_of[op] = (children[-1], x)
             if op.name == "fix.dense" and not self._dense_readers_only(op.results[0]):
                 h = self.xop[op]                          # the [1, N] view under the dense's own name
                 view = XOp(h.name, "reshape-fix", {"device": "DPU", "shape": XAttr("int32_vec", h.output.shape)},

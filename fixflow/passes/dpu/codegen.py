@@ -16,12 +16,13 @@ pooling and depthwise conv are ALU exec modes (ISA1 has no POOL or DWCONV engine
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ...dialects.dpu.isa import Instruction
-from .ddr import REG_CONST, DdrPlan
-from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, Layer
-from .tiling import Band, Geometry, Plan, in_cols, in_lines, plan as make_plan, plan_channels, row_lines
+from .ddr import REG_CONST, REG_WORK, DdrPlan
+from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, FMap, Layer
+from .tiling import (Band, Geometry, Plan, TilingError, extra_regions, in_cols, in_lines, plan as make_plan,
+                     plan_channels, row_lines)
 
 
 #: LOAD `channel` (14 bits, minus) and `jump_read` (16 bits, minus) fields
@@ -97,6 +98,7 @@ class Emitter:
     tiling: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)
     out: list[Tagged] = field(default_factory=list)
     band_count: int = 0
+    fused: dict[int, int] = field(default_factory=dict)
     weight_slots: dict[str, int] = field(default_factory=dict)
     _convinit: tuple | None = None
     _aluinit: tuple | None = None
@@ -140,15 +142,17 @@ class Emitter:
                       jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
                       ddr_addr=base + r * fm.rstride + c0 * fm.pstride + c_first)
 
-    def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int) -> None:
+    def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int,
+                     out_base: int | None = None) -> None:
         a = self.arch
+        out_base = a.half if out_base is None else out_base
         reg, base = L.out.addr()
         ps = L.out.pstride
         cols = band.ow1 - band.ow0
         orl = cols * g.opl
         for q in range(band.oh1 - band.oh0):
             oh = band.oh0 + q
-            self.emit(i, "SAVE", bank_id=a.vb[vb] + q % a.pp, bank_addr=a.half + (q // a.pp) * orl,
+            self.emit(i, "SAVE", bank_id=a.vb[vb] + q % a.pp, bank_addr=out_base + (q // a.pp) * orl,
                       jump_read=g.opl, jump_write=ps, length=cols, channel=n_ch, reg_id=reg,
                       ddr_addr=base + oh * L.out.rstride + band.ow0 * ps + c_first)
 
@@ -175,7 +179,10 @@ class Emitter:
                 "pad_bottom": g.kh - 1 - bottom, "pad_right": g.kw - 1 - right}
 
     # ---- layers
-    def conv(self, i: int, L: ConvLayer) -> None:
+    def conv(self, i: int, L: ConvLayer, fused: tuple[int, EltwiseLayer] | None = None) -> None:
+        """A conv layer; `fused` = (index, layer) of the ELEW that consumes its output band by band from the
+        banks (`fusable_eltwise`): the conv's output is never SAVEd, the ELEW's other inputs are LOADed
+        beside it and the ELEW's result is SAVEd."""
         a = self.arch
         kh, kw = L.win.kernel
         sh, sw = L.win.stride
@@ -190,9 +197,13 @@ class Emitter:
             c_first = og0 * a.ocp
             n_ch = min(L.out.c, (og0 + groups) * a.ocp) - c_first
             g = geometry(L, a, groups)
+            if fused is not None:
+                g = replace(g, extra_regions=len(fused[1].ins))
             rows, cols = self.tiling.get(i, (None, None))
             p = make_plan(g, a.pp, a.half, rows, cols)
             self.plans[i] = p
+            if fused is not None:
+                self.plans[fused[0]] = p
             wb = self.slot("convw", groups * per_group)
             bb = self.slot("bias", groups)
             self.emit(i, "LOAD", bank_id=a.bias, bank_addr=bb, jump_read=n_ch, jump_write=1, pad_idx=1,
@@ -238,7 +249,41 @@ class Emitter:
                                   bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
                                   bank_id_out=a.vb[vb] + q0 % a.pp,
                                   bank_addr_out=a.half + (q0 // a.pp) * orl + k, **pads)
-                self._save_output(i, L, g, band, vb, c_first, n_ch)
+                if fused is None:
+                    self._save_output(i, L, g, band, vb, c_first, n_ch)
+                else:
+                    self._fused_elew(fused[0], fused[1], L.out, p, band, vb)
+
+    def _fused_elew(self, j: int, E: EltwiseLayer, onchip: FMap, p: Plan, band: Band, vb: int) -> None:
+        """The ELEW `E` over one band of a conv whose output (`onchip`) is in the upper half of VB(vb) at
+        line `half`: E's other inputs are LOADed into the output-sized regions `extra_regions` finds beside
+        the conv's input window and output (sized for the plan's largest band), its result goes into the
+        last one and is SAVEd."""
+        a = self.arch
+        cg = p.geom.opl
+        gE = Geometry(E.out.h, E.out.w, cg, E.out.h, E.out.w, 1, 1, 1, 1, 0, 0, cg, a.alu_pp, True, len(E.ins))
+        free = extra_regions(p.geom, p.rows, p.cols, a.pp, a.half)
+        base: list[int] = []
+        for f in E.ins:
+            if f is onchip:
+                base.append(a.half)
+            else:
+                base.append(free.pop(0))
+                self._load_input(j, E, gE, band, vb, f, base[-1], 0, f.c)
+        out_base = free.pop(0)
+        cols_b = band.ow1 - band.ow0
+        orl = cols_b * cg
+        for q in range(0, band.oh1 - band.oh0, a.alu_pp):
+            vpp = min(a.alu_pp, band.oh1 - band.oh0 - q)
+            for k in range(len(E.ins)):
+                self.emit(j, "ELEWINIT", share_pp=0, bank_id_in=a.vb[vb] + q % a.pp,
+                          bank_addr_in=base[k] + (q // a.pp) * orl, jump_read_endl=orl, id=k, jump_bank=1,
+                          jump_read=cg, shift_read=E.shift_reads[k])
+            self.emit(j, "ELEW", length=cols_b, act_type=ACT_TYPES[E.act], elew_type=E.elew_type,
+                      bank_id_out=a.vb[vb] + q % a.pp, bank_addr_out=out_base + (q // a.pp) * orl,
+                      jump_write_endl=orl, num=len(E.ins), valid_pixel_parallel=vpp, jump_write=cg,
+                      shift_write=E.shift_write, channel_group=cg)
+        self._save_output(j, E, gE, band, vb, 0, E.out.c, out_base)
 
     def _channel_tiles(self, g: Geometry, c: int):
         """(first channel, channels, lines a pixel) of each channel tile of a channel-independent layer."""
@@ -341,13 +386,53 @@ class Emitter:
                               ddr_addr=base + r * L.out.rstride + x * L.out.pstride)
 
 
+def fusable_eltwise(layers: list[Layer], i: int, a: Arch, tiling: dict) -> bool:
+    """Whether conv layer `i` and the ELEW right after it run fused, band by band (vai_c_xir's conv + add
+    super-layer): the conv's output is a plain workspace map that only this ELEW reads, all the ELEW's
+    maps have the conv's shape, the conv's weights fit the banks in one chunk, no band is forced, and a
+    band of the conv with its output, the ELEW's other inputs and the ELEW's result fits the banks."""
+    if i + 1 >= len(layers):
+        return False
+    P, E = layers[i], layers[i + 1]
+    if not isinstance(P, ConvLayer) or not isinstance(E, EltwiseLayer) or i in tiling or i + 1 in tiling:
+        return False
+    f = P.out
+    if f.parent is not None or f.alias_of is not None or f.ddr is None or f.ddr[0] != REG_WORK:
+        return False
+    if sum(x is f for x in E.ins) != 1 or a.ocp != a.icp:
+        return False
+    if any(x.shape != f.shape for x in [*E.ins, E.out]):
+        return False
+    for k, L in enumerate(layers):
+        if k != i + 1 and any(x.root() is f for x in L.inputs):
+            return False
+    n_og = math.ceil(f.c / a.ocp)
+    if conv_chunk_groups(P, a) < n_og:
+        return False
+    g = replace(geometry(P, a, n_og), extra_regions=len(E.ins))
+    try:
+        make_plan(g, a.pp, a.half)
+    except TilingError:
+        return False
+    return True
+
+
+def fusions(layers: list[Layer], a: Arch, tiling: dict) -> dict[int, int]:
+    """conv layer index -> index of the ELEW fused into it (`fusable_eltwise`)."""
+    return {i: i + 1 for i in range(len(layers) - 1) if fusable_eltwise(layers, i, a, tiling)}
+
+
 def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
              tiling: dict[int, tuple[int | None, int | None]] | None = None) -> Emitter:
     """The instruction stream (without END and without dependency flags) of `layers`."""
     em = Emitter(arch, ddr, dict(tiling or {}))
+    em.fused = fusions(layers, arch, em.tiling)
+    consumers = set(em.fused.values())
     for i, L in enumerate(layers):
+        if i in consumers:
+            continue                       # emitted with its producer
         if isinstance(L, ConvLayer):
-            em.conv(i, L)
+            em.conv(i, L, (em.fused[i], layers[em.fused[i]]) if i in em.fused else None)
         elif isinstance(L, AluLayer):
             em.alu(i, L)
         elif isinstance(L, EltwiseLayer):
@@ -359,4 +444,4 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
     return em
 
 
-__all__ = ["Arch", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups"]
+__all__ = ["Arch", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions"]

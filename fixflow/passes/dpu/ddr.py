@@ -2,7 +2,8 @@
 
 - REG_0 CONST: every conv/dense weight tensor [OC][KH][KW][IC] and depthwise weight [KH][KW][C], in
   layer order, then every bias; each constant starts on an `ALIGN`-byte boundary (gaps are zero).
-- REG_1 WORKSPACE: intermediate feature maps; live range = producer layer to last consumer layer;
+- REG_1 WORKSPACE: intermediate feature maps; live range = producer layer to last consumer layer (the
+  inputs of a conv that an ELEW right after it may be fused with: to the ELEW);
   largest first, each at the lowest address not used by a map live at the same time (greedy by size),
   so maps that are never live together share bytes.
 - REG_2: the subgraph's inputs (interface), REG_3: its outputs (interface).
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import AluLayer, ConvLayer, FillLayer, FMap, Layer
+from .layers import AluLayer, ConvLayer, EltwiseLayer, FillLayer, FMap, Layer
 
 ALIGN = 16
 REG_CONST, REG_WORK, REG_IN, REG_OUT = 0, 1, 2, 3
@@ -79,12 +80,17 @@ def allocate(layers: list[Layer], inputs: list[FMap], outputs: list[FMap]) -> Dd
     first: dict[FMap, int] = {}
     last: dict[FMap, int] = {}
     for i, L in enumerate(layers):
+        # a conv whose output an ELEW right after it reads may run fused with it, band by band (codegen's
+        # `fusable_eltwise`): the ELEW's SAVEs then come before the conv's last LOADs, so the conv's inputs
+        # stay live through the ELEW
+        upto = i + 1 if (isinstance(L, ConvLayer) and i + 1 < len(layers) and isinstance(layers[i + 1], EltwiseLayer)
+                         and any(x is L.out for x in layers[i + 1].ins)) else i
         for f in [*L.inputs, L.out]:
             r = f.root()
             if r in roots_in or r in roots_out:
                 continue
             first.setdefault(r, i)
-            last[r] = i
+            last[r] = max(last.get(r, i), upto if f is not L.out else i)
     live: list[tuple[int, int, int, int]] = []   # (first, last, addr, size)
     # greedy by size: the largest tensors first, each at the lowest address free over its live range
     for r in sorted(first, key=lambda m: (-align(m.nbytes), first[m])):

@@ -12,7 +12,8 @@
 - `lower-to-dpu`: one `dpu.program @<subgraph>` per DPU subgraph, appended to the module: tiling,
   instruction selection and bank allocation (see `codegen.py`); option `tiling` forces a layer's band
   (`"<layer result name>:<rows>:<cols>,..."`); each layer op gets `dpu.tiling`, the band chosen, in
-  that syntax.
+  that syntax. An element-wise op fused with the conv producing one of its operands (the conv's output
+  stays in the banks, one super-layer) gets `dpu.fused_operand`, that operand's index.
 - `schedule-dpu`: the `dpdon`/`dpdby` flags of every `dpu.program`.
 - `verify-dpu-schedule`: proves every program free of deadlock and bank/DDR hazards.
 """
@@ -130,6 +131,13 @@ class LowerToDpu(Pass):
                     prog = compile_annotated(sg, target, forced, flags=False)
                 except (ValueError, KeyError) as e:
                     raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
+                for op in sg.ops:
+                    op.attributes.pop("dpu.fused_operand", None)
+                for i, j in prog.emitter.fused.items():      # conv + ELEW super-layers: which operand is on chip
+                    P, E = prog.layers[i], prog.layers[j]
+                    eop = E.ops[-1]
+                    k = next(k for k, v in enumerate(eop.operands) if v is P.out.value)
+                    eop.attributes["dpu.fused_operand"] = _i64(k)
                 for i, L in enumerate(prog.layers):          # the tiler's choice, in the option's syntax
                     p = prog.emitter.plans.get(i)
                     if p is not None and L.ops and not getattr(L, "role", ""):

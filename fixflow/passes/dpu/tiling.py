@@ -48,6 +48,8 @@ class Geometry:
     strip: int           # rows per instruction (PP or ALU_PP)
     alu: bool
     n_inputs: int = 1    # maps loaded side by side in the input region (ELEW)
+    extra_regions: int = 0  # output-sized regions beside the input window and the output (a conv fused with
+                            # an ELEW: the ELEW's other inputs and its result), in either half
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,19 @@ def fits(g: Geometry, rows: int, cols: int, pp: int, half: int) -> bool:
     """Whether a band of rows x cols output pixels fits the per-band budget `half` lines."""
     endl = ALU_ENDL_MAX if g.alu else CONV_ENDL_MAX
     return (cols <= LENGTH_MAX and row_lines(g, cols) <= endl and cols * g.opl <= endl
-            and g.n_inputs * in_lines(g, rows, cols, pp) <= half and out_lines(g, rows, cols, pp) <= half)
+            and g.n_inputs * in_lines(g, rows, cols, pp) <= half and out_lines(g, rows, cols, pp) <= half
+            and len(extra_regions(g, rows, cols, pp, half)) >= g.extra_regions)
+
+
+def extra_regions(g: Geometry, rows: int, cols: int, pp: int, half: int) -> list[int]:
+    """First lines of the output-sized regions that fit beside a band's input window (in the lower half,
+    after it) and its output (in the upper half, after it), at most `g.extra_regions`."""
+    ol = out_lines(g, rows, cols, pp)
+    if g.extra_regions == 0 or ol == 0:
+        return []
+    lo = g.n_inputs * in_lines(g, rows, cols, pp)
+    res = [lo + k * ol for k in range((half - lo) // ol)] + [half + ol + k * ol for k in range((half - ol) // ol)]
+    return res[:g.extra_regions]
 
 
 def plan(g: Geometry, pp: int, half: int, rows: int | None = None, cols: int | None = None) -> Plan:
@@ -178,5 +192,5 @@ def plan_channels(g: Geometry, pp: int, half: int, rows: int | None = None,
             cgt = math.ceil(cgt / 2)
 
 
-__all__ = ["Geometry", "Band", "Plan", "plan", "plan_channels", "fits", "in_rows", "in_cols", "row_lines", "in_lines",
+__all__ = ["Geometry", "Band", "Plan", "plan", "plan_channels", "fits", "extra_regions", "in_rows", "in_cols", "row_lines", "in_lines",
            "out_lines", "TilingError"]

@@ -304,3 +304,26 @@ def test_constants_shared_by_two_layers():
     code = [c for c in cm.dpu_subgraphs[0].children if c.kind == "code"]
     assert [len(c.op_names) for c in code] == [3, 1]
     assert cm.op("c2").inputs["weights"] == [code[0].op_names[0]]
+
+
+def test_conv_and_add_fused_into_one_super_layer(tmp_path):
+    """A conv whose output only an add reads: one child holds both (as vai_c_xir's conv + add super-layer),
+    the conv's output tensor is on chip (`location = 0`), the file runs bit for bit and round-trips."""
+    def build(x, rng):
+        a = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), act="RELU", name="a")
+        b = conv_ops(a[-1].results[0], rng, 8, (1, 1), name="b")
+        e = Q.EltwiseOp.build([b[-1].results[0], a[-1].results[0]], type="ADD", nonlinear="RELU",
+                              result_types=[FT((1, 6, 6, 8), 8, 3)])
+        e.results[0].name_hint = "add"
+        return a + b + [e], [e.results[0]]
+
+    cm = _check_exact(_module(build), "DPUCZDX8G_ISA1_B4096")
+    (sg,) = cm.dpu_subgraphs
+    fused = [c for c in sg.children if "add" in c.op_names]
+    assert len(fused) == 1 and "b" in fused[0].op_names and fused[0].kind == "code"
+    assert not any(c.op_names == ["add"] for c in sg.children)
+    assert cm.op("b").output.attrs["location"].value == 0
+    assert cm.op("a").output.attrs["location"].value == 1          # read by the add too: in DDR
+    write_compiler_outputs(cm, tmp_path, "fused")
+    again = read_compiled(tmp_path / "fused.xmodel")
+    assert [c.op_names for c in again.dpu_subgraphs[0].children] == [c.op_names for c in sg.children]

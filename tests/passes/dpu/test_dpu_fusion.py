@@ -1,0 +1,135 @@
+"""conv + element-wise fusion (the conv's output band stays in the banks and the ELEW reads it there) and
+the double-buffered weight banks: bit for bit against the fix-level execution on every target size, the
+fused output never goes to DDR, and fusion is refused where the conv's output is needed elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, module_with
+from fixflow.dialects.fix import ops as Q
+from fixflow.passes.dpu.layers import ConvLayer, EltwiseLayer
+
+
+def _inputs(rng, shape, n=2):
+    return [rng.uniform(-2, 2, size=shape).astype(np.float32) for _ in range(n)]
+
+
+def _residual(rng, h, w, c, oc, kernel, act="RELU", extra_reader=False, typ="ADD"):
+    """x -> conv a (3x3) -> conv b (`kernel`) -> add(b, shortcut 1x1 conv of x) [-> also conv c reads b]."""
+    pad = tuple(k // 2 for k in kernel)
+
+    def build(x):
+        ops = conv_ops(x, rng, oc, (1, 1), act="NONE", fps=(7, 6, 4), name="short")
+        short = ops[-1].results[0]
+        ops += conv_ops(x, rng, oc, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 3), name="a")
+        ops += conv_ops(ops[-1].results[0], rng, oc, kernel, pad=(pad[0], pad[0], pad[1], pad[1]), act="NONE",
+                        fps=(7, 6, 4), name="b")
+        b = ops[-1].results[0]
+        e = Q.EltwiseOp.build([b, short], type=typ, nonlinear=act, result_types=[FT((1, h, w, oc), 8, 3)])
+        e.results[0].name_hint = "add"
+        ops.append(e)
+        if extra_reader:
+            ops += conv_ops(b, rng, oc, (1, 1), act="NONE", fps=(7, 6, 4), name="c")
+            e2 = Q.EltwiseOp.build([e.results[0], ops[-1].results[0]], type="ADD", nonlinear="NONE",
+                                   result_types=[FT((1, h, w, oc), 8, 3)])
+            e2.results[0].name_hint = "add2"
+            ops.append(e2)
+        return ops
+
+    return module_with((1, h, w, c), 5, build)
+
+
+def _fused_pairs(prog):
+    return {(prog.layers[i].name, prog.layers[j].name) for i, j in prog.emitter.fused.items()}
+
+
+def _saves_to(prog, fmap):
+    reg, addr = fmap.addr()
+    return [i for i in prog.instructions if i.name == "SAVE" and i["reg_id"] == reg
+            and addr <= i["ddr_addr"] < addr + fmap.nbytes]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 20), st.integers(1, 20), st.integers(1, 40), st.integers(1, 70), st.sampled_from(SIZES),
+       st.sampled_from([(1, 1), (3, 3)]), st.sampled_from(["NONE", "RELU"]), st.sampled_from(["ADD", "MUL"]),
+       st.integers(0, 2**16))
+def test_conv_eltwise_fused_bit_exact(h, w, c, oc, size, kernel, act, typ, seed):
+    rng = np.random.default_rng(seed)
+    m = _residual(rng, h, w, c, oc, kernel, act, typ=typ)
+    prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, h, w, c), 1))
+    b = next(L for L in prog.layers if isinstance(L, ConvLayer) and L.name == "b")
+    if ("b", "add") in _fused_pairs(prog):
+        assert not _saves_to(prog, b.out), "a fused conv's output must stay in the banks"
+    else:                                   # only when the three band-sized regions cannot fit
+        assert _saves_to(prog, b.out)
+
+
+@pytest.mark.parametrize("size", [512, 1024, 4096])
+def test_residual_blocks_fuse(size):
+    """ResNet's conv + add: fused on every size when the map is small; the DDR write of the conv is gone."""
+    rng = np.random.default_rng(size)
+    m = _residual(rng, 14, 14, 32, 64, (1, 1))
+    prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, 14, 14, 32), 1))
+    assert ("b", "add") in _fused_pairs(prog)
+    b = next(L for L in prog.layers if L.name == "b")
+    assert not _saves_to(prog, b.out)
+    add = next(L for L in prog.layers if isinstance(L, EltwiseLayer))
+    assert _saves_to(prog, add.out)
+
+
+def test_no_fusion_when_the_conv_output_has_another_reader():
+    rng = np.random.default_rng(3)
+    m = _residual(rng, 8, 9, 16, 24, (1, 1), extra_reader=True)
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _inputs(rng, (1, 8, 9, 16), 1))
+    assert ("b", "add") not in _fused_pairs(prog)
+    b = next(L for L in prog.layers if L.name == "b")
+    assert _saves_to(prog, b.out)
+
+
+def test_no_fusion_when_a_band_is_forced():
+    rng = np.random.default_rng(4)
+    m = _residual(rng, 16, 16, 16, 16, (3, 3))
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B1024", _inputs(rng, (1, 16, 16, 16), 1), tiling="b:8:8")
+    b = next(L for L in prog.layers if L.name == "b")
+    assert _saves_to(prog, b.out)          # prog.instructions are the module's (compiled with the option)
+
+
+def test_weight_banks_alternate_halves():
+    """Consecutive convs whose weights fit half the CONVW banks load into alternating halves, so the next
+    layer's weights LOAD while this one computes (no write-after-read wait on the weight lines)."""
+    rng = np.random.default_rng(5)
+    m = _residual(rng, 10, 10, 16, 32, (3, 3))
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _inputs(rng, (1, 10, 10, 16), 1))
+    convw = [i["bank_addr"] for i in prog.instructions if i.name == "LOAD" and i["bank_id"] == 16]
+    assert convw[:3] == [0, 1024, 0]
+    weights = [i["bank_addr_weights"] for i in prog.instructions if i.name == "CONV"]
+    assert {w // 1024 for w in weights} == {0, 1}
+
+
+def test_fused_conv_inputs_stay_live_in_ddr():
+    """x -> a -> b -> add(b, x), several bands: the add's result may share DDR bytes only with maps dead
+    before the add, not with b's input (a's output), which b's later bands still LOAD after the add's
+    first SAVEs (regression: ResNet-18-CIFAR's first block)."""
+    rng = np.random.default_rng(18)
+
+    def build(x):
+        ops = conv_ops(x, rng, 64, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 4), name="stem")
+        stem = ops[-1].results[0]
+        ops += conv_ops(stem, rng, 64, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 4), name="a")
+        ops += conv_ops(ops[-1].results[0], rng, 64, (3, 3), pad=(1, 1, 1, 1), act="NONE", fps=(7, 6, 4), name="b")
+        e = Q.EltwiseOp.build([ops[-1].results[0], stem], type="ADD", nonlinear="RELU",
+                              result_types=[FT((1, 32, 32, 64), 8, 4)])
+        e.results[0].name_hint = "add"
+        ops.append(e)
+        ops += conv_ops(e.results[0], rng, 8, (1, 1), act="NONE", fps=(7, 6, 3), name="head")
+        return ops
+
+    m = module_with((1, 32, 32, 3), 5, build)
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _inputs(rng, (1, 32, 32, 3), 1))
+    assert ("b", "add") in _fused_pairs(prog)
+    b = next(L for L in prog.layers if L.name == "b")
+    assert prog.emitter.plans[prog.layers.index(b)].rows < 32          # several bands
+
