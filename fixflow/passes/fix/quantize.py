@@ -377,10 +377,43 @@ def _conv2d(L: _Lowering, op: Operation) -> None:
     elif g == c_in and oc == c_in and w.shape[1] == 1:
         cls, w_xir = Q.DepthwiseConv2dOp, w.transpose(1, 2, 3, 0)     # [1, KH, KW, C]
     else:
-        L.cpu_op(op, f"grouped convolution (groups={g}) is not supported by the DPU")
+        _grouped_conv2d(L, op, x, w, b, fw, fb)
         return
     _emit_weighted(L, op, cls, x, w_xir, b, fw, fb, _nhwc(op.results[0].type.shape), kernel=w.shape[2:4], stride=op.stride,
                    pad=op.padding, dilation=op.dilation)
+
+
+def _grouped_conv2d(L: _Lowering, op: Operation, x: Value, w: np.ndarray, b, fw, fb) -> None:
+    """A grouped convolution (ResNeXt, RegNet) as one conv per group on its channel slice, concatenated:
+    the groups share the op's weight, bias and output formats, so the result is the grouped conv's."""
+    g = op.groups
+    n, c_in, h, wd = op.input.type.shape
+    oc = w.shape[0]
+    ci, co = c_in // g, oc // g
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    name = out.name_hint or "conv"
+    out_shape = _nhwc(op.results[0].type.shape)
+    parts = []
+    for i in range(g):
+        bounds = [(0, n, 1), (i * ci, (i + 1) * ci, 1), (0, h, 1), (0, wd, 1)]
+        xs = L.check_dpu(_slice_fix(L, x, bounds, op.location), op.location)
+        wq = quantize(w[i * co:(i + 1) * co].transpose(0, 2, 3, 1), fw[0], fw[1], "std_round")
+        wc = L.const(wq, fw[0], fw[1], f"{_key_of(op.weight, name + '.weight')}.g{i}", op.location)
+        bc = None
+        if b is not None:
+            bc = L.const(quantize(b[i * co:(i + 1) * co], fb[0], fb[1], "std_round"), fb[0], fb[1],
+                         f"{_key_of(op.bias, name + '.bias')}.g{i}", op.location)
+        y = L.emit(Q.Conv2dOp, xs, wc, bc, loc=op.location, hint=f"{name}_g{i}",
+                   result_types=[Q.fix_tensor(out_shape[:3] + (co,), *f)], nonlinear=act, kernel=w.shape[2:4],
+                   stride=op.stride, pad=op.padding, dilation=op.dilation)
+        parts.append(L.check_dpu(y, op.location))
+    y = L.emit(Q.ConcatOp, parts, loc=op.location, hint=name, result_types=[Q.fix_tensor(out_shape, *f)], axis=3)
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
 
 
 @_handles("graph.conv_transpose2d")

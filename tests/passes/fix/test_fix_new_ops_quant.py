@@ -236,3 +236,25 @@ def test_adaptive_pool_that_enlarges_is_a_nearest_upsample(tmp_path):
     (up,) = _ops(q, "fix.upsample")
     assert tuple(up.scale) == (3, 2)
     assert not _ops(q, "graph.adaptive_avg_pool2d")
+
+
+class Grouped(nn.Module):
+    """ResNeXt / RegNet: a grouped 3x3 conv with a fused ReLU."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.group = nn.Conv2d(8, 12, 3, padding=1, groups=4)
+        self.head = nn.Conv2d(12, 4, 1)
+
+    def forward(self, x):
+        return self.head(F.relu(self.group(F.relu(self.stem(x)))))
+
+
+def test_grouped_conv_is_one_conv_per_group(tmp_path):
+    q, _, sim, ref, _x = _quantize(Grouped(), (1, 3, 6, 6), tmp_path)
+    _assert_close(sim, ref)
+    convs = [c for c in _ops(q, "fix.conv2d") if c.results[0].type.shape[3] == 3]
+    assert len(convs) == 4 and all(c.nonlinear == "RELU" and "device" not in c.attributes for c in convs)
+    assert len(_ops(q, "fix.strided_slice")) == 4
+    assert not [op for op in q.fix_module.walk() if op.name == "graph.conv2d"]
