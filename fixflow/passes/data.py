@@ -74,6 +74,7 @@ def load_inputs(source: str, input_shape: Sequence[int] | None = None, *, what: 
     shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
     pre = _what(what)
     loader = named_dataset(source)
+    label_name = "y"
     if loader is not None:
         if shape is None:
             raise DataError(f"{pre}the named data set '{source}' needs the network's input shape")
@@ -90,19 +91,19 @@ def load_inputs(source: str, input_shape: Sequence[int] | None = None, *, what: 
         raise DataError(f"{pre}'{source}' is neither a file, a folder nor a named data set ({names}); "
                         "give a .npy or .npz of inputs, a folder of images, or a data set name")
     else:
-        x, y = _array_file(source, pre)
+        x, y, label_name = _array_file(source, pre)
     if x.ndim == 0 or len(x) == 0:
         raise DataError(f"{pre}{source} holds no inputs (an array of shape {x.shape})")
     if shape is not None and tuple(x.shape[1:]) != shape[1:]:
         raise DataError(f"{pre}{source}: the inputs' array of shape {tuple(x.shape)} does not fit the network input "
                         f"(N, {', '.join(map(str, shape[1:]))})")
     if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
-        raise DataError(f"{pre}{source}: labels must be integer class indices of shape ({len(x)},), "
+        raise DataError(f"{pre}{source}: labels {label_name!r} must be integer class indices of shape ({len(x)},), "
                         f"got {y.dtype} {y.shape}")
     return InputData(x, y, source)
 
 
-def _array_file(path: str, pre: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _array_file(path: str, pre: str) -> tuple[np.ndarray, np.ndarray | None, str]:
     try:
         with open(path, "rb") as f:
             magic = f.read(6)
@@ -120,7 +121,7 @@ def _array_file(path: str, pre: str) -> tuple[np.ndarray, np.ndarray | None]:
     except Exception as e:  # noqa: BLE001 - numpy raises many kinds for a foreign or corrupt file
         raise DataError(f"{pre}cannot read {path} as .npy/.npz: {' '.join(str(e).split()) or type(e).__name__}") \
             from None
-    y = None
+    y, label_key = None, "y"
     try:
         if isinstance(z, np.ndarray):
             x = z
@@ -130,15 +131,15 @@ def _array_file(path: str, pre: str) -> tuple[np.ndarray, np.ndarray | None]:
                     raise DataError(f"{pre}{path} holds no arrays")
                 key = next((k for k in _X_KEYS if k in z.files), z.files[0])
                 x = z[key]
-                label_key = next((k for k in _Y_KEYS if k in z.files and k != key), None)
-                y = z[label_key] if label_key is not None else None
+                label_key = next((k for k in _Y_KEYS if k in z.files and k != key), "y")
+                y = z[label_key] if label_key in z.files and label_key != key else None
     except DataError:
         raise
     except Exception as e:  # noqa: BLE001 - a corrupt member, pickled objects in an .npz
         raise DataError(f"{pre}cannot read {path}: {' '.join(str(e).split()) or type(e).__name__}") from None
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_):
         raise DataError(f"{pre}{path} must hold a numeric array of inputs, got {x.dtype} {x.shape}")
-    return np.asarray(x, np.float32), (np.asarray(y) if y is not None else None)
+    return np.asarray(x, np.float32), (np.asarray(y) if y is not None else None), label_key
 
 
 def _image_folder(folder: str, shape: tuple[int, ...] | None, pre: str) -> tuple[np.ndarray, np.ndarray | None]:

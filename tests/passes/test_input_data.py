@@ -58,7 +58,7 @@ def test_image_folder_with_classes(tmp_path):
     (lambda p: (p / "bad.npz").write_bytes(b"PK\x03\x04garbage"), "cannot read"),
     (lambda p: np.savez(p / "bad.npz"), "holds no arrays"),
     (lambda p: np.save(p / "bad.npy", _x(0)), "holds no inputs"),
-    (lambda p: np.savez(p / "bad.npz", x=_x(), y=np.zeros(3, np.int64)), "labels must be integer class indices"),
+    (lambda p: np.savez(p / "bad.npz", x=_x(), y=np.zeros(3, np.int64)), "labels .y. must be integer class indices"),
     (lambda p: np.save(p / "bad.npy", np.array(["a", "b"])), "numeric array"),
     (lambda p: (p / "bad").mkdir(), "holds no images"),
     (lambda p: None, "file .*nope.npy not found"),
