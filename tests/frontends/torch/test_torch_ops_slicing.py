@@ -210,6 +210,8 @@ class DataMask(nn.Module):
     (Fn(lambda m, x: torch.max(x, x * 2)), "elementwise maximum", None),
     (Fn(lambda m, x: x.max(1)[1].float()), "indices of the maximum", None),
     (Fn(lambda m, x: torch.einsum("...i,...i", x, x)), "two-operand equations", None),
+    (Fn(lambda m, x: x.split(x.amax(), 1)[0]), "split sizes given as a tensor", None),
+    (Fn(lambda m, x: x[:, :x.sum()]), "operator.getitem", None),
 ])
 def test_refusals_are_located(model, needle, marker):
     with pytest.raises(FrontendError) as info:
