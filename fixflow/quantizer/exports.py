@@ -11,7 +11,8 @@
   computes in float32: with `graph_optimization_level=ORT_ENABLE_BASIC` the model equals test mode bit for
   bit (while accumulations stay below 2^24 units; tests/quantizer/test_exports.py). Its default level fuses
   DequantizeLinear -> Conv -> QuantizeLinear into integer kernels (QLinearConv) that requantize with their
-  own rounding: outputs then differ from test mode by a few LSBs. Opset 19 (21 when a tensor has 16 bits).
+  own rounding: outputs then drift from test mode, more with depth (docs/quantization.md has the numbers).
+  Opset 19 (21 when a tensor has 16 bits).
 """
 
 from __future__ import annotations

@@ -80,3 +80,14 @@ def test_exports_need_test_mode(tmp_path):
         q.export_onnx_model()
     with pytest.raises(QuantizerError, match=r"export_torch_script\(\) needs mode='test'"):
         q.export_torch_script()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,shape", [("resnet18_cifar", (3, 32, 32)), ("mobilenet_v2", (3, 64, 64))])
+def test_onnx_bit_exact_on_deeper_zoo_models(tmp_path, name, shape):
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((4,) + shape).astype(np.float32))
+    q = quantize(zoo.get_model(name), x, tmp_path)
+    path = q.export_onnx_model(dynamic_batch=True)
+    sess = _session(path, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC)
+    got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+    assert np.array_equal(got, q.quant_model(x).numpy())
