@@ -1104,13 +1104,16 @@ def _split_pieces(cv: Converter, node: torch.fx.Node, x: Any, dim: int, squeeze:
 
 @_on_multi(functions=(torch.split, torch.chunk, torch.tensor_split), methods=("split", "chunk", "tensor_split"))
 def _split(cv: Converter, node: torch.fx.Node) -> list:
+    """The pieces are cut as the traced results are; their sizes must not depend on the input's values."""
     name = node.target if isinstance(node.target, str) else node.target.__name__
-    default = 0
-    dim = cv.static_value(_arg(node, 2, "dim", default))
-    if name == "split" and isinstance(_arg(node, 1, "split_size_or_sections", None), torch.fx.Node) \
-            and cv.is_tensor(node.args[1]):
-        raise cv.unsupported("'split'", "split sizes given as a tensor")
-    return _split_pieces(cv, node, node.args[0], dim)
+    sizes = node.args[1] if len(node.args) > 1 else next(
+        (node.kwargs[k] for k in ("split_size", "split_size_or_sections", "chunks", "indices_or_sections",
+                                  "sections", "indices") if k in node.kwargs), None)
+    if cv.is_tensor(sizes) and sizes not in cv.const:
+        raise cv.unsupported(f"'{name}'", "split sizes given as a tensor computed from the input")
+    if not cv.is_tensor(sizes):
+        cv.static_value(sizes)
+    return _split_pieces(cv, node, node.args[0], cv.static_value(_arg(node, 2, "dim", 0)))
 
 
 @_on_multi(functions=(torch.unbind,), methods=("unbind",))
