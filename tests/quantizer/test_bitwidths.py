@@ -219,3 +219,14 @@ def test_inspector_says_why_a_layer_is_on_the_cpu():
         in fc.reason
     conv = next(o for o in by_name.values() if o.kind == "fix.conv2d")
     assert conv.device == "CPU" and "a 4-bit output" in conv.reason
+
+
+@pytest.mark.parametrize("cfg", [W4A8, W8A4], ids=["W4A8", "W8A4"])
+def test_generated_module_is_test_mode_at_other_widths(tmp_path, cfg):
+    import torch
+    from _quantizer_gen_lib import load_generated
+    _, qt = _calib_test(tmp_path, cfg)
+    gen = load_generated(tmp_path, "Net").Net().eval()
+    x = _data(16)
+    with torch.no_grad():
+        np.testing.assert_array_equal(gen(x).numpy(), qt.quant_model(x).numpy())
