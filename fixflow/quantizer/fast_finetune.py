@@ -106,6 +106,11 @@ def _fmt(op: Operation, name: str) -> tuple[int, int]:
     return f
 
 
+def tunable(op: Operation) -> bool:
+    """A quantized conv-like op (a layer left in float by the config has no fix.weight: it is not tuned)."""
+    return read_fix_attr(op, "fix.weight") is not None and read_fix_attr(op, "fix.bias") is not None
+
+
 def _avgpool_factor(op: Operation, x: np.ndarray) -> float | None:
     from ..passes.fix.calibrate import _avgpool_factor as factor
     return factor(op, x)
@@ -137,7 +142,9 @@ class _Evaluator:
         self.chunk = chunk
 
     def quant_op(self, op: Operation, args: list[np.ndarray]) -> np.ndarray:
-        if isinstance(op, CONV_LIKE):
+        if isinstance(op, CONV_LIKE) and not tunable(op):
+            y = op.evaluate([args[0], *self.params[op]])[0]
+        elif isinstance(op, CONV_LIKE):
             w, b = self.params[op]
             wq = fake_quantize(w, *_fmt(op, "fix.weight"), "std_round")
             bq = fake_quantize(b, *_fmt(op, "fix.bias"), "std_round")
@@ -384,7 +391,7 @@ def fast_finetune(q: "Quantizer", run_fn: Callable[..., Any], run_args: Sequence
     params = {op: (_array(op.weight), _array(op.bias)) for op in conv_like_ops(q.func)}
     report = _run(q, inputs, float_params, params, epochs=epochs, batch_size=batch_size, lr=float(lr), seed=seed,
                   progress=show)
-    install_params(q.func, params)
+    install_params(q.func, {op: p for op, p in params.items() if tunable(op)})
     q._ft = _State(params, corrections, report)
     q.quant_model._fn = lambda xs: forward_annotated(q.func, params, xs)
     better = sum(r.loss_after < r.loss_before for r in report.layers)
@@ -414,7 +421,7 @@ def _run(q: "Quantizer", inputs: list[np.ndarray], float_params, params, *, epoc
     inputs.clear()
     names = _names(q)
     layers: list[LayerReport] = []
-    convs = [op for op in ops if isinstance(op, CONV_LIKE)]
+    convs = [op for op in ops if isinstance(op, CONV_LIKE) and tunable(op)]
     peak = _bytes(env_q, env_f)
 
     def operand(v: Value, env: dict[Value, np.ndarray]) -> tuple[np.ndarray, bool]:
@@ -430,7 +437,7 @@ def _run(q: "Quantizer", inputs: list[np.ndarray], float_params, params, *, epoc
         aq = [operand(v, env_q) for v in op.operands]
         af = [operand(v, env_f) for v in op.operands]
         batched = [bt for _, bt in aq]
-        if isinstance(op, CONV_LIKE):
+        if isinstance(op, CONV_LIKE) and tunable(op):
             k = convs.index(op)
             fp = float_params[op]
             target = _float_target(op, af[0][0], fp, batch_size)
@@ -531,6 +538,8 @@ def write_ft_params(q: "Quantizer") -> Path | None:
     keys = param_keys(q.func, q.name)
     arrays = {}
     for op, (w, b) in state.params.items():
+        if not tunable(op):
+            continue
         arrays[keys[(op, "weight")]] = w.astype(np.float32)
         arrays[keys[(op, "bias")]] = b.astype(np.float32)
     np.savez(path, **arrays)
@@ -557,12 +566,13 @@ def load_ft_param(q: "Quantizer", *, explicit: bool = True) -> None:
     from .api import param_keys
     keys = param_keys(q.func, q.name)
     expected = {}
-    for op in conv_like_ops(q.func):
+    ops = [op for op in conv_like_ops(q.func) if tunable(op)]
+    for op in ops:
         expected[keys[(op, "weight")]] = (tuple(op.weight.type.shape), _fmt(op, "fix.weight"))
         expected[keys[(op, "bias")]] = (tuple(op.bias.type.shape), _fmt(op, "fix.bias"))
     from .quant_files import read_ft_params as read
     arrays = read(path, expected)
-    params = {op: (arrays[keys[(op, "weight")]], arrays[keys[(op, "bias")]]) for op in conv_like_ops(q.func)}
+    params = {op: (arrays[keys[(op, "weight")]], arrays[keys[(op, "bias")]]) for op in ops}
     install_params(q.func, params)
     q._ft_loaded = True
     q._log(f"[fixflow] Loaded finetuned parameters ({path})")
