@@ -28,9 +28,10 @@ def _board(board: Any):
         raise ProfileError(e.message) from None
 
 
-def _apportion(slots, group_of: Sequence[int], ngroups: int) -> list[float]:
+def _apportion(slots, group_of: Sequence[int], ngroups: int) -> tuple[list[float], list[int]]:
     """Cycles of the timeline given to each group: every elementary interval is split equally among the
-    groups with an instruction running in it (so the groups' cycles add up to the busy time)."""
+    groups with an instruction running in it (so the groups' cycles add up to the busy time); and each
+    group's active cycles (the intervals in which it has an instruction running, whoever else does)."""
     events: list[tuple[int, int, int]] = []
     for s in slots:
         if s.end > s.start:           # busy or waiting for its DDR data: the layer is in progress
@@ -40,19 +41,21 @@ def _apportion(slots, group_of: Sequence[int], ngroups: int) -> list[float]:
     active = [0] * ngroups
     live: set[int] = set()
     out = [0.0] * ngroups
+    active_cycles = [0] * ngroups
     t_prev = 0
     for t, d, g in events:
         if t > t_prev and live:
             share = (t - t_prev) / len(live)
             for k in live:
                 out[k] += share
+                active_cycles[k] += t - t_prev
         t_prev = t
         active[g] += d
         if active[g]:
             live.add(g)
         else:
             live.discard(g)
-    return out
+    return out, active_cycles
 
 
 def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, name: str = "subgraph",
@@ -81,7 +84,7 @@ def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, na
         raise ProfileError(f"{name}: {e}") from None
     slots, notes = timeline(instrs, cs)
     total = max((s.end for s in slots), default=0)
-    shares = _apportion(slots, group_of, len(groups))
+    shares, active = _apportion(slots, group_of, len(groups))
     clock = mach.clock_hz
     peak = mach.peak_ops_per_cycle
     layers = []
@@ -100,9 +103,11 @@ def profile_program(instrs: Sequence[Any], target: Any, board: Any = None, *, na
             "start_cycle": min((slots[i].start for i in idx), default=0),
             "end_cycle": max((slots[i].end for i in idx), default=0),
             "unit_busy_cycles": dict(zip(UNITS, busy)),
-            "utilization": wl / (peak * cyc) if cyc else 0.0,
+            "active_cycles": active[k],
+            # while the layer runs (its share can be shorter than its own CONV time when layers overlap)
+            "utilization": wl / (peak * active[k]) if active[k] else 0.0,
             "ddr_read_bytes": rd, "ddr_write_bytes": wr, "ddr_mb": (rd + wr) / 1e6,
-            "gops_per_s": wl / (cyc / clock) / 1e9 if cyc else 0.0,
+            "gops_per_s": wl / (active[k] / clock) / 1e9 if active[k] else 0.0,
             "ops_per_byte": wl / (rd + wr) if rd + wr else None,
         })
     wl_total = sum(L["workload_ops"] for L in layers)
@@ -242,7 +247,7 @@ def _concat(name: str, target: str, parts: list[dict[str, Any]], how: str) -> di
                unit_busy_cycles={u: sum(p["unit_busy_cycles"][u] for p in parts) for u in UNITS},
                notes=[n for p in parts for n in p["notes"]], attribution=how)
     out["gops_per_s"] = out["workload_ops"] / (ms / 1e3) / 1e9 if ms else 0.0
-    out["utilization"] = (sum(L["utilization"] * L["cycles"] for L in layers) / total) if total else 0.0
+    out["utilization"] = (sum(L["utilization"] * L["active_cycles"] for L in layers) / total) if total else 0.0
     return out
 
 

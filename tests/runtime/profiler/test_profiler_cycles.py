@@ -141,7 +141,10 @@ def test_layers_share_the_time_they_overlap():
     assert a["cycles"] + b["cycles"] == pytest.approx(p["cycles"])
     assert a["ddr_read_bytes"] == 256 and b["ddr_read_bytes"] == 512 and b["ddr_write_bytes"] == 16
     assert a["ops_on_arch"] == 2 * 2048 * 100 + 128 * 100
-    assert a["utilization"] == pytest.approx(a["ops_on_arch"] / (4096 * a["cycles"]))
+    # utilization and GOP/s over the time the layer runs: a [0, 161), b [16, 93) + [161, 257)
+    assert (a["active_cycles"], b["active_cycles"]) == (161, 77 + 96)
+    assert a["utilization"] == pytest.approx(a["ops_on_arch"] / (4096 * 161))
+    assert a["gops_per_s"] == pytest.approx(a["ops_on_arch"] / (161 / 300e6) / 1e9)
 
 
 def test_throughput_multi_core():
