@@ -137,8 +137,7 @@ def _main(argv: Sequence[str] | None) -> int:
     elif args.fast_finetune:
         q.load_ft_param()
     if xte is not None and yte is not None:
-        with torch.no_grad():
-            yf = model(torch.from_numpy(xte)).numpy()
+        yf = _float_outputs(model, xte)
         if args.mode == "calib" and not args.fast_finetune:
             yq = np.concatenate([q.runner.forward([xte[i:i + 256]])[0] for i in range(0, len(xte), 256)])
         else:
