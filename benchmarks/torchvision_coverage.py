@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 
-def measure(name: str, quantize: bool = True) -> dict:
+def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
     import numpy as np
     import torch
 
@@ -58,7 +58,8 @@ def measure(name: str, quantize: bool = True) -> dict:
         shape = quant_input_shape(name)
         rec["quant_input"] = list(shape)
         g = torch.Generator().manual_seed(2)
-        calib = [torch.randn((4,) + shape[1:], generator=g) for _ in range(2)]
+        calib = [torch.randn((4,) + shape[1:], generator=g) for _ in range(calib_batches)]
+        rec["calib_images"] = 4 * calib_batches
         xt = torch.randn((8,) + shape[1:], generator=g)
         with tempfile.TemporaryDirectory() as d:
             try:
@@ -107,7 +108,7 @@ def table(records: list[dict]) -> str:
         if "quant_error" in r:
             q, agree, cpu = f"no: {r['quant_error'][:90]}", "", ""
         elif "top1_agree" in r:
-            q, agree = "yes", f"{r['top1_agree']:.0%}"
+            q, agree = f"yes ({r.get('calib_images', 8)} calib. images)", f"{r['top1_agree']:.0%}"
             kinds = Counter()
             for k, n in r.get("cpu_ops", {}).items():
                 kinds[k.split(":")[0]] += n
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("names", nargs="*")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--no-quantize", action="store_true")
+    r.add_argument("--calib-batches", type=int, default=2, help="calibration batches of 4 random images")
     t = sub.add_parser("table")
     t.add_argument("jsonl")
     a = p.parse_args(argv)
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     names = a.names or architectures()
     with open(a.output, "a") as f:
         for n in names:
-            rec = measure(n, quantize=not a.no_quantize)
+            rec = measure(n, quantize=not a.no_quantize, calib_batches=a.calib_batches)
             f.write(json.dumps(rec) + "\n")
             f.flush()
             print(n, {k: v for k, v in rec.items() if k not in ("cpu_ops", "quant_where")}, flush=True)
