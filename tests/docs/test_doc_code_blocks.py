@@ -2,8 +2,8 @@
 in a scratch folder, with the page's line numbers in tracebacks.
 
 A block that cannot run here is marked on the line before its fence with `<!-- norun: <why> -->` (the
-reason is required; e.g. a board). docs/writing-passes.md has its own test (tests/docs/test_writing_passes_doc.py:
-it also runs its mlir/sh/toml blocks), so it is not repeated here.
+reason is required; e.g. a board). Pages another tests/docs/test_*.py runs (docs/writing-passes.md, whose test also
+runs its mlir/sh/toml blocks; docs/fast-finetune.md) are not repeated here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCS = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name != "writing-passes.md")
+
+
+def _pages_with_their_own_test() -> set[str]:
+    """docs pages that another tests/docs/test_*.py runs itself (e.g. writing-passes.md, with its mlir/sh blocks)."""
+    names = set()
+    for t in (ROOT / "tests" / "docs").glob("test_*.py"):
+        if t.name != Path(__file__).name:
+            names |= set(re.findall(r"[\"/]([\w.-]+\.md)[\"]", t.read_text(encoding="utf-8")))
+    return names
+
+
+DOCS = sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in _pages_with_their_own_test())
 FENCE = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 NORUN = re.compile(r"<!--\s*norun:\s*(.*?)\s*-->\s*$")
 #: pages whose blocks take long (whole quantization flows): run with the slow tests
