@@ -21,8 +21,8 @@ from dataclasses import dataclass, field, replace
 from ...dialects.dpu.isa import Instruction
 from .ddr import REG_CONST, REG_WORK, DdrPlan
 from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, FMap, Layer
-from .tiling import (Band, Geometry, Plan, TilingError, extra_regions, in_cols, in_lines, plan as make_plan,
-                     plan_channels, row_lines)
+from .tiling import (ALU_ENDL_MAX, CONV_ENDL_MAX, Band, Geometry, Plan, TilingError, extra_regions, in_cols,
+                     in_lines, plan as make_plan, plan_channels, row_lines)
 
 
 #: LOAD `channel` (14 bits, minus) and `jump_read` (16 bits, minus) fields
@@ -64,6 +64,31 @@ class Tagged:
     layer: int
 
 
+@dataclass(frozen=True)
+class Dest:
+    """Where a chained layer writes its output: straight into its consumer's input window (the consumer's
+    one band over the whole map), from line 0 of VB(vb): input row r is virtual row v = r + pt, stored in
+    bank (v // sh) % PP at line (v // sh // PP) * sh * rl + (v % sh) * rl + (column + pl) * cg."""
+
+    vb: int
+    rl: int
+    cg: int
+    pt: int
+    pl: int
+    sh: int
+
+    def out_fields(self, a: "Arch", oh: int, ow0: int, line: int) -> tuple[dict[str, int], dict[str, int]]:
+        """(init fields, instruction fields) of a strip whose first output row is `oh` and first column
+        `ow0`, writing line `line` of each pixel (the output channel group)."""
+        v0 = oh + self.pt
+        b0 = v0 // self.sh
+        init = {"stride_out": self.sh, "stride_offset_out": v0 % self.sh, "jump_write": self.cg,
+                "jump_write_endl": self.rl}
+        ins = {"bank_id_out": a.vb[self.vb] + b0 % a.pp,
+               "bank_addr_out": (b0 // a.pp) * self.sh * self.rl + (ow0 + self.pl) * self.cg + line}
+        return init, ins
+
+
 def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int = 1) -> Geometry:
     if isinstance(L, EltwiseLayer):
         cg = math.ceil(L.out.c / a.icp)
@@ -99,6 +124,10 @@ class Emitter:
     out: list[Tagged] = field(default_factory=list)
     band_count: int = 0
     fused: dict[int, int] = field(default_factory=dict)
+    chain: dict[int, Geometry] = field(default_factory=dict)   # producer -> its consumer's input geometry
+    dest: dict[int, Dest] = field(default_factory=dict)
+    vb_fixed: dict[int, int] = field(default_factory=dict)
+    onchip_in: set[int] = field(default_factory=set)
     weight_slots: dict[str, int] = field(default_factory=dict)
     _convinit: tuple | None = None
     _aluinit: tuple | None = None
@@ -111,6 +140,15 @@ class Emitter:
             raise ValueError(f"layer {layer}: {problem}")
         self.out.append(Tagged(ins, layer))
         return ins
+
+    def band_vb(self, i: int) -> int:
+        """The feature-map bank group of layer i's next band: fixed for a layer of an on-chip chain (its
+        input is in that group, or its output goes to the other), else alternating (ping-pong)."""
+        if i in self.vb_fixed:
+            return self.vb_fixed[i]
+        vb = self.band_count % 2
+        self.band_count += 1
+        return vb
 
     def slot(self, kind: str, lines: int) -> int:
         """First line of the next `lines`-line block of a weight/bias bank (`kind`): the two halves of
@@ -156,13 +194,14 @@ class Emitter:
                       jump_read=g.opl, jump_write=ps, length=cols, channel=n_ch, reg_id=reg,
                       ddr_addr=base + oh * L.out.rstride + band.ow0 * ps + c_first)
 
-    def _strip_in(self, g: Geometry, band: Band, q0: int) -> dict[str, int]:
-        """bank_id_in offset and bank_addr_in[_1.._3] of a strip whose first output row is q0 (band rows)."""
+    def _strip_in(self, g: Geometry, band: Band, q0: int, base: int = 0) -> dict[str, int]:
+        """bank_id_in offset and bank_addr_in[_1.._3] of a strip whose first output row is q0 (band rows),
+        the band's input window starting at line `base`."""
         a = self.arch
         rl = row_lines(g, band.ow1 - band.ow0)
         vs = q0 * g.sh
         b = vs // g.sh
-        addr = (b // a.pp) * g.sh * rl
+        addr = base + (b // a.pp) * g.sh * rl
         step = g.sh * rl
         return {"bank": b % a.pp, "bank_addr_in": addr % a.depth, "bank_addr_in_1": (addr + step) % a.depth,
                 "bank_addr_in_2": (addr + 2 * step) % a.depth, "bank_addr_in_3": (addr + 3 * step) % a.depth}
@@ -223,10 +262,13 @@ class Emitter:
                     self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=wb + (k // a.ocp) * per_group,
                               jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
                               reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
-            for band in p.bands():
-                vb = self.band_count % 2
-                self.band_count += 1
-                self._load_input(i, L, g, band, vb)
+            d = self.dest.get(i)
+            for t, band in enumerate(p.bands()):
+                vb = self.band_vb(i)
+                # a chained layer's output is not in its own group: its input windows alternate halves
+                base = (t % 2) * a.half if d is not None and i not in self.onchip_in else 0
+                if i not in self.onchip_in:
+                    self._load_input(i, L, g, band, vb, line_base=base)
                 cols_b = band.ow1 - band.ow0
                 orl = cols_b * groups
                 for oh, vpp in p.strips(band):
@@ -236,19 +278,24 @@ class Emitter:
                                 jump_write=groups, stride_offset_in=0, valid_pixel_parallel=vpp,
                                 kernel_h=kh, stride_h=sh, jump_write_endl=orl, stride_offset_out=0,
                                 kernel_w=kw, stride_w=sw)
+                    out = {"bank_id_out": a.vb[vb] + q0 % a.pp, "bank_addr_out": a.half + (q0 // a.pp) * orl}
+                    if d is not None:
+                        dinit, out = d.out_fields(a, oh, band.ow0, og0)
+                        init.update(dinit)
                     key = tuple(sorted(init.items()))
                     if key != self._convinit:
                         self.emit(i, "CONVINIT", **init)
                         self._convinit = key
-                    s = self._strip_in(g, band, q0)
+                    s = self._strip_in(g, band, q0, base)
                     pads = self._pads(L, g, band, oh, vpp)
                     for k in range(groups):
                         self.emit(i, "CONV", bank_id_in=a.vb[vb] + s["bank"], bank_addr_in=s["bank_addr_in"],
                                   bank_addr_in_1=s["bank_addr_in_1"], bank_addr_in_2=s["bank_addr_in_2"],
                                   bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg, channel_offset=0,
                                   bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
-                                  bank_id_out=a.vb[vb] + q0 % a.pp,
-                                  bank_addr_out=a.half + (q0 // a.pp) * orl + k, **pads)
+                                  bank_id_out=out["bank_id_out"], bank_addr_out=out["bank_addr_out"] + k, **pads)
+                if d is not None:
+                    continue                   # the output is the next layer's input window: no SAVE
                 if fused is None:
                     self._save_output(i, L, g, band, vb, c_first, n_ch)
                 else:
@@ -309,10 +356,12 @@ class Emitter:
                 bb = self.slot("bias", g.cg)
                 self.emit(i, "LOAD", bank_id=a.bias, bank_addr=bb, jump_read=n_ch, jump_write=1, pad_idx=1,
                           channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=self.ddr.const[(i, "bias")] + c0)
-            for band in p.bands():
-                vb = self.band_count % 2
-                self.band_count += 1
-                self._load_input(i, L, g, band, vb, c_first=c0, n_ch=n_ch)
+            d = self.dest.get(i)
+            for t, band in enumerate(p.bands()):
+                vb = self.band_vb(i)
+                base = (t % 2) * a.half if d is not None and i not in self.onchip_in else 0
+                if i not in self.onchip_in:
+                    self._load_input(i, L, g, band, vb, line_base=base, c_first=c0, n_ch=n_ch)
                 cols_b = band.ow1 - band.ow0
                 orl = cols_b * g.cg
                 init = dict(kernel_w=kw, kernel_h=kh, exec_mode=ALU_MODES[L.mode], stride_offset_out=0,
@@ -322,20 +371,25 @@ class Emitter:
                             jump_read_endl=row_lines(g, cols_b), jump_read=g.cg,
                             multi_factor=L.multi_factor & 0xFF, jump_write_endl=orl, jump_write=g.cg,
                             jump_read_weights=g.cg)
-                key = tuple(sorted(init.items()))
-                if key != self._aluinit:
-                    self.emit(i, "ALUINIT", **init)
-                    self._aluinit = key
                 for oh, vpp in p.strips(band):
                     q0 = oh - band.oh0
-                    s = self._strip_in(g, band, q0)
+                    out = {"bank_id_out": a.vb[vb] + q0 % a.pp, "bank_addr_out": a.half + (q0 // a.pp) * orl}
+                    if d is not None:
+                        dinit, out = d.out_fields(a, oh, band.ow0, c0 // a.icp)
+                        init.update(dinit)
+                    key = tuple(sorted(init.items()))
+                    if key != self._aluinit:
+                        self.emit(i, "ALUINIT", **init)
+                        self._aluinit = key
+                    s = self._strip_in(g, band, q0, base)
                     pads = self._pads(L, g, band, oh, vpp)
-                    self.emit(i, "ALU", bank_id_out=a.vb[vb] + q0 % a.pp,
-                              bank_addr_out=a.half + (q0 // a.pp) * orl, bank_id_in=a.vb[vb] + s["bank"],
+                    self.emit(i, "ALU", bank_id_out=out["bank_id_out"],
+                              bank_addr_out=out["bank_addr_out"], bank_id_in=a.vb[vb] + s["bank"],
                               bank_addr_in=s["bank_addr_in"], bank_addr_in_1=s["bank_addr_in_1"],
                               bank_addr_in_2=s["bank_addr_in_2"], bank_addr_in_3=s["bank_addr_in_3"],
                               valid_pixel_parallel=vpp, bank_addr_weights=wb, kernel_d=1, bank_addr_bias=bb, **pads)
-                self._save_output(i, L, g, band, vb, c0, n_ch)
+                if d is None:
+                    self._save_output(i, L, g, band, vb, c0, n_ch)
 
     def elew(self, i: int, L: EltwiseLayer) -> None:
         a = self.arch
@@ -417,6 +471,73 @@ def fusable_eltwise(layers: list[Layer], i: int, a: Arch, tiling: dict) -> bool:
     return True
 
 
+def _whole_map_geometry(C: ConvLayer | AluLayer, a: Arch, extra: int) -> Geometry | None:
+    """The input geometry of layer C (index j) when every chunk / channel tile of it computes the whole map
+    in one band, else None."""
+    if isinstance(C, AluLayer):
+        try:
+            p = plan_channels(geometry(C, a), a.pp, a.half)
+        except TilingError:
+            return None
+        full = p.geom.cg == math.ceil(C.inp.c / a.icp)
+        return p.geom if full and p.rows >= C.out.h and p.cols >= C.out.w else None
+    n_og = math.ceil(C.out.c / a.ocp)
+    chunk = conv_chunk_groups(C, a)
+    gC = None
+    for groups in {min(chunk, n_og), n_og % chunk or min(chunk, n_og)}:
+        g = replace(geometry(C, a, groups), extra_regions=extra)
+        try:
+            p = make_plan(g, a.pp, a.half)
+        except TilingError:
+            return None
+        if p.rows < C.out.h or p.cols < C.out.w:
+            return None
+        gC = g
+    return gC
+
+
+def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[int, int]) -> Geometry | None:
+    """The input geometry of layer i+1 when layer i writes its output straight into layer i+1's input
+    window in the banks (no SAVE, no LOAD), else None. Needs: a conv or ALU layer (not a concat copy)
+    followed by one that reads only its output, a plain workspace map no other layer reads; the consumer
+    computes the whole map in one band (every chunk); the producer's rows and columns land inside that
+    window; no forced band; the producer is not fused with an ELEW."""
+    if i + 1 >= len(layers) or i in fused or i in tiling or i + 1 in tiling:
+        return None
+    P, C = layers[i], layers[i + 1]
+    kinds = (ConvLayer, AluLayer)
+    if not isinstance(P, kinds) or not isinstance(C, kinds) or getattr(P, "role", "") or getattr(C, "role", ""):
+        return None
+    f = P.out
+    if C.inp is not f or f.parent is not None or f.alias_of is not None or f.ddr is None or f.ddr[0] != REG_WORK:
+        return None
+    if isinstance(P, AluLayer) and plan_channels(geometry(P, a), a.pp, a.half).geom.cg < math.ceil(f.c / a.icp):
+        return None
+    for k, L in enumerate(layers):
+        if k != i + 1 and any(x.root() is f for x in L.inputs):
+            return None
+    g = _whole_map_geometry(C, a, len(layers[fused[i + 1]].ins) if i + 1 in fused else 0)
+    if g is None or g.sh > 8:
+        return None
+    rl = row_lines(g, g.ow)
+    if rl > (CONV_ENDL_MAX if isinstance(P, ConvLayer) else ALU_ENDL_MAX) or g.pl + f.w > in_cols(g, g.ow):
+        return None
+    top = max((v // g.sh // a.pp) * g.sh * rl + (v % g.sh) * rl for v in range(g.pt, g.pt + f.h))
+    if top + (g.pl + f.w) * g.cg > in_lines(g, g.oh, g.ow, a.pp):
+        return None
+    return g
+
+
+def chains(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int]) -> dict[int, Geometry]:
+    """producer index -> its consumer's input geometry, for every on-chip edge (`chainable`)."""
+    res = {}
+    for i in range(len(layers) - 1):
+        g = chainable(layers, i, a, tiling, fused)
+        if g is not None:
+            res[i] = g
+    return res
+
+
 def fusions(layers: list[Layer], a: Arch, tiling: dict) -> dict[int, int]:
     """conv layer index -> index of the ELEW fused into it (`fusable_eltwise`)."""
     return {i: i + 1 for i in range(len(layers) - 1) if fusable_eltwise(layers, i, a, tiling)}
@@ -427,10 +548,17 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
     """The instruction stream (without END and without dependency flags) of `layers`."""
     em = Emitter(arch, ddr, dict(tiling or {}))
     em.fused = fusions(layers, arch, em.tiling)
+    em.chain = chains(layers, arch, em.tiling, em.fused)
     consumers = set(em.fused.values())
     for i, L in enumerate(layers):
         if i in consumers:
             continue                       # emitted with its producer
+        if i in em.chain:                  # the output stays in the banks as layer i+1's input window
+            gC = em.chain[i]
+            y = em.vb_fixed.get(i, em.band_count % 2)
+            em.vb_fixed[i], em.vb_fixed[i + 1] = y, 1 - y
+            em.onchip_in.add(i + 1)
+            em.dest[i] = Dest(1 - y, row_lines(gC, gC.ow), gC.cg, gC.pt, gC.pl, gC.sh)
         if isinstance(L, ConvLayer):
             em.conv(i, L, (em.fused[i], layers[em.fused[i]]) if i in em.fused else None)
         elif isinstance(L, AluLayer):
@@ -441,7 +569,10 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
             em.fill(i, L)
         elif not isinstance(L, (Alias, Concat)):
             raise ValueError(f"no code for layer {L!r}")
+        if i in em.vb_fixed:
+            em.band_count = em.vb_fixed[i] + 1     # the next layer's first band goes to the other group
     return em
 
 
-__all__ = ["Arch", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions"]
+__all__ = ["Arch", "Dest", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions",
+           "chainable", "chains"]

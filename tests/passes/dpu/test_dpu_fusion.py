@@ -1,6 +1,7 @@
-"""conv + element-wise fusion (the conv's output band stays in the banks and the ELEW reads it there) and
-the double-buffered weight banks: bit for bit against the fix-level execution on every target size, the
-fused output never goes to DDR, and fusion is refused where the conv's output is needed elsewhere."""
+"""conv + element-wise fusion (the conv's output band stays in the banks and the ELEW reads it there), on-chip
+chains (a layer writes its output straight into the next layer's input window) and the double-buffered
+weight banks: bit for bit against the fix-level execution on every target size, the on-chip maps never go
+to DDR, and fusion is refused where the conv's output is needed elsewhere."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, module_with
+from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, dw_ops, module_with, pool_ops
 from fixflow.dialects.fix import ops as Q
 from fixflow.passes.dpu.layers import ConvLayer, EltwiseLayer
 
@@ -133,3 +134,91 @@ def test_fused_conv_inputs_stay_live_in_ddr():
     b = next(L for L in prog.layers if L.name == "b")
     assert prog.emitter.plans[prog.layers.index(b)].rows < 32          # several bands
 
+
+# ---- on-chip chains: a layer writes its output straight into the next layer's input window ----------
+
+
+def _loads_from(prog, fmap):
+    reg, addr = fmap.addr()
+    return [i for i in prog.instructions if i.name == "LOAD" and i["reg_id"] == reg
+            and addr <= i["ddr_addr"] < addr + fmap.nbytes]
+
+
+def _chained(prog):
+    return {prog.layers[i].name for i in prog.emitter.chain}
+
+
+def _second(rng, kind, x, k, s, p, oc):
+    if kind == "conv":
+        return conv_ops(x, rng, oc, (k, k), (s, s), (p, p, p, p), "RELU", (7, 6, 4), name="second")
+    if kind == "dw":
+        return dw_ops(x, rng, (k, k), (s, s), (p, p, p, p), "RELU", (7, 6, 4), name="second")
+    return pool_ops(x, "MAX" if kind == "max" else "AVG", (k, k), (s, s), (p, p, p, p), name="second")
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(2, 16), st.integers(2, 16), st.integers(1, 40), st.integers(1, 40), st.sampled_from(SIZES),
+       st.sampled_from(["conv", "dw", "max", "avg"]), st.integers(1, 3), st.integers(1, 3), st.booleans(),
+       st.sampled_from(["conv", "max"]), st.integers(0, 2**16))
+def test_chain_bit_exact(h, w, c, oc, size, kind, k, s, pad, first, seed):
+    """first layer (3x3 conv or 2x2/1 max pool) -> second layer (conv, depthwise, max or avg pool with kernel
+    k, stride s, optional padding): bit for bit; when chained, the intermediate map touches no DDR."""
+    rng = np.random.default_rng(seed)
+    p = k // 2 if pad else 0
+    mh, mw = (h, w) if first == "conv" else (h - 1, w - 1)       # the first layer's output
+    if mh + 2 * p - k < 0 or mw + 2 * p - k < 0:
+        return
+
+    def build(x):
+        if first == "conv":
+            ops = conv_ops(x, rng, oc, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 4), name="first")
+        else:
+            ops = pool_ops(x, "MAX", (2, 2), (1, 1), name="first")
+        return ops + _second(rng, kind, ops[-1].results[0], k, s, p, oc)
+
+    m = module_with((1, h, w, c), 5, build)
+    prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, h, w, c), 1))
+    mid = next(L for L in prog.layers if L.name == "first").out
+    if "first" in _chained(prog):
+        assert not _saves_to(prog, mid) and not _loads_from(prog, mid)
+    else:
+        assert _saves_to(prog, mid) and _loads_from(prog, mid)
+
+
+def test_small_chain_stays_on_chip():
+    """conv -> conv (stride 2) -> max pool 2x2/2 -> conv on a 16x16 map: every intermediate stays in the
+    banks (one LOAD stream in, one SAVE stream out), on B4096 and B512."""
+    for size in (512, 4096):
+        rng = np.random.default_rng(size)
+
+        def build(x):
+            ops = conv_ops(x, rng, 24, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 4), name="c1")
+            ops += conv_ops(ops[-1].results[0], rng, 32, (3, 3), (2, 2), (1, 1, 1, 1), "RELU", (7, 6, 4), name="c2")
+            ops += pool_ops(ops[-1].results[0], "MAX", (2, 2), (2, 2), name="p")
+            ops += conv_ops(ops[-1].results[0], rng, 16, (1, 1), act="NONE", fps=(7, 6, 3), name="c3")
+            return ops
+
+        m = module_with((1, 16, 16, 8), 5, build)
+        prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, 16, 16, 8), 2))
+        assert _chained(prog) == {"c1", "c2", "p"}
+        assert all(i["reg_id"] in (0, 2) for i in prog.instructions if i.name == "LOAD")
+        assert all(i["reg_id"] == 3 for i in prog.instructions if i.name == "SAVE")
+
+
+@pytest.mark.parametrize("size", [1024, 4096])
+def test_chain_from_a_multi_band_producer(size):
+    """A strided conv over a map too big for one band writes each band's rows straight into the next conv's
+    window (its own input windows alternate between the two halves of its bank group)."""
+    rng = np.random.default_rng(size)
+
+    def build(x):
+        ops = conv_ops(x, rng, 16, (3, 3), (2, 2), (1, 1, 1, 1), "RELU", (7, 6, 4), name="down")
+        ops += conv_ops(ops[-1].results[0], rng, 24, (3, 3), pad=(1, 1, 1, 1), act="RELU", fps=(7, 6, 3), name="next")
+        return ops
+
+    m = module_with((1, 48, 48, 64), 5, build)
+    prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, 48, 48, 64), 1))
+    k = next(k for k, L in enumerate(prog.layers) if L.name == "down")
+    assert "down" in _chained(prog)
+    assert len(prog.emitter.plans[k].bands()) > 1
+    assert not _saves_to(prog, prog.layers[k].out) and not _loads_from(prog, prog.layers[k].out)
