@@ -143,10 +143,11 @@ def trace(model: torch.nn.Module, example_inputs: tuple | None = None) -> torch.
     try:
         return _trace(model)
     except FrontendError as plain_error:
-        if example_inputs is not None:
-            return _trace(model, example_inputs)
-        if not (isinstance(model, torch.nn.Module) and type(model).__module__.startswith("torch.nn.")
-                and torch.fx.Tracer().is_leaf_module(model, "")):
+        bare_layer = (isinstance(model, torch.nn.Module) and type(model).__module__.startswith("torch.nn.")
+                      and torch.fx.Tracer().is_leaf_module(model, ""))
+        if not bare_layer:
+            if example_inputs is not None:
+                return _trace(model, example_inputs)
             raise plain_error from None
     gm = _trace(_LeafRoot(type(model).__name__.lower(), model))
     gm.__class__.__name__ = type(model).__name__
