@@ -17,26 +17,12 @@ from fixflow.ir.diagnostics import FixflowError  # noqa: E402
 from fixflow.runtime.profiler import profile_module  # noqa: E402
 
 TOLERANCE = 0.20
-_MOBILENET_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="measured 2026-12-04: 215 fps against 290 (-26%); the program fixflow's compiler writes saves "
-           "and reloads every feature map (18.3 MB of DDR traffic per frame) and overlaps LOAD, CONV and "
-           "MISC little (1.39 M cycles against 1.73 M serial); see docs/profiler.md")
-
-_DDR_BOUND = ("the program fixflow's compiler writes saves and reloads every feature map (no on-chip "
-              "intermediates, no fused super-layers yet), so it is bound by DDR traffic; see docs/profiler.md")
-_RESNET50_GAP = pytest.mark.xfail(
-    strict=True, reason="measured 2026-12-04: kv260 52.1 fps against 85.5 (-39%), zcu104 2 threads 104.3 against "
-                        "161.9 (-36%); 66.8 MB of DDR traffic per frame; " + _DDR_BOUND)
-_SQUEEZENET_GAP = pytest.mark.xfail(
-    strict=True, reason="measured 2026-12-04: 456 fps against 610.1 (-25%); 7.8 MB of DDR traffic per frame; "
-                        + _DDR_BOUND)
 
 CASES = [
-    pytest.param("resnet50", "kv260", "single", 85.5, id="resnet50-kv260-1thread", marks=_RESNET50_GAP),
-    pytest.param("mobilenet_v2", "kv260", "single", 290.0, id="mobilenetv2-kv260-1thread", marks=_MOBILENET_GAP),
-    pytest.param("squeezenet1_1", "kv260", "single", 610.1, id="squeezenet-kv260-1thread", marks=_SQUEEZENET_GAP),
-    pytest.param("resnet50", "zcu104", "multi", 161.9, id="resnet50-zcu104-2threads", marks=_RESNET50_GAP),
+    pytest.param("resnet50", "kv260", "single", 85.5, id="resnet50-kv260-1thread"),
+    pytest.param("mobilenet_v2", "kv260", "single", 290.0, id="mobilenetv2-kv260-1thread"),
+    pytest.param("squeezenet1_1", "kv260", "single", 610.1, id="squeezenet-kv260-1thread"),
+    pytest.param("resnet50", "zcu104", "multi", 161.9, id="resnet50-zcu104-2threads"),
 ]
 _CACHE: dict[str, object] = {}
 
