@@ -28,9 +28,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import quant_baselines as qb  # noqa: E402
-from fixflow import zoo  # noqa: E402
-from fixflow.quantizer import Quantizer  # noqa: E402
+import quant_baselines as qb
+
+from fixflow import zoo
+from fixflow.quantizer import Quantizer
 
 W4A8 = {"tensor_quantize_config": {"weights": {"bit_width": 4}}}
 ROWS: list[dict] = []

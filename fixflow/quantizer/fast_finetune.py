@@ -35,15 +35,16 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 import torch
 
 from ..dialects.fix.numerics import fake_quantize, qrange
-from ..dialects.graph import ConstantOp, Conv2dOp, ConvTranspose2dOp, LinearOp
+from ..dialects.graph import ConstantOp, Conv2dOp, LinearOp
 from ..ir.attributes import DenseResourceElementsAttr
 from ..ir.core import Operation, Value
 from ..ir.opdef import ConstantLike, Terminator
@@ -53,8 +54,16 @@ from .errors import QuantizerError
 if TYPE_CHECKING:
     from .api import Quantizer
 
-__all__ = ["FT_FILE", "FastFinetuneReport", "LayerReport", "fast_finetune", "load_ft_param", "write_ft_params",
-           "install_params", "forward_annotated"]
+__all__ = [
+    "FT_FILE",
+    "FastFinetuneReport",
+    "LayerReport",
+    "fast_finetune",
+    "forward_annotated",
+    "install_params",
+    "load_ft_param",
+    "write_ft_params",
+]
 
 #: the finetuned parameters, next to quant_info.json
 FT_FILE = "fast_finetune.npz"
@@ -311,7 +320,7 @@ def _tune_layer(op: Operation, name: str, xq: np.ndarray, target: np.ndarray, w0
 
 
 # ----------------------------------------------------------------------------------- the driver
-def _collect(q: "Quantizer", run_fn: Callable[..., Any], run_args: Sequence[Any]) -> list[np.ndarray]:
+def _collect(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[Any]) -> list[np.ndarray]:
     """Run the user's function once; every quant_model call is recorded (and calibrates when no
     calibration batch was run before). Returns one array per network input (all samples)."""
     qm = q.quant_model
@@ -347,7 +356,7 @@ def _collect(q: "Quantizer", run_fn: Callable[..., Any], run_args: Sequence[Any]
         raise QuantizerError(f"fast_finetune(): the batches do not stack ({e})") from None
 
 
-def fast_finetune(q: "Quantizer", run_fn: Callable[..., Any], run_args: Sequence[Any] = (), *, epochs: int = 10,
+def fast_finetune(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[Any] = (), *, epochs: int = 10,
                   batch_size: int = 32, lr: float = 0.001, seed: int = 0,
                   progress: bool | None = None) -> FastFinetuneReport:
     """`Quantizer.fast_finetune`: see the module docstring."""
@@ -400,7 +409,7 @@ def fast_finetune(q: "Quantizer", run_fn: Callable[..., Any], run_args: Sequence
     return report
 
 
-def _run(q: "Quantizer", inputs: list[np.ndarray], float_params, params, *, epochs: int, batch_size: int, lr: float,
+def _run(q: Quantizer, inputs: list[np.ndarray], float_params, params, *, epochs: int, batch_size: int, lr: float,
          seed: int, progress: bool) -> FastFinetuneReport:
     """Stream the finetune set through the graph op by op (the frontier), tuning each conv-like op."""
     func = q.func
@@ -448,11 +457,11 @@ def _run(q: "Quantizer", inputs: list[np.ndarray], float_params, params, *, epoc
             del target
             params[op] = (wq, bq)
             layers.append(rep)
-            yq = ev.chunked(lambda a: ev.quant_op(op, a), [aq[0][0]], [True], n, op)
-            yf = ev.chunked(lambda a: ev.float_op(op, a, fp), [af[0][0]], [True], n, op)
+            yq = ev.chunked(lambda a, op=op: ev.quant_op(op, a), [aq[0][0]], [True], n, op)
+            yf = ev.chunked(lambda a, op=op, fp=fp: ev.float_op(op, a, fp), [af[0][0]], [True], n, op)
         else:
-            yq = ev.chunked(lambda a: ev.quant_op(op, a), [a for a, _ in aq], batched, n, op)
-            yf = ev.chunked(lambda a: ev.float_op(op, a, None), [a for a, _ in af], batched, n, op)
+            yq = ev.chunked(lambda a, op=op: ev.quant_op(op, a), [a for a, _ in aq], batched, n, op)
+            yf = ev.chunked(lambda a, op=op: ev.float_op(op, a, None), [a for a, _ in af], batched, n, op)
         r = op.results[0]
         env_q[r], env_f[r] = yq, yf
         peak = max(peak, _bytes(env_q, env_f))
@@ -480,7 +489,7 @@ def _bytes(*envs: dict[Value, np.ndarray]) -> int:
     return sum(a.nbytes for env in envs for a in env.values())
 
 
-def _names(q: "Quantizer") -> dict[Operation, str]:
+def _names(q: Quantizer) -> dict[Operation, str]:
     from .api import call_site_names
     return call_site_names(q.func)
 
@@ -526,7 +535,7 @@ def install_params(func: Operation, params: dict[Operation, tuple[np.ndarray, np
 
 
 # ----------------------------------------------------------------------------------- the file
-def write_ft_params(q: "Quantizer") -> Path | None:
+def write_ft_params(q: Quantizer) -> Path | None:
     """Calib mode (export_quant_config): write fast_finetune.npz, or remove a stale one; returns its path."""
     path = q.output_dir / FT_FILE
     state = getattr(q, "_ft", None)
@@ -546,7 +555,7 @@ def write_ft_params(q: "Quantizer") -> Path | None:
     return path
 
 
-def load_ft_param(q: "Quantizer", *, explicit: bool = True) -> None:
+def load_ft_param(q: Quantizer, *, explicit: bool = True) -> None:
     """Test mode: put the finetuned parameters of fast_finetune.npz into the graph (before lowering).
 
     Test mode does this by itself when quant_info.json says `fast_finetuned`; the explicit call (as in

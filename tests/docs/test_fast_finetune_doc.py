@@ -14,7 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOC_PATH = ROOT / "docs" / "fast-finetune.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
-FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.S | re.M)
+FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.DOTALL | re.MULTILINE)
 
 
 def _blocks(lang: str) -> list[tuple[int, str]]:
