@@ -230,3 +230,16 @@ def test_generated_module_is_test_mode_at_other_widths(tmp_path, cfg):
     x = _data(16)
     with torch.no_grad():
         np.testing.assert_array_equal(gen(x).numpy(), qt.quant_model(x).numpy())
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("FIXFLOW_AMD_TOOLS"),
+                    reason="AMD's xir not configured: set FIXFLOW_AMD_TOOLS=<install dir> (docs/amd-reference.md)")
+def test_amd_xir_loads_mixed_width_and_float_layer_xmodels(tmp_path):
+    """AMD's xir takes XINT4 const-fix weights (tensor_bit_width 4) and the float matmul of a float layer."""
+    from reference._amd_tools_lib import run_amd
+    _, qt = _calib_test(tmp_path / "w4", {**W4A8, **FC_FLOAT})
+    path = qt.export_xmodel()
+    txt = run_amd("xir", "dump_txt", path, tmp_path / "dump.txt", cwd=tmp_path)
+    txt = txt or (tmp_path / "dump.txt").read_text()
+    assert 'string_value: "XINT4"' in txt and "tensor_bit_width: 4" in txt and 'op_type: "matmul"' in txt
+    run_amd("xir", "subgraph", path, cwd=tmp_path)
