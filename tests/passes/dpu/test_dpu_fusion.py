@@ -11,7 +11,10 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, dw_ops, module_with, pool_ops
 from fixflow.dialects.fix import ops as Q
+from fixflow.passes.dpu.codegen import Arch
 from fixflow.passes.dpu.layers import ConvLayer, EltwiseLayer
+from fixflow.passes.dpu.schedule import Geometry, footprints
+from fixflow.passes.dpu.tiling import Geometry as TileGeometry, extra_regions, in_lines, out_lines
 
 
 def _inputs(rng, shape, n=2):
@@ -156,6 +159,22 @@ def _second(rng, kind, x, k, s, p, oc):
     return pool_ops(x, "MAX" if kind == "max" else "AVG", (k, k), (s, s), (p, p, p, p), name="second")
 
 
+def _assert_writes_inside_window(prog, k):
+    """Every bank line chained layer k's CONV/ALU instructions write lies in its consumer's input window:
+    the lower half of the consumer's group, below the window's lines (so no other live buffer is hit)."""
+    em = prog.emitter
+    d, gC = em.dest[k], em.chain[k]
+    arch = Arch.of(prog.target)
+    instrs = [t.ins for t in em.out]
+    fps = footprints(instrs, Geometry.of(arch))
+    window = in_lines(gC, gC.oh, gC.ow, arch.pp)
+    for t, ins, w in zip(em.out, instrs, fps.writes):
+        if t.layer == k and ins.name in ("CONV", "ALU"):
+            bank, line = w // arch.depth, w % arch.depth
+            assert ((bank >= arch.vb[d.vb]) & (bank < arch.vb[d.vb] + arch.pp)).all()
+            assert (line < window).all() and window <= arch.half
+
+
 @settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(2, 16), st.integers(2, 16), st.integers(1, 40), st.integers(1, 40), st.sampled_from(SIZES),
        st.sampled_from(["conv", "dw", "max", "avg"]), st.integers(1, 3), st.integers(1, 3), st.booleans(),
@@ -181,6 +200,7 @@ def test_chain_bit_exact(h, w, c, oc, size, kind, k, s, pad, first, seed):
     mid = next(L for L in prog.layers if L.name == "first").out
     if "first" in _chained(prog):
         assert not _saves_to(prog, mid) and not _loads_from(prog, mid)
+        _assert_writes_inside_window(prog, next(k for k, L in enumerate(prog.layers) if L.name == "first"))
     else:
         assert _saves_to(prog, mid) and _loads_from(prog, mid)
 
@@ -201,6 +221,8 @@ def test_small_chain_stays_on_chip():
         m = module_with((1, 16, 16, 8), 5, build)
         prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _inputs(rng, (1, 16, 16, 8), 2))
         assert _chained(prog) == {"c1", "c2", "p"}
+        for k in prog.emitter.chain:
+            _assert_writes_inside_window(prog, k)
         assert all(i["reg_id"] in (0, 2) for i in prog.instructions if i.name == "LOAD")
         assert all(i["reg_id"] == 3 for i in prog.instructions if i.name == "SAVE")
 
@@ -221,4 +243,24 @@ def test_chain_from_a_multi_band_producer(size):
     k = next(k for k, L in enumerate(prog.layers) if L.name == "down")
     assert "down" in _chained(prog)
     assert len(prog.emitter.plans[k].bands()) > 1
+    _assert_writes_inside_window(prog, k)
     assert not _saves_to(prog, prog.layers[k].out) and not _loads_from(prog, prog.layers[k].out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 64), st.integers(1, 8), st.integers(1, 5), st.integers(1, 3),
+       st.integers(1, 64), st.integers(1, 64), st.sampled_from([4, 8]), st.integers(1, 4))
+def test_fused_regions_never_overlap(h, w, cg, k, s, rows, cols, pp, extra):
+    """The band-sized regions `extra_regions` hands a fused ELEW lie inside the group and overlap neither
+    the conv's input window, nor its output, nor each other."""
+    g = TileGeometry(h, w, cg, h, w, k, k, s, s, 0, 0, cg, pp, False, 1, extra)
+    half = 1024
+    ol = out_lines(g, rows, cols, pp)
+    used = [(0, in_lines(g, rows, cols, pp)), (half, half + ol)]
+    if used[0][1] > half or ol > half:
+        return
+    for lo in extra_regions(g, rows, cols, pp, half):
+        hi = lo + ol
+        assert 0 <= lo and hi <= 2 * half and (hi <= half or lo >= half)
+        assert all(hi <= a or b <= lo for a, b in used)
+        used.append((lo, hi))

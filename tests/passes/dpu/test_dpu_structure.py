@@ -9,7 +9,9 @@ import math
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _dpu_testlib import SIZES, compile_module, conv_ops, dw_ops, module_with, pool_ops
+from _dpu_testlib import FT, SIZES, compile_module, conv_ops, dw_ops, module_with, pool_ops
+from fixflow.dialects.fix import ops as Q
+from fixflow.passes.dpu.layers import ConvLayer, EltwiseLayer
 from fixflow.passes.dpu.ddr import REG_OUT
 from fixflow.passes.dpu.program import annotated_subgraphs, ddr_annotations, load_programs
 from fixflow.passes.dpu.tiling import Geometry, in_lines, out_lines, plan
@@ -69,8 +71,11 @@ def test_tiles_cover_every_output_byte_once(case):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.sampled_from(["conv", "pool", "dw"]), min_size=2, max_size=7), st.sampled_from(SIZES))
+@given(st.lists(st.sampled_from(["conv", "pool", "dw", "res"]), min_size=2, max_size=7), st.sampled_from(SIZES))
 def test_live_workspace_tensors_never_share_bytes(kinds, size):
+    """Maps live at the same time never share DDR bytes; in "res" (two convs and an add of the second's
+    output and the block input, which the compiler may fuse band by band) the second conv's input stays
+    live through the add."""
     rng = np.random.default_rng(len(kinds))
 
     def build(x):
@@ -81,6 +86,13 @@ def test_live_workspace_tensors_never_share_bytes(kinds, size):
                 ops += conv_ops(v, rng, 8 + 4 * i, (3, 3), pad=(1, 1, 1, 1), act="RELU", name=f"l{i}")
             elif kind == "dw":
                 ops += dw_ops(v, rng, (3, 3), pad=(1, 1, 1, 1), act="RELU", name=f"l{i}")
+            elif kind == "res":               # v -> conv -> conv -> add(that, v)
+                ops += conv_ops(v, rng, int(v.type.shape[3]), (3, 3), pad=(1, 1, 1, 1), act="RELU", name=f"l{i}a")
+                ops += conv_ops(ops[-1].results[0], rng, int(v.type.shape[3]), (3, 3), pad=(1, 1, 1, 1), name=f"l{i}")
+                e = Q.EltwiseOp.build([ops[-1].results[0], v], type="ADD", nonlinear="RELU",
+                                      result_types=[FT(tuple(v.type.shape), 8, 4)])
+                e.results[0].name_hint = f"l{i}add"
+                ops.append(e)
             else:
                 ops += pool_ops(v, "MAX", (2, 2), (1, 1), name=f"l{i}")
         return ops
@@ -98,6 +110,16 @@ def test_live_workspace_tensors_never_share_bytes(kinds, size):
                 lo2, hi2 = g.ddr[1], g.ddr[1] + g.nbytes
                 assert hi1 <= lo2 or hi2 <= lo1, (f.name, g.name)
     assert ddr.peak_workspace <= ddr.naive_workspace
+    from fixflow.passes.dpu.program import _layers
+    layers = _layers(sg)[0]                     # the same layers again (maps matched by name)
+    ends = {f.name: b for f, _, b in iv}
+    fused = 0
+    for i, L in enumerate(layers[:-1]):
+        nxt = layers[i + 1]
+        if isinstance(L, ConvLayer) and isinstance(nxt, EltwiseLayer) and any(x is L.out for x in nxt.ins):
+            fused += 1
+            assert all(ends[x.root().name] >= i + 1 for x in L.inputs if x.root().name in ends)
+    assert fused == kinds.count("res")
     if len(kinds) >= 4:
         assert ddr.peak_workspace < ddr.naive_workspace      # a chain reuses bytes
 
