@@ -416,6 +416,43 @@ def _grouped_conv2d(L: _Lowering, op: Operation, x: Value, w: np.ndarray, b, fw,
         L.map[act_op.results[0]] = y
 
 
+@_handles("graph.batch_norm")
+def _batch_norm(L: _Lowering, op: Operation) -> None:
+    """A batch norm fold-bn cannot fold (DenseNet's norm before its conv, on a concatenation): the
+    per-channel affine x * s + t as a 1x1 depthwise conv, s and t at their own diffs fix positions (as
+    vai_q converts it). Calibration saw the float batch norm, so the quantization of s and t is the one
+    error it did not see."""
+    src = op.input.op if isinstance(op.input, OpResult) else None
+    if src is not None and src.name in ("graph.conv2d", "graph.conv_transpose2d", "graph.linear") \
+            and op.input.num_uses == 1:
+        raise QuantizeError("graph.batch_norm must be folded into the preceding conv/linear before quantize (run "
+                            "fold-bn)", op.location)
+    arrs = [_const_array(v) for v in (op.mean, op.var, op.gamma, op.beta)]
+    if op.input.type.rank != 4 or any(a is None for a in arrs):
+        L.cpu_op(op, "a batch norm that is not after a conv (or has non-constant statistics) on a non-image tensor")
+        return
+    mean, var, gamma, beta = arrs
+    scale = gamma / np.sqrt(var + op.eps)
+    shift = beta - mean * scale
+    x = L.fix_in(op.input, op)
+    fw = (8, fix_pos_diffs(scale, 8, "std_round"))
+    fb = (8, fix_pos_diffs(shift, 8, "std_round"))
+    c = scale.shape[0]
+    act, act_op = L.fused_act(op, CONV_ACTS)
+    out = L.result_of(op, act_op)
+    f = L.fmt(out, op)
+    key = _key_of(op.gamma, (out.name_hint or "batch_norm") + ".gamma")
+    wc = L.const(quantize(scale.reshape(1, 1, 1, c), *fw, "std_round"), *fw, key + "_scale", op.location)
+    bc = L.const(quantize(shift, *fb, "std_round"), *fb, key + "_shift", op.location)
+    y = L.emit(Q.DepthwiseConv2dOp, x, wc, bc, loc=op.location, hint=out.name_hint,
+               result_types=[Q.fix_tensor(_nhwc(op.results[0].type.shape), *f)], nonlinear=act, kernel=(1, 1),
+               stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1))
+    L.check_dpu(y, op.location)
+    L.map[op.results[0]] = y
+    if act_op is not None:
+        L.map[act_op.results[0]] = y
+
+
 @_handles("graph.conv_transpose2d")
 def _conv_transpose2d(L: _Lowering, op: Operation) -> None:
     if op.groups != 1:

@@ -258,3 +258,29 @@ def test_grouped_conv_is_one_conv_per_group(tmp_path):
     assert len(convs) == 4 and all(c.nonlinear == "RELU" and "device" not in c.attributes for c in convs)
     assert len(_ops(q, "fix.strided_slice")) == 4
     assert not [op for op in q.fix_module.walk() if op.name == "graph.conv2d"]
+
+
+class PreActivation(nn.Module):
+    """DenseNet's layer: batch norm and ReLU *before* the conv, on a concatenation (fold-bn cannot fold it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.BatchNorm2d(7)
+        self.conv = nn.Conv2d(7, 4, 1)
+        with torch.no_grad():
+            self.norm.running_mean.uniform_(-0.5, 0.5)
+            self.norm.running_var.uniform_(0.5, 2.0)
+            self.norm.weight.uniform_(0.5, 1.5)
+            self.norm.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        y = torch.cat((x, self.stem(x)), dim=1)
+        return self.conv(F.relu(self.norm(y)))
+
+
+def test_unfoldable_batch_norm_is_a_depthwise_conv(tmp_path):
+    q, _, sim, ref, _x = _quantize(PreActivation(), (1, 3, 6, 6), tmp_path)
+    _assert_close(sim, ref)
+    (dw,) = _ops(q, "fix.depthwise_conv2d")
+    assert tuple(dw.kernel) == (1, 1) and dw.nonlinear == "RELU"
