@@ -12,15 +12,18 @@ Passes (registered; `fixflow-opt` runs them and prints the IR between them, see 
 Modules: `partition` (placement, subgraphs), `layers` (fix ops -> CONV / ALU / ELEW layers; dense as a
 conv over the whole map, reshape as an alias), `tiling` (bands of output rows x columns whose input
 window, halo rows included, fits half a feature-map bank group), `ddr` (DDR layout), `codegen`
-(instructions; bank ping-pong between VB0 and VB1 band by band), `schedule` (footprints of every
+(instructions; bank ping-pong between VB0 and VB1 band by band; fusion and on-chip chains), `schedule` (footprints of every
 instruction, flags, checker), `program` (one subgraph end to end; programs back from an annotated
 module).
 
-How a layer runs: every layer reads its input map from DDR and writes its output map to DDR. For each
-band (output rows x columns, and a chunk of output-channel groups whose weights fit the CONVW banks):
+How a layer runs: for each band (output rows x columns, and a chunk of output-channel groups whose
+weights fit half the CONVW banks, the halves alternating so the next chunk's weights load meanwhile):
 LOAD the input window into VB(t % 2) lines [0, depth/2), one CONV (PP rows x columns x OCP channels) per
 strip and output-channel group, or one ALU (pooling, depthwise) / ELEW (add, mult) per ALU_PP rows,
-into lines [depth/2, depth), then SAVE the rows. Conv activations are fused (CONV act_type).
+into lines [depth/2, depth), then SAVE the rows. Conv activations are fused (CONV act_type). Maps stay
+on chip where they can (`codegen.fusions`, `codegen.chains`): a conv and the ELEW right after it run
+fused band by band (the conv's output never SAVEd), and a layer whose only reader is the next layer,
+computing the whole map in one band, writes straight into that layer's input window (no SAVE, no LOAD).
 
 Feature maps can be strided windows of another map's bytes (`layers.FMap.parent`: channel offset,
 pixel origin and step); LOADs and SAVEs use their DDR pixel/row strides. That gives, without extra

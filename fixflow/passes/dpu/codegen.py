@@ -1,14 +1,24 @@
 """Instruction selection and bank allocation: layers -> a DPUCZDX8G instruction stream.
 
-Every layer reads its input feature map from DDR and writes its output feature map to DDR.
-Banks:
+A layer reads its input feature map from DDR and writes its output feature map to DDR, except where a
+map stays on chip (below). Banks:
 - feature maps: band t of the program (counting across layers) uses feature-map bank group
   VB(t % 2): its input window in lines [0, depth/2), its output in lines [depth/2, depth). The LOAD of
   band t+1 therefore never touches the banks band t computes on (ping-pong);
-- conv weights: CONVW lines [0, n * KH*KW*cg) for a chunk of n output-channel groups (OCP channels
-  each; output channel i of the chunk in CONVW bank i % OCP); a layer whose groups do not all fit
-  is computed chunk by chunk, reloading its input for each chunk;
-- bias: BIAS lines [0, n) (OCP values a line); depthwise weights: DWCONVW lines [0, KH*KW*cg).
+- conv weights: CONVW lines [b, b + n * KH*KW*cg) for a chunk of n output-channel groups (OCP channels
+  each; output channel i of the chunk in CONVW bank i % OCP); a chunk takes half the bank when one group
+  fits half, b alternating between 0 and depth/2 from chunk to chunk (double buffering: the next
+  chunk's or layer's weights LOAD while this one computes); a layer whose groups do not all fit is
+  computed chunk by chunk, reloading its input for each chunk;
+- bias: BIAS lines [b, b + n) (OCP values a line); depthwise weights: DWCONVW lines [b, b + KH*KW*cg);
+  both alternate halves likewise.
+On chip (`fusions`, `chains`):
+- a conv and the ELEW right after it that alone reads its output run fused band by band: the ELEW reads
+  the conv's output band in the banks, its other inputs are LOADed into free band-sized regions beside
+  it (`tiling.extra_regions`), its result is SAVEd;
+- a conv/ALU layer whose output only the next conv/ALU layer reads, when that one computes the whole map
+  in one band, writes straight into that layer's input window in the other group (`Dest`: the
+  consumer's row-to-bank map through stride_out / stride_offset_out); no SAVE, no LOAD.
 Conv + its activation is one CONV (the act_type field); dense is a CONV whose kernel covers the map;
 pooling and depthwise conv are ALU exec modes (ISA1 has no POOL or DWCONV engine).
 """
