@@ -521,6 +521,9 @@ class _Importer:
             shape = _ints(xop, "shape")
             if shape and x.type.rank and shape[0] == x.type.shape[0]:
                 shape[0] = 0
+            elif shape and x.type.rank and x.type.shape[0] and shape[0] and (
+                    shape[0] % x.type.shape[0] == 0 or x.type.shape[0] % shape[0] == 0):
+                shape[0] = -1   # a batch folded into (or out of) the first dim, Swin's windows: inferred at any batch
             self.add(xop, self.build(Q.ReshapeOp, xop, x, shape=shape))
         elif t == "transpose":
             self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=_ints(xop, "order")))

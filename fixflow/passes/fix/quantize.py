@@ -694,7 +694,13 @@ def _reshape_to(L: _Lowering, op: Operation, out_shape: tuple[int, ...]) -> None
             y = L.emit(Q.TransposeOp, y, loc=op.location, perm=Q.TO_NHWC)
             L.check_dpu(y, op.location)
     elif tuple(y.type.shape) != tuple(logical):
-        y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(logical))
+        req = tuple(op.shape) if op.name == "graph.reshape" else ()
+        if len(req) == len(logical) and req.count(-1) == 1:
+            # the graph's own -1 (a batch folded into a leading dim, e.g. Swin's B * windows) stays -1, so
+            # the fixed-point program runs at any batch as the float one does
+            y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=req)
+        else:
+            y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(logical))
     y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
     y.name_hint = op.results[0].name_hint
     L.map[op.results[0]] = y

@@ -284,3 +284,23 @@ def test_unfoldable_batch_norm_is_a_depthwise_conv(tmp_path):
     _assert_close(sim, ref)
     (dw,) = _ops(q, "fix.depthwise_conv2d")
     assert tuple(dw.kernel) == (1, 1) and dw.nonlinear == "RELU"
+
+
+class Windows(nn.Module):
+    """Swin's window partition: the batch folded into the windows' dim (`reshape(-1, 4, C)`) and back."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):                       # N x 4 x 4 x C (channels last, as Swin)
+        n, h, w, c = x.shape
+        t = x.view(n, 2, 2, 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, 4, c)
+        t = self.fc(t)
+        return t.view(-1, 2, 2, 2, 2, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, h, w, c)
+
+
+def test_a_batch_folded_into_windows_runs_at_any_batch(tmp_path):
+    q, _, sim, ref, _x = _quantize(Windows(), (1, 4, 4, 4), tmp_path)   # test mode runs batch 3
+    _assert_close(sim, ref)
+    assert any(-1 in tuple(op.shape) for op in _ops(q, "fix.reshape"))
