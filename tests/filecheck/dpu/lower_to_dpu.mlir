@@ -1,14 +1,14 @@
 // RUN: fixflow-opt %s -p "partition{target=DPUCZDX8G_ISA1_B1024},allocate-ddr,lower-to-dpu,schedule-dpu,verify-dpu-schedule" | filecheck %s
 // The DPU subgraph (1x1 conv + relu, then 2x2 max pool) becomes one dpu.program for the B1024:
-// loads, conv init (relu: act_type 1; shift_cut = w + i - o = 7 + 5 - 4 = 8), conv, saves, then the
-// pool as ALU init (2x2 kernel) + ALU, its save, and END. The input fix_pos 5, weights 7, output 4.
+// loads, conv init (relu: act_type 1; shift_cut = w + i - o = 7 + 5 - 4 = 8), conv, then the pool as
+// ALU init (2x2 kernel) + ALU reading the conv's output in the banks (an on-chip chain: no SAVE/LOAD
+// between them), its save, and END. The input fix_pos 5, weights 7, output 4.
 
 // CHECK:      "dpu.program"() ({
 // CHECK:      "dpu.load"()
 // CHECK:      "dpu.convinit"() {{{.*}} act_type = 1 : i32, shift_cut = 8 : i32,
 // CHECK-NEXT: "dpu.conv"()
-// CHECK-NEXT: "dpu.save"()
-// CHECK:      "dpu.aluinit"() {{{.*}} kernel_h = 2 : i32, kernel_w = 2 : i32,
+// CHECK-NEXT: "dpu.aluinit"() {{{.*}} kernel_h = 2 : i32, kernel_w = 2 : i32,
 // CHECK-NEXT: "dpu.alu"()
 // CHECK-NEXT: "dpu.save"()
 // CHECK-NEXT: "dpu.end"()
