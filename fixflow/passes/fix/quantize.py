@@ -630,6 +630,11 @@ def _eltwise(L: _Lowering, op: Operation) -> None:
     for gv in op.operands:
         if rank == 4 and gv.type.rank < 4:
             ins.append(_broadcast_operand(L, gv, rank, op))
+        elif rank != 4 and gv.type.rank == 4 and gv in L.map:
+            # a feature map (stored NHWC) broadcast into a higher-rank result (MaxViT's attention bias):
+            # back to torch's order first
+            ins.append(L.check_dpu(L.emit(Q.TransposeOp, L.fix_in(gv, op), loc=op.location, perm=Q.TO_NCHW),
+                                   op.location))
         else:
             ins.append(L.fix_in(gv, op))
     typ = "ADD" if op.name == "graph.add" else "MUL"
@@ -687,6 +692,9 @@ def _reshape_to(L: _Lowering, op: Operation, out_shape: tuple[int, ...]) -> None
         logical = out_shape
     if len(logical) == 4:
         _, c, h, w = logical
+        req = tuple(op.shape) if op.name == "graph.reshape" else ()
+        if len(req) == 4 and req[0] == -1 and not batch_kept:   # a batch unfolded from windows: keep the -1
+            target = lambda shape: (-1,) + tuple(shape[1:])     # noqa: E731
         if c == 1 or (h == 1 and w == 1):
             y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(_nhwc(logical)))
         else:

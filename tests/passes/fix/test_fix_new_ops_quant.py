@@ -304,3 +304,24 @@ def test_a_batch_folded_into_windows_runs_at_any_batch(tmp_path):
     q, _, sim, ref, _x = _quantize(Windows(), (1, 4, 4, 4), tmp_path)   # test mode runs batch 3
     _assert_close(sim, ref)
     assert any(-1 in tuple(op.shape) for op in _ops(q, "fix.reshape"))
+
+
+class WindowScores(nn.Module):
+    """Swin / MaxViT attention scores: per-window scores unfolded to (B*windows, heads, T, T) and a
+    rank-4 position bias added to a rank-5 tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(0.1 * torch.randn(1, 2, 4, 4))
+        self.fc = nn.Linear(3, 4)
+
+    def forward(self, x):                       # x: N x 4 x 3 -> scores N x 2 x 4 x 4
+        s = self.fc(x).unsqueeze(1).expand(-1, 2, -1, -1)
+        s = s.reshape(-1, 1, 2, 4, 4) + self.bias.unsqueeze(0) * 2.0
+        s = s.view(-1, 2, 4, 4) + torch.relu(self.bias)
+        return s
+
+
+def test_window_scores_keep_their_batch_and_layout(tmp_path):
+    q, _, sim, ref, _x = _quantize(WindowScores(), (1, 4, 3), tmp_path)
+    _assert_close(sim, ref, tol=0.2)
