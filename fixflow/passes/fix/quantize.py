@@ -630,9 +630,14 @@ def _eltwise(L: _Lowering, op: Operation) -> None:
     for gv in op.operands:
         if rank == 4 and gv.type.rank < 4:
             ins.append(_broadcast_operand(L, gv, rank, op))
+        elif rank != 4 and gv.type.rank == 4 and gv not in L.map and _const_array(gv) is not None:
+            # a rank-4 constant broadcast into a higher-rank result (MaxViT's position bias): torch's order
+            arr = _const_array(gv)
+            f = _pair_attr(gv.op, "fix.out") or (8, fix_pos_diffs(arr, 8, "std_round"))
+            ins.append(L.const(quantize(arr, f[0], f[1], "std_round"), f[0], f[1], _key_of(gv, gv.name_hint or "const"),
+                               gv.op.location))
         elif rank != 4 and gv.type.rank == 4 and gv in L.map:
-            # a feature map (stored NHWC) broadcast into a higher-rank result (MaxViT's attention bias):
-            # back to torch's order first
+            # a feature map (stored NHWC) broadcast into a higher-rank result: back to torch's order first
             ins.append(L.check_dpu(L.emit(Q.TransposeOp, L.fix_in(gv, op), loc=op.location, perm=Q.TO_NCHW),
                                    op.location))
         else:

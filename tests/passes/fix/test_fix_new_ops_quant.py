@@ -325,3 +325,20 @@ class WindowScores(nn.Module):
 def test_window_scores_keep_their_batch_and_layout(tmp_path):
     q, _, sim, ref, _x = _quantize(WindowScores(), (1, 4, 3), tmp_path)
     _assert_close(sim, ref, tol=0.2)
+
+
+class BiasedScores(nn.Module):
+    """MaxViT: a rank-4 constant position bias added to rank-5 attention scores."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.register_buffer("bias", 0.1 * torch.randn(1, 2, 4, 4))
+
+    def forward(self, x):                       # x: N x 3 x 2 x 4 x 4
+        return torch.relu(x) + self.bias
+
+
+def test_rank4_constant_broadcast_into_rank5(tmp_path):
+    q, _, sim, ref, _x = _quantize(BiasedScores(), (1, 3, 2, 4, 4), tmp_path)
+    _assert_close(sim, ref)
