@@ -214,7 +214,10 @@ class _Exporter:
             q = op.ints
             if op.name == "fix.const" and self._tconv_weight(op):
                 q = q[:, ::-1, ::-1, :]
-            attrs.update(data=_int_bytes(q, op.bw), shape=list(out.type.shape), data_type=f"XINT{op.bw}")
+            if q.ndim == 0:   # XIR needs a non-empty shape: a scalar is written with shape [1] (it broadcasts alike)
+                q = q.reshape(1)
+                otype = TensorType((1,), out.type.element_type)
+            attrs.update(data=_int_bytes(q, op.bw), shape=list(q.shape), data_type=f"XINT{op.bw}")
             rmode = "STD_ROUND"
         elif op.name in ("fix.conv2d", "fix.depthwise_conv2d", "fix.transposed_conv2d", "fix.dense"):
             inputs = {"input": [self.ref(op.input, op)], "weights": [self.ref(op.weights, op)]}

@@ -342,3 +342,18 @@ class BiasedScores(nn.Module):
 def test_rank4_constant_broadcast_into_rank5(tmp_path):
     q, _, sim, ref, _x = _quantize(BiasedScores(), (1, 3, 2, 4, 4), tmp_path)
     _assert_close(sim, ref)
+
+
+def test_scalar_constant_operand_is_written_with_shape_1(tmp_path):
+    """A scalar multiplier (MaxViT's attention scale on a float path) is a rank-0 fix.const: XIR gets [1]."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten(), nn.Linear(64, 6))
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m = model
+
+        def forward(self, x):
+            return torch.softmax(self.m(x), dim=-1) * 0.5
+
+    _quantize(Scaled(), (1, 3, 4, 4), tmp_path)   # the written file runs bit-exact with test mode
