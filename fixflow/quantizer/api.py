@@ -230,9 +230,6 @@ class Quantizer:
             _mkdir(self.output_dir)          # a bad output directory is reported now, not after calibration
         else:
             self._load_quant_info()
-            if self._ft_expected:
-                from .fast_finetune import load_ft_param
-                load_ft_param(self, explicit=False)
             self._lower()
             self.quant_model = QuantModel(self._test_step, mode, self._param_arrays(), log)
             self._generate_source()
@@ -396,6 +393,9 @@ class Quantizer:
             op.attributes["fix.out"] = fix_attr(*info.output[name])
         self.func.attributes["fix.inputs"] = ArrayAttr([fix_attr(*info.input[k]) for k in in_names])
         self.module.attributes["fix.bias_corrected"] = BoolAttr(info.bias_corrected)
+        if self._ft_expected:        # the finetuned parameters named by quant_info.json (fast_finetune.npz)
+            from .fast_finetune import load_ft_param
+            load_ft_param(self, explicit=False)
 
     def _param_arrays(self) -> dict[str, np.ndarray]:
         """The conv-like weights and biases of the prepared graph under their quant_info names (no `Model::`)."""
