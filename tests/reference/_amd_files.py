@@ -64,6 +64,12 @@ OP_NETS = {
     "cpu_ops": "c = conv2d(x, out=4, kernel=3, pad=1)\n  s = sigmoid(c)\n  t = tanh(c)\n  u = silu(c)\n"
                "  p = prelu(c, per_channel=true)\n  d = sub(s, t)\n  m = matmul(u, p)\n  f = flatten(d)\n"
                "  o = softmax(f, axis=-1)\n  return o, m",
+    "issue15_cpu_ops": "c = conv2d(x, out=4, kernel=3, pad=1)\n  g = gelu(c)\n  h = mish(c)\n"
+                       "  n = layer_norm(c, dims=1)\n  q = group_norm(c, groups=2)\n  s = sum(g, axes=[1], keepdim=true)\n"
+                       "  a = amax(h, axes=[2], keepdim=true)\n  b = amin(n, axes=[3], keepdim=true)\n"
+                       "  z = normalize(q, axis=1)\n  return s, a, b, z",
+    "strided_slice": "c = conv2d(x, out=4, kernel=1)\n  t = slice(c, axes=[1, 3], starts=[1, 0], ends=[3, 8], steps=[1, 2])\n"
+                     "  return t",
 }
 
 

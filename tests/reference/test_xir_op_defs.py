@@ -26,6 +26,7 @@ _SRC = ({}, {"shape": ("int32_vec", None), "data_type": ("string", None)}, {})
 _FIX = ({"input": REQ}, {"fix_point": ("int32", None), "bit_width": ("int32", None),
                          "round_mode": ("string", None), "if_signed": ("bool", None)}, {})
 _ACT = ({"input": REQ}, {}, {})
+_REDUCE = ({"input": REQ}, {"axis": ("int32_vec", None), "keep_dims": ("bool", None)}, {})
 
 #: type -> (arguments and their occurrence, required attributes (kind, length), optional attributes)
 XIR_BUILT_IN: dict[str, tuple[dict, dict, dict]] = {
@@ -58,6 +59,21 @@ XIR_BUILT_IN: dict[str, tuple[dict, dict, dict]] = {
     "prelu": ({"input": REQ, "weight": REQ}, {}, {}),
     "sub": ({"input": REQ_REP}, {}, {}),
     "matmul": ({"input": REQ_REP, "bias": OPT}, {"transpose_a": ("bool", None), "transpose_b": ("bool", None)}, {}),
+    # issue 15's float CPU ops and the strided slice (built_in_ops.cpp: ActivationOpDefGenerator,
+    # LayerNormOpDefGenerator, groupnorm, ReductionOpDefGenerator, l2_normalize, StridedSliceOpDefGenerator)
+    "gelu": _ACT,
+    "mish": _ACT,
+    "layernorm": ({"input": REQ, "weights": REQ, "bias": OPT}, {},
+                  {"axis": ("int32", None), "epsilon": ("float", None), "stash_type": ("int32", None)}),
+    "groupnorm": ({"input": REQ, "weights": OPT, "bias": OPT},
+                  {"num_groups": ("int32", None), "num_channels": ("int32", None), "eps": ("float", None),
+                   "affine": ("bool", None)}, {}),
+    "reduction_sum": _REDUCE,
+    "reduction_max": _REDUCE,
+    "reduction_min": _REDUCE,
+    "l2_normalize": ({"input": REQ}, {}, {"axis": ("int32_vec", None), "epsilon": ("double", None)}),
+    "strided_slice-fix": ({"input": REQ}, {"begin": ("int32_vec", None), "end": ("int32_vec", None),
+                                           "strides": ("int32_vec", None)}, {}),
 }
 
 

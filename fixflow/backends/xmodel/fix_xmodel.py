@@ -78,10 +78,10 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "graph.mish": ("mish", {}, {}),
     "graph.layer_norm": ("layernorm", {"weight": "weights"},
                          {"axis": lambda op: op.input.type.rank - len(op.normalized_shape),
-                          "epsilon": lambda op: float(op.eps)}),
+                          "epsilon": lambda op: XAttr("float", float(op.eps))}),   # XIR reads a C++ float
     "graph.group_norm": ("groupnorm", {"weight": "weights"},
                          {"num_groups": lambda op: int(op.groups), "num_channels": lambda op: op.input.type.shape[1],
-                          "affine": True}),
+                          "eps": lambda op: XAttr("float", float(op.eps)), "affine": True}),
     "graph.sum": ("reduction_sum", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
                                         "keep_dims": lambda op: bool(op.keepdim)}),
     "graph.amax": ("reduction_max", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
