@@ -257,6 +257,15 @@ class DdrTensor:
             return self.stride[0] * self.shape[0] * parse_data_type(self.data_type)[1] // 8
         return math.prod(self.shape) * parse_data_type(self.data_type)[1] // 8
 
+    @property
+    def extent(self) -> int:
+        """Bytes from the tensor's first to its last element, inclusive: a strided view (a concat input
+        placed beside its siblings) ends before ``ddr_addr + nbytes``."""
+        if self.stride and self.shape:
+            last = sum((d - 1) * st for d, st in zip(self.shape, self.stride))
+            return (last + 1) * parse_data_type(self.data_type)[1] // 8
+        return self.nbytes
+
 
 # ---------------------------------------------------------------------------- the model
 
@@ -488,8 +497,8 @@ def _check_in_region(s: DpuSubgraph, t: DdrTensor, require_ddr: bool) -> None:
         raise _err(where, f"attribute 'reg_id' is {t.reg_id}, but DPU subgraph {s.name!r} has registers "
                    f"{', '.join(r.name for r in s.regions)}")
     r = regs[t.reg_id]
-    if t.ddr_addr < 0 or t.ddr_addr + t.nbytes > r.size:
-        raise _err(where, f"bytes {t.ddr_addr}..{t.ddr_addr + t.nbytes} lie outside {r.name} "
+    if t.ddr_addr < 0 or t.ddr_addr + t.extent > r.size:
+        raise _err(where, f"bytes {t.ddr_addr}..{t.ddr_addr + t.extent} lie outside {r.name} "
                    f"({r.size} bytes; attribute 'ddr_addr')")
 
 
