@@ -30,7 +30,7 @@ import json
 import math
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import attrs
 import numpy as np
@@ -194,30 +194,38 @@ def check_float_layers(info: QuantInfo, expected: Mapping[str, str]) -> None:
                                  "config was calibrated with it quantized (calibrate and test with the same config)")
 
 
-def read_bias_corr(path: Path, biases: Mapping[str, tuple[np.ndarray, tuple[int, int]]]) -> dict[str, np.ndarray]:
-    """Read bias_corr.npz; `biases`: bias key -> (the bias, its (bit_width, fix_pos) from quant_info).
-
-    Returns key -> correction (float32, subtracted from the bias)."""
-    if not path.exists():
-        raise QuantizerError(f"{path} is missing, but quant_info.json says bias_corrected")
+def _read_npz_entries(path: Path, known: Mapping[str, Any], what: str,
+                      check: Callable[[str, np.ndarray], np.ndarray]) -> dict[str, np.ndarray]:
+    """The entries of an .npz written next to quant_info.json, each a key of `known` and passed through
+    `check`; every failure is one QuantizerError naming the file (and the entry)."""
     out = {}
     try:
         with np.load(path, allow_pickle=False) as z:
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise QuantizerError(f"{path}: not an .npz archive")
             for key in z.files:
-                if key not in biases:
-                    raise QuantizerError(f"{path}: entry '{key}' is not a bias of this model's graph (known: "
-                                         f"{', '.join(list(biases)[:4])}{', ...' if len(biases) > 4 else ''})")
+                if key not in known:
+                    raise QuantizerError(f"{path}: entry '{key}' is not {what} of this model's graph (known: "
+                                         f"{', '.join(list(known)[:4])}{', ...' if len(known) > 4 else ''})")
                 try:
                     arr = z[key]
                 except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
                     raise QuantizerError(f"{path}: entry '{key}' cannot be read ({e})") from None
-                out[key] = _check_correction(path, key, arr, *biases[key])
+                out[key] = check(key, arr)
     except QuantizerError:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         raise QuantizerError(f"{path}: not a readable .npz archive ({e})") from None
+    return out
+
+
+def read_bias_corr(path: Path, biases: Mapping[str, tuple[np.ndarray, tuple[int, int]]]) -> dict[str, np.ndarray]:
+    """Read bias_corr.npz; `biases`: bias key -> (the bias, its (bit_width, fix_pos) from quant_info).
+
+    Returns key -> correction (float32, subtracted from the bias)."""
+    if not path.exists():
+        raise QuantizerError(f"{path} is missing, but quant_info.json says bias_corrected")
+    out = _read_npz_entries(path, biases, "a bias", lambda key, arr: _check_correction(path, key, arr, *biases[key]))
     if not out:
         raise QuantizerError(f"{path} holds no corrections, but quant_info.json says bias_corrected")
     return out
@@ -252,24 +260,7 @@ def read_ft_params(path: Path, expected: Mapping[str, tuple[tuple[int, ...], tup
     if not path.exists():
         raise QuantizerError(f"{path} is missing, but quant_info.json says fast_finetuned (export_quant_config() "
                              "writes both)")
-    out = {}
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise QuantizerError(f"{path}: not an .npz archive")
-            for key in z.files:
-                if key not in expected:
-                    raise QuantizerError(f"{path}: entry '{key}' is not a parameter of this model's graph (known: "
-                                         f"{', '.join(list(expected)[:4])}{', ...' if len(expected) > 4 else ''})")
-                try:
-                    arr = z[key]
-                except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-                    raise QuantizerError(f"{path}: entry '{key}' cannot be read ({e})") from None
-                out[key] = _check_ft_param(path, key, arr, *expected[key])
-    except QuantizerError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise QuantizerError(f"{path}: not a readable .npz archive ({e})") from None
+    out = _read_npz_entries(path, expected, "a parameter", lambda key, arr: _check_ft_param(path, key, arr, *expected[key]))
     for key in expected:
         if key not in out:
             raise QuantizerError(f"{path}: the model's parameter '{key}' has no entry (the file was written for a "
