@@ -42,17 +42,32 @@ def test_large_parse_is_promoted_and_stays_collectable(gc_enabled):
     assert ref() is None
 
 
-def test_frozen_objects_of_the_caller_stay_frozen(gc_enabled):
-    keep = [[object()] for _ in range(10)]
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        module = parse_module(TEXT)
-        assert gc.get_freeze_count() == frozen
-        assert print_module(module) == TEXT
-    finally:
-        gc.unfreeze()
-    del keep
+_FROZEN_CHECK = """
+import gc, sys
+sys.path.insert(0, sys.argv[1])
+from gen import mixed_arith
+from fixflow.ir import parse_module, print_module
+text = mixed_arith(5000)
+parse_module(text)                 # warm: lazy imports and caches are built before the freeze
+gc.enable(); gc.collect()
+keep = [[object()] for _ in range(10)]
+gc.freeze()
+frozen = gc.get_freeze_count()
+module = parse_module(text)
+assert gc.get_freeze_count() == frozen, (gc.get_freeze_count(), frozen)
+assert print_module(module) == text
+print("ok")
+"""
+
+
+def test_frozen_objects_of_the_caller_stay_frozen():
+    """In a fresh interpreter: in a long test session, objects frozen here can be freed by others while
+    the parse runs (e.g. `re`'s pattern cache evicting entries), which lowers the count without the parser
+    touching the permanent generation."""
+    import subprocess
+    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    r = subprocess.run([sys.executable, "-c", _FROZEN_CHECK, bench], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
 def test_promotion_is_bounded_between_full_collections(gc_enabled, monkeypatch):
