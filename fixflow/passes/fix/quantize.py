@@ -177,6 +177,12 @@ class _Lowering:
             return v
         return self.emit(Q.FixFixOp, v, loc=loc, hint=hint, result_types=[Q.fix_tensor(v.type.shape, *f)])
 
+    def bind_result(self, op: Operation, y: Value) -> None:
+        """`op`'s (single) result becomes `y`, requantized to the result's calibrated format, with its name."""
+        y = self.requant(y, self.fmt_or_none(op.results[0]), op.location)
+        y.name_hint = op.results[0].name_hint
+        self.map[op.results[0]] = y
+
     def fix_in(self, gv: Value, op: Operation) -> Value:
         """The lowered fixed-point value of graph value `gv`."""
         if gv in self.map:
@@ -714,9 +720,7 @@ def _reshape_to(L: _Lowering, op: Operation, out_shape: tuple[int, ...]) -> None
             y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=req)
         else:
             y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=target(logical))
-    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
-    y.name_hint = op.results[0].name_hint
-    L.map[op.results[0]] = y
+    L.bind_result(op, y)
 
 
 @_handles("graph.flatten", "graph.reshape")
@@ -737,9 +741,7 @@ def _transpose(L: _Lowering, op: Operation) -> None:
     if q != list(range(r)):
         y = L.emit(Q.TransposeOp, x, loc=op.location, perm=q)
         L.check_dpu(y, op.location)
-    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
-    y.name_hint = op.results[0].name_hint
-    L.map[op.results[0]] = y
+    L.bind_result(op, y)
 
 
 @_handles("graph.pad")
@@ -814,9 +816,7 @@ def _slice(L: _Lowering, op: Operation) -> None:
         bounds[a] = (b, max(b, e), s)
     y = _slice_fix(L, x, bounds, op.location)
     L.check_dpu(y, op.location)
-    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
-    y.name_hint = op.results[0].name_hint
-    L.map[op.results[0]] = y
+    L.bind_result(op, y)
 
 
 @_handles("graph.roll")
@@ -839,9 +839,7 @@ def _roll(L: _Lowering, op: Operation) -> None:
                  L.check_dpu(_slice_fix(L, y, head, op.location), op.location)]
         y = L.emit(Q.ConcatOp, parts, loc=op.location, result_types=[y.type], axis=_stored_axis(len(shape), axis))
         L.check_dpu(y, op.location)
-    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
-    y.name_hint = op.results[0].name_hint
-    L.map[op.results[0]] = y
+    L.bind_result(op, y)
 
 
 def _repeat(L: _Lowering, op: Operation, reps: list[int]) -> Value:
@@ -900,9 +898,7 @@ def _tile(L: _Lowering, op: Operation) -> None:
     y = _repeat(L, op, reps)
     if run_time_batch:
         y = _batch_of(L, y, like, op)
-    y = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
-    y.name_hint = op.results[0].name_hint
-    L.map[op.results[0]] = y
+    L.bind_result(op, y)
 
 
 # ---- the pass ------------------------------------------------------------------------------------
