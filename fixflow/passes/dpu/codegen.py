@@ -142,6 +142,7 @@ class Emitter:
     _convinit: tuple | None = None
     _aluinit: tuple | None = None
     plans: dict[int, Plan] = field(default_factory=dict)
+    notes: dict[int, str] = field(default_factory=dict)   # why a forced band cost a fusion / chain
 
     def emit(self, layer: int, name: str, **fields: int) -> Instruction:
         ins = Instruction.make(name, **fields)
@@ -248,8 +249,8 @@ class Emitter:
             g = geometry(L, a, groups)
             if fused is not None:
                 g = replace(g, extra_regions=len(fused[1].ins))
-            rows, cols = self.tiling.get(i, (None, None))
-            p = make_plan(g, a.pp, a.half, rows, cols)
+            band = forced_band(self.tiling, i, fused[0]) if fused is not None else self.tiling.get(i, (None, None))
+            p = make_plan(g, a.pp, a.half, *band)
             self.plans[i] = p
             if fused is not None:
                 self.plans[fused[0]] = p
@@ -450,43 +451,63 @@ class Emitter:
                               ddr_addr=base + r * L.out.rstride + x * L.out.pstride)
 
 
-def fusable_eltwise(layers: list[Layer], i: int, a: Arch, tiling: dict) -> bool:
-    """Whether conv layer `i` and the ELEW right after it run fused, band by band (vai_c_xir's conv + add
-    super-layer): the conv's output is a plain workspace map that only this ELEW reads, all the ELEW's
-    maps have the conv's shape, the conv's weights fit the banks in one chunk, no band is forced, and a
-    band of the conv with its output, the ELEW's other inputs and the ELEW's result fits the banks."""
+def forced_band(tiling: dict, *idx: int) -> tuple[int | None, int | None] | str:
+    """The band forced (pass option `tiling`) on layers `idx` run as one (a conv and the ELEW fused with it):
+    the one forced band, (None, None) when none is forced, or why they conflict (a message)."""
+    bands = {tiling[k] for k in idx if k in tiling}
+    if len(bands) > 1:
+        return "their forced bands differ (" + ", ".join(f"{r}:{c}" for r, c in sorted(bands, key=str)) + ")"
+    return next(iter(bands), (None, None))
+
+
+def fusion_refusal(layers: list[Layer], i: int, a: Arch, tiling: dict) -> str | None:
+    """None when conv layer `i` and the ELEW right after it run fused, band by band (vai_c_xir's conv + add
+    super-layer), else why not: the conv's output must be a plain workspace map that only this ELEW reads,
+    all the ELEW's maps have the conv's shape, the conv's weights fit the banks in one chunk, and a band of
+    the conv (the band forced on either layer, else the tiler's) with its output, the ELEW's other inputs
+    and the ELEW's result fits the banks."""
     if i + 1 >= len(layers):
-        return False
+        return "no next layer"
     P, E = layers[i], layers[i + 1]
-    if not isinstance(P, ConvLayer) or not isinstance(E, EltwiseLayer) or i in tiling or i + 1 in tiling:
-        return False
+    if not isinstance(P, ConvLayer) or not isinstance(E, EltwiseLayer):
+        return "not a conv followed by an element-wise op"
     f = P.out
     if f.parent is not None or f.alias_of is not None or f.ddr is None or f.ddr[0] != REG_WORK:
-        return False
+        return "the conv's output is not a plain workspace map"
     if sum(x is f for x in E.ins) != 1 or a.ocp != a.icp:
-        return False
+        return "the element-wise op does not read the conv's output once"
     if any(x.shape != f.shape for x in [*E.ins, E.out]):
-        return False
+        return "the element-wise op's maps differ in shape"
     for k, L in enumerate(layers):
         if k != i + 1 and any(x.root() is f for x in L.inputs):
-            return False
+            return f"the conv's output is also read by {L.name}"
     n_og = math.ceil(f.c / a.ocp)
     if conv_chunk_groups(P, a) < n_og:
-        return False
+        return "the conv's weights do not fit the banks in one chunk"
+    band = forced_band(tiling, i, i + 1)
+    if isinstance(band, str):
+        return band
     g = replace(geometry(P, a, n_og), extra_regions=len(E.ins))
     try:
-        make_plan(g, a.pp, a.half)
-    except TilingError:
-        return False
-    return True
+        make_plan(g, a.pp, a.half, *band)
+    except TilingError as e:
+        what = f"the forced band {band[0] or ''}:{band[1] or ''}" if band != (None, None) else "no band"
+        return f"{what} of the conv with the element-wise op's {len(E.ins)} band-sized regions beside it fits ({e})"
+    return None
 
 
-def _whole_map_geometry(C: ConvLayer | AluLayer, a: Arch, extra: int) -> Geometry | None:
+def fusable_eltwise(layers: list[Layer], i: int, a: Arch, tiling: dict) -> bool:
+    """Whether conv layer `i` and the ELEW right after it run fused (`fusion_refusal` finds no reason)."""
+    return fusion_refusal(layers, i, a, tiling) is None
+
+
+def _whole_map_geometry(C: ConvLayer | AluLayer, a: Arch, extra: int,
+                        band: tuple[int | None, int | None] = (None, None)) -> Geometry | None:
     """The input geometry of layer C (index j) when every chunk / channel tile of it computes the whole map
-    in one band, else None."""
+    in one band (its forced `band`, else the tiler's), else None."""
     if isinstance(C, AluLayer):
         try:
-            p = plan_channels(geometry(C, a), a.pp, a.half)
+            p = plan_channels(geometry(C, a), a.pp, a.half, *band)
         except TilingError:
             return None
         full = p.geom.cg == math.ceil(C.inp.c / a.icp)
@@ -497,7 +518,7 @@ def _whole_map_geometry(C: ConvLayer | AluLayer, a: Arch, extra: int) -> Geometr
     for groups in {min(chunk, n_og), n_og % chunk or min(chunk, n_og)}:
         g = replace(geometry(C, a, groups), extra_regions=extra)
         try:
-            p = make_plan(g, a.pp, a.half)
+            p = make_plan(g, a.pp, a.half, *band)
         except TilingError:
             return None
         if p.rows < C.out.h or p.cols < C.out.w:
@@ -510,9 +531,10 @@ def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[in
     """The input geometry of layer i+1 when layer i writes its output straight into layer i+1's input
     window in the banks (no SAVE, no LOAD), else None. Needs: a conv or ALU layer (not a concat copy)
     followed by one that reads only its output, a plain workspace map no other layer reads; the consumer
-    computes the whole map in one band (every chunk); the producer's rows and columns land inside that
-    window; no forced band; the producer is not fused with an ELEW."""
-    if i + 1 >= len(layers) or i in fused or i in tiling or i + 1 in tiling:
+    computes the whole map in one band (every chunk; a band forced on it must cover the map); the
+    producer's rows and columns land inside that window; the producer is not fused with an ELEW. A band
+    forced on the producer is kept (its bands write into the window one by one)."""
+    if i + 1 >= len(layers) or i in fused:
         return None
     P, C = layers[i], layers[i + 1]
     kinds = (ConvLayer, AluLayer)
@@ -521,12 +543,20 @@ def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[in
     f = P.out
     if C.inp is not f or f.parent is not None or f.alias_of is not None or f.ddr is None or f.ddr[0] != REG_WORK:
         return None
-    if isinstance(P, AluLayer) and plan_channels(geometry(P, a), a.pp, a.half).geom.cg < math.ceil(f.c / a.icp):
-        return None
+    if isinstance(P, AluLayer):
+        try:
+            gp = plan_channels(geometry(P, a), a.pp, a.half, *tiling.get(i, (None, None))).geom
+        except TilingError:
+            return None
+        if gp.cg < math.ceil(f.c / a.icp):
+            return None
     for k, L in enumerate(layers):
         if k != i + 1 and any(x.root() is f for x in L.inputs):
             return None
-    g = _whole_map_geometry(C, a, len(layers[fused[i + 1]].ins) if i + 1 in fused else 0)
+    band = forced_band(tiling, *((i + 1, fused[i + 1]) if i + 1 in fused else (i + 1,)))
+    if isinstance(band, str):
+        return None
+    g = _whole_map_geometry(C, a, len(layers[fused[i + 1]].ins) if i + 1 in fused else 0, band)
     if g is None or g.sh > 8:
         return None
     rl = row_lines(g, g.ow)
@@ -548,6 +578,39 @@ def chains(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int]) ->
     return res
 
 
+def forced_notes(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int],
+                 chain: dict[int, Geometry]) -> dict[int, str]:
+    """layer index -> why a fusion or an on-chip chain that the tiler's own bands would give is not used
+    under the forced bands (`tiling`), for the layers the user forced or their partners."""
+    if not tiling:
+        return {}
+    notes: dict[int, str] = {}
+    free_fused = fusions(layers, a, {})
+    for i, j in free_fused.items():
+        if i not in fused and (i in tiling or j in tiling):
+            why = fusion_refusal(layers, i, a, tiling)
+            for k in (i, j):
+                notes[k] = f"not fused with {layers[j if k == i else i].name}: {why}"
+    free_chain = chains(layers, a, {}, free_fused)
+    for i in free_chain:
+        if i not in chain and (i in tiling or i + 1 in tiling or i in fused or i + 1 in fused):
+            C = layers[i + 1]
+            pair = (i + 1, fused[i + 1]) if i + 1 in fused else (i + 1,)
+            band = forced_band(tiling, *pair)
+            who = " fused with ".join(layers[k].name for k in pair)
+            if i in fused:
+                why = f"{layers[i].name} is fused with {layers[fused[i]].name} under the forced bands"
+            elif isinstance(band, str):
+                why = f"{who}: {band}"
+            elif band != (None, None):
+                why = (f"the forced band {band[0] or ''}:{band[1] or ''} of {who} does not cover its whole "
+                       f"{C.out.h}x{C.out.w} map in one band, which an on-chip chain needs")
+            else:
+                why = "the forced bands leave no room for the chained window"
+            notes.setdefault(i, f"output not kept on chip for {C.name}: {why}")
+    return notes
+
+
 def fusions(layers: list[Layer], a: Arch, tiling: dict) -> dict[int, int]:
     """conv layer index -> index of the ELEW fused into it (`fusable_eltwise`)."""
     return {i: i + 1 for i in range(len(layers) - 1) if fusable_eltwise(layers, i, a, tiling)}
@@ -559,6 +622,7 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
     em = Emitter(arch, ddr, dict(tiling or {}))
     em.fused = fusions(layers, arch, em.tiling)
     em.chain = chains(layers, arch, em.tiling, em.fused)
+    em.notes = forced_notes(layers, arch, em.tiling, em.fused, em.chain)
     consumers = set(em.fused.values())
     for i, L in enumerate(layers):
         if i in consumers:
@@ -585,4 +649,4 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
 
 
 __all__ = ["Arch", "Dest", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions",
-           "chainable", "chains"]
+           "fusion_refusal", "forced_band", "forced_notes", "chainable", "chains"]

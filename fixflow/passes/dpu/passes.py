@@ -12,7 +12,8 @@
 - `lower-to-dpu`: one `dpu.program @<subgraph>` per DPU subgraph, appended to the module: tiling,
   instruction selection and bank allocation (see `codegen.py`); option `tiling` forces a layer's band
   (`"<layer result name>:<rows>:<cols>,..."`); each layer op gets `dpu.tiling`, the band chosen, in
-  that syntax. An element-wise op fused with the conv producing one of its operands (the conv's output
+  that syntax; where a forced band costs a fusion or an on-chip chain the tiler's bands would give, the
+  op gets `dpu.tiling_note` (why). An element-wise op fused with the conv producing one of its operands (the conv's output
   stays in the banks, one super-layer) gets `dpu.fused_operand`, that operand's index.
 - `schedule-dpu`: the `dpdon`/`dpdby` flags of every `dpu.program`.
 - `verify-dpu-schedule`: proves every program free of deadlock and bank/DDR hazards.
@@ -32,6 +33,7 @@ from .codegen import Arch
 from .partition import DPU, placements, subgraphs
 from .program import annotated_subgraphs, compile_annotated, ddr_annotations, parse_tiling
 from .schedule import Geometry, ScheduleError, check, schedule
+from .workspace import annotate_workspace, chained_operands, reallocate_workspace
 
 DEFAULT_TARGET = "DPUCZDX8G_ISA1_B4096"
 
@@ -114,12 +116,18 @@ class LowerToDpu(Pass):
     class Options:
         tiling: str = attrs.field(default="", metadata={
             "help": "force bands: '<layer result name>:<rows>:<cols>,...' (rows a multiple of the strip)"})
+        workspace: str = attrs.field(default="instructions", metadata={
+            "help": "REG_1 layout: 'instructions' lays it out again from the LOADs/SAVEs that touch DDR "
+                    "(maps kept on chip get no bytes), 'layers' keeps allocate-ddr's"})
 
     def run(self, module: Operation) -> None:
         try:
             forced = parse_tiling(self.options.tiling)
         except ValueError as e:
             raise PassError(f"lower-to-dpu: option tiling: {e}") from None
+        if self.options.workspace not in ("instructions", "layers"):
+            raise PassError(f"lower-to-dpu: option workspace: {self.options.workspace!r} is not "
+                            "'instructions' or 'layers'")
         block = module.regions[0].blocks[0]
         existing = {op.sym_name: op for op in block.ops if isinstance(op, ProgramOp)}
         for func in _funcs(module):
@@ -131,8 +139,20 @@ class LowerToDpu(Pass):
                     prog = compile_annotated(sg, target, forced, flags=False)
                 except (ValueError, KeyError) as e:
                     raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
+                if self.options.workspace == "instructions":
+                    try:
+                        layout = reallocate_workspace(prog)
+                    except ValueError as e:
+                        raise PassError(f"{sg.name}: {e}", sg.ops[0].location) from None
+                    annotate_workspace(func, sg, prog, layout)
                 for op in sg.ops:
                     op.attributes.pop("dpu.fused_operand", None)
+                    op.attributes.pop("dpu.chained_operand", None)
+                    op.attributes.pop("dpu.tiling_note", None)
+                for op, k in chained_operands(prog).items():   # on-chip chains: the operand read from the banks
+                    op.attributes["dpu.chained_operand"] = _i64(k)
+                for i, note in prog.emitter.notes.items():   # a fusion / on-chip chain the forced bands cost
+                    prog.layers[i].ops[-1].attributes["dpu.tiling_note"] = StringAttr(note)
                 for i, j in prog.emitter.fused.items():      # conv + ELEW super-layers: which operand is on chip
                     P, E = prog.layers[i], prog.layers[j]
                     eop = E.ops[-1]

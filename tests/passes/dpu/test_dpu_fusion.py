@@ -93,12 +93,14 @@ def test_no_fusion_when_the_conv_output_has_another_reader():
     assert _saves_to(prog, b.out)
 
 
-def test_no_fusion_when_a_band_is_forced():
+def test_fusion_keeps_a_forced_band():
+    """A forced band composes with the fusion (more in test_dpu_forced_tiling.py)."""
     rng = np.random.default_rng(4)
     m = _residual(rng, 16, 16, 16, 16, (3, 3))
     prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B1024", _inputs(rng, (1, 16, 16, 16), 1), tiling="b:8:8")
     b = next(L for L in prog.layers if L.name == "b")
-    assert _saves_to(prog, b.out)          # prog.instructions are the module's (compiled with the option)
+    assert not _saves_to(prog, b.out)      # prog.instructions are the module's (compiled with the option)
+    assert b.ops[0].attributes["dpu.tiling"].value == "b:8:8"
 
 
 def test_weight_banks_alternate_halves():
