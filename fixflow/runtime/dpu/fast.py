@@ -30,21 +30,16 @@ from typing import Any
 
 import numpy as np
 
-try:                            # the clip ufunc itself: np.clip's Python wrapper costs ~20 us a call
-    from numpy._core.umath import clip as _uclip
-except ImportError:             # numpy < 2
-    from numpy.core.umath import clip as _uclip
-
 from .arith import alu_compute, conv_requant, elew_compute
 from .errors import DPUExecError
+from .fastconv import exec_conv_folded, plan_bands
+from .gather import MIN, MIN_BLOCK, NCONST, ONE, RUN_MAX, ZERO, ZERO_BLOCK  # noqa: F401
+from .gather import compact as _compact
+from .gather import gather as _gather
 from .machine import ACT_NONE, ACT_RELU, ACT_RELU6, Machine
 from .reference import scatter
 from .steps import Decoder, Step
 
-ZERO, ONE, MIN = 0, 1, 128      # value cells 0..255 hold the byte constants: cell v = int8(v)
-RUN_MAX = 4096                  # then a block of RUN_MAX zeros and one of RUN_MAX -128 (padding runs)
-ZERO_BLOCK, MIN_BLOCK = 256, 256 + RUN_MAX
-NCONST = 256 + 2 * RUN_MAX
 F32_LIMIT = 1 << 24
 ALIGN = 64                      # regions and kernel outputs start at multiples of ALIGN value cells
 
@@ -86,7 +81,10 @@ class Kernel:
     bias32: np.ndarray | None = None      # conv: bias * 2^shift_bias in int32 when every sum fits int32
     fbias: np.ndarray | None = None       # conv: (bias * 2^shift_bias + 2^(s-1)) / 2^s when all fits float32
     instructions: list[int] = field(default_factory=list)
-    fbias_in_product: bool = False        # conv: fbias is the last row of wchunks[0] (x reads cell ONE)
+    fbias_in_product: bool = False        # conv: fbias is the last row of wchunks[0] (times a column of 1.0)
+    offset: bool = False                  # conv: fbias (in the product) also adds 128 (see fastconv)
+    bands: list = field(default_factory=list)     # conv (folded): (r0, r1, gather parts) per row band
+    band_rows: int = 0
     lo: int = -128                        # conv: the saturation bounds after the activation
     hi: int = 127
 
@@ -261,46 +259,6 @@ def _merge(ops: list[_Op]) -> list[tuple[str, dict, list[list[_Op]]]]:
     return kernels
 
 
-def _compact(x: np.ndarray) -> tuple[np.ndarray, int]:
-    """(base, run) with x == base[..., None] + arange(run) over its last axis split in runs of `run`
-    cells; a run is consecutive cells, or all padding (ZERO or MIN cells, which then point into the
-    zero or -128 block). The longest run that works is the gcd of the positions where some row breaks
-    (capped at RUN_MAX); run 1 keeps x as it is. Stored plans keep only the bases."""
-    n = x.shape[-1]
-    if n < 2:
-        return x, 1
-    a, b = x[..., :-1].reshape(-1, n - 1), x[..., 1:].reshape(-1, n - 1)
-    cont = (b == a + 1) | ((a == b) & ((a == ZERO) | (a == MIN)))
-    breaks = np.flatnonzero(~cont.all(axis=0)) + 1
-    run = int(np.gcd.reduce(np.append(breaks, n)))
-    run = max(d for d in range(1, min(run, RUN_MAX) + 1) if run % d == 0)
-    if run == 1:
-        return x, 1
-    r = x.reshape(-1, run)
-    zero = r[:, 0] == ZERO
-    low = r[:, 0] == MIN
-    pad = (r == r[:, :1]).all(axis=1)           # all-padding runs (a consecutive run never repeats)
-    base = np.where(pad & zero, ZERO_BLOCK, np.where(pad & low, MIN_BLOCK, r[:, 0])).astype(x.dtype)
-    return base.reshape(x.shape[:-1] + (n // run,)), run
-
-
-def _gather(v: np.ndarray, base: np.ndarray, run: int) -> np.ndarray:
-    """v[:, cells] for the cells stored as runs (see `_compact`), without materializing the full index
-    array: each run is one item of a `run`-byte void dtype laid over overlapping windows of `v` (a
-    C-contiguous (B, n) int8 array), so each index is one memcpy."""
-    if run == 1:
-        return v[:, base]
-    vv = np.ndarray((v.shape[0], v.shape[1] - run + 1), dtype=f"V{run}", buffer=v,
-                    strides=(v.strides[0], v.strides[1]))
-    if v.shape[0] == 1:
-        g = vv[0][base][None]
-    else:
-        g = np.empty((v.shape[0],) + base.shape, dtype=vv.dtype)
-        for i in range(v.shape[0]):
-            g[i] = vv[i][base]
-    return g.view(np.int8).reshape((v.shape[0],) + base.shape[:-1] + (-1,))
-
-
 class FastPlan:
     """A compiled program: run it on batches of DDR regions."""
 
@@ -370,6 +328,9 @@ class FastPlan:
                           or not np.array_equal(d, b.region_start[r] + np.arange(d.size))}
         self.final_banks = remap[b.prov[:self.machine.memory_bytes]]
         self._prune_constants(b.data_end)
+        for k in self.kernels:
+            if k.kind == "conv" and (k.fbias is not None or k.bias32 is not None):
+                plan_bands(k)
 
     def _prune_constants(self, data_end: int) -> None:
         """Drop from the per-batch value space the constant-region cells no run-time gather reads
@@ -467,17 +428,18 @@ class FastPlan:
                 if (bias is not None and s <= 30
                         and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < 2**31):
                     k.bias32 = bias.astype(np.int32)
-                    if len(k.chunks) == 1 and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < F32_LIMIT:
+                    total = 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1))
+                    if len(k.chunks) == 1 and total < F32_LIMIT:
                         # all of (2*acc + bias*2^shift_bias + 2^(s-1)) / 2^s in float32, exactly: every
-                        # value is an integer below 2^24 times a power of two (weights pre-scaled by 2^(1-s))
-                        k.wchunks = [k.wchunks[0] * np.float32(2.0 ** (1 - s))]
-                        k.fbias = ((bias + (1 << (s - 1))).astype(np.float64) * 2.0 ** -s).astype(np.float32)
-                        if k.run == 1 and k.x.shape[1] <= 32:
-                            # a short reduction over single cells: the bias becomes one more term of the
-                            # product (cell ONE holds 1), which saves a broadcast add over the output
-                            k.x = np.concatenate([k.x, np.full((k.x.shape[0], 1), ONE, k.x.dtype)], axis=1)
-                            k.wchunks = [np.concatenate([k.wchunks[0], k.fbias[None]])]
-                            k.fbias_in_product = True
+                        # partial sum is an integer below 2^24 times 2^-s (weights pre-scaled by 2^(1-s));
+                        # the bias is one more row of the weights (fastconv multiplies it by a column of
+                        # 1.0), plus 128 where that still fits and the result may be negative: then the
+                        # values to floor are >= 0 and the cast's truncation floors them
+                        k.offset = k.lo < 0 and total + (128 << s) < F32_LIMIT
+                        k.fbias = ((bias + (1 << (s - 1)) + (128 << s if k.offset else 0)).astype(np.float64)
+                                   * 2.0 ** -s).astype(np.float32)
+                        k.wchunks = [np.concatenate([k.wchunks[0] * np.float32(2.0 ** (1 - s)), k.fbias[None]])]
+                        k.fbias_in_product = True
         elif k.w is not None and k.wconst is not None:
             k.w = None
         if k.b is not None and k.bconst is not None:
@@ -521,7 +483,7 @@ class FastPlan:
     @staticmethod
     def _exec(k: Kernel, v: np.ndarray, batch: int) -> None:
         if k.kind == "conv" and (k.fbias is not None or k.bias32 is not None):
-            _exec_conv_folded(k, v, batch)
+            exec_conv_folded(k, v, batch)
             return
         res: np.ndarray
         xg = _gather(v, k.x, k.run)                               # the input values, int8
@@ -561,56 +523,6 @@ class FastPlan:
             else:
                 res = np.take_along_axis(data, idx[..., None], axis=2)[..., 0]
         v[:, k.out_start:k.out_start + k.out_size] = res.reshape(batch, -1)
-
-
-BLOCK_BYTES = 1 << 19           # a conv's float32 input block is kept near this size (L2-resident)
-MIN_BLOCK_ROWS = 256            # but has at least this many rows (smaller products run below peak)
-
-
-def _blocks(batch: int, rows: int, k_len: int):
-    """(b0, b1, r0, r1) blocks covering batch x rows: whole images grouped while small, else row bands
-    of one image, so that each block's float32 input matrix stays about BLOCK_BYTES."""
-    rb = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, 4 * k_len))
-    if batch * rows <= rb:
-        yield 0, batch, 0, rows
-    elif rows <= rb:
-        g = max(1, rb // rows)
-        for b0 in range(0, batch, g):
-            yield b0, min(batch, b0 + g), 0, rows
-    else:
-        for b in range(batch):
-            for r0 in range(0, rows, rb):
-                yield b, b + 1, r0, min(rows, r0 + rb)
-
-
-def _exec_conv_folded(k: Kernel, v: np.ndarray, batch: int) -> None:
-    """A conv with constant weights and bias whose requantization provably fits float32 (``fbias``) or
-    int32 (``bias32``), block by block."""
-    rows = k.x.shape[0]
-    n_out = k.out_size // rows
-    k_len = k.x.shape[1] * k.run
-    s = k.params["shift_cut"] + 1
-    for b0, b1, r0, r1 in _blocks(batch, rows, k_len):
-        xf = _gather(v[b0:b1], k.x[r0:r1], k.run).reshape(-1, k_len).astype(np.float32)
-        if k.fbias is not None:
-            acc = np.matmul(xf, k.wchunks[0])                      # 2*acc / 2^s, exact
-            if not k.fbias_in_product:
-                acc += k.fbias
-            if k.lo < 0:        # else clipping at 0 first makes the int8 cast's truncation a floor
-                np.floor(acc, out=acc)
-        else:
-            if len(k.chunks) == 1:
-                acc = np.matmul(xf, k.wchunks[0]).astype(np.int32)  # exact integers below 2^24
-            else:
-                acc = np.zeros((xf.shape[0], k.wchunks[0].shape[1]), dtype=np.int32)
-                for (a, c), wc in zip(k.chunks, k.wchunks):
-                    acc += np.matmul(xf[:, a:c], wc).astype(np.int32)
-            acc *= 2
-            acc += k.bias32
-            acc += np.int32(1 << (s - 1))
-            acc >>= s
-        _uclip(acc, k.lo, k.hi, out=acc)
-        v[b0:b1, k.out_start + r0 * n_out:k.out_start + r1 * n_out] = acc.reshape(b1 - b0, -1)
 
 
 _CACHE: OrderedDict[bytes, FastPlan] = OrderedDict()

@@ -7,7 +7,7 @@ import pytest
 
 from _dpu_interp_lib import SIZES, TARGET, I, conv_expected, conv_program, out_fmap, random_program
 from fixflow.runtime.dpu import DPUExecError, DPUInterpreter
-from fixflow.runtime.dpu import fast as fast_mod
+from fixflow.runtime.dpu import fastconv
 from fixflow.runtime.dpu.fast import FastPlan, compile_plan
 from fixflow.runtime.dpu.machine import Machine
 
@@ -80,8 +80,8 @@ def test_batch_equals_one_by_one(min_rows, monkeypatch):
     """Also with convs cut into blocks of a few rows (1: row bands of one image; 24: whole images
     grouped while they fit) instead of the cache-sized blocks of real layers."""
     if min_rows is not None:
-        monkeypatch.setattr(fast_mod, "BLOCK_BYTES", 1)
-        monkeypatch.setattr(fast_mod, "MIN_BLOCK_ROWS", min_rows)
+        monkeypatch.setattr(fastconv, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(fastconv, "MIN_BLOCK_ROWS", min_rows)
     rng = np.random.default_rng(7)
     program = random_program(rng, n=80)
     regs = regions(rng, batch=5)
@@ -200,7 +200,7 @@ def test_short_single_cell_reduction_takes_bias_into_product(act):
     regs = p.regions()
     plan = compile_plan(Machine.from_target(TARGET), p.ins, {r: a.size for r, a in regs.items()}, {0: regs[0]})
     (k,) = [k for k in plan.kernels if k.kind == "conv"]
-    assert k.fbias_in_product and k.run == 1 and k.x.shape[1] == 10
+    assert k.fbias_in_product and k.run == 1 and k.x.shape[1] == 9 and k.wchunks[0].shape[0] == 10
     want = conv_expected(x, wt, bias, pads=(1, 1, 1, 1), **kwargs)
     assert len(np.unique(want)) > 8
     got = out_fmap(DPUInterpreter(TARGET, p.ins, regs, mode="fast").run(), *shape)
