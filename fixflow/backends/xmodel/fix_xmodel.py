@@ -46,6 +46,7 @@ from ...ir.core import Block, Operation, Value
 from ...ir.location import UNKNOWN_LOC, NameLoc
 from ...ir.opdef import BOOL, FLOAT, I32, INT, Op, lookup_op_class
 from ...dialects.fix.types import FixedPointType
+from ...dialects.graph.kernels import torch_pad_to_pairs
 from ...ir.types import FloatType, TensorType, f32
 from .int_validate import ARGUMENTS, check_xop
 from .model import XAttr, XGraph, XModelError, XOp, XSubgraph, XTensor
@@ -63,6 +64,9 @@ _FIX_TYPES = {
     "fix.const": "const-fix", "fix.data": "data-fix", "fix.strided_slice": "strided_slice-fix",
 }
 _KEEP = ("device", "fix.reason")
+#: reshape-fix's shape as fix.reshape has it (0 copies, -1 infers) when a dimension past the first follows
+#: the batch; without it the reader infers only the first dimension
+RESHAPE_SHAPE = "__fixflow_shape"
 #: float (CPU) graph ops -> (XIR built-in type, {graph operand: XIR argument}, fixed XIR attributes).
 #: Operands mapped to the same argument (XIR's repeated `input`) keep their order.
 XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
@@ -74,6 +78,7 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "graph.sub": ("sub", {"lhs": "input", "rhs": "input"}, {}),
     "graph.matmul": ("matmul", {"lhs": "input", "rhs": "input"}, {"transpose_a": False, "transpose_b": False}),
     # issue 15's CPU ops; a callable gives an XIR attribute from the op (the graph's own attributes are kept too)
+    "graph.leaky_relu": ("leaky-relu", {}, {"alpha": lambda op: XAttr("float", float(op.alpha))}),
     "graph.gelu": ("gelu", {}, {}),
     "graph.mish": ("mish", {}, {}),
     "graph.layer_norm": ("layernorm", {"weight": "weights"},
@@ -84,6 +89,8 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
                           "eps": lambda op: XAttr("float", float(op.eps)), "affine": True}),
     "graph.sum": ("reduction_sum", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
                                         "keep_dims": lambda op: bool(op.keepdim)}),
+    "graph.mean": ("reduction_mean", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
+                                          "keep_dims": lambda op: bool(op.keepdim)}),
     "graph.amax": ("reduction_max", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
                                          "keep_dims": lambda op: bool(op.keepdim)}),
     "graph.amin": ("reduction_min", {}, {"axis": lambda op: XAttr("int32_vec", [int(a) for a in op.axes]),
@@ -92,6 +99,21 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "graph.normalize": ("l2_normalize", {}, {"axis": lambda op: XAttr("int32_vec", [int(op.axis)]),
                                              "epsilon": lambda op: _l2_epsilon(op)}),
 }
+
+
+def _xir_float_pad(op: Operation, where: str) -> dict[str, Any]:
+    """XIR's float `pad`: `paddings` (before, after) per dimension in the tensor's order, `mode` in XIR's
+    spelling (its `mode` is not the graph op's: the graph attributes are not copied), `constant_values`."""
+    pairs = torch_pad_to_pairs(op.pads, op.input.type.rank)
+    if min(min(p) for p in pairs) < 0:
+        raise XModelError(f"{where}: a negative padding (a crop) has no XIR pad form")
+    if op.mode == "replicate" and max(max(p) for p in pairs) > 1:
+        raise XModelError(f"{where}: replicate padding wider than 1 has no XIR pad mode (SYMMETRIC repeats "
+                          "the edge only for width 1)")
+    flat = [int(v) for p in pairs for v in p]
+    mode = {"constant": "CONSTANT", "reflect": "REFLECT", "replicate": "SYMMETRIC"}[op.mode]
+    return {"paddings": XAttr("int32_vec", flat), "mode": mode,
+            "constant_values": XAttr("float_vec", [float(op.value)] * len(flat))}
 
 
 def _l2_epsilon(op: Operation) -> float:
@@ -251,6 +273,8 @@ class _Exporter:
         elif op.name == "fix.reshape":
             inputs = {"input": [self.ref(op.input, op)]}
             attrs["shape"] = list(out.type.shape)
+            if any(d in (0, -1) for d in op.shape[1:]):   # a batch-following dim past the first: kept as written
+                attrs[RESHAPE_SHAPE] = XAttr("int32_vec", [int(d) for d in op.shape])
         elif op.name == "fix.transpose":
             inputs = {"input": [self.ref(op.input, op)]}
             attrs["order"] = [int(p) for p in op.perm]
@@ -280,6 +304,9 @@ class _Exporter:
         elif op.name == "graph.constant":
             arr = np.asarray(op.attributes["value"].array, dtype=np.float32)
             typ = "const"
+            if self._float_conv_weight(op, where):   # XIR's float conv2d takes OHWI weights
+                arr = np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+                otype = TensorType(arr.shape, out.type.element_type)
             if arr.ndim == 0:   # XIR needs a non-empty shape: a scalar is written as [1] (it broadcasts alike)
                 arr = arr.reshape(1)
                 otype = TensorType((1,), out.type.element_type)
@@ -290,6 +317,13 @@ class _Exporter:
             if op.bias is not None:
                 inputs["bias"] = [self.ref(op.bias, op)]
             attrs.update(transpose_a=False, transpose_b=True)
+        elif op.name == "graph.pad":
+            typ = "pad"
+            inputs = {"input": [self.ref(op.input, op)]}
+            attrs.update(_xir_float_pad(op, where))
+        elif op.name == "graph.conv2d":
+            self._float_conv(op, name, attrs)
+            return
         elif op.name in XIR_FLOAT_OPS:
             typ, args, fixed = XIR_FLOAT_OPS[op.name]
             for d, v in zip(type(op).OPERANDS, op.operands):
@@ -304,6 +338,47 @@ class _Exporter:
         else:
             raise XModelError(f"{where}: no XIR equivalent")
         self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, otype, rmode)))
+
+    def _float_conv_weight(self, op: Operation, where: str) -> bool:
+        """Is this float constant the weight of a float (CPU) graph.conv2d? (then it is written OHWI)"""
+        users = op.results[0].users
+        conv = [u.name == "graph.conv2d" and u.operands[1] is op.results[0] and
+                all(v is not op.results[0] for i, v in enumerate(u.operands) if i != 1) for u in users]
+        if any(conv) and not all(conv):
+            raise XModelError(f"{where}: a float conv2d's weight is also read by another op (XIR's conv2d takes "
+                              "OHWI weights: the constant cannot be written for both)")
+        return bool(users) and all(conv)
+
+    def _float_conv(self, op: Operation, name: str, attrs: dict[str, Any]) -> None:
+        """A conv left in float: XIR's float conv2d is NHWC with OHWI weights, so the NCHW graph value is
+        transposed to NHWC (`<name>_nhwc`), convolved (`<name>`, NHWC) and transposed back (`<name>_nchw`,
+        the value its users read)."""
+        out = op.results[0]
+        base = self.names.pop(out)
+        to_nhwc, back = self._fresh(f"{base}_nhwc"), self._fresh(f"{base}_nchw")
+        x = op.input
+        n, c, h, w = x.type.shape
+        et = x.type.element_type
+        self.ops.append(XOp(to_nhwc, "transpose", {"order": [0, 2, 3, 1]}, {"input": [self.ref(x, op)]},
+                            output=_tensor(to_nhwc, TensorType((n, h, w, c), et))))
+        inputs = {"input": [to_nhwc], "weights": [self.ref(op.weight, op)]}
+        if op.bias is not None:
+            inputs["bias"] = [self.ref(op.bias, op)]
+        on, oc, oh, ow = out.type.shape
+        attrs.update(kernel=_wh(op.weight.type.shape[2:]), stride=_wh(op.stride), dilation=_wh(op.dilation),
+                     pad=XAttr("int32_vec", _lrtb(op.padding)), pad_mode="FLOOR", group=int(op.groups))
+        self.ops.append(XOp(name, "conv2d", attrs, inputs, output=_tensor(name, TensorType((on, oh, ow, oc), et))))
+        self.ops.append(XOp(back, "transpose", {"order": [0, 3, 1, 2]}, {"input": [name]},
+                            output=_tensor(back, out.type)))
+        self.names[out] = back
+
+    def _fresh(self, base: str) -> str:
+        n, i = base, 1
+        while n in self.used:
+            i += 1
+            n = f"{base}_{i}"
+        self.used.add(n)
+        return n
 
     def _tconv_weight(self, op: Operation) -> bool:
         return any(u.name == "fix.transposed_conv2d" and u.operands[1] is op.results[0] for u in op.results[0].users)
@@ -481,6 +556,12 @@ class _Importer:
         elif t == "const":
             from ...dialects.graph import ConstantOp
             arr = np.frombuffer(_need(xop, "data"), dtype="<f4").reshape(xop.output.shape).astype(np.float32)
+            consumers = [self.g.op(c) for c in self.g.consumers().get(xop.name, [])]
+            if any(c.type == "conv2d" and c.inputs.get("weights") == [xop.name] for c in consumers):
+                if arr.ndim != 4:
+                    raise XModelError(f"op {xop.name!r}: the weights of a float conv2d must be rank 4 (OHWI), "
+                                      f"got shape {list(arr.shape)}")
+                arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))   # XIR's OHWI -> the graph's OIHW
             self.add(xop, ConstantOp.from_array(arr, key=xop.name, location=NameLoc(xop.name, UNKNOWN_LOC)))
         elif t in ("conv2d-fix", "depthwise-conv2d-fix", "transposed-conv2d-fix"):
             cls = {"conv2d-fix": Q.Conv2dOp, "depthwise-conv2d-fix": Q.DepthwiseConv2dOp,
@@ -522,14 +603,25 @@ class _Importer:
         elif t == "reshape-fix":
             x = self.val(xop, "input")
             shape = _ints(xop, "shape")
-            if shape and x.type.rank and shape[0] == x.type.shape[0]:
+            if xop.has_attr(RESHAPE_SHAPE):
+                shape = _ints(xop, RESHAPE_SHAPE, len(shape))
+            elif shape and x.type.rank and shape[0] == x.type.shape[0]:
                 shape[0] = 0
             elif shape and x.type.rank and x.type.shape[0] and shape[0] and (
                     shape[0] % x.type.shape[0] == 0 or x.type.shape[0] % shape[0] == 0):
                 shape[0] = -1   # a batch folded into (or out of) the first dim, Swin's windows: inferred at any batch
             self.add(xop, self.build(Q.ReshapeOp, xop, x, shape=shape))
         elif t == "transpose":
-            self.add(xop, self.build(Q.TransposeOp, xop, self.val(xop, "input"), perm=_ints(xop, "order")))
+            x = self.val(xop, "input")
+            if Q.fixed_type(x.type) is None:   # a float transpose (around a float conv2d)
+                from ...dialects.graph import TransposeOp
+                self.add(xop, self.build(TransposeOp, xop, x, perm=_ints(xop, "order")))
+            else:
+                self.add(xop, self.build(Q.TransposeOp, xop, x, perm=_ints(xop, "order")))
+        elif t == "pad":
+            self.add(xop, self.float_pad(xop))
+        elif t == "conv2d":
+            self.float_conv(xop)
         elif t == "strided_slice-fix":
             self.add(xop, self.build(Q.StridedSliceOp, xop, self.val(xop, "input"), begin=_ints(xop, "begin"),
                                      end=_ints(xop, "end"), strides=_ints(xop, "strides")))
@@ -563,6 +655,49 @@ class _Importer:
             self.add(xop, self.linear_op(xop))
         else:
             self.add(xop, self.graph_op(xop))
+
+    def float_pad(self, xop: XOp) -> Operation:
+        """XIR's float pad -> graph.pad (F.pad order: last dimension first)."""
+        from ...dialects.graph import PadOp
+        x = self.val(xop, "input")
+        p = _ints(xop, "paddings", 2 * x.type.rank)
+        if min(p) < 0:
+            raise XModelError(f"op {xop.name!r} (pad): attribute 'paddings' must be non-negative, got {p}")
+        mode = {"CONSTANT": "constant", "REFLECT": "reflect", "SYMMETRIC": "replicate"}[str(_need(xop, "mode"))]
+        if mode == "replicate" and max(p) > 1:
+            raise XModelError(f"op {xop.name!r} (pad): SYMMETRIC padding wider than 1 is not supported by the reader")
+        cv = xop.attr("constant_values", [0.0]) or [0.0]
+        if not isinstance(cv, (list, tuple)) or len(set(float(v) for v in cv)) != 1:
+            raise XModelError(f"op {xop.name!r} (pad): attribute 'constant_values' must hold one value, got {cv!r}")
+        pads = [v for i in reversed(range(x.type.rank)) for v in (p[2 * i], p[2 * i + 1])]
+        return self.build(PadOp, xop, x, pads=pads, mode=mode, value=float(cv[0]))
+
+    def float_conv(self, xop: XOp) -> None:
+        """XIR's float conv2d (NHWC input, OHWI weights) -> graph.transpose to NCHW, graph.conv2d, graph.transpose
+        back to NHWC (the weights were turned back to OIHW when their const was read)."""
+        from ...dialects.graph import Conv2dOp, TransposeOp
+        x, wgt, b = self.val(xop, "input"), self.val(xop, "weights"), self.opt(xop, "bias")
+        if x.type.rank != 4 or Q.fixed_type(x.type) is not None:
+            raise XModelError(f"op {xop.name!r} (conv2d): the input of a float conv2d must be a float NHWC map")
+        loc = NameLoc(xop.name, UNKNOWN_LOC)
+        n, h, w, c = x.type.shape
+        on, oh, ow, oc = xop.output.shape
+        try:
+            t = TransposeOp.build(x, perm=[0, 3, 1, 2], result_types=[TensorType((n, c, h, w), f32)], location=loc)
+            self.builder.insert(t)
+            conv = Conv2dOp.build(t.results[0], wgt, b, stride=_hw(_ints(xop, "stride", 2)),
+                                  padding=_tblr(_ints(xop, "pad", 4, [0, 0, 0, 0])),
+                                  dilation=_hw(_ints(xop, "dilation", 2, [1, 1])), groups=_int(xop, "group", 1),
+                                  result_types=[TensorType((on, oc, oh, ow), f32)], location=loc)
+            self.builder.insert(conv)
+            conv.verify()
+        except (ValueError, TypeError, KeyError) as e:
+            raise XModelError(f"op {xop.name!r} (conv2d): {e}") from None
+        if _hw(_ints(xop, "kernel", 2)) != tuple(wgt.type.shape[2:]):
+            raise XModelError(f"op {xop.name!r} (conv2d): attribute 'kernel' {_ints(xop, 'kernel', 2)} contradicts "
+                              f"the weights' shape {list(wgt.type.shape)} (OHWI)")
+        self.add(xop, TransposeOp.build(conv.results[0], perm=[0, 2, 3, 1], result_types=[_fix_type_of(xop)],
+                                        location=loc))
 
     def linear_op(self, xop: XOp) -> Operation:
         """XIR's float matmul with a transposed second input (and a bias): a float `graph.linear`."""

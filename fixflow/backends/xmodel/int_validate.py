@@ -33,6 +33,7 @@ ARGUMENTS: dict[str, dict[str, int | None]] = {
     "pool-fix": _ONE, "reshape-fix": _ONE, "transpose": _ONE, "upsample-fix": _ONE, "pad-fix": _ONE,
     "hard-sigmoid-fix": _ONE, "hard-swish-fix": _ONE, "fix": _ONE, "fix2float": _ONE, "strided_slice-fix": _ONE,
     "eltwise-fix": {"input": None}, "concat-fix": {"input": None},
+    "conv2d": _CONV, "pad": _ONE,   # float (CPU) ops: a conv left in float, Swin's window padding
 }
 
 
@@ -127,6 +128,8 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
     _enum(xop, "pad_mode", _XIR_PAD_MODES, _PAD_MODES)
     if xop.type == "pad-fix":
         _enum(xop, "mode", _TENSOR_PAD_MODES)
+    if xop.type == "pad":
+        _enum(xop, "mode", _TENSOR_PAD_MODES, ("CONSTANT", "REFLECT", "SYMMETRIC"))
     if xop.type == "fix":
         _enum(xop, "round_mode", XIR_ROUND_MODES)
     if xop.type in ("fix", "fix2float"):
@@ -161,7 +164,7 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
             v = xop.attr(key)
             if not isinstance(v, (list, tuple)) or any(not _is_int(d) or d < 1 for d in v):
                 raise _err(xop, f"attribute {key!r} must be positive integers, got {v!r}")
-    if xop.has_attr("pad") and xop.type not in ("pad-fix", "transposed-conv2d-fix"):
+    if xop.has_attr("pad") and xop.type not in ("pad-fix", "pad", "transposed-conv2d-fix"):
         v = xop.attr("pad")
         if not isinstance(v, (list, tuple)) or any(not _is_int(d) or d < 0 for d in v):
             raise _err(xop, f"attribute 'pad' must be non-negative integers, got {v!r}")

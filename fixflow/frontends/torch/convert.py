@@ -1141,6 +1141,19 @@ def _dim_source(cv: Converter, arg: Any) -> tuple[torch.fx.Node, int] | None:
     return t, d % len(cv.shape(t))
 
 
+def _shape_source(cv: Converter, arg: Any) -> torch.fx.Node | None:
+    """The tensor `t` when `arg` is its whole shape (`t.shape`, `t.size()`)."""
+    if not isinstance(arg, torch.fx.Node):
+        return None
+    if arg.op == "call_function" and arg.target is getattr and arg.args[1] == "shape":
+        t = arg.args[0]
+    elif arg.op == "call_method" and arg.target == "size" and len(arg.args) == 1 and not arg.kwargs:
+        t = arg.args[0]
+    else:
+        return None
+    return t if cv.is_tensor(t) else None
+
+
 def _expand(cv: Converter, x: Any, sizes: tuple, like: Any = None) -> Value:
     """`x.expand(sizes)`: a batch size taken from another tensor's shape stays that tensor's batch."""
     out = tuple(cv.out_shape)
@@ -1178,6 +1191,8 @@ def _expand_method(cv: Converter, node: torch.fx.Node) -> Value:
     elif not sizes:
         sizes = tuple(node.kwargs.get("size", ()))
     cv.static_value(sizes)  # a data-dependent size is an error here
+    if len(sizes) == 1 and _shape_source(cv, sizes[0]) is not None:   # x.expand(t.shape): t's batch too
+        return _expand(cv, node.args[0], tuple(cv.out_shape), like=_shape_source(cv, sizes[0]))
     return _expand(cv, node.args[0], tuple(sizes))
 
 
@@ -1192,13 +1207,28 @@ def _expand_as(cv: Converter, node: torch.fx.Node) -> Value:
 def _broadcast_to(cv: Converter, node: torch.fx.Node) -> Value:
     sizes = _arg(node, 1, "size")
     cv.static_value(sizes)
+    if _shape_source(cv, sizes) is not None:   # broadcast_to(p, t.shape): t's batch too
+        return _expand(cv, node.args[0], tuple(cv.out_shape), like=_shape_source(cv, sizes))
     return _expand(cv, node.args[0], tuple(sizes) if isinstance(sizes, (list, tuple)) else ())
 
 
 @_on_method("repeat")
 def _repeat(cv: Converter, node: torch.fx.Node) -> Value:
-    reps = _shape_args(cv, node, 1, "repeats")
-    return cv.emit(TileOp, cv.x(node.args[0]), repeats=tuple(int(r) for r in reps))
+    reps = tuple(int(r) for r in _shape_args(cv, node, 1, "repeats"))
+    raw = node.args[1:]
+    if len(raw) == 1 and isinstance(raw[0], (list, tuple)):
+        raw = tuple(raw[0])
+    x = node.args[0]
+    lifted = (1,) * (len(reps) - len(cv.shape(x))) + tuple(cv.shape(x))
+    origin = _dim_source(cv, raw[0]) if raw and len(raw) == len(reps) else None
+    if origin is not None and origin[1] == 0 and lifted and lifted[0] == 1 and reps[0] != 1:
+        # p.repeat(x.shape[0], ...) of a batch-1 tensor: the repeated batch is x's batch at run time
+        y = cv.x(x)
+        rest = (1,) + reps[1:]
+        if any(r != 1 for r in rest) or len(rest) != len(cv.shape(x)):
+            y = cv.emit(TileOp, y, repeats=rest, suffix="tile")
+        return cv.emit(ExpandOp, y, cv.x(origin[0]), shape=(0,) + (-1,) * (len(reps) - 1))
+    return cv.emit(TileOp, cv.x(x), repeats=reps)
 
 
 @_on_function(torch.stack)

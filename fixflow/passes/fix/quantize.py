@@ -585,10 +585,53 @@ def _adaptive_avg_pool(L: _Lowering, op: Operation) -> None:
         L.map[op.results[0]] = L.requant(y, L.fmt_or_none(op.results[0]), op.location)
         return
     if h % oh or w % ow:
-        L.cpu_op(op, f"adaptive avg pooling {h}x{w} -> {oh}x{ow} has uneven windows")
+        if h * w * oh * ow > _ADAPTIVE_CONV_LIMIT:
+            L.cpu_op(op, f"adaptive avg pooling {h}x{w} -> {oh}x{ow} has uneven windows and its 1x1-conv form "
+                         f"would need {h * w * oh * ow} weights (more than {_ADAPTIVE_CONV_LIMIT})")
+            return
+        _adaptive_avg_pool_conv(L, op)
         return
     k = (h // oh, w // ow)
     _pool(L, op, "AVG", k, k, (0, 0, 0, 0), is_global=(oh, ow) == (1, 1))
+
+
+#: most weights of the 1x1 conv that stands for an adaptive average pool with uneven windows
+_ADAPTIVE_CONV_LIMIT = 1 << 20
+
+
+def adaptive_pool_matrix(size: int, out: int) -> np.ndarray:
+    """PyTorch's adaptive average pooling along one axis as an (out, size) matrix: row i averages the
+    window [floor(i * size / out), ceil((i + 1) * size / out))."""
+    m = np.zeros((out, size))
+    for i in range(out):
+        s, e = (i * size) // out, -((-(i + 1) * size) // out)
+        m[i, s:e] = 1.0 / (e - s)
+    return m
+
+
+def _adaptive_avg_pool_conv(L: _Lowering, op: Operation) -> None:
+    """An adaptive average pool with uneven windows (VGG's 7x7 pool on a map smaller than 7x7) as a 1x1
+    conv over the flattened map: NHWC -> (N, 1, C, H*W), a 1x1 `fix.conv2d` whose (OH*OW, H*W) weights
+    are the pooling matrix, then back to (N, OH, OW, C). Weights are 1 / window size; for windows of 1, 2
+    or 4 pixels (every window when the map is smaller than the output) they are exact at their fix position."""
+    n, c, h, w = op.input.type.shape
+    oh, ow = op.output_size
+    m = np.kron(adaptive_pool_matrix(h, oh), adaptive_pool_matrix(w, ow))      # (OH*OW, H*W)
+    fp = int(np.floor(np.log2(127.0 / m.max())))
+    name = op.results[0].name_hint or "adaptive_avg_pool"
+    f = L.fmt(op.results[0], op)
+    x = L.fix_in(op.input, op)
+    t = L.check_dpu(L.emit(Q.TransposeOp, x, loc=op.location, perm=Q.TO_NCHW), op.location)
+    r = L.emit(Q.ReshapeOp, t, loc=op.location, shape=(0, 1, c, h * w))
+    wc = L.const(quantize(m.reshape(oh * ow, 1, 1, h * w), 8, fp, "std_round"), 8, fp, f"{name}.pool_matrix",
+                 op.location)
+    y = L.emit(Q.Conv2dOp, r, wc, None, loc=op.location, hint=f"{name}_conv",
+               result_types=[Q.fix_tensor((r.type.shape[0], 1, c, oh * ow), *f)], nonlinear="NONE", kernel=(1, 1),
+               stride=(1, 1), pad=(0, 0, 0, 0), dilation=(1, 1))
+    L.check_dpu(y, op.location)
+    y = L.emit(Q.ReshapeOp, y, loc=op.location, shape=(0, c, oh, ow))
+    y = L.check_dpu(L.emit(Q.TransposeOp, y, loc=op.location, perm=Q.TO_NHWC, hint=name), op.location)
+    L.map[op.results[0]] = y
 
 
 @_handles("graph.mean")
@@ -842,9 +885,32 @@ def _roll(L: _Lowering, op: Operation) -> None:
     L.bind_result(op, y)
 
 
-def _repeat(L: _Lowering, op: Operation, reps: list[int]) -> Value:
-    """The op's input with each axis repeated reps[axis] times (numpy tile order): concats of copies."""
-    y = L.fix_in(op.input, op)
+def _lift_rank(L: _Lowering, x: Value, shape: tuple[int, ...], rank: int, loc) -> Value:
+    """`x` (graph shape `shape`, stored NHWC when rank 4) with size-1 dimensions put in front up to `rank`,
+    stored as the fix dialect stores that rank (a transpose where NHWC and torch's order differ)."""
+    k = rank - len(shape)
+    new = (1,) * k + tuple(shape)
+    # the input's first dimension (a batch, if it has one) is inferred: it follows the run-time batch
+    free = tuple(-1 if i == k else d for i, d in enumerate(new)) if shape and shape[0] > 0 else new
+    if len(shape) == 4 and shape[1] != 1 and shape[2] * shape[3] != 1:
+        x = L.check_dpu(L.emit(Q.TransposeOp, x, loc=loc, perm=Q.TO_NCHW), loc)
+    if rank != 4:
+        return L.emit(Q.ReshapeOp, x, loc=loc, shape=free, result_types=[_same_fix(x, new)])
+    one = [d == 1 and not (i == k and free != new) for i, d in enumerate(new)]   # a batch there may be > 1
+    if one[1] or (one[2] and one[3]):   # NHWC and NCHW orders agree
+        return L.emit(Q.ReshapeOp, x, loc=loc, shape=_nhwc(free), result_types=[_same_fix(x, _nhwc(new))])
+    y = L.emit(Q.ReshapeOp, x, loc=loc, shape=free, result_types=[_same_fix(x, new)])
+    return L.check_dpu(L.emit(Q.TransposeOp, y, loc=loc, perm=Q.TO_NHWC), loc)
+
+
+def _same_fix(x: Value, shape: tuple[int, ...]):
+    """A fixed-point tensor type of `shape` in `x`'s format."""
+    ft = Q.fixed_type(x.type)
+    return Q.fix_tensor(shape, ft.bit_width, ft.fix_pos)
+
+
+def _repeat(L: _Lowering, y: Value, reps: list[int], loc) -> Value:
+    """`y` with each (graph) axis repeated reps[axis] times (numpy tile order): concats of copies."""
     r = len(reps)
     for axis, n in enumerate(reps):
         if n == 1:
@@ -853,9 +919,9 @@ def _repeat(L: _Lowering, op: Operation, reps: list[int]) -> Value:
         shape = list(y.type.shape)
         shape[ax] *= n
         ft = Q.fixed_type(y.type)
-        y = L.emit(Q.ConcatOp, [y] * n, loc=op.location, result_types=[Q.fix_tensor(shape, ft.bit_width, ft.fix_pos)],
+        y = L.emit(Q.ConcatOp, [y] * n, loc=loc, result_types=[Q.fix_tensor(shape, ft.bit_width, ft.fix_pos)],
                    axis=ax)
-        L.check_dpu(y, op.location)
+        L.check_dpu(y, loc)
     return y
 
 
@@ -888,14 +954,18 @@ def _tile(L: _Lowering, op: Operation) -> None:
     from another tensor at run time: see `_batch_of`)."""
     a, b = op.input.type.shape, op.results[0].type.shape
     like = op.like if op.name == "graph.expand" else None
+    y = L.fix_in(op.input, op)
+    if len(a) < len(b):   # new leading dimensions (torch's expand and repeat put them in front)
+        y = _lift_rank(L, y, tuple(a), len(b), op.location)
+        a = (1,) * (len(b) - len(a)) + tuple(a)
     if len(a) != len(b) or any(m % n for m, n in zip(b, a) if n):
-        L.cpu_op(op, f"{op.name.split('.')[1]} from {tuple(a)} to {tuple(b)} changes the rank (no fixed-point form)")
+        L.cpu_op(op, f"{op.name.split('.')[1]} from {tuple(a)} to {tuple(b)} has no fixed-point form")
         return
     reps = [m // n if n else 1 for m, n in zip(b, a)]
     run_time_batch = like is not None and op.shape[0] == 0
     if run_time_batch:
         reps[0] = 1
-    y = _repeat(L, op, reps)
+    y = _repeat(L, y, reps, op.location)
     if run_time_batch:
         y = _batch_of(L, y, like, op)
     L.bind_result(op, y)

@@ -301,7 +301,9 @@ def test_pool_errors():
 
 
 @pytest.mark.parametrize("hw,out", [((8, 8), 1), ((7, 9), (3, 4)), ((10, 10), (5, 5)), ((5, 7), (5, None)),
-                                    ((4, 6), (6, 8)), ((13, 11), (7, 3))])
+                                    ((4, 6), (6, 8)), ((13, 11), (7, 3)),
+                                    # VGG's 7x7 pool below 224x224: uneven, overlapping bins
+                                    ((5, 5), 7), ((6, 6), 7), ((2, 2), 7), ((3, 6), 7)])
 def test_adaptive_pools(hw, out):
     x = rand(2, 3, *hw)
     ref = F.adaptive_avg_pool2d(t(x), out)

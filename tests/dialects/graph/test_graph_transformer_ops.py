@@ -33,6 +33,10 @@ CASES = [
     ("expand_token", G.ExpandOp, [(1, 1, 8), (3, 5, 8)], dict(shape=(0, -1, -1)),
      lambda t, like: t.expand(like.shape[0], -1, -1)),
     ("expand_new_dims", G.ExpandOp, [(3, 1)], dict(shape=(2, 3, 4)), lambda x: x.expand(2, 3, 4)),
+    ("expand_rank2_to_4", G.ExpandOp, [(3, 1)], dict(shape=(2, 5, -1, 4)), lambda x: x.expand(2, 5, 3, 4)),
+    ("expand_rank2_to_4_batch", G.ExpandOp, [(3, 4), (5, 2, 1, 1)], dict(shape=(0, 2, -1, -1)),
+     lambda t, like: t.expand(like.shape[0], 2, -1, -1)),
+    ("expand_rank1_to_3", G.ExpandOp, [(4,)], dict(shape=(2, 3, -1)), lambda x: x.expand(2, 3, 4)),
     ("tile", G.TileOp, [(2, 3, 4)], dict(repeats=(1, 2, 3)), lambda x: x.repeat(1, 2, 3)),
     ("tile_new_dims", G.TileOp, [(2, 3)], dict(repeats=(2, 1, 2)), lambda x: x.repeat(2, 1, 2)),
     # reductions

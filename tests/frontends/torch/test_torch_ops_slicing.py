@@ -120,6 +120,33 @@ def test_expand_repeat(name, fn, shape):
     check(Fn(fn), shape)
 
 
+#: expand / repeat that add leading dimensions (rank 1 or 2 to rank 3 or 4); sizes taken from another tensor's
+#: shape (`t.shape`, `t.size()`, `t.shape[0]`) follow its batch
+EXPAND_RANK = [
+    ("param_expand_shape", lambda m, x: x + m.p.expand(x.shape), (2, 3, 4, 4)),
+    ("param_expand_size", lambda m, x: x - m.p.expand(x.size()), (2, 3, 4, 4)),
+    ("param_expand_as", lambda m, x: x * m.p.expand_as(x), (2, 3, 4, 4)),
+    ("param_expand_batch", lambda m, x: x + m.p.expand(x.shape[0], x.shape[1], 4, 4), (2, 3, 4, 4)),
+    ("param_to_rank3", lambda m, x: torch.cat([m.p.expand(x.shape[0], -1, -1), x[:, 0]], 1), (2, 3, 4, 4)),
+    ("param_broadcast_to", lambda m, x: x + torch.broadcast_to(m.p, (x.shape[0], 3, 4, 4)), (2, 3, 4, 4)),
+    ("param_broadcast_to_shape", lambda m, x: x + torch.broadcast_to(m.p, x.shape), (2, 3, 4, 4)),
+    ("rank1_to_4", lambda m, x: m.b.expand(x.shape[0], 2, 3, 4) + x.sum(), (2, 3, 4, 4)),
+    ("rank2_to_4_fixed", lambda m, x: x + m.p.expand(1, 3, 4, 4), (2, 3, 4, 4)),
+    ("features_to_rank4", lambda m, x: x.mean((2, 3)).expand(2, 5, -1, -1).sum((0, 1)), (3, 4, 2, 2)),
+    ("features_to_rank3", lambda m, x: x.flatten(1).expand(2, -1, -1).transpose(0, 1), (3, 2, 2, 2)),
+    ("repeat_batch_rank", lambda m, x: m.p.repeat(x.shape[0], 3, 1, 1) + x, (2, 3, 4, 4)),
+    ("repeat_batch_only", lambda m, x: m.p.repeat(x.shape[0], 1, 1) + x[:, 0], (2, 3, 4, 4)),
+    ("repeat_rank_fixed", lambda m, x: x + m.p.repeat(2, 1, 1, 1)[:1], (2, 3, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("name,fn,shape", EXPAND_RANK, ids=[c[0] for c in EXPAND_RANK])
+def test_expand_repeat_to_higher_rank(name, fn, shape):
+    g = torch.Generator().manual_seed(3)
+    check(Fn(fn, p=nn.Parameter(torch.randn(4, 4, generator=g)), b=nn.Parameter(torch.randn(4, generator=g))),
+          shape, batches=(5,))
+
+
 def test_class_token_follows_the_batch():
     m = check(ClassToken(), (1, 5, 8), batches=(4,))
     expand = next(op for op in m.walk() if op.name == "graph.expand")
