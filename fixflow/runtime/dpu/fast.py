@@ -38,7 +38,7 @@ from .gather import compact as _compact
 from .gather import gather as _gather
 from .machine import ACT_NONE, ACT_RELU, ACT_RELU6, Machine
 from .reference import scatter
-from .steps import Decoder, Step
+from .steps import DWCV, DWCV_NB, MAXPOOL, MAXREDUCE, W16B0, Decoder, Step
 
 F32_LIMIT = 1 << 24
 ALIGN = 64                      # regions and kernel outputs start at multiples of ALIGN value cells
@@ -89,23 +89,49 @@ class Kernel:
     hi: int = 127
 
 
-def _chunks(wabs_cols: np.ndarray) -> list[tuple[int, int]]:
-    """Split the reduction axis so that 128 * sum |w| per output column stays below 2^24 in each chunk."""
-    k = wabs_cols.shape[0]
-    limit = (F32_LIMIT - 1) // 128
-    if k == 0 or int(wabs_cols.sum(axis=0).max(initial=0)) <= limit:
+def _term_bounds(w: np.ndarray, nonneg: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per reduction row and output column, the largest positive and negative value a term x*w can take
+    (x int8, or in 0..127 when every input is known to be non-negative)."""
+    w = w.astype(np.int64)
+    lo = 0 if nonneg else -128
+    pos = np.maximum(np.maximum(127 * w, lo * w), 0)
+    neg = np.maximum(np.maximum(-127 * w, -lo * w), 0)
+    return pos, neg
+
+
+def _sum_bound(pos: np.ndarray, neg: np.ndarray) -> int:
+    """The largest |partial sum| of a reduction (any subset of its terms, any order), over its columns."""
+    if pos.shape[0] == 0:
+        return 0
+    return int(np.maximum(pos.sum(axis=0), neg.sum(axis=0)).max(initial=0))
+
+
+def _chunks(pos: np.ndarray, neg: np.ndarray) -> list[tuple[int, int]]:
+    """Split the reduction axis so that in each chunk every partial sum (any subset of the chunk's
+    terms: the positive ones sum to at most `pos`, the negative ones to at least -`neg`, per row and
+    column) stays below 2^24 in magnitude."""
+    k = pos.shape[0]
+    limit = F32_LIMIT - 1
+    if k == 0 or _sum_bound(pos, neg) <= limit:
         return [(0, k)]
     out, start = [], 0
-    run = np.zeros(wabs_cols.shape[1], dtype=np.int64)
+    rp = np.zeros(pos.shape[1], dtype=np.int64)
+    rn = np.zeros(pos.shape[1], dtype=np.int64)
     for i in range(k):
-        row = wabs_cols[i].astype(np.int64)
-        if (run + row).max() > limit:
+        if max((rp + pos[i]).max(), (rn + neg[i]).max()) > limit:
             out.append((start, i))
-            start, run = i, row.copy()
+            start, rp, rn = i, pos[i].copy(), neg[i].copy()
         else:
-            run += row
+            rp += pos[i]
+            rn += neg[i]
     out.append((start, k))
     return out
+
+
+def _v2(values: np.ndarray) -> int | None:
+    """The exponent of the largest power of two dividing every value (None when all are 0)."""
+    g = int(np.gcd.reduce(np.abs(values.astype(np.int64)).ravel(), initial=0))
+    return None if g == 0 else (g & -g).bit_length() - 1
 
 
 class _Builder:
@@ -303,6 +329,11 @@ class FastPlan:
             layouts.append((kind, params, blocks, pos, out.size))
             pos = _align(pos + out.size)
         self.n_values = pos
+        # which values are known to be >= 0 (constants, ReLU outputs, ...): tighter product bounds
+        self._nonneg = np.zeros(pos, dtype=bool)
+        self._nonneg[:128] = True
+        self._nonneg[ZERO_BLOCK:ZERO_BLOCK + RUN_MAX] = True
+        self._nonneg[NCONST:b.data_end] = self._const_ok[NCONST:] & (self.base[NCONST:] >= 0)
         idx_t = np.int32 if pos < 2**31 else np.int64
         self.kernels: list[Kernel] = []
         for kind, params, blocks, start, size in layouts:
@@ -321,7 +352,9 @@ class FastPlan:
             k = Kernel(kind, params, x, w, bias, start, size, run=run,
                        instructions=sorted(o.index for blk in blocks for o in blk))
             self._fold(k)
+            self._nonneg[start:start + size] = self._writes_nonneg(k)
             self.kernels.append(k)
+        del self._nonneg
         # the DDR after the program: every data region, and a constant region only if it was written
         self.final_ddr = {r: remap[d] for r, d in b.dprov.items()
                           if r not in self.const_regs
@@ -398,6 +431,31 @@ class FastPlan:
         keep = ~dead
         return np.ascontiguousarray(x[:, keep]), np.ascontiguousarray(w[keep])
 
+    def _cells(self, k: Kernel) -> np.ndarray:
+        """Every value cell kernel k's x reads, in x's layout with the runs expanded."""
+        if k.run == 1:
+            return k.x
+        return (k.x[..., None] + np.arange(k.run, dtype=k.x.dtype)).reshape(k.x.shape[:-1] + (-1,))
+
+    def _reads_nonneg(self, k: Kernel) -> bool:
+        return bool(self._nonneg[self._cells(k)].all())
+
+    def _writes_nonneg(self, k: Kernel) -> np.ndarray | bool:
+        """Whether each output value of kernel k is known to be >= 0 (in its output layout)."""
+        p = k.params
+        if k.kind == "conv":
+            return k.params["act"] in (ACT_RELU, ACT_RELU6)
+        if k.kind == "alu":
+            if p["mode"] in (MAXPOOL, MAXREDUCE):            # a maximum (scaled) is >= 0 if any cell is
+                return self._nonneg[self._cells(k)].any(axis=1).ravel()
+            return p["mode"] in (DWCV, DWCV_NB, W16B0) and p["act"] in (ACT_RELU, ACT_RELU6)
+        if k.kind == "elew":
+            if p["act"] == ACT_RELU:
+                return True
+            # floor(4x / 2^s) of x >= 0 is >= 0; sums and products of them, scaled and rounded, too
+            return self._nonneg[self._cells(k)].all(axis=0).ravel()
+        return False
+
     def _fold(self, k: Kernel) -> None:
         """Fold weights/bias that come from constant cells; plan the float32 chunks of a conv."""
         ok = self._const_ok
@@ -411,31 +469,36 @@ class FastPlan:
         if k.b is not None and const(k.b):
             k.bconst = self.base[k.b]
         if k.kind == "conv":
+            nonneg = self._reads_nonneg(k)
             if k.wconst is not None:
-                k.chunks = _chunks(np.abs(k.wconst.astype(np.int64)))
+                pos, neg = _term_bounds(k.wconst, nonneg)
+                k.chunks = _chunks(pos, neg)
                 k.wchunks = [np.ascontiguousarray(k.wconst[a:c], dtype=np.float32) for a, c in k.chunks]
             else:
-                k.chunks = _chunks(np.full((k.w.shape[0], 1), 128, dtype=np.int64))
+                k.chunks = _chunks(*_term_bounds(np.full((k.w.shape[0], 1), 128, dtype=np.int64), nonneg))
             k.w = None if k.wconst is not None else k.w.astype(np.int32)
             p = k.params
             k.lo = 0 if p["act"] in (ACT_RELU, ACT_RELU6) else -128
             k.hi = 96 if p["act"] == ACT_RELU6 else 127
             if k.wconst is not None and k.bconst is not None and p["act"] in (ACT_NONE, ACT_RELU, ACT_RELU6):
                 # int32 requantization when 2*acc + bias*2^shift_bias + rounding provably fits
-                bound = 128 * int(np.abs(k.wconst.astype(np.int64)).sum(axis=0).max(initial=0))
+                bound = _sum_bound(pos, neg)
                 s = p["shift_cut"] + 1
                 bias = k.bconst.astype(np.int64) << np.int64(p["shift_bias"]) if p["shift_bias"] < 40 else None
                 if (bias is not None and s <= 30
                         and 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1)) < 2**31):
                     k.bias32 = bias.astype(np.int32)
                     total = 2 * bound + int(np.abs(bias).max(initial=0)) + (1 << (s - 1))
-                    if len(k.chunks) == 1 and total < F32_LIMIT:
+                    # every term (2*x*w, and bias*2^shift_bias + 2^(s-1) [+ 128*2^s]) is a multiple of 2^e
+                    e = min(v for v in (s - 1, _v2(bias), None if _v2(k.wconst) is None else 1 + _v2(k.wconst))
+                            if v is not None)
+                    if len(k.chunks) == 1 and total < F32_LIMIT << e:
                         # all of (2*acc + bias*2^shift_bias + 2^(s-1)) / 2^s in float32, exactly: every
-                        # partial sum is an integer below 2^24 times 2^-s (weights pre-scaled by 2^(1-s));
+                        # partial sum is an integer below 2^24 times 2^(e-s) (weights pre-scaled by 2^(1-s));
                         # the bias is one more row of the weights (fastconv multiplies it by a column of
                         # 1.0), plus 128 where that still fits and the result may be negative: then the
                         # values to floor are >= 0 and the cast's truncation floors them
-                        k.offset = k.lo < 0 and total + (128 << s) < F32_LIMIT
+                        k.offset = k.lo < 0 and total + (128 << s) < F32_LIMIT << e
                         k.fbias = ((bias + (1 << (s - 1)) + (128 << s if k.offset else 0)).astype(np.float64)
                                    * 2.0 ** -s).astype(np.float32)
                         k.wchunks = [np.concatenate([k.wchunks[0] * np.float32(2.0 ** (1 - s)), k.fbias[None]])]

@@ -78,15 +78,20 @@ def split_runs(base: np.ndarray, run: int) -> list[tuple[np.ndarray | None, np.n
     brk = base[:, 1:] != ends
     pos = np.arange(1, t, dtype=np.int64) * run
     rg = np.gcd(np.gcd.reduce(np.where(brk, pos, 0), axis=1), n)      # per row: longest run that works
-    best, best_cost = None, m * t * 1.0
+    def cost(items: float, size: int) -> float:       # a copy costs a call per item plus its bytes
+        return items * (1.0 + size / 32.0)
+
+    whole_cost = cost(m * t, run)
+    best = None
     for r in range(2 * run, min(n, RUN_MAX) + 1, run):
         if n % r:
             continue
         ok = rg % r == 0
         c = int(ok.sum())
-        cost = c * (n / r) + (m - c) * t + 2.0 * c       # items copied, plus the row scatter
-        if c and cost < 0.6 * best_cost and (best is None or cost < best[1]):
-            best = (r, cost, ok)
+        # the long runs, the other rows' short runs, and the copy of the long-run rows into place
+        split = cost(c * (n // r), r) + cost((m - c) * t, run) + (cost(c, n) if c < m else 0.0)
+        if c and split < 0.7 * whole_cost and (best is None or split < best[1]):
+            best = (r, split, ok)
     if best is None:
         return whole
     r, _, ok = best

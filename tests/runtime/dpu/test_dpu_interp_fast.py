@@ -179,11 +179,14 @@ def test_fast_plan_splits_long_reductions():
     regs = p.regions()
     plan = compile_plan(m, p.ins, {r: a.size for r, a in regs.items()}, {0: regs[0]})
     (k,) = [k for k in plan.kernels if k.kind == "conv"]
-    w = np.abs(wt.reshape(16, -1).T.astype(np.int64))
+    w = wt.reshape(16, -1).T.astype(np.int64)
     assert len(k.chunks) >= 4 and k.chunks[0][0] == 0 and k.chunks[-1][1] == w.shape[0]
     assert all(a1 == b0 for (_, b0), (a1, _) in zip(k.chunks, k.chunks[1:]))
-    for a, b in k.chunks:                     # every chunk's bound is below 2^24
-        assert 128 * w[a:b].sum(axis=0).max() < 2**24
+    # x is any int8 here: a term x*w lies in [-128w, 127w] (w > 0) or [127w, -128w] (w < 0)
+    hi = np.where(w > 0, 127 * w, -128 * w)
+    lo = np.where(w > 0, -128 * w, 127 * w)
+    for a, b in k.chunks:                     # every partial sum of every chunk is below 2^24
+        assert hi[a:b].sum(axis=0).max() < 2**24 and -lo[a:b].sum(axis=0).min() < 2**24
 
 
 @pytest.mark.parametrize("act", [0, 1])
