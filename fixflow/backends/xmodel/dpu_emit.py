@@ -75,6 +75,16 @@ def _root(v: Value, inside: set[Operation] | None = None) -> Value:
     return v
 
 
+def _on_chip(t: XTensor) -> None:
+    """Mark `t` as kept in the feature-map banks: `location = 0`, no stride (as AMD's compiler writes
+    fused tensors: `reg_id` 1, `ddr_addr` 0 unless it had one)."""
+    t.attrs.setdefault("reg_id", XAttr("int32", 1))
+    if t.attrs.get("ddr_addr") is None or t.attrs["ddr_addr"].value < 0:
+        t.attrs["ddr_addr"] = XAttr("int32", 0)
+    t.attrs["location"] = XAttr("int32", 0)
+    t.attrs.pop("stride", None)
+
+
 def op_workload(op: Operation) -> int:
     """Operations of a fix op counted as AMD's compiler counts `workload`: 2 per MAC and 1 per bias add
     (convolutions, dense), kernel taps per output (pooling), inputs - 1 per output (element-wise)."""
@@ -185,6 +195,9 @@ class _Emitter:
         return reg, addr
 
     def _in_ddr(self, t: XTensor, reg: int, addr: int, stride: bool = True, pixel: int | None = None) -> None:
+        if addr < 0:                   # kept in the banks (dpu.ddr address -1): no DDR bytes
+            _on_chip(t)
+            return
         t.attrs["reg_id"] = XAttr("int32", reg)
         t.attrs["ddr_addr"] = XAttr("int32", addr)
         t.attrs["location"] = XAttr("int32", 1)
@@ -312,13 +325,16 @@ class _Emitter:
                 x.attrs["workload"] = XAttr("uint64", wl)
             workload += wl
             ops += group + [x]
-            fa = op.attributes.get("dpu.fused_operand")
-            host = child_of.get(getattr(op.operands[int(fa.value)], "op", None)) if fa is not None else None
-            if host is not None:             # conv + element-wise: one super-layer, the conv's output on chip
+            # conv + element-wise, and on-chip chains: one super-layer, the operand read from the banks on chip
+            fa = op.attributes.get("dpu.fused_operand") or op.attributes.get("dpu.chained_operand")
+            host = (child_of.get(getattr(_root(op.operands[int(fa.value)], inside), "op", None))
+                    if fa is not None and int(fa.value) < len(op.operands) else None)
+            if host is not None:
                 host[0].op_names += [c.name for c in group] + [x.name]
                 host[0].workload += wl
-                host[1].output.attrs["location"] = XAttr("int32", 0)
+                _on_chip(host[1].output)
                 self.ref[op.results[0]] = x.name
+                child_of[op] = (host[0], x)
                 continue
             kind = "code"
             if op.name == "fix.reshape" or (op.name == "fix.concat" and all(
