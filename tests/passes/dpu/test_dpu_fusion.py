@@ -52,6 +52,8 @@ def _fused_pairs(prog):
 
 def _saves_to(prog, fmap):
     reg, addr = fmap.addr()
+    if addr < 0:                    # no DDR bytes (lower-to-dpu's workspace layout: kept on chip)
+        return []
     return [i for i in prog.instructions if i.name == "SAVE" and i["reg_id"] == reg
             and addr <= i["ddr_addr"] < addr + fmap.nbytes]
 
