@@ -85,6 +85,7 @@ class Kernel:
     offset: bool = False                  # conv: fbias (in the product) also adds 128 (see fastconv)
     bands: list = field(default_factory=list)     # conv (folded): (r0, r1, gather parts) per row band
     band_rows: int = 0
+    ones_gathered: bool = False           # conv: x's last column reads cell ONE (the bias row's factor)
     lo: int = -128                        # conv: the saturation bounds after the activation
     hi: int = 127
 

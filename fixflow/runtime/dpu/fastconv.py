@@ -19,7 +19,7 @@ try:                            # the clip ufunc itself: np.clip's Python wrappe
 except ImportError:             # numpy < 2
     from numpy.core.umath import clip as _uclip
 
-from .gather import gather_parts, split_runs
+from .gather import ONE, gather_parts, split_runs
 
 BLOCK_BYTES = 1 << 19           # a conv's float32 input block is kept near this size (L2-resident)
 MIN_BLOCK_ROWS = 256            # but has at least this many rows (smaller products run below peak)
@@ -39,6 +39,11 @@ def _scratch(slot: str, n: int, dtype) -> np.ndarray:
 def plan_bands(k) -> None:
     """Cut kernel `k`'s rows into bands of about BLOCK_BYTES of float32 input (at least
     MIN_BLOCK_ROWS rows) and plan each band's gather (`split_runs`)."""
+    if k.fbias_in_product and k.run == 1 and k.x.shape[1] <= 64:
+        # a short reduction over single cells: the column of 1.0 is gathered too (cell ONE holds 1), so
+        # the cast into the float32 buffer is one contiguous pass instead of short strided rows
+        k.x = np.concatenate([k.x, np.full((k.x.shape[0], 1), ONE, k.x.dtype)], axis=1)
+        k.ones_gathered = True
     rows, t = k.x.shape
     k_len = t * k.run
     rb = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, 4 * (k_len + 1)))
@@ -65,7 +70,7 @@ def exec_conv_folded(k, v: np.ndarray, batch: int) -> None:
     k_len = k.x.shape[1] * k.run
     rows = k.x.shape[0]
     n_out = k.out_size // rows
-    kp = k_len + 1 if k.fbias_in_product else k_len
+    kp = k_len + 1 if k.fbias_in_product and not k.ones_gathered else k_len
     s = k.params["shift_cut"] + 1
     for b0, b1, (r0, r1, parts) in _blocks(k, batch):
         nr = r1 - r0

@@ -90,6 +90,7 @@ def split_runs(base: np.ndarray, run: int) -> list[tuple[np.ndarray | None, np.n
         c = int(ok.sum())
         # the long runs, the other rows' short runs, and the copy of the long-run rows into place
         split = cost(c * (n // r), r) + cost((m - c) * t, run) + (cost(c, n) if c < m else 0.0)
+        split += 2000.0                                   # a second part: its calls and temporaries
         if c and split < 0.7 * whole_cost and (best is None or split < best[1]):
             best = (r, split, ok)
     if best is None:
@@ -109,6 +110,8 @@ def gather_parts(v: np.ndarray, parts: list[tuple[np.ndarray | None, np.ndarray,
     """The (M, k) int8 cells of `parts` (see `split_runs`) gathered from `v` (a contiguous 1-D row)."""
     if len(parts) == 1 and parts[0][0] is None:
         _, base, run = parts[0]
+        if run == 1:
+            return v[base]
         return void_row(v, run)[base].view(np.int8).reshape(base.shape[0], k)
     out = np.empty((sum(p[1].shape[0] for p in parts), k), dtype=np.int8)
     rows_v = out.view(f"V{k}")[:, 0]
