@@ -29,6 +29,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ...dialects.dpu.isa import Instruction
+from .augment import channels as augment_channels, overflow
 from .ddr import REG_CONST, REG_WORK, DdrPlan
 from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, FMap, Layer
 from .tiling import (ALU_ENDL_MAX, CONV_ENDL_MAX, Band, Geometry, Plan, TilingError, extra_regions, in_cols,
@@ -53,13 +54,15 @@ class Arch:
     convw: int
     dwconvw: int
     bias: int
+    augment: int = 0           # channel augmentation width (2 * ICP), 0 when the target has none
 
     @classmethod
     def of(cls, target) -> "Arch":
         vb = target.feature_map_groups
         return cls(target.pp, target.icp, target.ocp, target.alu_pp, vb[0].depth,
                    (vb[0].first_id, vb[1].first_id), target.bank_group_named("CONVW").first_id,
-                   target.bank_group_named("DWCONVW").first_id, target.bank_group_named("BIAS").first_id)
+                   target.bank_group_named("DWCONVW").first_id, target.bank_group_named("BIAS").first_id,
+                   getattr(target, "channel_augmentation", None) or 0)
 
     @property
     def half(self) -> int:
@@ -99,6 +102,17 @@ class Dest:
         return init, ins
 
 
+def conv_window(L: ConvLayer, a: Arch) -> tuple[int, int, int, int, int, int]:
+    """(kernel_h, kernel_w, stride_h, stride_w, pad_left, lines a pixel) the CONV engine sees: with channel
+    augmentation (`augment.py`) one augmented pixel of ceil(kw*IC / ICP) lines per output column, kernel and
+    stride 1 across, no column padding."""
+    kh, kw = L.win.kernel
+    sh, sw = L.win.stride
+    if L.augment:
+        return kh, 1, sh, 1, 0, math.ceil(L.augment / a.icp)
+    return kh, kw, sh, sw, L.win.pad[2], math.ceil(L.inp.c / a.icp)
+
+
 def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int = 1) -> Geometry:
     if isinstance(L, EltwiseLayer):
         cg = math.ceil(L.out.c / a.icp)
@@ -108,15 +122,17 @@ def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int 
     pt, _, pl, _ = L.win.pad
     cg = math.ceil(L.inp.c / a.icp)
     if isinstance(L, ConvLayer):
-        return Geometry(L.inp.h, L.inp.w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, chunk_groups, a.pp, False)
+        kh, kw, sh, sw, pl, cg = conv_window(L, a)
+        w = L.out.w if L.augment else L.inp.w
+        return Geometry(L.inp.h, w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, chunk_groups, a.pp, False)
     return Geometry(L.inp.h, L.inp.w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, cg, a.alu_pp, True)
 
 
 def conv_chunk_groups(L: ConvLayer, a: Arch) -> int:
     """Output-channel groups whose weights fit CONVW together: half the bank when one group fits half
     (the other half takes the next chunk's weights while this one computes), else the whole bank."""
-    kh, kw = L.win.kernel
-    per_group = kh * kw * math.ceil(L.inp.c / a.icp)
+    kh, kw, _, _, _, cg = conv_window(L, a)
+    per_group = kh * kw * cg
     if per_group > a.depth:
         raise ValueError(f"{kh}x{kw} kernel over {L.inp.c} channels needs {per_group} weight lines a bank "
                          f"(the bank has {a.depth})")
@@ -191,6 +207,33 @@ class Emitter:
                       jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
                       ddr_addr=base + r * fm.rstride + c0 * fm.pstride + c_first)
 
+    def _load_augmented(self, i: int, L: ConvLayer, g: Geometry, band: Band, vb: int, line_base: int) -> None:
+        """LOAD a band's input rows of an augmented conv (`augment.py`): per input row one LOAD of kw*IC bytes
+        for every output column of the band (DDR step sw*IC), the columns outside the map masked."""
+        a = self.arch
+        fm = L.inp
+        ic, kw, sw, pl = fm.c, L.win.kernel[1], L.win.stride[1], L.win.pad[2]
+        reg, base = fm.addr()
+        n = band.ow1 - band.ow0
+        x0 = band.ow0 * sw - pl
+        right = [overflow(L, x)[1] for x in range(band.ow0, band.ow1)]
+        k = sum(r > 0 for r in right)
+        pad_end = right[n - k] * ic + (-(-L.augment // a.icp) * a.icp - L.augment) if k else 0
+        r_lo = band.oh0 * g.sh - g.pt
+        rl = row_lines(g, n)
+        nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
+        for r in range(max(r_lo, 0), min(r_lo + nrows, fm.h)):
+            v = r - r_lo
+            b = v // g.sh
+            addr = base + r * fm.rstride + x0 * ic
+            if addr < 0:
+                raise ValueError(f"layer {i}: the augmented LOAD of row {r} starts {-addr} bytes before its "
+                                 f"region (no input margin)")
+            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line_base + (b // a.pp) * g.sh * rl
+                      + (v % g.sh) * rl, jump_read=sw * ic, jump_write=g.cg, pad_idx=max(k, 1),
+                      pad_start=max(0, -x0) * ic, pad_end=pad_end, channel=L.augment, length=n, reg_id=reg,
+                      ddr_addr=addr)
+
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int,
                      out_base: int | None = None) -> None:
         a = self.arch
@@ -223,8 +266,8 @@ class Emitter:
         c0 = band.ow0 * g.sw - g.pl
         real_h = (vpp - 1) * g.sh + g.kh
         src_w = in_cols(g, band.ow1 - band.ow0)
-        bottom = max(0, r0 + real_h - L.inp.h)
-        right = max(0, c0 + src_w - L.inp.w)
+        bottom = max(0, r0 + real_h - g.h)
+        right = max(0, c0 + src_w - g.w)
         return {"pad_top": max(0, -r0), "pad_left": max(0, -c0),
                 "pad_bottom": g.kh - 1 - bottom, "pad_right": g.kw - 1 - right}
 
@@ -234,9 +277,7 @@ class Emitter:
         banks (`fusable_eltwise`): the conv's output is never SAVEd, the ELEW's other inputs are LOADed
         beside it and the ELEW's result is SAVEd."""
         a = self.arch
-        kh, kw = L.win.kernel
-        sh, sw = L.win.stride
-        cg = math.ceil(L.inp.c / a.icp)
+        kh, kw, sh, sw, _, cg = conv_window(L, a)
         n_og = math.ceil(L.out.c / a.ocp)
         chunk = conv_chunk_groups(L, a)
         per_group = kh * kw * cg
@@ -258,8 +299,9 @@ class Emitter:
             bb = self.slot("bias", groups)
             self.emit(i, "LOAD", bank_id=a.bias, bank_addr=bb, jump_read=n_ch, jump_write=1, pad_idx=1,
                       channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=breg_off + c_first)
-            block = kh * kw * L.inp.c          # one output channel's weights in REG_0
-            if (L.inp.c % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
+            ic = L.augment or L.inp.c         # bytes of one kernel tap (an augmented tap: a kernel row)
+            block = kh * kw * ic               # one output channel's weights in REG_0
+            if (ic % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
                     and a.ocp * block <= LOAD_JUMP_READ_MAX:
                 # each channel's weights fill whole lines: one LOAD per CONVW bank moves all its channels
                 for b in range(min(a.ocp, n_ch)):
@@ -271,14 +313,16 @@ class Emitter:
                 for k in range(n_ch):
                     o = c_first + k
                     self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=wb + (k // a.ocp) * per_group,
-                              jump_read=L.inp.c, jump_write=cg, pad_idx=1, channel=L.inp.c, length=kh * kw,
-                              reg_id=REG_CONST, ddr_addr=wreg_off + o * kh * kw * L.inp.c)
+                              jump_read=ic, jump_write=cg, pad_idx=1, channel=ic, length=kh * kw,
+                              reg_id=REG_CONST, ddr_addr=wreg_off + o * block)
             d = self.dest.get(i)
             for t, band in enumerate(p.bands()):
                 vb = self.band_vb(i)
                 # a chained layer's output is not in its own group: its input windows alternate halves
                 base = (t % 2) * a.half if d is not None and i not in self.onchip_in else 0
-                if i not in self.onchip_in:
+                if L.augment:
+                    self._load_augmented(i, L, g, band, vb, base)
+                elif i not in self.onchip_in:
                     self._load_input(i, L, g, band, vb, line_base=base)
                 cols_b = band.ow1 - band.ow0
                 orl = cols_b * groups
@@ -302,7 +346,8 @@ class Emitter:
                     for k in range(groups):
                         self.emit(i, "CONV", bank_id_in=a.vb[vb] + s["bank"], bank_addr_in=s["bank_addr_in"],
                                   bank_addr_in_1=s["bank_addr_in_1"], bank_addr_in_2=s["bank_addr_in_2"],
-                                  bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg, channel_offset=0,
+                                  bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg,
+                                  channel_offset=cg * a.icp - L.augment if L.augment else 0,
                                   bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
                                   bank_id_out=out["bank_id_out"], bank_addr_out=out["bank_addr_out"] + k, **pads)
                 if d is not None:
@@ -620,6 +665,14 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
              tiling: dict[int, tuple[int | None, int | None]] | None = None) -> Emitter:
     """The instruction stream (without END and without dependency flags) of `layers`."""
     em = Emitter(arch, ddr, dict(tiling or {}))
+    for L in layers:
+        if isinstance(L, ConvLayer):
+            L.augment = augment_channels(L, arch.augment, arch.icp)
+            if L.augment:                  # augmented only where its bands fit the banks too
+                try:
+                    make_plan(geometry(L, arch, 1), arch.pp, arch.half, *em.tiling.get(layers.index(L), (None, None)))
+                except TilingError:
+                    L.augment = 0
     em.fused = fusions(layers, arch, em.tiling)
     em.chain = chains(layers, arch, em.tiling, em.fused)
     em.notes = forced_notes(layers, arch, em.tiling, em.fused, em.chain)
@@ -649,4 +702,4 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
 
 
 __all__ = ["Arch", "Dest", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions",
-           "fusion_refusal", "forced_band", "forced_notes", "chainable", "chains"]
+           "fusion_refusal", "forced_band", "forced_notes", "chainable", "chains", "conv_window"]

@@ -125,6 +125,7 @@ class ConvLayer:
     bias: np.ndarray
     ops: list[Operation] = field(default_factory=list)
     engine: str = "conv"
+    augment: int = 0         # channel augmentation: the kernel's width folded into kw*IC channels (`augment.py`)
 
     @property
     def inputs(self) -> list[FMap]:

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from ...dialects.dpu.isa import Instruction
 from ...ir.core import Operation, Value
+from .augment import input_margins
 from .codegen import Arch, Emitter, generate
-from .ddr import REG_CONST, REG_IN, REG_OUT, REG_WORK, DdrPlan, allocate
+from .ddr import REG_CONST, REG_IN, REG_OUT, REG_WORK, DdrPlan, align, allocate
 from .layers import FMap, Layer, build_layers
 from .partition import Subgraph
 from .schedule import Geometry, schedule
@@ -76,6 +77,7 @@ def compile_subgraph(ops: list[Operation], inputs: list[Value], outputs: list[Va
     ins = [fmaps.get(v) or FMap(name_of(v), (0, 0, 0), 0, v) for v in inputs]
     outs = [fmaps[v] for v in outputs]
     ddr = allocate(layers, ins, outs)
+    _input_margins(layers, fmaps, ddr)
     arch = Arch.of(target)
     em = generate(layers, ddr, arch, tiling)
     instrs = [t.ins for t in em.out]
@@ -155,6 +157,7 @@ def ddr_annotations(sg: Subgraph) -> DdrPlan:
     from ...ir.types import i64
     layers, fmaps, ins, outs = _layers(sg)
     plan = allocate(layers, ins, outs)
+    _input_margins(layers, fmaps, plan)
     for v, f in fmaps.items():
         producer = getattr(v, "op", None)
         if producer is None:
@@ -170,6 +173,21 @@ def ddr_annotations(sg: Subgraph) -> DdrPlan:
     for op, maps in _scratch(layers).items():
         op.attributes["dpu.scratch"] = DenseArrayAttr(i64, [x for f in maps for x in f.ddr])
     return plan
+
+
+def _input_margins(layers: list[Layer], fmaps: dict, plan: DdrPlan) -> None:
+    """Move the REG_2 inputs up by the bytes a channel-augmented LOAD may address before them, and grow the
+    region by those it may address after them (`augment.input_margins`; the bytes are masked, never used)."""
+    head, tail = input_margins(layers)
+    if not head and not tail:
+        return
+    roots = {f.root() for f in fmaps.values() if f.root().ddr is not None and f.root().ddr[0] == REG_IN}
+    for r in roots:
+        r.ddr = (REG_IN, r.ddr[1] + head)
+    for f in fmaps.values():
+        if f.root() in roots and f is not f.root():
+            f.ddr = f.addr()
+    plan.sizes[REG_IN] = align(max((r.ddr[1] + r.nbytes for r in roots), default=0) + tail)
 
 
 def _scratch(layers: list[Layer]) -> dict[Operation, list[FMap]]:
@@ -226,9 +244,12 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
     const.extend(b"\0" * (align(len(const)) - len(const)))
     plan.const_bytes = const
     plan.sizes[REG_CONST] = len(const)
+    tail = input_margins(layers)[1]        # masked bytes a channel-augmented LOAD addresses after the inputs
     for reg in (REG_WORK, REG_IN, REG_OUT):
         owners = [f.root() for f in fmaps.values()] + [f for maps in scratch.values() for f in maps]
-        plan.sizes[reg] = align(max((f.ddr[1] + f.nbytes for f in owners if f.ddr[0] == reg), default=0))
+        plan.sizes[reg] = align(max((f.ddr[1] + f.nbytes for f in owners      # address -1: kept on chip
+                                     if f.ddr[0] == reg and f.ddr[1] >= 0), default=0)
+                                + (tail if reg == REG_IN else 0))
     forced = {}
     for i, L in enumerate(layers):
         if tiling and L.name in tiling:

@@ -51,11 +51,15 @@ def _notes(prog):
 
 def _saves_to(instrs, fmap):
     reg, addr = fmap.addr()
+    if addr < 0:                    # no DDR bytes (lower-to-dpu's workspace layout: kept on chip)
+        return []
     return [i for i in instrs if i.name == "SAVE" and i["reg_id"] == reg and addr <= i["ddr_addr"] < addr + fmap.nbytes]
 
 
 def _loads_from(instrs, fmap):
     reg, addr = fmap.addr()
+    if addr < 0:
+        return []
     return [i for i in instrs if i.name == "LOAD" and i["reg_id"] == reg and addr <= i["ddr_addr"] < addr + fmap.nbytes]
 
 
