@@ -8,7 +8,8 @@ tests/_lib/torchvision_lib.py: 64x64 for most, 224x224 for MaxViT): import throu
 run the reference interpreter against PyTorch (relative error max|d| / max|torch|); then the Quantizer's
 calib (2 batches of 4 random images) -> test (8 other random images; VGG at 224x224, see `quant_input_shape`) -> `_int.xmodel`, with the top-1
 agreement of test mode against the float model on those 8 images and the ops left on the CPU (with
-their reasons). One JSON line per architecture; a failure is recorded with its message, not raised.
+their reasons), the process CPU time and peak RSS (one architecture per process gives its own peak). One
+JSON line per architecture; a failure is recorded with its message, not raised.
 Random weights and inputs make top-1 agreement a check of the numerics, not an accuracy figure.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -37,15 +39,16 @@ def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
     from fixflow.ir.interpreter import run_module
 
     rec: dict = {"name": name, "input": list(input_shape(name)), "transformer": is_transformer(name)}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         model = build(name)
         x = torch.randn(input_shape(name), generator=torch.Generator().manual_seed(1))
         with torch.no_grad():
             want = model(x).numpy()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         module = import_module(model, (x,))
         rec["import_s"] = round(time.perf_counter() - t, 2)
+        rec["import_cpu_s"] = round(time.process_time() - c, 2)
         (got,) = run_module(module, [x.numpy()])
         rec["rel_err"] = relative_error(got, want)
         del module
@@ -69,6 +72,8 @@ def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
                     q.quant_model(xb)
                 q.export_quant_config()
                 rec["calib_s"] = round(time.perf_counter() - t, 1)
+                del q   # the calib quantizer's copies of the weights go before test mode makes its own
+                gc.collect()
                 q = Quantizer(model, (torch.zeros(shape),), mode="test", output_dir=d, log=None, progress=False)
                 out = np.asarray(q.quant_model(xt))
                 with torch.no_grad():
@@ -88,6 +93,8 @@ def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
                 rec["quant_error"] = f"{type(e).__name__}: {e}".splitlines()[0][:300]
                 rec["quant_where"] = traceback.format_exc().splitlines()[-3:-1]
     rec["total_s"] = round(time.perf_counter() - t0, 1)
+    rec["cpu_s"] = round(time.process_time() - c0, 1)
+    rec["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     del model
     gc.collect()
     return rec

@@ -85,10 +85,8 @@ def input_shape(name: str, batch: int = 1) -> tuple[int, int, int, int]:
 
 
 def quant_input_shape(name: str, batch: int = 1) -> tuple[int, int, int, int]:
-    """The input the quantization runs use: `input_shape`, except 224x224 for VGG, whose adaptive average
-    pool to 7x7 has uneven windows (a float op with no XIR form) at any smaller input."""
-    if name.startswith("vgg") and not os.environ.get("FIXFLOW_TV_SIZE"):
-        return (batch, 3, 224, 224)
+    """The input the quantization runs use: `input_shape` (VGG's adaptive average pool to 7x7, uneven on its
+    2x2 map at 64x64, is a 1x1 conv in fixed point: VGG no longer needs 224x224)."""
     return input_shape(name, batch)
 
 

@@ -70,6 +70,8 @@ OP_NETS = {
                        "  z = normalize(q, axis=1)\n  return s, a, b, z",
     "strided_slice": "c = conv2d(x, out=4, kernel=1)\n  t = slice(c, axes=[1, 3], starts=[1, 0], ends=[3, 8], steps=[1, 2])\n"
                      "  return t",
+    "standalone_leaky_mean": "c = conv2d(x, out=4, kernel=1)\n  l = leaky_relu(x, alpha=0.2)\n"
+                             "  m = mean(c, axes=[1], keepdim=true)\n  return l, m",
 }
 
 

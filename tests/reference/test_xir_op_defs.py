@@ -53,6 +53,8 @@ XIR_BUILT_IN: dict[str, tuple[dict, dict, dict]] = {
     "matmul-fix": ({"input": REQ_REP, "weights": OPT, "bias": OPT},
                    {"transpose_a": ("bool", None), "transpose_b": ("bool", None)}, {}),
     "sigmoid": _ACT,
+    "leaky-relu": ({"input": REQ}, {"alpha": ("float", None)}, {}),
+    "reduction_mean": _REDUCE,
     "tanh": _ACT,
     "swish": ({"input": REQ}, {}, {"beta": ("float", None)}),
     "softmax": ({"input": REQ}, {"axis": ("int32", None)}, {}),
