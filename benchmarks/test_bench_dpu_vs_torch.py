@@ -11,6 +11,11 @@ it would report the parent's peak).
 
     OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/test_bench_dpu_vs_torch.py --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,mean,rounds -p no:cacheprovider -s
+
+The fast mode's time is mostly numpy's float32 matrix products, so it depends on the kernel set
+numpy's OpenBLAS runs (recorded as ``blas_core`` in each fast row's extra info, and printed with a hint
+when the CPU has AVX-512 but OpenBLAS runs AVX2 kernels, e.g. because ``OPENBLAS_CORETYPE=Haswell`` is
+set; PyTorch's oneDNN picks AVX-512 by itself): see fixflow/runtime/dpu/blas.py.
 """
 
 from __future__ import annotations
@@ -143,7 +148,10 @@ def test_bench_fast(benchmark, case):
     c = compiled(name)
     regions = c.regions(batch)
     benchmark.group = f"{name} batch {batch} ({THREADS} thread)"
-    benchmark.extra_info.update(plan_seconds=c.plan_seconds, instructions=c.n_instructions)
+    from fixflow.runtime.dpu.blas import blas_advice, blas_core
+    benchmark.extra_info.update(plan_seconds=c.plan_seconds, instructions=c.n_instructions, blas_core=blas_core())
+    if blas_advice() and case == CASES[0]:
+        print(f"\n{blas_advice()}")
     out = benchmark.pedantic(c.plan.run, args=(regions, False, (3,)), rounds=5 if name == "resnet50" else 10,
                              warmup_rounds=1)
     assert out[3].shape[0] == batch

@@ -137,8 +137,8 @@ def alu_compute(p: dict, x: np.ndarray, w: np.ndarray | None, b: np.ndarray | No
     raise ValueError(f"ALU mode {mode}")
 
 
-def elew_compute(p: dict, xs: np.ndarray) -> np.ndarray:
-    """ELEW: xs (num, ..., C) int8 -> int8. t_k = floor(4*x_k / 2^shift_read_k); ADD sums, MULT
+def elew_compute(p: dict, xs) -> np.ndarray:
+    """ELEW: xs (num, ..., C) int8 (an array or a sequence of equal-shape arrays) -> int8. t_k = floor(4*x_k / 2^shift_read_k); ADD sums, MULT
     multiplies; times 2^shift_write (>= 16: 2^-(sw-16)); / 4 (ADD) or / 16 (MULT); act; round."""
     sw = p["shift_write"]
     e = (sw if sw < 16 else -(sw - 16)) - (2 if p["type"] == 0 else 4)
@@ -153,17 +153,20 @@ def elew_compute(p: dict, xs: np.ndarray) -> np.ndarray:
     return saturate(r)
 
 
-def _elew_int32(p: dict, xs: np.ndarray, e: int) -> np.ndarray | None:
-    """`elew_compute` in int32 when every intermediate provably fits (|t_k| <= 512), else None."""
+def _elew_int32(p: dict, xs, e: int) -> np.ndarray | None:
+    """`elew_compute` in int16 or int32 when every intermediate provably fits (|t_k| <= 512), else None."""
     reads = p["shift_read"]
     vmax = 512 * len(reads) if p["type"] == 0 else 512 * 512
     if not (all(0 <= s < 31 for s in reads) and -31 < e <= 20 and vmax << max(e, 0) < 2**31):
         return None
-    v = xs[0].astype(np.int32)
+    # |v| <= vmax << max(e, 0), and the rounding term 2^(-e-1) <= 2^29 only matters while it fits too
+    small = vmax << max(e, 0) < 2**14 and -e - 1 < 14
+    dt = np.int16 if small else np.int32
+    v = xs[0].astype(dt)
     v <<= 2
     v >>= reads[0]
     for k in range(1, len(reads) if p["type"] == 0 else 2):
-        t = xs[k].astype(np.int32)
+        t = xs[k].astype(dt)
         t <<= 2
         t >>= reads[k]
         if p["type"] == 0:
@@ -173,7 +176,7 @@ def _elew_int32(p: dict, xs: np.ndarray, e: int) -> np.ndarray | None:
     if e > 0:
         v <<= e
     elif e < 0:
-        v += np.int32(1 << (-e - 1))
+        v += dt(1 << (-e - 1))
         v >>= -e
     np.clip(v, 0 if p["act"] == ACT_RELU else -128, 127, out=v)
     return v.astype(np.int8)

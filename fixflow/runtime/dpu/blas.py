@@ -2,8 +2,9 @@
 
 The fast mode spends most of its time in float32 matrix products (numpy -> OpenBLAS). OpenBLAS picks
 its kernels from the CPU model it recognizes; on CPUs newer than the OpenBLAS build (e.g. AMD Zen 4 and
-Zen 5 with OpenBLAS 0.3.31) it falls back to its Haswell (AVX2) kernels although the CPU has AVX-512,
-and the products run at half the speed they could. OpenBLAS's own switch, the environment variable
+Zen 5 with older OpenBLAS builds) it falls back to its Haswell (AVX2) kernels although the CPU has
+AVX-512, and the products run at half the speed they could; some machines also force those kernels
+(``OPENBLAS_CORETYPE=Haswell``). OpenBLAS's own switch, the environment variable
 ``OPENBLAS_CORETYPE=SkylakeX``, selects its AVX-512 kernels; it is read when numpy loads OpenBLAS, so it
 must be set before Python starts. The products' results do not depend on the kernels: the fast plan
 only multiplies in float32 where every partial sum is an exact integer (see :mod:`.fast`).
@@ -46,7 +47,7 @@ def blas_advice() -> str | None:
     core = blas_core()
     if core is None or core.lower() in AVX512_CORES or not cpu_has_avx512():
         return None
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        return None
-    return (f"numpy's OpenBLAS runs its {core} kernels on a CPU with AVX-512: start Python with "
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    why = f"OPENBLAS_CORETYPE={forced} makes" if forced else "OpenBLAS did not recognize this CPU:"
+    return (f"{why} numpy's OpenBLAS run its {core} kernels on a CPU with AVX-512; start Python with "
             "OPENBLAS_CORETYPE=SkylakeX for about twice faster float32 matrix products (fast mode)")

@@ -85,6 +85,7 @@ class Kernel:
     offset: bool = False                  # conv: fbias (in the product) also adds 128 (see fastconv)
     bands: list = field(default_factory=list)     # conv (folded): (r0, r1, gather parts) per row band
     band_rows: int = 0
+    xstarts: list[int] | None = None      # elew: each input is the slice of out_size values from here
     ones_gathered: bool = False           # conv: x's last column reads cell ONE (the bias row's factor)
     lo: int = -128                        # conv: the saturation bounds after the activation
     hi: int = 127
@@ -365,6 +366,10 @@ class FastPlan:
         for k in self.kernels:
             if k.kind == "conv" and (k.fbias is not None or k.bias32 is not None):
                 plan_bands(k)
+            elif k.kind == "elew":
+                bases = k.x.reshape(k.x.shape[0], -1)
+                if k.run > 1 and (np.diff(bases, axis=1) == k.run).all():
+                    k.xstarts = [int(b) for b in bases[:, 0]]
 
     def _prune_constants(self, data_end: int) -> None:
         """Drop from the per-batch value space the constant-region cells no run-time gather reads
@@ -550,6 +555,10 @@ class FastPlan:
             exec_conv_folded(k, v, batch)
             return
         res: np.ndarray
+        if k.xstarts is not None:       # ELEW inputs that are whole slices of the values: no gather
+            n = k.out_size
+            v[:, k.out_start:k.out_start + n] = elew_compute(k.params, [v[:, s:s + n] for s in k.xstarts])
+            return
         xg = _gather(v, k.x, k.run)                               # the input values, int8
         if k.kind == "conv":
             x = xg                                                 # (B, R, K)
