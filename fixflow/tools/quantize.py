@@ -45,7 +45,7 @@ def _load_model(spec: str, weights: str | None, random_weights: bool = False) ->
     from fixflow.zoo import get_model
     model = get_model(spec)
     if weights:
-        load_state_dict(model, weights)
+        load_state_dict(model, weights, pruned=True)   # a slim state dict of fixflow-prune resizes the layers
     return model.eval(), spec
 
 
@@ -97,8 +97,9 @@ def _input_shape(zoo_name: str | None, args, model: Any = None) -> tuple[int, ..
 def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-quantize", description="Post-training quantization for the DPU (calib / test)")
     p.add_argument("--model", required=True, help="zoo model name, file.py:Class or a DSL network (.ffn)")
-    p.add_argument("--weights", help="weights for --model file.py:Class: a state dict (.pt/.pth), a checkpoint "
-                                     "holding one, a whole saved model, or an .npz")
+    p.add_argument("--weights", help="weights for --model: a state dict (.pt/.pth), a checkpoint holding one, a "
+                                     "whole saved model, or an .npz; for a zoo model also a pruned (slim) state "
+                                     "dict of fixflow-prune (the layers are resized to it)")
     p.add_argument("--random-weights", action="store_true",
                    help="quantize a file.py:Class model with its random initial weights, on purpose")
     p.add_argument("--data", default="digits", help="'digits' (or another named data set), a .npy or .npz of inputs "

@@ -161,18 +161,39 @@ def _strip_prefixes(state: dict, expected: set[str]) -> dict:
     return state
 
 
-def load_state_dict(model: Any, weights: str) -> None:
+def resize_to_pruned(model: Any, shapes: dict[str, tuple[int, ...]], weights: str) -> bool:
+    """When `shapes` (state-dict key -> shape) gives some Conv2d / BatchNorm2d / Linear weight of `model` another
+    shape (a slim state dict of fixflow-prune), resize those layers to it; True when something was resized."""
+    own = model.state_dict()
+    diff = {k: s for k, s in shapes.items()
+            if k.endswith("weight") and k in own and tuple(own[k].shape) != tuple(s)}
+    if not diff:
+        return False
+    from fixflow.quantizer.pruning import PruningError
+    from fixflow.quantizer.pruning.slim import resize
+    try:
+        resize(model, diff)
+    except PruningError as e:
+        raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {e.message}") from None
+    return True
+
+
+def load_state_dict(model: Any, weights: str, *, pruned: bool = False) -> None:
     """Load `weights` into `model`: a `.npz`, a state dict (`torch.save(model.state_dict(), f)`), a
     training checkpoint holding one (`{'state_dict': ...}`, `{'model': ...}`), a whole pickled model of
     the user's own class (`torch.save(model, f)`, loaded without running code), DDP `module.` keys.
-    What cannot be loaded is one `ToolError` naming the fix."""
+    With `pruned`, layers whose weights have other shapes are first resized to them (a slim state dict
+    of fixflow-prune; a note says so). What cannot be loaded is one `ToolError` naming the fix."""
     import torch
     if weights.endswith(".npz"):
         from fixflow.ir.diagnostics import FixflowError
-        from fixflow.zoo.checkpoint import load_npz
+        from fixflow.zoo.checkpoint import load_npz, read_npz
         if not os.path.isfile(weights):
             raise ToolError(f"cannot read '{weights}': no such file")
         try:
+            if pruned:
+                _note_resized(model, resize_to_pruned(model, {k: tuple(v.shape) for k, v in read_npz(weights).items()},
+                                                      weights), weights)
             load_npz(model, weights)
         except (FixflowError, OSError):
             raise
@@ -199,6 +220,8 @@ def load_state_dict(model: Any, weights: str) -> None:
                             "torch.save(model.state_dict(), 'weights.pt')") from None
     expected = set(model.state_dict())
     state = _strip_prefixes(_state_dict_of(obj, weights, model), expected)
+    if pruned:
+        _note_resized(model, resize_to_pruned(model, {k: tuple(v.shape) for k, v in state.items()}, weights), weights)
     missing = sorted(expected - set(state))
     unexpected = sorted(set(state) - expected)
     if missing or unexpected:
@@ -211,6 +234,12 @@ def load_state_dict(model: Any, weights: str) -> None:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {_plain(str(e))}") from None
+
+
+def _note_resized(model: Any, resized: bool, weights: str) -> None:
+    if resized:
+        print(f"[fixflow] {type(model).__name__}: layers resized to the pruned shapes of '{weights}' (a slim state "
+              "dict of fixflow-prune)", file=sys.stderr)
 
 
 def load_torch_model(path: str, cls_name: str, weights: str | None = None) -> Any:
