@@ -68,7 +68,13 @@ def test_digits_structure_as_vai_c_xir(digits_fix):
     assert [getattr(s, "device", None) for s in cm.subgraphs] == ["USER", "DPU", "CPU"]
     (dpu,) = cm.dpu_subgraphs
     kinds = [c.kind for c in dpu.children]
-    assert kinds == ["upload", "code", "code", "code", "code", "code", "skip", "download"]
+    # conv -> pool -> conv -> conv stay on chip (one super-layer, as vai_c_xir's MNIST conv + relu + pool);
+    # the dense reads the last conv's output from DDR
+    assert kinds == ["upload", "code", "code", "skip", "download"]
+    chain = dpu.children[1]
+    assert [n for n in chain.op_names if cm.op(n).type != "const-fix"] == [
+        "features_0_2", "features_1", "features_2_2", "features_3_2"]
+    assert [cm.op(n).output.attr("location") for n in ("features_0_2", "features_1", "features_2_2")] == [0, 0, 0]
     assert dpu.topological_sort == [c.name for c in dpu.children if c.kind in ("code", "skip")]
     assert dpu.name not in [c.name for c in dpu.children]          # no child repeats the DPU subgraph's name
     ops = {o.name: o for o in cm.ops}
@@ -94,12 +100,16 @@ def test_digits_structure_as_vai_c_xir(digits_fix):
             assert c.output.attr("reg_id") == 0 and reg0[a:a + len(data)] == data
     # interface and DDR tensors
     (inp,) = cm.dpu_inputs(dpu)
-    assert (inp.op, inp.reg_id, inp.ddr_addr, inp.location, inp.stride) == ("x_upload_0", 2, 0, 1, (784, 28, 1, 1))
+    assert (inp.op, inp.reg_id, inp.location, inp.stride) == ("x_upload_0", 2, 1, (784, 28, 1, 1))
+    assert inp.ddr_addr % 16 == 0 and inp.ddr_addr + 784 <= dpu.region(2).size
     (out,) = cm.dpu_outputs(dpu)
     assert out.reg_id == 3 and out.name == "classifier_download_0" and out.stride == (10, 1)
     assert ops["classifier_download_0"].output.name == "classifier"        # the CPU side keeps the name
     assert ops["classifier_float"].inputs["input"] == ["classifier_download_0"]
     assert all(o.output.attr("reg_id") == 1 for o in cm.ops if o.name in ("features_0_2", "features_1"))
+    # REG_1 holds only what the program writes to DDR: the last conv's output (read by the dense)
+    f3 = cm.ddr_tensor("features_3_2")
+    assert (f3.location, f3.ddr_addr) == (1, 0) and dpu.region(1).size == f3.nbytes == 7 * 7 * 64
     # program: mc_code is the dpu.program, ac_code assembles to the same words
     assert decode(dpu.mc_code) == prog.instructions
     assert encode(parse_ac("\n".join(dpu.ac_code), "ac")) == dpu.mc_code
@@ -302,7 +312,8 @@ def test_constants_shared_by_two_layers():
     names = [o.name for o in cm.ops]
     assert len(names) == len(set(names))
     code = [c for c in cm.dpu_subgraphs[0].children if c.kind == "code"]
-    assert [len(c.op_names) for c in code] == [3, 1]
+    # c2 reads c1's output from the banks (an on-chip chain): one super-layer, the constants once
+    assert [c.op_names for c in code] == [[code[0].op_names[0], code[0].op_names[1], "c1", "c2"]]
     assert cm.op("c2").inputs["weights"] == [code[0].op_names[0]]
 
 
