@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from ...dialects.fix.ops import fixed_type
 from ...ir.core import Operation, Value
 from ...dialects.fix.numerics import avgpool_multiplier
+from .layers import dilation_phases
 from .tiling import Geometry, TilingError, plan, plan_channels
 
 DPU, CPU, USER = "DPU", "CPU", "USER"
@@ -134,10 +135,13 @@ def dpu_reason(op: Operation, target) -> str | None:
         if r:
             return r
     if kind == "fix.conv2d":
-        if tuple(op.dilation) != (1, 1):
-            return f"dilation {tuple(op.dilation)}: fixflow's DPU lowering handles dilation 1 only"
         kh, kw = op.kernel
         pad = tuple(op.pad)
+        if tuple(op.dilation) != (1, 1):       # dh * dw undilated convs over pixel-stepped views
+            phases = dilation_phases(op)
+            if isinstance(phases, str):
+                return phases
+            pad = tuple(max(p[2][k] for p in phases) for k in range(4)) if phases else (0, 0, 0, 0)
         r = (_window_reason("conv", op.kernel, op.stride, pad, target.conv, "conv") or _act_reason(op, "conv", target)
              or _shift_reason(op))
         if r:

@@ -69,14 +69,17 @@ def test_weight_bank_and_kernel_limits():
 def test_dilation_and_unlowered_ops():
     rng = np.random.default_rng(3)
 
-    def dilated(x):
-        ops = conv_ops(x, rng, 4, (3, 3))
-        c = ops[-1]
-        d = Q.Conv2dOp.build(x, c.operands[1], c.operands[2], kernel=(3, 3), dilation=(2, 2),
-                             result_types=[FT((1, 4, 4, 4), 8, 4)])
-        return ops[:-1] + [d]
+    def dilated(stride, out):
+        def build(x):
+            ops = conv_ops(x, rng, 4, (3, 3))
+            c = ops[-1]
+            d = Q.Conv2dOp.build(x, c.operands[1], c.operands[2], kernel=(3, 3), dilation=(2, 2), stride=stride,
+                                 result_types=[FT((1, out, out, 4), 8, 4)])
+            return ops[:-1] + [d]
+        return build
 
-    assert "dilation" in _reason(dilated)
+    assert _reason(dilated((1, 1), 4)) is None              # 4 undilated convs (tests/passes/dpu/test_dpu_dilation.py)
+    assert "dilation (2, 2) with stride (2, 2)" in _reason(dilated((2, 2), 2))
 
     def cat(x):
         return [Q.ConcatOp.build([x, x], axis=3, result_types=[FT((1, 8, 8, 8), 8, 5)])]

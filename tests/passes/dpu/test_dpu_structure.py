@@ -145,6 +145,10 @@ def test_weights_and_biases_land_where_the_convs_read():
         banks = {b: np.zeros((2048, t.icp), dtype=np.int8) for b in [*convw.ids, bias_id]}
         cg = math.ceil(ic / t.icp)
         seen = set()
+        taps, tap_ch = 9, ic                  # a channel-augmented conv (test_dpu_augment.py): a tap is a kernel row
+        if {i["kernel_w"] for i in prog.instructions if i.name == "CONVINIT"} == {1}:
+            taps, tap_ch = 3, 3 * ic
+            cg = math.ceil(tap_ch / t.icp)
         for ins in prog.instructions:
             if ins.name == "LOAD" and ins["bank_id"] in banks:
                 flat = banks[ins["bank_id"]].reshape(-1)
@@ -155,10 +159,10 @@ def test_weights_and_biases_land_where_the_convs_read():
                     flat[start:start + n] = np.pad(src, (0, n - len(src)))
             elif ins.name == "CONV":
                 got_w = np.stack([np.stack([banks[convw.first_id + i][ins["bank_addr_weights"] + tap * cg:][:cg]
-                                            .reshape(-1)[:ic] for tap in range(9)]) for i in range(t.ocp)])
+                                            .reshape(-1)[:tap_ch] for tap in range(taps)]) for i in range(t.ocp)])
                 got_b = banks[bias_id][ins["bank_addr_bias"]]
                 matches = [og for og in range(math.ceil(oc / t.ocp))
-                           if all(np.array_equal(got_w[i], wts[og * t.ocp + i].reshape(9, ic))
+                           if all(np.array_equal(got_w[i], wts[og * t.ocp + i].reshape(taps, tap_ch))
                                   and got_b[i] == bias[og * t.ocp + i]
                                   for i in range(min(t.ocp, oc - og * t.ocp)))]
                 assert matches, f"B{size}: a CONV reads weights/bias of no output-channel group"
