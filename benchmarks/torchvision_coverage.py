@@ -82,6 +82,7 @@ def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
                 rec["q_rel_rms"] = float(np.linalg.norm(out - ref) / np.linalg.norm(ref))
                 path = q.export_xmodel()
                 rec["xmodel_kb"] = path.stat().st_size // 1024
+                rec.update(_amd_xir_check(path))
                 cpu: Counter = Counter()
                 for op in q.fix_module.walk():
                     dev = op.attributes.get("device")
@@ -98,6 +99,19 @@ def measure(name: str, quantize: bool = True, calib_batches: int = 2) -> dict:
     del model
     gc.collect()
     return rec
+
+
+def _amd_xir_check(path: Path) -> dict:
+    """With FIXFLOW_AMD_TOOLS set: does AMD's `xir subgraph` load the `_int.xmodel`? (recorded, not raised)"""
+    import os
+    import subprocess
+    tools = os.environ.get("FIXFLOW_AMD_TOOLS")
+    if not tools:
+        return {}
+    p = subprocess.run([str(Path(tools) / "bin" / "xir"), "subgraph", str(path)], capture_output=True, text=True,
+                       timeout=1800)
+    ok = p.returncode == 0 and p.stdout.startswith("root")
+    return {"amd_xir_loads": ok} if ok else {"amd_xir_loads": False, "amd_xir_error": (p.stderr or p.stdout)[-300:]}
 
 
 def table(records: list[dict]) -> str:
