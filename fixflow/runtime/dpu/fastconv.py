@@ -49,7 +49,11 @@ def plan_bands(k) -> None:
     rb = max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, 4 * (k_len + 1)))
     k.band_rows = rb
     spans = [(0, rows)] if rows <= rb else [(r0, min(rows, r0 + rb)) for r0 in range(0, rows, rb)]
-    k.bands = [(r0, r1, split_runs(k.x[r0:r1], k.run)) for r0, r1 in spans]
+    k.bands = []
+    for r0, r1 in spans:
+        parts = split_runs(k.x[r0:r1], k.run)
+        # one part in order is k.x's own rows: None, so that a pickled plan does not store them twice
+        k.bands.append((r0, r1, None if len(parts) == 1 and parts[0][2] == k.run else parts))
 
 
 def _blocks(k, batch: int):
@@ -76,6 +80,8 @@ def exec_conv_folded(k, v: np.ndarray, batch: int) -> None:
         nr = r1 - r0
         n = (b1 - b0) * nr
         x = _scratch("x", n * kp, np.float32).reshape(n, kp)
+        if parts is None:
+            parts = [(None, k.x[r0:r1], k.run)]
         for i in range(b1 - b0):
             x[i * nr:(i + 1) * nr, :k_len] = gather_parts(v[b0 + i], parts, k_len)
         if kp > k_len:
