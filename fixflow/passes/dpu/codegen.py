@@ -151,6 +151,7 @@ class Emitter:
     band_count: int = 0
     fused: dict[int, int] = field(default_factory=dict)
     chain: dict[int, Geometry] = field(default_factory=dict)   # producer -> its consumer's input geometry
+    tee: dict[int, Geometry] = field(default_factory=dict)     # the same, for a map other layers read from DDR
     dest: dict[int, Dest] = field(default_factory=dict)
     vb_fixed: dict[int, int] = field(default_factory=dict)
     onchip_in: set[int] = field(default_factory=set)
@@ -350,12 +351,28 @@ class Emitter:
                                   channel_offset=cg * a.icp - L.augment if L.augment else 0,
                                   bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
                                   bank_id_out=out["bank_id_out"], bank_addr_out=out["bank_addr_out"] + k, **pads)
-                if d is not None:
-                    continue                   # the output is the next layer's input window: no SAVE
+                if d is not None:              # the output is the next layer's input window
+                    if i in self.tee:
+                        self._save_window(i, L, band, d, c_first, n_ch, og0)
+                    continue
                 if fused is None:
                     self._save_output(i, L, g, band, vb, c_first, n_ch)
                 else:
                     self._fused_elew(fused[0], fused[1], L.out, p, band, vb)
+
+    def _save_window(self, i: int, L, band: Band, d: Dest, c_first: int, n_ch: int, line: int) -> None:
+        """SAVE a band of layer i's output from where `d` put it (its consumer's input window) to DDR, for the
+        map's other readers: row oh is the window's virtual row oh + pt (the row map of `Dest`)."""
+        a = self.arch
+        reg, base = L.out.addr()
+        ps = L.out.pstride
+        for oh in range(band.oh0, band.oh1):
+            v = oh + d.pt
+            b = v // d.sh
+            self.emit(i, "SAVE", bank_id=a.vb[d.vb] + b % a.pp,
+                      bank_addr=(b // a.pp) * d.sh * d.rl + (v % d.sh) * d.rl + (band.ow0 + d.pl) * d.cg + line,
+                      jump_read=d.cg, jump_write=ps, length=band.ow1 - band.ow0, channel=n_ch, reg_id=reg,
+                      ddr_addr=base + oh * L.out.rstride + band.ow0 * ps + c_first)
 
     def _fused_elew(self, j: int, E: EltwiseLayer, onchip: FMap, p: Plan, band: Band, vb: int) -> None:
         """The ELEW `E` over one band of a conv whose output (`onchip`) is in the upper half of VB(vb) at
@@ -446,6 +463,8 @@ class Emitter:
                               valid_pixel_parallel=vpp, bank_addr_weights=wb, kernel_d=1, bank_addr_bias=bb, **pads)
                 if d is None:
                     self._save_output(i, L, g, band, vb, c0, n_ch)
+                elif i in self.tee:
+                    self._save_window(i, L, band, d, c0, n_ch, c0 // a.icp)
 
     def elew(self, i: int, L: EltwiseLayer) -> None:
         a = self.arch
@@ -572,13 +591,15 @@ def _whole_map_geometry(C: ConvLayer | AluLayer, a: Arch, extra: int,
     return gC
 
 
-def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[int, int]) -> Geometry | None:
+def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[int, int],
+              tee: bool = False) -> Geometry | None:
     """The input geometry of layer i+1 when layer i writes its output straight into layer i+1's input
     window in the banks (no SAVE, no LOAD), else None. Needs: a conv or ALU layer (not a concat copy)
     followed by one that reads only its output, a plain workspace map no other layer reads; the consumer
     computes the whole map in one band (every chunk; a band forced on it must cover the map); the
     producer's rows and columns land inside that window; the producer is not fused with an ELEW. A band
-    forced on the producer is kept (its bands write into the window one by one)."""
+    forced on the producer is kept (its bands write into the window one by one). `tee`: the map has other
+    readers too (later layers, which LOAD it from DDR): the producer also SAVEs it from the window."""
     if i + 1 >= len(layers) or i in fused:
         return None
     P, C = layers[i], layers[i + 1]
@@ -595,9 +616,9 @@ def chainable(layers: list[Layer], i: int, a: Arch, tiling: dict, fused: dict[in
             return None
         if gp.cg < math.ceil(f.c / a.icp):
             return None
-    for k, L in enumerate(layers):
-        if k != i + 1 and any(x.root() is f for x in L.inputs):
-            return None
+    others = [k for k, L in enumerate(layers) if k != i + 1 and any(x.root() is f for x in L.inputs)]
+    if bool(others) != tee or any(k < i + 1 for k in others):
+        return None
     band = forced_band(tiling, *((i + 1, fused[i + 1]) if i + 1 in fused else (i + 1,)))
     if isinstance(band, str):
         return None
@@ -618,6 +639,18 @@ def chains(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int]) ->
     res = {}
     for i in range(len(layers) - 1):
         g = chainable(layers, i, a, tiling, fused)
+        if g is not None:
+            res[i] = g
+    return res
+
+
+def tees(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int]) -> dict[int, Geometry]:
+    """producer index -> its consumer's input geometry, for every map with several readers that the next
+    layer reads from the banks (the producer writes it into that layer's window and SAVEs it from there for
+    the others: one SAVE, no LOAD for the next layer)."""
+    res = {}
+    for i in range(len(layers) - 1):
+        g = chainable(layers, i, a, tiling, fused, tee=True)
         if g is not None:
             res[i] = g
     return res
@@ -675,13 +708,14 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
                     L.augment = 0
     em.fused = fusions(layers, arch, em.tiling)
     em.chain = chains(layers, arch, em.tiling, em.fused)
+    em.tee = tees(layers, arch, em.tiling, em.fused)
     em.notes = forced_notes(layers, arch, em.tiling, em.fused, em.chain)
     consumers = set(em.fused.values())
     for i, L in enumerate(layers):
         if i in consumers:
             continue                       # emitted with its producer
-        if i in em.chain:                  # the output stays in the banks as layer i+1's input window
-            gC = em.chain[i]
+        if i in em.chain or i in em.tee:   # the output goes into layer i+1's input window in the banks
+            gC = em.chain.get(i) or em.tee[i]
             y = em.vb_fixed.get(i, em.band_count % 2)
             em.vb_fixed[i], em.vb_fixed[i + 1] = y, 1 - y
             em.onchip_in.add(i + 1)
@@ -702,4 +736,4 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
 
 
 __all__ = ["Arch", "Dest", "Emitter", "Tagged", "generate", "geometry", "conv_chunk_groups", "fusable_eltwise", "fusions",
-           "fusion_refusal", "forced_band", "forced_notes", "chainable", "chains", "conv_window"]
+           "fusion_refusal", "forced_band", "forced_notes", "chainable", "chains", "tees", "conv_window"]
