@@ -14,9 +14,10 @@ consecutive cells, and constant cells that only folded weights read are left out
 values (a batch is a ``(B, values)`` int8 array).
 
 Exactness by construction: a CONV product runs in float32 only over reductions whose partial sums are
-provably below 2^24 (bound: 128 * sum |w| per output channel, from the actual weights when they are
-constant); longer reductions are split into such chunks, each summed exactly in int64. Everything else
-is integer arithmetic (:mod:`.arith`).
+provably below 2^24 (bound per output channel from the actual weights when they are constant, and from
+the range of the inputs: int8, or 0..127 where every input is known to be >= 0, e.g. ReLU outputs);
+longer reductions are split into such chunks, each summed exactly in integers. Everything else is
+integer arithmetic (:mod:`.arith`). The folded convs run in :mod:`.fastconv`, the gathers in :mod:`.gather`.
 """
 
 from __future__ import annotations

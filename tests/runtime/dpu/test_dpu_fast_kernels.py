@@ -17,7 +17,13 @@ from fixflow.ir.types import TensorType, f32
 from fixflow.passes.dpu.program import load_programs
 from fixflow.runtime.dpu import fastconv
 from fixflow.runtime.dpu.fast import F32_LIMIT, FastPlan
-from fixflow.runtime.dpu.gather import MIN_BLOCK, ZERO_BLOCK, gather_parts, split_runs, void_row
+from fixflow.runtime.dpu.gather import (
+    MIN_BLOCK,
+    ZERO_BLOCK,
+    gather_parts,
+    split_runs,
+    void_row,
+)
 from fixflow.runtime.dpu.interpreter import DPUInterpreter, as_region
 from fixflow.runtime.dpu.machine import Machine
 

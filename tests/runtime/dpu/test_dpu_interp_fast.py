@@ -4,10 +4,17 @@ naive float32 product is wrong."""
 
 import numpy as np
 import pytest
+from _dpu_interp_lib import (
+    SIZES,
+    TARGET,
+    I,
+    conv_expected,
+    conv_program,
+    out_fmap,
+    random_program,
+)
 
-from _dpu_interp_lib import SIZES, TARGET, I, conv_expected, conv_program, out_fmap, random_program
-from fixflow.runtime.dpu import DPUExecError, DPUInterpreter
-from fixflow.runtime.dpu import fastconv
+from fixflow.runtime.dpu import DPUExecError, DPUInterpreter, fastconv
 from fixflow.runtime.dpu.fast import FastPlan, compile_plan
 from fixflow.runtime.dpu.machine import Machine
 
