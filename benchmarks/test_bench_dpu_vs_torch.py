@@ -164,6 +164,7 @@ def test_bench_torch(benchmark, case):
     x = torch.from_numpy(np.random.default_rng(batch).standard_normal((batch,) + tuple(c.shape[1:]))
                          .astype(np.float32))
     benchmark.group = f"{name} batch {batch} ({THREADS} thread)"
+    benchmark.extra_info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
 
     def run():
         with torch.inference_mode():
