@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from _dpu_testlib import SIZES, assert_bit_exact, conv_ops, fix_reference, module_with, pool_ops
+from _dpu_amd_sim import compile_and_simulate, needs_sim
+from _dpu_testlib import SIZES, assert_bit_exact, conv_ops, module_with, pool_ops
 from fixflow.passes.dpu.augment import channels, input_margins
 from fixflow.passes.dpu.layers import ConvLayer
 from fixflow.runtime.profiler import Machine, costs
@@ -152,45 +149,13 @@ def test_only_plain_interface_inputs():
 
 
 # ---- AMD's simulator (opt-in) ------------------------------------------------------------------------
-TOOLS = os.environ.get("FIXFLOW_AMD_TOOLS", "")
-SIM = Path(TOOLS) / "bin" / "sim_run"
-
-
-@pytest.mark.skipif(not (TOOLS and os.access(SIM, os.X_OK)),
-                    reason="AMD's sim_run not configured: set FIXFLOW_AMD_TOOLS=<install dir> (docs/amd-reference.md)")
+@needs_sim
 @pytest.mark.parametrize("shape,k,s,p", [((28, 28, 1), (3, 3), (1, 1), (1, 1, 1, 1)),
                                          ((32, 30, 3), (7, 7), (2, 2), (3, 3, 3, 3)),
                                          ((11, 17, 2), (5, 5), (1, 3), (0, 1, 2, 4))])
 def test_amd_simulator_runs_augmented_convs(tmp_path, shape, k, s, p):
     """fixflow-compile of an augmented first conv for B4096: AMD's simulator (which assembles the ac_code and
     checks it against mc_code) gives the fix-level integer execution's outputs."""
-    from fixflow.backends.mc import decode
-    from fixflow.backends.xmodel.compiled import read_compiled
-    from fixflow.ir import print_module
-    from fixflow.runtime.dpu import DPUSubgraph
-    from fixflow.tools.compile import main as compile_main
     m, rng = _first_conv(*shape, k, s, p, oc=32, seed=11, then_pool=shape[2] == 3)
-    src = tmp_path / "net.mlir"
-    src.write_text(print_module(m))
-    assert compile_main(["-x", str(src), "-a", "DPUCZDX8G_ISA1_B4096", "-o", str(tmp_path / "c"), "-n", "net",
-                         "--no-progress"]) == 0
-    path = tmp_path / "c" / "net.xmodel"
-    sg = read_compiled(path).dpu_subgraphs[0]
-    dpu = DPUSubgraph.from_xmodel(path, sg.name)
-    assert any(i.name == "LOAD" and i["reg_id"] == 2 and i["channel"] == k[1] * shape[2] for i in decode(dpu.mc_code))
-    (tmp_path / "sim" / "config").mkdir(parents=True)
-    (tmp_path / "sim" / "config" / "SIMCfg.txt").write_text("run_mode:release\ndebug:false\n")
-    (tmp_path / "sim" / ".log").mkdir()
-    env = dict(os.environ, LD_LIBRARY_PATH=str(Path(TOOLS) / "lib") + ":" + os.environ.get("LD_LIBRARY_PATH", ""))
-    for n, x in enumerate(_inputs(rng, (1,) + shape, 2)):
-        xin, ref = fix_reference(m, x)
-        xin = np.ascontiguousarray(xin, dtype=np.int8).reshape(dpu.inputs[0].shape)
-        xin.tofile(tmp_path / "sim" / f"in{n}.bin")
-        r = subprocess.run([str(SIM), str(path), f"in{n}.bin", sg.name], cwd=tmp_path / "sim", env=env,
-                           capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-        (fname, nbytes), = re.findall(r"^output .* -> (\S+\.bin) \((\d+) bytes\)", r.stdout, re.M)
-        sim = np.fromfile(tmp_path / "sim" / fname, dtype=np.int8)
-        np.testing.assert_array_equal(sim, ref.reshape(-1).astype(np.int8))
-        ours = dpu.run([xin], mode="fast")
-        np.testing.assert_array_equal(next(iter(ours.values())).reshape(-1), sim)
+    instrs = compile_and_simulate(m, _inputs(rng, (1,) + shape, 2), tmp_path)
+    assert any(i.name == "LOAD" and i["reg_id"] == 2 and i["channel"] == k[1] * shape[2] for i in instrs)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from _dpu_amd_sim import compile_and_simulate, needs_sim
 from _dpu_testlib import FT, SIZES, assert_bit_exact, compile_module, module_with, rand_ints
 from fixflow.dialects.fix import ops as Q
 from fixflow.passes.dpu.layers import ConvLayer
@@ -81,3 +82,12 @@ def test_strided_dilated_conv_stays_on_the_cpu():
     assert conv.attributes["dpu.device"].value == "CPU"
     assert conv.attributes["dpu.reason"].value == ("dilation (2, 2) with stride (2, 2): fixflow lowers dilated "
                                                    "convs of stride 1 only")
+
+
+@needs_sim
+@pytest.mark.parametrize("d,pad", [((2, 2), (2, 2, 2, 2)), ((3, 2), (1, 4, 0, 2))])
+def test_amd_simulator_runs_dilated_convs(tmp_path, d, pad):
+    rng = np.random.default_rng(sum(d))
+    m = _dilated(rng, 13, 11, 16, 24, (3, 3), d, pad, then=True)
+    instrs = compile_and_simulate(m, _xs(rng, (1, 13, 11, 16)) * 2, tmp_path)
+    assert sum(i.name == "CONVINIT" for i in instrs) >= 1

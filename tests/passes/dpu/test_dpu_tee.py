@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from _dpu_amd_sim import compile_and_simulate, needs_sim
 from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, dw_ops, module_with, pool_ops
 from fixflow.dialects.fix import ops as Q
 
@@ -98,3 +99,10 @@ def test_inverted_residual_tee():
     prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", [rng.uniform(-2, 2, (1, 14, 14, 16)).astype(np.float32)],
                             mode="fast")
     assert _check_tee(prog, "proj")
+
+
+@needs_sim
+def test_amd_simulator_runs_a_tee(tmp_path):
+    rng = np.random.default_rng(4)
+    m = _fire(rng, 13, 13, 64, 16, 32, 32, "conv")
+    compile_and_simulate(m, [rng.uniform(-2, 2, (1, 13, 13, 64)).astype(np.float32) for _ in range(2)], tmp_path)
