@@ -31,10 +31,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..dialects.fix.numerics import fix_pos_cap, fix_pos_diffs, avgpool_multiplier
+from ..dialects.fix.numerics import (ConvFixPos, avgpool_multiplier, fix_pos_cap, fix_pos_diffs, legalize_conv,
+                                      legalize_hsigmoid, legalize_hswish, legalize_passthrough)
 from ..ir.core import Operation, Value
 from ..ir.opdef import ConstantLike, Terminator
-from ..passes.fix.annotations import CONV_LIKE, keep_float_reason, quant_points
+from ..passes.fix.annotations import CONV_LIKE, GROUP_JOINERS, keep_float_reason, quant_points
+from ..passes.fix.legalize import RELU6_MIN_FIX_POS
 from .errors import QuantizerError
 from .quant_files import FIX_POS_MIN
 
@@ -75,13 +77,17 @@ def _make_tqt():
             fp = self.bit_width - 1 - math.ceil(float(self.log2_t.detach()))
             return int(min(max(fp, FIX_POS_MIN), fix_pos_cap(self.bit_width)))
 
-        def forward(self, x: Any) -> Any:
+        def forward(self, x: Any, fix_pos: int | None = None) -> Any:
+            """Fake-quantize `x` at the trained fix position, or at `fix_pos` (the legalized one: the
+            threshold is then shifted by the difference, the gradient of `log2_t` is TQT's at that threshold)."""
             if not bool(self.initialized):
                 self.init_from(x)
             bw = self.bit_width
             lo_t, hi_t = bw - 1 - fix_pos_cap(bw), bw - 1 - FIX_POS_MIN
             t = torch.clamp(self.log2_t, lo_t, hi_t)
             t = t + (torch.ceil(t) - t).detach()                  # ceil, straight through
+            if fix_pos is not None:
+                t = t + float(self.fix_pos() - int(fix_pos))
             scale = torch.pow(2.0, t - (bw - 1))                  # 2^-fix_pos
             xs = x / scale
             if self.mode == "half_up":
@@ -111,6 +117,7 @@ def _avg_factor(op: Operation) -> float | None:
 
 
 _LEAKY = 26 / 256
+_HSIG_MULT = 2731 / 2.0 ** 14   # the DPU's 1/6 in hard sigmoid and hard swish
 
 
 def _make_module():
@@ -161,7 +168,80 @@ def _make_module():
                         key = f"a{k}"
                         self._pt_key[r] = key
                         self.quant[key] = TQT(bits.of_point(r), "half_up", f"{model}::{what}")
+            self._legal_plan = self._plan_legalization()
+            self._fps: dict[str, int] = {}
             self.train_steps = 0
+
+        # -- the DPU's fix-position rules (legalize-fix), applied in every forward
+        def _value_key(self, v: Value) -> str | None:
+            if v in self._args:
+                return f"in{self._args.index(v)}"
+            return self._pt_key.get(v)
+
+        def _group_end(self, v: Value) -> tuple[str | None, list[Operation]]:
+            chain: list[Operation] = []
+            while v not in self._points:
+                users = list(v.users)
+                if len(users) != 1 or users[0].name not in GROUP_JOINERS:
+                    return None, chain
+                chain.append(users[0])
+                v = users[0].results[0]
+            return self._pt_key.get(v), chain
+
+        def _plan_legalization(self) -> list[tuple[Any, ...]]:
+            """legalize-fix's rules over the quantizer keys, in program order (passes/fix/legalize.py)."""
+            plan: list[tuple[Any, ...]] = []
+            for op in self._ops:
+                if keep_float_reason(op) is not None:
+                    continue
+                name = self._names.get(op, op.name)
+                if isinstance(op, CONV_LIKE):
+                    i = self._value_key(op.operands[0])
+                    o, chain = self._group_end(op.results[0])
+                    w, b = self._pkey.get((op, "weight")), self._pkey.get((op, "bias"))
+                    if None not in (i, o, w) and w in self.quant:
+                        relu6 = any(c.name == "graph.relu6" for c in chain)
+                        plan.append(("conv", name, i, w, b if b in self.quant else None, o, relu6))
+                elif op.name in ("graph.hardsigmoid", "graph.hardswish"):
+                    i = self._value_key(op.operands[0])
+                    o, _ = self._group_end(op.results[0])
+                    if i is not None and o is not None:
+                        plan.append((op.name, name, i, o))
+                elif op.name in ("graph.pad", "graph.upsample"):
+                    if op.name == "graph.upsample" and str(op.mode) != "nearest":
+                        continue
+                    i, o = self._value_key(op.operands[0]), self._pt_key.get(op.results[0])
+                    if i is not None and o is not None and i.startswith("a"):
+                        plan.append(("pass", name, i, o))
+            return plan
+
+        def legal_fix_positions(self) -> dict[str, int]:
+            """Every quantizer's fix position after the DPU's rules (what the deployed model uses)."""
+            fps = {k: q.fix_pos() for k, q in self.quant.items() if bool(q.initialized)}
+            for step in self._legal_plan:
+                kind, name = step[0], step[1]
+                if kind == "conv":
+                    _, _, i, w, b, o, relu6 = step
+                    if not all(k in fps for k in (i, w, o)) or (b is not None and b not in fps):
+                        continue
+                    out = RELU6_MIN_FIX_POS if relu6 else fps[o]
+                    new, _ = legalize_conv(ConvFixPos(fps[i], fps[w], fps[b] if b is not None else None, out), name)
+                    fps[w], fps[o] = new.w, new.o
+                    if b is not None:
+                        fps[b] = new.b
+                elif kind == "pass":
+                    _, _, i, o = step
+                    if i in fps and o in fps:
+                        fps[o], _ = legalize_passthrough(fps[i], fps[o], name)
+                else:
+                    _, _, i, o = step
+                    if i in fps and o in fps:
+                        rule = legalize_hsigmoid if kind == "graph.hardsigmoid" else legalize_hswish
+                        fps[i], fps[o], _ = rule(fps[i], fps[o], name)
+            return fps
+
+        def _q(self, key: str, x: Any) -> Any:
+            return self.quant[key](x, self._fps.get(key))
 
         # -- the graph in torch
         def _const(self, v: Value) -> Any:
@@ -179,7 +259,7 @@ def _make_module():
                 raise QatError(f"QAT: the {role} of '{self._model}::{self._names.get(op, op.name)}' holds NaN or inf "
                                f"values after {self.train_steps} training steps (the loss or its gradients were not "
                                "finite: lower the learning rate, or check the loss)")
-            return self.quant[key](p) if key in self.quant else p
+            return self._q(key, p) if key in self.quant else p
 
         def _eval(self, op: Operation, a: list[Any]) -> Any:
             n = op.name
@@ -206,7 +286,7 @@ def _make_module():
             if n in ("graph.identity", "graph.dropout"):
                 return a[0]
             if n == "graph.add":
-                return a[0] + a[1]
+                return self._eltwise_add(op, a)
             if n == "graph.mul":
                 return a[0] * a[1]
             if n == "graph.concat":
@@ -240,9 +320,15 @@ def _make_module():
             if n == "graph.mean":
                 return torch.mean(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
             if n == "graph.hardsigmoid":
-                return F.hardsigmoid(a[0])
+                if keep_float_reason(op) is not None:
+                    return F.hardsigmoid(a[0])
+                return torch.clamp(a[0] + 3.0, 0.0, 6.0) * _HSIG_MULT           # the DPU's relu6(x + 3) * 2731/2^14
             if n == "graph.hardswish":
-                return F.hardswish(a[0])
+                if keep_float_reason(op) is not None:
+                    return F.hardswish(a[0])
+                hs = torch.clamp(a[0] + 3.0, 0.0, 6.0) * _HSIG_MULT             # rounded to [8, 7], as the DPU
+                hs = hs + (torch.clamp(torch.floor(hs * 128.0 + 0.5), -128, 127) / 128.0 - hs).detach()
+                return a[0] * hs
             if n == "graph.sigmoid":
                 return torch.sigmoid(a[0])
             if n == "graph.tanh":
@@ -252,19 +338,41 @@ def _make_module():
             raise QatError(f"QAT: '{self._model}::{self._names.get(op, n)}' ({n}) has no trainable torch form in "
                            "fixflow's QAT yet")
 
+        def _eltwise_add(self, op: Operation, a: list[Any]) -> Any:
+            """The DPU's element-wise add: each input pre-scaled with a floor to 2^-(min fix_pos + 2)
+            (exact unless an input has a finer position; straight-through)."""
+            keys = [self._value_key(v) if isinstance(v, Value) else None for v in op.operands]
+            if keep_float_reason(op) is not None or any(k is None or k not in self._fps for k in keys):
+                return a[0] + a[1]
+            e = min(self._fps[k] for k in keys) + 2
+            out = None
+            for x, k in zip(a, keys):
+                if self._fps[k] > e:
+                    s = 2.0 ** e
+                    x = x + (torch.floor(x * s) / s - x).detach()
+                out = x if out is None else out + x
+            return out
+
         def forward(self, *xs: Any) -> Any:
             if len(xs) != len(self._args):
                 raise QatError(f"QAT model: expected {len(self._args)} input(s), got {len(xs)}")
             env: dict[Value, Any] = {}
+            for i, x in enumerate(xs):
+                if not bool(self.quant[f"in{i}"].initialized):
+                    self.quant[f"in{i}"].init_from(x)
+            self._fps = self.legal_fix_positions()   # (the first forward initializes the points as it goes)
             for i, (arg, x) in enumerate(zip(self._args, xs)):
-                env[arg] = self.quant[f"in{i}"](x)
+                env[arg] = self._q(f"in{i}", x)
             for op in self._ops:
                 a = [env[v] if v in env else self._const(v) for v in op.operands
                      if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
                 y = self._eval(op, a)
                 r = op.results[0]
                 key = self._pt_key.get(r)
-                env[r] = self.quant[key](y) if key is not None else y
+                if key is not None and not bool(self.quant[key].initialized):
+                    self.quant[key].init_from(y)
+                    self._fps = self.legal_fix_positions()
+                env[r] = self._q(key, y) if key is not None else y
             outs = [env[v] for v in self._ret.operands]
             for o in outs:
                 if not bool(torch.isfinite(o).all()):
