@@ -186,8 +186,10 @@ class _Emitter:
             self.xname[op.results[0]] = x.name
         self.out_names = [ex.names[v] for v in self.ret.operands]
 
-    def _ddr(self, op: Operation) -> tuple[int, int]:
-        a = op.attributes.get("dpu.ddr")
+    def _ddr(self, op: Operation, subgraph: str | None = None) -> tuple[int, int]:
+        """(reg, address) of `op`'s result; in DPU subgraph `subgraph` when it is an input there."""
+        from ...passes.dpu.program import ddr_attr
+        a = ddr_attr(op, subgraph) if subgraph is not None else op.attributes.get("dpu.ddr")
         if a is None:
             raise EmitError(f"feature map {self._name(op)!r} of a DPU subgraph has no dpu.ddr: run 'allocate-ddr' "
                             "first")
@@ -255,7 +257,7 @@ class _Emitter:
                 src = self.xop[p]
                 k = self._uploads.get(src.name, 0)
                 self._uploads[src.name] = k + 1
-                reg, addr = self._ddr(p)
+                reg, addr = self._ddr(p, name)
                 t = XTensor(f"{src.output.name}_upload_{k}", src.output.shape, src.output.data_type,
                             dict(src.output.attrs))
                 self._in_ddr(t, reg, addr)
@@ -267,9 +269,9 @@ class _Emitter:
         spans = sorted((o.output.attr("ddr_addr"), o.output.attr("ddr_addr") + math.prod(o.output.shape), o.name)
                        for o in ops if o.type == "upload")
         for (_, end, a), (start, _, b) in itertools.pairwise(spans):
-            if start < end:          # a value several DPU subgraphs read has one dpu.ddr for all of them
-                raise EmitError(f"DPU subgraph {name}: inputs {a} and {b} overlap in REG_2; the DDR annotation "
-                                "of an input shared with another DPU subgraph does not fit this one")
+            if start < end:          # each DPU subgraph has its own address of an input (dpu.ddr_in)
+                raise EmitError(f"DPU subgraph {name}: inputs {a} and {b} overlap in REG_2 (dpu.ddr_in of their "
+                                "producers); run allocate-ddr again")
 
         def src_of(v: Value) -> str:
             return local.get(v) or self.ref[v]

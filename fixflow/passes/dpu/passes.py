@@ -6,11 +6,15 @@
   `dpu.subgraph` (its maximal subgraph's name) and, on the CPU, `dpu.reason`; the function gets
   `dpu.target`.
 - `allocate-ddr`: per DPU subgraph, `dpu.ddr = array<i64: reg_id, address>` on the op producing each
-  feature map (interface inputs included), `dpu.const = array<i64: weights offset, bias offset>` (REG_0)
+  feature map (interface inputs included; an input produced in another DPU subgraph keeps that one's
+  `dpu.ddr` and gets `dpu.ddr_in = {<reading subgraph> = array<i64: 2, address>}`), `dpu.const = array<i64: weights offset, bias offset>` (REG_0)
   on each conv/dense/depthwise op; the function's `dpu.ddr_sizes` maps subgraph names to the four region
   sizes and `dpu.workspace` to [peak, naive sum of the workspace tensors].
 - `lower-to-dpu`: one `dpu.program @<subgraph>` per DPU subgraph, appended to the module: tiling,
-  instruction selection and bank allocation (see `codegen.py`); option `tiling` forces a layer's band
+  instruction selection and bank allocation (see `codegen.py`), then REG_1 laid out again from the
+  instructions (`workspace.py`: maps kept on chip get `dpu.ddr = [1, -1]`; option `workspace=layers` keeps
+  allocate-ddr's layout; the function's `dpu.workspace` becomes [REG_1, naive sum, allocate-ddr's REG_1]);
+  a chain's consumer gets `dpu.chained_operand` (the operand it reads from the banks); option `tiling` forces a layer's band
   (`"<layer result name>:<rows>:<cols>,..."`); each layer op gets `dpu.tiling`, the band chosen, in
   that syntax; where a forced band costs a fusion or an on-chip chain the tiler's bands would give, the
   op gets `dpu.tiling_note` (why). An element-wise op fused with the conv producing one of its operands (the conv's output

@@ -158,11 +158,17 @@ def ddr_annotations(sg: Subgraph) -> DdrPlan:
     layers, fmaps, ins, outs = _layers(sg)
     plan = allocate(layers, ins, outs)
     _input_margins(layers, fmaps, plan)
+    inside = set(sg.ops)
     for v, f in fmaps.items():
         producer = getattr(v, "op", None)
         if producer is None:
             raise ValueError(f"{sg.name}: input {f.name} is a function argument; a fix.data op must produce it")
-        producer.attributes["dpu.ddr"] = DenseArrayAttr(i64, list(f.addr()))
+        addr = DenseArrayAttr(i64, list(f.addr()))
+        if producer not in inside:       # an input: this subgraph's address of it (another DPU subgraph may
+            _set_ddr_in(producer, sg.name, addr)   # write it, at its own address, or read it elsewhere)
+            if producer.attributes.get("dpu.device") is not None and producer.attributes["dpu.device"].value == "DPU":
+                continue
+        producer.attributes["dpu.ddr"] = addr
     consts: dict[Operation, list[int]] = {}
     for i, L in enumerate(layers):
         if (i, "weights") in plan.const or (i, "bias") in plan.const:
@@ -202,6 +208,24 @@ def _scratch(layers: list[Layer]) -> dict[Operation, list[FMap]]:
     return res
 
 
+def _set_ddr_in(op: Operation, subgraph: str, addr) -> None:
+    from ...ir.attributes import DictionaryAttr
+    a = op.attributes.get("dpu.ddr_in")
+    entries = dict(a.value) if a is not None else {}
+    entries[subgraph] = addr
+    op.attributes["dpu.ddr_in"] = DictionaryAttr(entries)
+
+
+def ddr_attr(op: Operation, subgraph: str):
+    """The `array<i64: reg, address>` of `op`'s result in DPU subgraph `subgraph`: its `dpu.ddr_in` entry
+    for that subgraph when it is an input there (each DPU subgraph reading a value has its own REG_2
+    address of it), else its `dpu.ddr`; None when neither exists."""
+    a = op.attributes.get("dpu.ddr_in")
+    if a is not None and subgraph in a.value:
+        return a.value[subgraph]
+    return op.attributes.get("dpu.ddr")
+
+
 def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, int | None]] | None = None,
                       flags: bool = True) -> DpuProgram:
     """Lower a DPU subgraph whose DDR `allocate-ddr` recorded (`dpu.ddr`, `dpu.const`)."""
@@ -209,7 +233,7 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
     import numpy as np
     layers, fmaps, ins, outs = _layers(sg)
     for v, f in fmaps.items():
-        a = getattr(v, "op", None) and v.op.attributes.get("dpu.ddr")
+        a = getattr(v, "op", None) and ddr_attr(v.op, sg.name)
         if a is None:
             raise ValueError(f"feature map {f.name} has no DDR address (run allocate-ddr first)")
         f.ddr = tuple(int(x) for x in a.value)
@@ -285,4 +309,4 @@ def load_programs(module: Operation) -> list[DpuProgram]:
 
 
 __all__ = ["DpuProgram", "compile_subgraph", "compile_annotated", "annotated_subgraphs", "ddr_annotations",
-           "load_programs", "parse_tiling"]
+           "ddr_attr", "load_programs", "parse_tiling"]
