@@ -31,15 +31,55 @@ from .layers import ConvLayer, Layer
 MAX_AUGMENT = 32
 
 
+#: the largest ICP of any ISA1 target
+MAX_ICP = 16
+
+
+def _plain_input(L: Layer) -> bool:
+    f = getattr(L, "inp", None)
+    return (isinstance(L, ConvLayer) and f.parent is None and f.alias_of is None and f.ddr is not None
+            and f.ddr[0] == REG_IN)
+
+
 def candidate(L: Layer) -> bool:
     """Whether conv `L` could be augmented on some target (target-independent conditions)."""
-    if not isinstance(L, ConvLayer):
-        return False
-    f = L.inp
-    if f.parent is not None or f.alias_of is not None or f.ddr is None or f.ddr[0] != REG_IN:
+    if not _plain_input(L):
         return False
     kw, sw, (_, _, pl, pr) = L.win.kernel[1], L.win.stride[1], L.win.pad
-    return 1 < kw and sw <= kw and pl < kw and pr < kw and kw * f.c <= MAX_AUGMENT
+    return 1 < kw and sw <= kw and pl < kw and pr < kw and kw * L.inp.c <= MAX_AUGMENT
+
+
+def fold_candidate(L: Layer) -> bool:
+    """Whether conv `L` could run column-folded on some target (target-independent conditions)."""
+    if not _plain_input(L):
+        return False
+    kw, sw, (_, _, pl, pr) = L.win.kernel[1], L.win.stride[1], L.win.pad
+    return 2 <= sw < kw and pl < kw and pr < kw and sw * L.inp.c <= MAX_ICP
+
+
+def fold_layout(L: ConvLayer) -> tuple[int, int]:
+    """(pixels wholly left of the map, pixels from the first one touching the map to the last) of a folded
+    conv: pixel p holds input columns [p*sw - pl, p*sw - pl + sw)."""
+    sw, pl = L.win.stride[1], L.win.pad[2]
+    first = pl // sw
+    last = -(-(L.inp.w + pl) // sw) - 1
+    return first, last - first + 1
+
+
+def fold_columns(L: Layer, width: int, icp: int) -> int:
+    """Column folding where full augmentation does not fit (kw*IC > 2*ICP, e.g. ResNet's 7x7/2 stem over 3
+    channels on ICP 8 or 10): each augmented pixel holds the stride's sw columns (sw*IC <= ICP channels, one
+    line), the CONV runs ceil(kw/sw) taps across with stride 1 (the last tap's missing columns have zero
+    weights). Returns sw, or 0 when `L` is not folded on a target with augmentation width `width`."""
+    if not width or channels(L, width, icp) or not fold_candidate(L) or L.win.stride[1] * L.inp.c > icp:
+        return 0
+    kw, sw = L.win.kernel[1], L.win.stride[1]
+    kw2 = -(-kw // sw)
+    first, n = fold_layout(L)
+    right = (L.out.w - 1 + kw2) - (first + n)        # pixels wholly right of the map the last output reads
+    if first > min(kw2 - 1, 15) or right > kw2 - 1 or kw2 >= kw * math.ceil(L.inp.c / icp):
+        return 0
+    return sw
 
 
 def channels(L: Layer, width: int, icp: int) -> int:
@@ -68,7 +108,11 @@ def input_margins(layers: list[Layer]) -> tuple[int, int]:
             c = L.inp.c
             head = max(head, L.win.pad[2] * c)
             tail = max(tail, overflow(L, L.out.w - 1)[1] * c)
+        if fold_candidate(L):               # the last pixel touching the map ends before column W + sw - 1
+            head = max(head, L.win.pad[2] * L.inp.c)
+            tail = max(tail, (L.win.stride[1] - 1) * L.inp.c)
     return (align(head, ALIGN) if head else 0), tail
 
 
-__all__ = ["candidate", "channels", "overflow", "input_margins", "MAX_AUGMENT"]
+__all__ = ["candidate", "channels", "overflow", "input_margins", "fold_candidate", "fold_columns", "fold_layout",
+           "MAX_AUGMENT"]

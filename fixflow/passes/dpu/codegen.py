@@ -29,7 +29,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from ...dialects.dpu.isa import Instruction
-from .augment import channels as augment_channels, overflow
+from .augment import channels as augment_channels, fold_columns, fold_layout, overflow
 from .ddr import REG_CONST, REG_WORK, DdrPlan
 from .layers import ACT_TYPES, ALU_MODES, Alias, AluLayer, Concat, ConvLayer, EltwiseLayer, FillLayer, FMap, Layer
 from .tiling import (ALU_ENDL_MAX, CONV_ENDL_MAX, Band, Geometry, Plan, TilingError, extra_regions, in_cols,
@@ -110,6 +110,8 @@ def conv_window(L: ConvLayer, a: Arch) -> tuple[int, int, int, int, int, int]:
     sh, sw = L.win.stride
     if L.augment:
         return kh, 1, sh, 1, 0, math.ceil(L.augment / a.icp)
+    if L.fold:
+        return kh, -(-kw // sw), sh, 1, fold_layout(L)[0], math.ceil(sw * L.inp.c / a.icp)
     return kh, kw, sh, sw, L.win.pad[2], math.ceil(L.inp.c / a.icp)
 
 
@@ -123,7 +125,7 @@ def geometry(L: ConvLayer | AluLayer | EltwiseLayer, a: Arch, chunk_groups: int 
     cg = math.ceil(L.inp.c / a.icp)
     if isinstance(L, ConvLayer):
         kh, kw, sh, sw, pl, cg = conv_window(L, a)
-        w = L.out.w if L.augment else L.inp.w
+        w = L.out.w if L.augment else fold_layout(L)[1] if L.fold else L.inp.w
         return Geometry(L.inp.h, w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, chunk_groups, a.pp, False)
     return Geometry(L.inp.h, L.inp.w, cg, L.out.h, L.out.w, kh, kw, sh, sw, pt, pl, cg, a.alu_pp, True)
 
@@ -302,7 +304,9 @@ class Emitter:
                       channel=n_ch, length=1, reg_id=REG_CONST, ddr_addr=breg_off + c_first)
             ic = L.augment or L.inp.c         # bytes of one kernel tap (an augmented tap: a kernel row)
             block = kh * kw * ic               # one output channel's weights in REG_0
-            if (ic % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
+            if L.fold:
+                self._load_folded_weights(i, L, wb, per_group, c_first, n_ch, wreg_off)
+            elif (ic % a.icp == 0 or kh * kw == 1) and block <= LOAD_CHANNEL_MAX \
                     and a.ocp * block <= LOAD_JUMP_READ_MAX:
                 # each channel's weights fill whole lines: one LOAD per CONVW bank moves all its channels
                 for b in range(min(a.ocp, n_ch)):
@@ -323,6 +327,8 @@ class Emitter:
                 base = (t % 2) * a.half if d is not None and i not in self.onchip_in else 0
                 if L.augment:
                     self._load_augmented(i, L, g, band, vb, base)
+                elif L.fold:
+                    self._load_folded(i, L, g, band, vb, base)
                 elif i not in self.onchip_in:
                     self._load_input(i, L, g, band, vb, line_base=base)
                 cols_b = band.ow1 - band.ow0
@@ -348,7 +354,8 @@ class Emitter:
                         self.emit(i, "CONV", bank_id_in=a.vb[vb] + s["bank"], bank_addr_in=s["bank_addr_in"],
                                   bank_addr_in_1=s["bank_addr_in_1"], bank_addr_in_2=s["bank_addr_in_2"],
                                   bank_addr_in_3=s["bank_addr_in_3"], channel_group=cg,
-                                  channel_offset=cg * a.icp - L.augment if L.augment else 0,
+                                  channel_offset=cg * a.icp - (L.augment or L.fold * L.inp.c)
+                                  if L.augment or L.fold else 0,
                                   bank_addr_weights=wb + k * per_group, bank_addr_bias=bb + k, length=cols_b,
                                   bank_id_out=out["bank_id_out"], bank_addr_out=out["bank_addr_out"] + k, **pads)
                 if d is not None:              # the output is the next layer's input window
@@ -359,6 +366,51 @@ class Emitter:
                     self._save_output(i, L, g, band, vb, c_first, n_ch)
                 else:
                     self._fused_elew(fused[0], fused[1], L.out, p, band, vb)
+
+    def _load_folded(self, i: int, L: ConvLayer, g: Geometry, band: Band, vb: int, line_base: int) -> None:
+        """LOAD a band's input rows of a column-folded conv (`augment.fold_columns`): per input row one LOAD of
+        the band's pixels that touch the map (sw*IC bytes each, DDR step sw*IC), columns outside masked;
+        pixels wholly outside are the CONV's padding."""
+        a = self.arch
+        fm = L.inp
+        ic, sw, pl = fm.c, L.fold, L.win.pad[2]
+        reg, base = fm.addr()
+        c_lo = band.ow0 * g.sw - g.pl
+        ncols = in_cols(g, band.ow1 - band.ow0)
+        q0, q1 = max(c_lo, 0), min(c_lo + ncols, g.w)
+        p0, p1 = q0 + g.pl, q1 + g.pl                 # global pixels
+        x0 = p0 * sw - pl
+        over = max(0, (p1 - 1) * sw - pl + sw - fm.w)
+        pad_end = over * ic + (-(-sw * ic // a.icp) * a.icp - sw * ic) if over else 0
+        r_lo = band.oh0 * g.sh - g.pt
+        rl = row_lines(g, band.ow1 - band.ow0)
+        nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
+        for r in range(max(r_lo, 0), min(r_lo + nrows, fm.h)):
+            v = r - r_lo
+            b = v // g.sh
+            addr = base + r * fm.rstride + x0 * ic
+            if addr < 0:
+                raise ValueError(f"layer {i}: the folded LOAD of row {r} starts {-addr} bytes before its region")
+            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line_base + (b // a.pp) * g.sh * rl
+                      + (v % g.sh) * rl + (q0 - c_lo) * g.cg, jump_read=sw * ic, jump_write=g.cg, pad_idx=1,
+                      pad_start=max(0, -x0) * ic, pad_end=pad_end, channel=sw * ic, length=p1 - p0, reg_id=reg,
+                      ddr_addr=addr)
+
+    def _load_folded_weights(self, i: int, L: ConvLayer, wb: int, per_group: int, c_first: int, n_ch: int,
+                             woff: int) -> None:
+        """Weights of a column-folded conv: tap (kh, t) of output channel o holds the kernel's columns
+        [t*sw, t*sw + sw) (fewer in the last tap; the rest of the line zero), one LOAD per channel and tap."""
+        a = self.arch
+        kh, kw = L.win.kernel
+        ic, sw = L.inp.c, L.fold
+        kw2 = -(-kw // sw)
+        cg = math.ceil(sw * ic / a.icp)
+        for k in range(n_ch):
+            o = c_first + k
+            for t in range(kw2):
+                self.emit(i, "LOAD", bank_id=a.convw + k % a.ocp, bank_addr=wb + (k // a.ocp) * per_group + t * cg,
+                          jump_read=kw * ic, jump_write=kw2 * cg, pad_idx=1, channel=min(sw, kw - t * sw) * ic,
+                          length=kh, reg_id=REG_CONST, ddr_addr=woff + o * kh * kw * ic + t * sw * ic)
 
     def _save_window(self, i: int, L, band: Band, d: Dest, c_first: int, n_ch: int, line: int) -> None:
         """SAVE a band of layer i's output from where `d` put it (its consumer's input window) to DDR, for the
@@ -701,11 +753,12 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
     for L in layers:
         if isinstance(L, ConvLayer):
             L.augment = augment_channels(L, arch.augment, arch.icp)
-            if L.augment:                  # augmented only where its bands fit the banks too
+            L.fold = 0 if L.augment else fold_columns(L, arch.augment, arch.icp)
+            if L.augment or L.fold:        # only where its bands fit the banks too
                 try:
                     make_plan(geometry(L, arch, 1), arch.pp, arch.half, *em.tiling.get(layers.index(L), (None, None)))
                 except TilingError:
-                    L.augment = 0
+                    L.augment = L.fold = 0
     em.fused = fusions(layers, arch, em.tiling)
     em.chain = chains(layers, arch, em.tiling, em.fused)
     em.tee = tees(layers, arch, em.tiling, em.fused)

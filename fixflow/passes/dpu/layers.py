@@ -126,6 +126,7 @@ class ConvLayer:
     ops: list[Operation] = field(default_factory=list)
     engine: str = "conv"
     augment: int = 0         # channel augmentation: the kernel's width folded into kw*IC channels (`augment.py`)
+    fold: int = 0            # column folding: sw columns a pixel, ceil(kw/sw) taps across (`augment.py`)
 
     @property
     def inputs(self) -> list[FMap]:

@@ -63,6 +63,9 @@ def test_augmented_conv_bit_exact(h, w, c, kw, kh, sw, sh, data, size, mode, see
     t = get_target(target)
     want = kw * c if kw * c <= 2 * t.icp and math.ceil(kw * c / t.icp) < kw * math.ceil(c / t.icp) else 0
     assert _stem(prog).augment == want
+    if _stem(prog).fold:                       # column folding (test_folded_conv_bit_exact)
+        assert not want and {i["kernel_w"] for i in _conv_inits(prog)} == {-(-kw // sw)}
+        return
     loads = [i for i in prog.instructions if i.name == "LOAD" and i["reg_id"] == 2]
     if want:
         assert {i["kernel_w"] for i in _conv_inits(prog)} == {1}
@@ -86,6 +89,7 @@ def test_resnet_stem_and_mnist_conv(size):
         prog = assert_bit_exact(m, target, _inputs(rng, (1,) + shape, 2), mode="fast")
         aug = k[1] * shape[2]
         assert _stem(prog).augment == (aug if aug <= 2 * t.icp else 0)
+        assert _stem(prog).fold == (0 if aug <= 2 * t.icp else s[1])     # the stem folded where it is not augmented
         if _stem(prog).augment:
             # the masked bytes the first row's LOAD addresses lie before the input: the input moved up
             reg, addr = prog.inputs[0].addr()
@@ -95,6 +99,31 @@ def test_resnet_stem_and_mnist_conv(size):
             ends = [i["ddr_addr"] + (i["length"] - 1) * i["jump_read"] + i["channel"]
                     for i in prog.instructions if i.name == "LOAD" and i["reg_id"] == 2]
             assert max(ends) <= prog.reg_sizes[2]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 24), st.integers(1, 40), st.integers(1, 8), st.integers(3, 9), st.integers(1, 5),
+       st.integers(2, 4), st.integers(1, 2), st.data(), st.sampled_from(SIZES), st.sampled_from(["reference", "fast"]),
+       st.integers(0, 2**16))
+def test_folded_conv_bit_exact(h, w, c, kw, kh, sw, sh, data, size, mode, seed):
+    """Column folding (kw*IC beyond 2 * ICP, sw*IC within ICP: each pixel holds sw columns, ceil(kw/sw) taps
+    across): bit exact on random shapes, paddings and every size; folded exactly when expected."""
+    sw = min(sw, kw - 1)
+    pl, pr = data.draw(st.integers(0, kw - 1)), data.draw(st.integers(0, kw - 1))
+    pt, pb = data.draw(st.integers(0, kh - 1)), data.draw(st.integers(0, kh - 1))
+    if h + pt + pb < kh or w + pl + pr < kw:
+        return
+    target = f"DPUCZDX8G_ISA1_B{size}"
+    m, rng = _first_conv(h, w, c, (kh, kw), (sh, sw), (pt, pb, pl, pr), oc=data.draw(st.integers(1, 40)), seed=seed)
+    prog = assert_bit_exact(m, target, _inputs(rng, (1, h, w, c)), mode=mode)
+    L, t = _stem(prog), get_target(target)
+    if L.fold:
+        assert not L.augment and L.fold == L.win.stride[1] and L.win.stride[1] * c <= t.icp < kw * c
+        assert {i["kernel_w"] for i in _conv_inits(prog)} == {-(-kw // L.fold)}
+        loads = [i for i in prog.instructions if i.name == "LOAD" and i["reg_id"] == 2]
+        assert {i["channel"] for i in loads} == {L.fold * c}
+    elif not L.augment:
+        assert {i["kernel_w"] for i in _conv_inits(prog)} == {kw}
 
 
 def _no_augmentation(target: str) -> str:
@@ -150,12 +179,15 @@ def test_only_plain_interface_inputs():
 
 # ---- AMD's simulator (opt-in) ------------------------------------------------------------------------
 @needs_sim
-@pytest.mark.parametrize("shape,k,s,p", [((28, 28, 1), (3, 3), (1, 1), (1, 1, 1, 1)),
-                                         ((32, 30, 3), (7, 7), (2, 2), (3, 3, 3, 3)),
-                                         ((11, 17, 2), (5, 5), (1, 3), (0, 1, 2, 4))])
-def test_amd_simulator_runs_augmented_convs(tmp_path, shape, k, s, p):
-    """fixflow-compile of an augmented first conv for B4096: AMD's simulator (which assembles the ac_code and
-    checks it against mc_code) gives the fix-level integer execution's outputs."""
+@pytest.mark.parametrize("shape,k,s,p,size", [((28, 28, 1), (3, 3), (1, 1), (1, 1, 1, 1), 4096),
+                                              ((32, 30, 3), (7, 7), (2, 2), (3, 3, 3, 3), 4096),
+                                              ((11, 17, 2), (5, 5), (1, 3), (0, 1, 2, 4), 4096),
+                                              ((32, 30, 3), (7, 7), (2, 2), (3, 3, 3, 3), 1024),
+                                              ((19, 23, 4), (6, 6), (2, 2), (2, 3, 1, 4), 512)])
+def test_amd_simulator_runs_augmented_convs(tmp_path, shape, k, s, p, size):
+    """fixflow-compile of an augmented (B4096) or column-folded (B1024, B512) first conv: AMD's simulator
+    (which assembles the ac_code and checks it against mc_code) gives the fix-level integer execution's outputs."""
     m, rng = _first_conv(*shape, k, s, p, oc=32, seed=11, then_pool=shape[2] == 3)
-    instrs = compile_and_simulate(m, _inputs(rng, (1,) + shape, 2), tmp_path)
-    assert any(i.name == "LOAD" and i["reg_id"] == 2 and i["channel"] == k[1] * shape[2] for i in instrs)
+    instrs = compile_and_simulate(m, _inputs(rng, (1,) + shape, 2), tmp_path, f"DPUCZDX8G_ISA1_B{size}")
+    ch = k[1] * shape[2] if size == 4096 else s[1] * shape[2]
+    assert any(i.name == "LOAD" and i["reg_id"] == 2 and i["channel"] == ch for i in instrs)
