@@ -710,8 +710,9 @@ def tees(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int]) -> d
 
 def forced_notes(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, int],
                  chain: dict[int, Geometry]) -> dict[int, str]:
-    """layer index -> why a fusion or an on-chip chain that the tiler's own bands would give is not used
-    under the forced bands (`tiling`), for the layers the user forced or their partners."""
+    """layer index -> why a fusion or an on-chip chain (or tee) that the tiler's own bands would give is not
+    used under the forced bands (`tiling`), for the layers the user forced or their partners; `chain` holds
+    the chains and tees used."""
     if not tiling:
         return {}
     notes: dict[int, str] = {}
@@ -721,7 +722,7 @@ def forced_notes(layers: list[Layer], a: Arch, tiling: dict, fused: dict[int, in
             why = fusion_refusal(layers, i, a, tiling)
             for k in (i, j):
                 notes[k] = f"not fused with {layers[j if k == i else i].name}: {why}"
-    free_chain = chains(layers, a, {}, free_fused)
+    free_chain = {**chains(layers, a, {}, free_fused), **tees(layers, a, {}, free_fused)}
     for i in free_chain:
         if i not in chain and (i in tiling or i + 1 in tiling or i in fused or i + 1 in fused):
             C = layers[i + 1]
@@ -762,7 +763,7 @@ def generate(layers: list[Layer], ddr: DdrPlan, arch: Arch,
     em.fused = fusions(layers, arch, em.tiling)
     em.chain = chains(layers, arch, em.tiling, em.fused)
     em.tee = tees(layers, arch, em.tiling, em.fused)
-    em.notes = forced_notes(layers, arch, em.tiling, em.fused, em.chain)
+    em.notes = forced_notes(layers, arch, em.tiling, em.fused, {**em.chain, **em.tee})
     consumers = set(em.fused.values())
     for i, L in enumerate(layers):
         if i in consumers:

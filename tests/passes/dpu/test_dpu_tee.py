@@ -10,6 +10,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from _dpu_amd_sim import compile_and_simulate, needs_sim
 from _dpu_testlib import FT, SIZES, assert_bit_exact, conv_ops, dw_ops, module_with, pool_ops
+from fixflow.passes.dpu.program import annotated_subgraphs, compile_annotated, parse_tiling
+from fixflow.target import get_target
 from fixflow.dialects.fix import ops as Q
 
 
@@ -106,3 +108,18 @@ def test_amd_simulator_runs_a_tee(tmp_path):
     rng = np.random.default_rng(4)
     m = _fire(rng, 13, 13, 64, 16, 32, 32, "conv")
     compile_and_simulate(m, [rng.uniform(-2, 2, (1, 13, 13, 64)).astype(np.float32) for _ in range(2)], tmp_path)
+
+
+def test_forced_band_on_the_next_layer_drops_the_tee_with_a_reason():
+    rng = np.random.default_rng(6)
+    m = _fire(rng, 13, 13, 64, 16, 32, 32, "conv")
+    assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", [rng.uniform(-2, 2, (1, 13, 13, 64)).astype(np.float32)],
+                     tiling="e1:8:13")
+    func = next(op for op in m.body.ops if op.name == "func.func")
+    sg = next(s for s in annotated_subgraphs(func) if s.device == "DPU")
+    low = compile_annotated(sg, get_target("DPUCZDX8G_ISA1_B4096"), parse_tiling("e1:8:13"), flags=False)
+    k = next(i for i, L in enumerate(low.layers) if L.name == "squeeze")
+    assert k not in low.emitter.tee
+    assert low.emitter.notes[k] == ("output not kept on chip for e1: the forced band 8:13 of e1 does not cover its "
+                                    "whole 13x13 map in one band, which an on-chip chain needs")
+    assert low.layers[k].ops[-1].attributes["dpu.tiling_note"].value == low.emitter.notes[k]
