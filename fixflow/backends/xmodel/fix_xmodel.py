@@ -21,6 +21,12 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | graph.constant | const | float32 `data`; a scalar is written with shape [1] (XIR needs a non-empty shape) |
 | graph.* (CPU fallback) | XIR's float op: sigmoid, tanh, swish, softmax, prelu, sub, matmul | float tensors, XIR argument names (:data:`XIR_FLOAT_OPS`) |
 | graph.linear (a layer left in float) | matmul (input = [x, weight], bias, transpose_b = true) | float tensors |
+| graph.conv2d (a layer left in float) | transpose `<c>_nhwc`, conv2d `<c>` (NHWC, `const` weights OHWI), transpose `<c>_nchw` | XIR's float conv is NHWC; read back as graph transposes around graph.conv2d |
+| graph.pad (CPU: not an H/W pad of an NCHW map) | pad (`paddings` per dimension, `mode` CONSTANT / REFLECT / SYMMETRIC, `constant_values`) | the graph's `mode` is not written (XIR's values differ) |
+| graph.leaky_relu / mean (CPU) | leaky-relu (`alpha`) / reduction_mean (`axis`, `keep_dims`) | |
+
+A fix.reshape whose 0 / -1 (a batch-following dimension) is past the first dimension keeps that shape in
+`__fixflow_shape` beside XIR's static `shape`; the reader uses it, or else infers only the first dimension.
 
 Every type is one of XIR's built-in op types (amd/xir `src/xir/op/built_in_ops.cpp`) with the
 attributes and argument names its definition requires: AMD's XIR ignores the `op_defs` stored in
