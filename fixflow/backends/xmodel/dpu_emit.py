@@ -8,9 +8,10 @@ Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compile
      |- subgraph_<input>        device USER: the data-fix ops
      |- <DPU subgraph>          device DPU: mc_code (+ ac_code), REG_0..REG_3, runner, workloads
      |    |- subgraph_<input>_upload_0      upload op (skip_code_gen), tensor in REG_2
-     |    |- subgraph_<op>                  one super-layer per compiler layer: its const-fix ops + the op
-     |    |                                 (a conv and the element-wise op fused with it: one super-layer,
-     |    |                                 the conv's output tensor on chip, `location = 0`)
+     |    |- subgraph_<op>                  one super-layer per compiler layer: its const-fix ops + the op;
+     |    |                                 a conv and the element-wise op fused with it (`dpu.fused_operand`)
+     |    |                                 and the layers of an on-chip chain (`dpu.chained_operand`) share
+     |    |                                 one; tensors kept on chip: `location = 0`, no stride
      |    |- subgraph_<reshape>             reshape-fix (skip_code_gen: the same bytes)
      |    |- subgraph_<op>_download_0       download op per DPU output
      |- subgraph_<cpu op>       device CPU
@@ -21,7 +22,8 @@ Output: a :class:`~fixflow.backends.xmodel.compiled.CompiledModel` (spec compile
 - `const-fix` ops keep an empty `data`; the parameters live only in `reg_id_to_parameter_value["REG_0"]`
   at each constant's `ddr_addr` (the offsets `allocate-ddr` chose), laid out by the compiler from the
   annotations (so a transposed conv's weights are there spatially flipped, a pad's fill value included).
-- Tensors the DPU reads or writes carry `reg_id`, `ddr_addr`, `location = 1` and `stride`.
+- Tensors the DPU reads or writes carry `reg_id`, `ddr_addr`, `location = 1` and `stride` (an upload's
+  address is its subgraph's: `dpu.ddr_in`); a map kept on chip (`dpu.ddr = [1, -1]`) has `location = 0`.
 - `ac_code` (the program as assembly text) is written by default so AMD's simulator can run the file.
 
     m = emit_compiled(module, "net")            # CompiledModel; write with vaic.write_compiler_outputs
