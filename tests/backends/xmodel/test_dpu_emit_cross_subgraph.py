@@ -62,8 +62,8 @@ def test_value_between_two_dpu_subgraphs_has_an_address_in_each(side, target, tm
     reader = next(op for op in func.body.ops if op.results and op.results[0].name_hint == "add")
     own, other = a.attributes["dpu.subgraph"].value, reader.attributes["dpu.subgraph"].value
     assert own != other
-    assert [int(v) for v in a.attributes["dpu.ddr"].value][0] == 3                    # its subgraph's output
-    assert [int(v) for v in a.attributes["dpu.ddr_in"].value[other].value][0] == 2    # the reader's input
+    assert int(a.attributes["dpu.ddr"].value[0]) == 3                     # its subgraph's output
+    assert int(a.attributes["dpu.ddr_in"].value[other].value[0]) == 2     # the reader's input
     cm = emit_compiled(m, "two")
     ups = {o.name: o.output for o in cm.ops if o.type == "upload"}
     assert ups["a_upload_0"].attr("ddr_addr") == int(a.attributes["dpu.ddr_in"].value[other].value[1])

@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from _dpu_testlib import (
+    FT,
+    SIZES,
+    assert_bit_exact,
+    compile_module,
+    conv_ops,
+    dw_ops,
+    module_with,
+    pool_ops,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from _dpu_testlib import FT, SIZES, assert_bit_exact, compile_module, conv_ops, dw_ops, module_with, pool_ops
+from fixflow.dialects.dpu.ops import ProgramOp
 from fixflow.dialects.fix import ops as Q
 from fixflow.ir.passes import PassManager
 from fixflow.passes.dpu.ddr import REG_WORK, align
 from fixflow.passes.dpu.program import annotated_subgraphs, compile_annotated
 from fixflow.passes.dpu.workspace import ON_CHIP, reallocate_workspace
 from fixflow.target import get_target
-
-from fixflow.dialects.dpu.ops import ProgramOp
 
 
 def _block(kind, v, rng, k):
@@ -140,7 +149,7 @@ def test_chain_and_fusion_maps_get_no_bytes():
     m = _network(["conv", "pool", "conv", "res"], 16, 16, 8, 1)
     compile_module(m, "DPUCZDX8G_ISA1_B4096")
     ((peak, naive, before),) = check_layout(m)
-    func, ((sg, _),) = _programs(m)
+    _, ((sg, _),) = _programs(m)
     ddr = {op.results[0].name_hint: [int(v) for v in op.attributes["dpu.ddr"].value]
            for op in sg.ops if "dpu.ddr" in op.attributes}
     assert ddr["c0"] == ddr["p1"] == ddr["rb3"] == [REG_WORK, ON_CHIP]
@@ -158,6 +167,7 @@ def test_layers_option_keeps_allocate_ddr_layout():
     PassManager.parse("lower-to-dpu{workspace=layers},schedule-dpu,verify-dpu-schedule").run(m)
     assert {op: op.attributes["dpu.ddr"].value for op in before} == before
     from _dpu_testlib import fix_reference, run_program
+
     from fixflow.passes.dpu.program import load_programs
     (prog,) = load_programs(m)
     for x in xs:
