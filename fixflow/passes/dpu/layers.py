@@ -451,51 +451,57 @@ def _tconv_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
     return [fill, copy_layer(src, view, op), conv]
 
 
-def dilation_phase(n_in: int, n_out: int, k: int, pad: int, d: int, a: int) -> tuple[int, int, int, int, int] | str | None:
-    """One axis of phase `a` of a stride-1 conv with dilation d: outputs a, a + d, a + 2d, ... read input
-    rows a - pad + d*(y' + i), i.e. an undilated conv over the rows r0, r0 + d, ... of the input.
-    Returns (first input row r0, rows read, pad before, pad after, outputs), None when the phase has no
-    output, or why it cannot run as an undilated conv (a message)."""
-    n = (n_out - a + d - 1) // d
+def dilation_phase(n_in: int, n_out: int, k: int, pad: int, d: int, s: int,
+                   a: int) -> tuple[int, int, int, int, int] | str | None:
+    """One axis of phase `a` of a conv with dilation d and stride s. With g = gcd(s, d), d' = d/g, s' = s/g,
+    outputs y = a + d'*y' read input rows s*a - pad + d*(s'*y' + i): an undilated conv of stride s' over the
+    rows r0, r0 + d, ... of the input. Returns (r0, rows read, pad before, pad after, outputs), None when the
+    phase has no output, or why it cannot run as an undilated conv (a message)."""
+    g = math.gcd(s, d)
+    d2, s2 = d // g, s // g
+    n = (n_out - a + d2 - 1) // d2
     if n <= 0:
         return None
-    t0 = a - pad
+    t0 = s * a - pad
     ry = t0 % d
     q = (t0 - ry) // d                     # view row of tap 0 of output 0 (negative: in the padding)
     avail = (n_in - ry + d - 1) // d       # input rows ry, ry + d, ...
     start = max(q, 0)
-    rows = min(avail, q + n - 1 + k) - start
+    rows = min(avail, q + s2 * (n - 1) + k) - start
     before = max(0, -q)
-    after = n - 1 + k - before - rows
+    after = (n - 1) * s2 + k - before - rows
     if rows < 1 or before > k - 1 or not 0 <= after <= k - 1:
         return f"phase {a} of dilation {d} reads no input row or pads beyond kernel - 1"
     return ry + d * start, rows, before, after, n
 
 
 def dilation_phases(op: Operation) -> list[tuple] | str:
-    """The undilated convs of a stride-1 dilated fix.conv2d: per output phase (a, b) the input view's
-    (origin, shape), its pads (top, bottom, left, right) and the output view's (origin, shape); or why not."""
+    """The undilated convs of a dilated fix.conv2d: per output phase (a, b) the input view's (origin, shape),
+    its pads (top, bottom, left, right), the output view's (origin, shape), the input view's pixel step, the
+    output view's pixel step and the conv's stride; or why not."""
     _, h, w, _ = op.input.type.shape
     _, oh, ow, _ = op.results[0].type.shape
     (kh, kw), (dh, dw), (pt, pb, pl, pr) = tuple(op.kernel), tuple(op.dilation), tuple(op.pad)
-    if tuple(op.stride) != (1, 1):
-        return f"dilation {(dh, dw)} with stride {tuple(op.stride)}: fixflow lowers dilated convs of stride 1 only"
+    sh, sw = tuple(op.stride)
+    gh, gw = math.gcd(sh, dh), math.gcd(sw, dw)
     res = []
-    for a in range(dh):
-        ya = dilation_phase(h, oh, kh, pt, dh, a)
-        for b in range(dw):
-            xb = dilation_phase(w, ow, kw, pl, dw, b)
+    for a in range(dh // gh):
+        ya = dilation_phase(h, oh, kh, pt, dh, sh, a)
+        for b in range(dw // gw):
+            xb = dilation_phase(w, ow, kw, pl, dw, sw, b)
             if isinstance(ya, str) or isinstance(xb, str):
                 return ya if isinstance(ya, str) else xb
             if ya is None or xb is None:
                 continue
-            res.append(((ya[0], xb[0]), (ya[1], xb[1]), (ya[2], ya[3], xb[2], xb[3]), (a, b), (ya[4], xb[4])))
+            res.append(((ya[0], xb[0]), (ya[1], xb[1]), (ya[2], ya[3], xb[2], xb[3]), (a, b), (ya[4], xb[4]),
+                        (dh, dw), (dh // gh, dw // gw), (sh // gh, sw // gw)))
     return res
 
 
 def _dilated_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
-    """A stride-1 conv with dilation (dh, dw) as dh * dw undilated convs (`dilation_phases`): phase (a, b)
-    LOADs the input view of pixel step (dh, dw) and SAVEs into the output view of that step at origin (a, b)."""
+    """A conv with dilation (dh, dw) and stride (sh, sw) as undilated convs (`dilation_phases`): phase (a, b)
+    LOADs the input view of pixel step (dh, dw), runs with stride (sh, sw) / gcd, and SAVEs into the output
+    view of step (dh, dw) / gcd at origin (a, b)."""
     phases = dilation_phases(op)
     if isinstance(phases, str):
         raise ValueError(phases)
@@ -505,15 +511,14 @@ def _dilated_layers(op: Operation, out: FMap, src: FMap) -> list[Layer]:
     if b is None:
         b = np.zeros(w.shape[0], dtype=np.int8)
         sb = 0
-    step = tuple(int(d) for d in op.dilation)
     res: list[Layer] = []
-    for origin, shape, pads, oorigin, oshape in phases:
+    for origin, shape, pads, oorigin, oshape, istep, ostep, stride in phases:
         tag = f"{oorigin[0]}_{oorigin[1]}"
-        vin = FMap(f"{out.name}_in{tag}", (shape[0], shape[1], src.c), src.fix_pos, None, parent=src, step=step,
+        vin = FMap(f"{out.name}_in{tag}", (shape[0], shape[1], src.c), src.fix_pos, None, parent=src, step=istep,
                    origin=origin)
-        vout = FMap(f"{out.name}_{tag}", (oshape[0], oshape[1], out.c), out.fix_pos, None, parent=out, step=step,
+        vout = FMap(f"{out.name}_{tag}", (oshape[0], oshape[1], out.c), out.fix_pos, None, parent=out, step=ostep,
                     origin=oorigin)
-        res.append(ConvLayer(vout.name, vin, vout, Window(tuple(op.kernel), (1, 1), pads), op.nonlinear, sc, sb + 1,
+        res.append(ConvLayer(vout.name, vin, vout, Window(tuple(op.kernel), stride, pads), op.nonlinear, sc, sb + 1,
                              w, b, [op]))
     return res
 

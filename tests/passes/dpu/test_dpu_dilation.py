@@ -1,8 +1,11 @@
-"""Dilated convolutions (stride 1) on the DPU: dh * dw undilated convs, each over the input's pixels of step
-(dh, dw) from one phase, SAVEd into the output's pixels of that step: bit for bit against the fix-level
-execution on random shapes and every target size; strided dilated convs stay on the CPU with the reason."""
+"""Dilated convolutions on the DPU: undilated convs, each over the input's pixels of step (dh, dw) from one
+phase (stride (sh, sw) / gcd), SAVEd into the output's pixels of step (dh, dw) / gcd: bit for bit against the
+fix-level execution on random shapes, strides and every target size; a phase whose taps all fall in the
+padding keeps the conv on the CPU with the reason."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -39,16 +42,16 @@ def _xs(rng, shape):
     return [rng.uniform(-2, 2, size=shape).astype(np.float32)]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(1, 24), st.integers(1, 24), st.integers(1, 40), st.integers(1, 40), st.integers(1, 3),
-       st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.data(), st.sampled_from(SIZES),
-       st.sampled_from(["reference", "fast"]), st.integers(0, 2**16))
-def test_dilated_conv_bit_exact(h, w, c, oc, kh, kw, dh, dw, data, size, mode, seed):
+       st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 3), st.integers(1, 3), st.data(),
+       st.sampled_from(SIZES), st.sampled_from(["reference", "fast"]), st.integers(0, 2**16))
+def test_dilated_conv_bit_exact(h, w, c, oc, kh, kw, dh, dw, sh, sw, data, size, mode, seed):
     pads = tuple(data.draw(st.integers(0, d * (k - 1))) for k, d in ((kh, dh), (kh, dh), (kw, dw), (kw, dw)))
     if h + pads[0] + pads[1] < dh * (kh - 1) + 1 or w + pads[2] + pads[3] < dw * (kw - 1) + 1:
         return
     rng = np.random.default_rng(seed)
-    m = _dilated(rng, h, w, c, oc, (kh, kw), (dh, dw), pads, then=data.draw(st.booleans()))
+    m = _dilated(rng, h, w, c, oc, (kh, kw), (dh, dw), pads, stride=(sh, sw), then=data.draw(st.booleans()))
     placed = compile_module(m.clone(), f"DPUCZDX8G_ISA1_B{size}")
     conv = next(op for op in next(o for o in placed.body.ops if o.name == "func.func").body.ops
                 if op.name == "fix.conv2d" and op.results[0].name_hint == "dil")
@@ -57,10 +60,12 @@ def test_dilated_conv_bit_exact(h, w, c, oc, kh, kw, dh, dw, data, size, mode, s
         return
     prog = assert_bit_exact(m, f"DPUCZDX8G_ISA1_B{size}", _xs(rng, (1, h, w, c)), mode=mode)
     phases = [L for L in prog.layers if isinstance(L, ConvLayer) and L.name.startswith("dil")]
-    assert 1 <= len(phases) <= dh * dw
-    assert all(L.win.kernel == (kh, kw) and L.win.stride == (1, 1) for L in phases)
+    gh, gw = math.gcd(sh, dh), math.gcd(sw, dw)
+    assert 1 <= len(phases) <= (dh // gh) * (dw // gw)
+    assert all(L.win.kernel == (kh, kw) for L in phases)
     if (dh, dw) != (1, 1):
-        assert all(L.out.step == (dh, dw) and L.inp.step == (dh, dw) for L in phases)
+        assert all(L.inp.step == (dh, dw) and L.out.step == (dh // gh, dw // gw) for L in phases)
+        assert all(L.win.stride[0] in (1, sh // gh) and L.win.stride[1] in (1, sw // gw) for L in phases)
 
 
 @pytest.mark.parametrize("size", [512, 1152, 4096])
@@ -73,21 +78,33 @@ def test_aspp_like_dilations(size):
         assert sum(isinstance(L, ConvLayer) for L in prog.layers) == d * d + 1
 
 
-def test_strided_dilated_conv_stays_on_the_cpu():
+def test_strided_dilated_convs():
+    """stride 2 with dilation 2: one phase, a stride-1 conv over the even pixels; stride 2 with dilation 3:
+    3 x 3 phases of stride 2 over pixels of step 3."""
+    for d, n in (((2, 2), 1), ((3, 3), 9)):
+        rng = np.random.default_rng(1)
+        m = _dilated(rng, 19, 17, 8, 8, (3, 3), d, (d[0], d[0], d[1], d[1]), stride=(2, 2), then=True)
+        prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B4096", _xs(rng, (1, 19, 17, 8)))
+        phases = [L for L in prog.layers if isinstance(L, ConvLayer) and L.name.startswith("dil_")]
+        assert len(phases) == n and all(L.win.stride == ((1, 1) if n == 1 else (2, 2)) for L in phases)
+
+
+def test_a_phase_of_padding_only_stays_on_the_cpu():
+    """One output column whose taps (columns -1, 2, 5 of a 1-column map) all fall in the padding."""
     rng = np.random.default_rng(1)
-    m = _dilated(rng, 16, 16, 8, 8, (3, 3), (2, 2), (2, 2, 2, 2), stride=(2, 2))
+    m = _dilated(rng, 4, 1, 8, 8, (1, 3), (1, 3), (0, 0, 1, 5))
     compile_module(m, "DPUCZDX8G_ISA1_B4096")
     func = next(op for op in m.body.ops if op.name == "func.func")
     conv = next(op for op in func.body.ops if op.name == "fix.conv2d")
     assert conv.attributes["dpu.device"].value == "CPU"
-    assert conv.attributes["dpu.reason"].value == ("dilation (2, 2) with stride (2, 2): fixflow lowers dilated "
-                                                   "convs of stride 1 only")
+    assert conv.attributes["dpu.reason"].value == "phase 0 of dilation 3 reads no input row or pads beyond kernel - 1"
 
 
 @needs_sim
-@pytest.mark.parametrize("d,pad", [((2, 2), (2, 2, 2, 2)), ((3, 2), (1, 4, 0, 2))])
-def test_amd_simulator_runs_dilated_convs(tmp_path, d, pad):
+@pytest.mark.parametrize("d,pad,stride", [((2, 2), (2, 2, 2, 2), (1, 1)), ((3, 2), (1, 4, 0, 2), (1, 1)),
+                                          ((3, 2), (3, 3, 2, 2), (2, 2))])
+def test_amd_simulator_runs_dilated_convs(tmp_path, d, pad, stride):
     rng = np.random.default_rng(sum(d))
-    m = _dilated(rng, 13, 11, 16, 24, (3, 3), d, pad, then=True)
+    m = _dilated(rng, 13, 11, 16, 24, (3, 3), d, pad, stride=stride, then=True)
     instrs = compile_and_simulate(m, _xs(rng, (1, 13, 11, 16)) * 2, tmp_path)
     assert sum(i.name == "CONVINIT" for i in instrs) >= 1

@@ -79,7 +79,7 @@ def test_dilation_and_unlowered_ops():
         return build
 
     assert _reason(dilated((1, 1), 4)) is None              # 4 undilated convs (tests/passes/dpu/test_dpu_dilation.py)
-    assert "dilation (2, 2) with stride (2, 2)" in _reason(dilated((2, 2), 2))
+    assert _reason(dilated((2, 2), 2)) is None              # 1 conv over the even pixels
 
     def cat(x):
         return [Q.ConcatOp.build([x, x], axis=3, result_types=[FT((1, 8, 8, 8), 8, 5)])]
