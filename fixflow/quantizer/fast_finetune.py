@@ -12,9 +12,9 @@ tuned), the target is the float network's output of the layer (after the activat
 relu, relu6, leaky_relu), and Adam minimizes the mean squared error of
 `fq_out(act(layer(x_q, fq_w(W), fq_b(b))))` against it. `fq_*` are the power-of-two fake quantizers
 at the fix positions calibration chose (frozen: the finetune never changes a fix position), with a
-straight-through gradient (zero outside the clamp range). After every epoch the layer's loss on the whole
-set is measured with the exactly quantized parameters; the best epoch is kept, the start included (a
-layer is never made worse on the finetune data). The kept parameters are the quantized values
+straight-through gradient (zero outside the clamp range). After every step that changes a quantized value
+the layer's loss on the whole set is measured with the exactly quantized parameters; the best is kept, the
+start included (a layer is never made worse on the finetune data). The kept parameters are the quantized values
 themselves (on the [bit_width, fix_pos] grid of quant_info.json), so test mode, the `_int.xmodel` and
 the DPU run the same integers.
 
@@ -24,7 +24,7 @@ While a layer is tuned, its float target is added (one more output of that layer
 about `2 x N x (largest set of live activations at one point of the program) + N x (one layer's
 output)`, plus one minibatch's forward/backward; nothing is kept per layer for the whole network
 (Vitis AI caches every layer's inputs and outputs). `FastFinetuneReport.peak_frontier_bytes` is the
-measured peak of these arrays. Kernels run on chunks of `batch_size` samples.
+measured peak of these arrays. Kernels run on chunks of `batch_size` samples (conv-like layers in torch).
 
 Differences from Vitis AI (numerics.md, "Fast finetuning"): the choice between epochs is made on the
 layer's own loss, not by re-running the whole network after each iteration, and a fixed seed makes two
