@@ -217,7 +217,8 @@ def _make_module():
 
         def legal_fix_positions(self) -> dict[str, int]:
             """Every quantizer's fix position after the DPU's rules (what the deployed model uses)."""
-            fps = {k: q.fix_pos() for k, q in self.quant.items() if bool(q.initialized)}
+            fps = {k: q.fix_pos() for k, q in self.quant.items()     # (a NaN threshold is reported by the forward)
+                   if bool(q.initialized) and math.isfinite(float(q.log2_t.detach()))}
             for step in self._legal_plan:
                 kind, name = step[0], step[1]
                 if kind == "conv":
