@@ -35,7 +35,7 @@ from ...ir.passes import Pass, register_pass
 from ...ir.types import i64
 from .codegen import Arch
 from .partition import DPU, placements, subgraphs
-from .program import annotated_subgraphs, compile_annotated, ddr_annotations, parse_tiling
+from .program import annotated_subgraphs, compile_annotated, ddr_annotations, forced_tiling_attrs, parse_tiling
 from .schedule import Geometry, ScheduleError, check, schedule
 from .workspace import annotate_workspace, chained_operands, reallocate_workspace
 
@@ -153,6 +153,9 @@ class LowerToDpu(Pass):
                     op.attributes.pop("dpu.fused_operand", None)
                     op.attributes.pop("dpu.chained_operand", None)
                     op.attributes.pop("dpu.tiling_note", None)
+                    op.attributes.pop("dpu.forced_tiling", None)
+                for op, bands in forced_tiling_attrs(prog, forced).items():   # so load_programs lowers the same
+                    op.attributes["dpu.forced_tiling"] = StringAttr(bands)
                 for op, k in chained_operands(prog).items():   # on-chip chains: the operand read from the banks
                     op.attributes["dpu.chained_operand"] = _i64(k)
                 for i, note in prog.emitter.notes.items():   # a fusion / on-chip chain the forced bands cost

@@ -228,7 +228,8 @@ def ddr_attr(op: Operation, subgraph: str):
 
 def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, int | None]] | None = None,
                       flags: bool = True) -> DpuProgram:
-    """Lower a DPU subgraph whose DDR `allocate-ddr` recorded (`dpu.ddr`, `dpu.const`)."""
+    """Lower a DPU subgraph whose DDR `allocate-ddr` recorded (`dpu.ddr`, `dpu.const`); `tiling` None: the
+    bands a `lower-to-dpu{tiling=...}` run recorded (`dpu.forced_tiling`), so the same program again."""
     from .ddr import align
     import numpy as np
     layers, fmaps, ins, outs = _layers(sg)
@@ -274,6 +275,12 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
         plan.sizes[reg] = align(max((f.ddr[1] + f.nbytes for f in owners      # address -1: kept on chip
                                      if f.ddr[0] == reg and f.ddr[1] >= 0), default=0)
                                 + (tail if reg == REG_IN else 0))
+    if tiling is None:                 # the bands lower-to-dpu{tiling=...} forced (`dpu.forced_tiling`)
+        tiling = {}
+        for op in sg.ops:
+            a = op.attributes.get("dpu.forced_tiling")
+            if a is not None:
+                tiling.update(parse_tiling(a.value))
     forced = {}
     for i, L in enumerate(layers):
         if tiling and L.name in tiling:
@@ -287,6 +294,17 @@ def compile_annotated(sg: Subgraph, target, tiling: dict[str, tuple[int | None, 
     if flags:
         schedule(instrs, Geometry.of(arch))
     return DpuProgram(sg.name, target, instrs, [t.layer for t in em.out] + [-1], layers, plan, ins, outs, em)
+
+
+def forced_tiling_attrs(prog: DpuProgram, tiling: dict[str, tuple[int | None, int | None]]) -> dict[Operation, str]:
+    """Per op, the bands `tiling` forced on its layers, in the option's syntax (`dpu.forced_tiling`: what
+    `compile_annotated` without a tiling, hence `load_programs` and the profiler, lower with)."""
+    res: dict[Operation, list[str]] = {}
+    for L in prog.layers:
+        if L.name in tiling and L.ops:
+            r, c = tiling[L.name]
+            res.setdefault(L.ops[-1], []).append(f"{L.name}:{r or ''}:{c or ''}")
+    return {op: ",".join(v) for op, v in res.items()}
 
 
 def load_programs(module: Operation) -> list[DpuProgram]:
@@ -309,4 +327,4 @@ def load_programs(module: Operation) -> list[DpuProgram]:
 
 
 __all__ = ["DpuProgram", "compile_subgraph", "compile_annotated", "annotated_subgraphs", "ddr_annotations",
-           "ddr_attr", "load_programs", "parse_tiling"]
+           "ddr_attr", "load_programs", "parse_tiling", "forced_tiling_attrs"]

@@ -189,3 +189,26 @@ def test_forced_consumer_band_breaks_the_chain_with_a_reason():
     # forcing the consumer's whole map keeps the chain
     whole = _lowered(m, target, "next:16:16")
     assert 0 in whole.emitter.chain and not whole.emitter.notes
+
+
+def test_load_programs_and_the_profiler_lower_with_the_forced_bands():
+    """lower-to-dpu records the forced bands on the ops (`dpu.forced_tiling`): load_programs (and the profiler's
+    per-layer attribution) lower the same program again; a later run without the option clears them."""
+    from fixflow.passes.dpu.program import load_programs
+    from fixflow.runtime.profiler.profile import profile_module
+    rng = np.random.default_rng(10)
+    m = _residual(rng, 16, 16, 16, 16, (3, 3))
+    prog = assert_bit_exact(m, "DPUCZDX8G_ISA1_B1024", _inputs(rng, (1, 16, 16, 16)), tiling="b:8:8,a:8:")
+    b = next(k for k, L in enumerate(prog.layers) if L.name == "b")
+    a = next(k for k, L in enumerate(prog.layers) if L.name == "a")
+    assert (prog.emitter.plans[b].rows, prog.emitter.plans[b].cols) == (8, 8)
+    assert prog.emitter.plans[a].rows == 8
+    assert prog.layers[b].ops[-1].attributes["dpu.forced_tiling"].value == "b:8:8"
+    again, = load_programs(m)
+    assert [i.fields for i in again.emitter.out and [t.ins for t in again.emitter.out]] == \
+        [i.fields for i in prog.instructions[:-1]]
+    sub = next(s for s in profile_module(m, "kv260")["subgraphs"] if s["device"] == "DPU")
+    assert "none" not in str(sub.get("attribution", ""))
+    from _dpu_testlib import compile_module
+    compile_module(m, "DPUCZDX8G_ISA1_B1024")
+    assert "dpu.forced_tiling" not in prog.layers[b].ops[-1].attributes
