@@ -6,17 +6,21 @@ fusion, on-chip chains) and with live ranges counted in layers. Once the program
 
 - a map that no instruction reads or writes in DDR (it stays in the banks) gets no bytes: its address
   becomes `ON_CHIP` (-1);
-- every other map is live from its first to its last LOAD/SAVE (instruction indices) and is placed,
-  largest first, at the lowest 16-byte aligned address free over that range (maps never live together
-  share bytes);
+- every other map is placed, largest first, at the lowest address (0, or a start or end of a map live at
+  the same time) where none of its 16-byte blocks is in use while a block of another map at the same
+  address is; a block is in use from the first to the last LOAD/SAVE touching it (instruction indices).
+  Maps never live together share bytes, and so do maps live together that use the shared bytes at
+  different times (a max pool's output over the input rows its earlier bands have read: ResNet-18's
+  stem output and pool output need 802,816 bytes instead of 1,003,520);
 - every REG_1 LOAD and SAVE is moved by the same amount as the map it touches, so the program computes
   exactly what it computed before.
 
-A layer's LOADs read only its inputs and its SAVEs write only its output; its inputs are live together
-(so are placed apart), so each REG_1 access belongs to exactly one map, whichever layout made the
-program (`allocate-ddr`'s or this one's: running `lower-to-dpu` twice gives the same program). The scheduler (`schedule-dpu`, run
-after) orders a SAVE into reused bytes after the last LOAD of their previous map, and
-`verify-dpu-schedule` proves it.
+A layer's LOADs read only its inputs and its SAVEs write only its output. `allocate-ddr` keeps a layer's
+inputs apart (they are live together), so each REG_1 access belongs to exactly one map. This layout keeps
+apart any two blocks in use at the same time, which is enough for `lower-to-dpu` to run again on it
+(same program); only inputs of one layer sharing a block that the layer does not read would make an
+access ambiguous, and that is reported, never guessed. The scheduler (`schedule-dpu`, run after) orders
+a SAVE into reused bytes after the last LOAD of their previous map, and `verify-dpu-schedule` proves it.
 """
 
 from __future__ import annotations
@@ -59,6 +63,44 @@ def _roots(maps) -> list[FMap]:
     return seen
 
 
+def _block_lives(r: FMap, spans: list[tuple[int, int, int]]):
+    """Per 16-byte block of map `r`: (first, last) instruction touching it (blocks never touched:
+    (+big, -1), free at any time)."""
+    import numpy as np
+    n = align(r.nbytes) // ALIGN
+    lo = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    hi = np.full(n, -1, dtype=np.int64)
+    for b0, b1, k in spans:
+        np.minimum(lo[b0:b1], k, out=lo[b0:b1])
+        np.maximum(hi[b0:b1], k, out=hi[b0:b1])
+    return lo, hi
+
+
+def _lowest_fit(r: FMap, blocks, near: list[tuple[FMap, int]]) -> int:
+    """The lowest address (0, or a start or end of a map live at the same time) where no 16-byte block of
+    `r` is in use while a block of a placed map at the same address is: two maps may share bytes when
+    one's last access to them comes before the other's first (a max pool's output over the input rows
+    it has read)."""
+    size = align(r.nbytes)
+    lo_r, hi_r = blocks[r]
+    cands = sorted({0, *(a for _, a in near), *(a + align(p.nbytes) for p, a in near)})
+    for c in cands:
+        ok = True
+        for p, a in near:
+            s0, s1 = max(c, a), min(c + size, a + align(p.nbytes))
+            if s0 >= s1:
+                continue
+            i0, i1 = (s0 - c) // ALIGN, (s1 - c) // ALIGN
+            j0, j1 = (s0 - a) // ALIGN, (s1 - a) // ALIGN
+            lo_p, hi_p = blocks[p]
+            if ((lo_r[i0:i1] <= hi_p[j0:j1]) & (lo_p[j0:j1] <= hi_r[i0:i1])).any():
+                ok = False
+                break
+        if ok:
+            return c
+    raise AssertionError("no address fits")   # the end of the highest map always fits
+
+
 def reallocate_workspace(prog) -> WorkspaceLayout:
     """Lay REG_1 of `prog` (a `program.DpuProgram` with `layer_of`, straight from `compile_annotated`)
     out again from its instructions; rewrites the REG_1 LOADs/SAVEs, the maps' `ddr` and
@@ -76,6 +118,7 @@ def reallocate_workspace(prog) -> WorkspaceLayout:
     first: dict[FMap, int] = {}
     last: dict[FMap, int] = {}
     owner: list[tuple[object, FMap]] = []             # (instruction, its map)
+    spans: dict[FMap, list[tuple[int, int, int]]] = {}   # map -> (first block, end block, instruction)
     for k, (ins, li) in enumerate(zip(prog.instructions, prog.layer_of)):
         if ins.name not in ("LOAD", "SAVE") or ins.fields["reg_id"] != REG_WORK:
             continue
@@ -91,19 +134,16 @@ def reallocate_workspace(prog) -> WorkspaceLayout:
         first.setdefault(r, k)
         last[r] = k
         owner.append((ins, r))
+        spans.setdefault(r, []).append(((lo - r.ddr[1]) // ALIGN, -(-(hi - r.ddr[1]) // ALIGN), k))
     out = WorkspaceLayout(0, before, naive)
-    placed: list[tuple[int, int, int, int]] = []      # (first, last, addr, size)
+    blocks = {r: _block_lives(r, spans[r]) for r in first}
+    placed: list[tuple[FMap, int]] = []               # (map, address)
     new: dict[FMap, int] = {}
     for r in sorted(first, key=lambda m: (-align(m.nbytes), first[m])):
-        a, b, size = first[r], last[r], align(r.nbytes)
-        busy = sorted((x[2], x[2] + x[3]) for x in placed if not (x[1] < a or b < x[0]))
-        addr = 0
-        for lo, hi in busy:
-            if addr + size <= lo:
-                break
-            addr = max(addr, hi)
-        new[r] = addr
-        placed.append((a, b, addr, size))
+        a, b = first[r], last[r]
+        near = [(p, addr) for p, addr in placed if not (last[p] < a or b < first[p])]   # live together
+        new[r] = _lowest_fit(r, blocks, near)
+        placed.append((r, new[r]))
         out.live[r] = (a, b)
     for ins, r in owner:
         ins.fields["ddr_addr"] += new[r] - r.ddr[1]
@@ -113,7 +153,7 @@ def reallocate_workspace(prog) -> WorkspaceLayout:
         else:
             r.ddr = (REG_WORK, ON_CHIP)
             out.on_chip.append(r)
-    out.peak = max((x[2] + x[3] for x in placed), default=0)
+    out.peak = max((addr + align(r.nbytes) for r, addr in placed), default=0)
     assert out.peak % ALIGN == 0
     prog.ddr.sizes[REG_WORK] = out.peak
     prog.ddr.naive_workspace = naive

@@ -1,5 +1,6 @@
 """REG_1 laid out again from the instructions (`fixflow.passes.dpu.workspace`, run by `lower-to-dpu`):
-maps kept on chip get no bytes, maps live at the same time (first to last LOAD/SAVE) never share bytes,
+maps kept on chip get no bytes, two maps share a 16-byte block only when one is done with it before the
+other touches it (instruction order),
 the rewritten instructions are what the compiler makes again from the rewritten annotations, the region
 size is the layout's end, and random networks stay bit-exact with the checker passing (every size)."""
 
@@ -104,6 +105,7 @@ def check_layout(m) -> list[tuple[int, int, int]]:
                     roots[id(r)] = r
         assert naive == sum(align(r.nbytes) for r in roots.values())
         live: dict[int, list[int]] = {}
+        blocks: dict[int, dict[int, list[int]]] = {}     # map -> 16-byte block -> [first, last] instruction
         for k, (ins, li) in enumerate(zip(dp.instructions, dp.layer_of)):
             if ins.name not in ("LOAD", "SAVE") or ins["reg_id"] != REG_WORK:
                 continue
@@ -115,16 +117,22 @@ def check_layout(m) -> list[tuple[int, int, int]]:
             hits = {id(f.root()) for f in maps if f.root().ddr[0] == REG_WORK and f.root().ddr[1] != ON_CHIP
                     and f.root().ddr[1] <= lo and hi <= f.root().ddr[1] + f.root().nbytes}
             assert len(hits) == 1, (k, ins)
-            iv = live.setdefault(hits.pop(), [k, k])
+            key = hits.pop()
+            iv = live.setdefault(key, [k, k])
             iv[1] = k
+            for b in range(lo // 16, -(-hi // 16)):           # absolute 16-byte blocks of REG_1
+                blk = blocks.setdefault(key, {}).setdefault(b, [k, k])
+                blk[1] = k
         for key, r in roots.items():
             assert (r.ddr[1] == ON_CHIP) == (key not in live), r.name      # on chip <=> never touched
-        placed = [(live[k], roots[k].ddr[1], roots[k].ddr[1] + roots[k].nbytes) for k in live]
+        placed = [(key, roots[key].ddr[1], roots[key].ddr[1] + roots[key].nbytes) for key in live]
         assert peak == (max(align(e) for _, _, e in placed) if placed else 0)
-        for x, (iv1, a1, b1) in enumerate(placed):
-            for iv2, a2, b2 in placed[x + 1:]:
-                if not (iv1[1] < iv2[0] or iv2[1] < iv1[0]):
-                    assert b1 <= a2 or b2 <= a1          # live together: apart in REG_1
+        for x, (k1, a1, b1) in enumerate(placed):
+            for k2, a2, b2 in placed[x + 1:]:
+                # two maps share a 16-byte block only when one is done with it before the other touches it
+                for b in set(blocks[k1]) & set(blocks[k2]):
+                    (f1, l1), (f2, l2) = blocks[k1][b], blocks[k2][b]
+                    assert l1 < f2 or l2 < f1, (roots[k1].name, roots[k2].name, b)
         assert peak <= naive
         res.append((peak, naive, before))
     return res
@@ -155,6 +163,22 @@ def test_chain_and_fusion_maps_get_no_bytes():
     assert ddr["c0"] == ddr["p1"] == ddr["rb3"] == [REG_WORK, ON_CHIP]
     assert ddr["c2"][1] >= 0                     # read by the residual block's conv and by its add
     assert peak < before < naive
+
+
+def test_pool_output_reuses_the_input_rows_it_has_read():
+    """A 2x2/2 max pool over a map too big for one band: its output goes over the input rows the earlier
+    bands have read (16-byte blocks, instruction order), so REG_1 is less than input + output."""
+    m = _network(["conv", "pool", "1x1"], 64, 64, 8, 5)
+    compile_module(m, "DPUCZDX8G_ISA1_B512")
+    ((peak, _, before),) = check_layout(m)
+    _, ((sg, _),) = _programs(m)
+    ddr = {op.results[0].name_hint: [int(v) for v in op.attributes["dpu.ddr"].value]
+           for op in sg.ops if "dpu.ddr" in op.attributes}
+    conv, pool = next(k for k in ddr if k.startswith("c0")), next(k for k in ddr if k.startswith("p1"))
+    shapes = {op.results[0].name_hint: op.results[0].type.shape for op in sg.ops if op.results}
+    nbytes = {k: int(np.prod(shapes[k])) for k in (conv, pool)}
+    assert ddr[conv][1] <= ddr[pool][1] < ddr[conv][1] + nbytes[conv]     # inside the input's bytes
+    assert peak < before == align(nbytes[conv]) + align(nbytes[pool])
 
 
 def test_layers_option_keeps_allocate_ddr_layout():
