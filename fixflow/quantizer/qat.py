@@ -211,7 +211,7 @@ def _make_module():
                     if op.name == "graph.upsample" and str(op.mode) != "nearest":
                         continue
                     i, o = self._value_key(op.operands[0]), self._pt_key.get(op.results[0])
-                    if i is not None and o is not None and i.startswith("a"):
+                    if i is not None and o is not None:
                         plan.append(("pass", name, i, o))
             return plan
 
@@ -299,6 +299,13 @@ def _make_module():
                 if shape and shape[0] == op.input.type.shape[0]:
                     shape[0] = a[0].shape[0]
                 return a[0].reshape(shape)
+            if n == "graph.pad":
+                pads = tuple(int(p) for p in op.pads)
+                if str(op.mode) == "constant":
+                    return F.pad(a[0], pads, value=float(op.value))
+                return F.pad(a[0], pads, mode=str(op.mode))
+            if n == "graph.upsample":
+                return F.interpolate(a[0], **op._kw())
             if n == "graph.transpose":
                 return a[0].permute(*op.perm)
             if n == "graph.max_pool2d":

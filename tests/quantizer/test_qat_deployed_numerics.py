@@ -74,6 +74,27 @@ def test_qat_forward_applies_the_dpu_rules_bit_for_bit(tmp_path):
         assert info["output"][f"{qat.name}::{name}"][0][1] == fp, name
 
 
+class _PadUpsample(nn.Module):
+    """Zero padding of the network input and a nearest 2x upsample: both keep their input's fix position."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2, self.fc = nn.Conv2d(1, 4, 3), nn.Conv2d(4, 4, 3), nn.Linear(4, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.c1(F.pad(x, (1, 1, 1, 1))))
+        x = torch.relu(self.c2(F.interpolate(x, scale_factor=2, mode="nearest")))
+        return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+def test_qat_pad_and_upsample_keep_their_input_position(tmp_path):
+    qat, qm, trained, deployed = _train_and_compare(_PadUpsample(), None, 10, tmp_path)
+    np.testing.assert_array_equal(trained, deployed)
+    legal = qm.legal_fix_positions()
+    pad = next(k for v, k in qm._pt_key.items() if v.op.name == "graph.pad")
+    assert legal[pad] == legal["in0"]
+
+
 @pytest.mark.parametrize("name, bits", [("digits_cnn", 8), ("tiny_mobilenet", 4)])
 def test_qat_digits_models_match_test_mode(tmp_path, name, bits):
     config = {"tensor_quantize_config": {"weights": {"bit_width": bits}}}
