@@ -53,6 +53,7 @@ PASSES: dict[str, Entry] = {
     )),
     'lower-to-dpu': ('fixflow.passes.dpu.passes', 'Tile each DPU subgraph into the banks and select DPU instructions (one dpu.program each)', (
         ('tiling', 'str', '', "force bands: '<layer result name>:<rows>:<cols>,...' (rows a multiple of the strip)"),
+        ('workspace', 'str', 'instructions', "REG_1 layout: 'instructions' lays it out again from the LOADs/SAVEs that touch DDR (maps kept on chip get no bytes), 'layers' keeps allocate-ddr's"),
     )),
     'partition': ('fixflow.passes.dpu.passes', 'Place every fix op on the DPU or the CPU (with the reason) and form maximal DPU/CPU subgraphs', (
         ('target', 'str', 'DPUCZDX8G_ISA1_B4096', 'target name, fingerprint, board or arch.json path'),
