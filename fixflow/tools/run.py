@@ -147,6 +147,10 @@ def _run(args, runner) -> int:
         except OSError as e:
             raise ToolError(f"cannot write '{args.output}': {e.strerror or e}") from None
         print(f"[fixflow] outputs written to {args.output} ({', '.join(names)})")
+    if args.mode == "fast":
+        from ..runtime.dpu.blas import blas_advice
+        if (advice := blas_advice()) is not None:
+            print(f"[fixflow] note: {advice}", file=sys.stderr)
     return 0
 
 

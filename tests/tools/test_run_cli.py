@@ -105,3 +105,16 @@ def test_corrupt_mc_code_is_one_line_with_the_instruction(mode, tmp_path, capsys
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and err.startswith("error: ") and "instruction " in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode, noted", [("fast", True), ("reference", False)])
+def test_fast_mode_notes_slow_blas_kernels(mode, noted, tmp_path, capsys, monkeypatch):
+    import fixflow.runtime.dpu.blas as blas
+    monkeypatch.setattr(blas, "blas_core", lambda: "Haswell")
+    monkeypatch.setattr(blas, "cpu_has_avx512", lambda: True)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    np.save(tmp_path / "x.npy", mnist_inputs().astype(np.float32) / 64)
+    assert main([str(MNIST), "--input", str(tmp_path / "x.npy"), "--mode", mode, "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert ("note: OPENBLAS_CORETYPE=Haswell makes numpy's OpenBLAS run its Haswell kernels" in err) == noted
+    assert ("unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE" in err) == noted
