@@ -282,18 +282,8 @@ class Quantizer:
             self._pbar.close()
             self._pbar = None
         self._log("[fixflow] Exporting quant config")
-        corrections = {} if self._ft is None else dict(self._ft.corrections)   # (finetune froze them earlier)
-        keys = param_keys(self.func, self.name)
-        for op in conv_like_ops(self.func) if self._ft is None else ():
-            st = self.runner.bc.get(op)
-            if st is not None and np.any(st.correction):
-                corrections[keys[(op, "bias")]] = st.correction.astype(np.float32)
-        self.runner.write_annotations()
-        from ..ir.diagnostics import capture_diagnostics
-        with capture_diagnostics() as diags:
-            legalize_fix(self.module)
-        for d in diags:
-            self._log(f"[fixflow] {d.render()}")
+        # (a fast finetune froze the calibration earlier)
+        corrections = self._freeze_calibration() if self._ft is None else dict(self._ft.corrections)
         info = self._quant_info(bool(corrections))
         info["fast_finetuned"] = self._ft is not None
         _mkdir(self.output_dir)
@@ -325,6 +315,23 @@ class Quantizer:
         fast_finetuned; this checks they are there)."""
         from .fast_finetune import load_ft_param
         load_ft_param(self)
+
+    def _freeze_calibration(self) -> dict[str, np.ndarray]:
+        """Write the calibrated fix positions into the graph and legalize them (notes go to the log);
+        returns the bias corrections by parameter key."""
+        keys = param_keys(self.func, self.name)
+        corrections = {}
+        for op in conv_like_ops(self.func):
+            st = self.runner.bc.get(op)
+            if st is not None and np.any(st.correction):
+                corrections[keys[(op, "bias")]] = st.correction.astype(np.float32)
+        self.runner.write_annotations()
+        from ..ir.diagnostics import capture_diagnostics
+        with capture_diagnostics() as diags:
+            legalize_fix(self.module)
+        for d in diags:
+            self._log(f"[fixflow] {d.render()}")
+        return corrections
 
     def _quant_info(self, bias_corrected: bool) -> dict[str, Any]:
         param: dict[str, list[list[int]]] = {}

@@ -409,21 +409,8 @@ def fast_finetune(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[A
     q._log(f"[fixflow] Fast finetuning on {n} samples...")
 
     # freeze calibration: the fix positions (legalized) and the corrected biases go into the graph
-    from .api import param_keys
-    keys = param_keys(q.func, q.name)
     float_params = {op: (_array(op.weight), _array(op.bias)) for op in conv_like_ops(q.func)}
-    corrections = {}
-    for op in conv_like_ops(q.func):
-        st = q.runner.bc.get(op)
-        if st is not None and np.any(st.correction):
-            corrections[keys[(op, "bias")]] = st.correction.astype(np.float32)
-    q.runner.write_annotations()
-    from ..ir.diagnostics import capture_diagnostics
-    from ..passes.fix.legalize import legalize_fix
-    with capture_diagnostics() as diags:
-        legalize_fix(q.module)
-    for d in diags:
-        q._log(f"[fixflow] {d.render()}")
+    corrections = q._freeze_calibration()
 
     params = {op: (_array(op.weight), _array(op.bias)) for op in conv_like_ops(q.func)}
     report = _run(q, inputs, float_params, params, epochs=epochs, batch_size=batch_size, lr=float(lr), seed=seed,

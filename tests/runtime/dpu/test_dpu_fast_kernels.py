@@ -6,12 +6,14 @@ may be negative, the power of two common to every term, ELEW on whole value slic
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.fix import ops as Q
-from fixflow.ir.interpreter import run_function
 from fixflow.ir.passes import PassManager
 from fixflow.ir.types import TensorType, f32
 from fixflow.passes.dpu.program import load_programs
@@ -26,6 +28,9 @@ from fixflow.runtime.dpu.gather import (
 )
 from fixflow.runtime.dpu.interpreter import DPUInterpreter, as_region
 from fixflow.runtime.dpu.machine import Machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "passes" / "dpu"))
+from _dpu_testlib import fix_reference
 
 TARGET = "DPUCZDX8G_ISA1_B4096"
 
@@ -105,20 +110,6 @@ def _module(build, in_shape, fp_in=5):
     return m
 
 
-def _fix_reference(m, x):
-    func = next(op for op in m.body.ops if op.name == "func.func")
-    vals = {}
-
-    def obs(op, ys):
-        for r, y in zip(op.results, ys):
-            vals[r] = np.asarray(y)
-
-    run_function(func, [x], obs)
-    data = next(op for op in func.body.ops if op.name == "fix.data")
-    fl = next(op for op in func.body.ops if op.name == "fix.float")
-    return vals[data.results[0]][0], vals[fl.operands[0]][0]
-
-
 def _compile_and_check(m, xs):
     """Compile m whole for TARGET; run every input in fast mode (one by one and as one batch) and in
     reference mode; all must equal the fix-level integer execution. Returns the fast plan."""
@@ -126,7 +117,7 @@ def _compile_and_check(m, xs):
     (prog,) = load_programs(m)
     refs, ins = [], []
     for x in xs:
-        xin, ref = _fix_reference(m, x)
+        xin, ref = fix_reference(m, x)
         ins.append(xin)
         refs.append(ref)
         for mode in ("fast", "reference"):
