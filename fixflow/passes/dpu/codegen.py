@@ -210,32 +210,41 @@ class Emitter:
                       jump_write=g.cg, pad_idx=1, channel=n_ch, length=c1 - c0, reg_id=reg,
                       ddr_addr=base + r * fm.rstride + c0 * fm.pstride + c_first)
 
-    def _load_augmented(self, i: int, L: ConvLayer, g: Geometry, band: Band, vb: int, line_base: int) -> None:
-        """LOAD a band's input rows of an augmented conv (`augment.py`): per input row one LOAD of kw*IC bytes
-        for every output column of the band (DDR step sw*IC), the columns outside the map masked."""
+    def _load_packed_rows(self, i: int, L: ConvLayer, g: Geometry, band: Band, vb: int, line_base: int, rl: int, kind: str,
+                          x0: int, step: int, *, pad_idx: int, pad_end: int, channel: int, length: int) -> None:
+        """One LOAD per input row of the band for an augmented or folded first conv: `length` pixels of
+        `step` bytes from column `x0` (the bytes before the map masked by pad_start, after it by pad_end)."""
         a = self.arch
         fm = L.inp
-        ic, kw, sw, pl = fm.c, L.win.kernel[1], L.win.stride[1], L.win.pad[2]
         reg, base = fm.addr()
-        n = band.ow1 - band.ow0
-        x0 = band.ow0 * sw - pl
-        right = [overflow(L, x)[1] for x in range(band.ow0, band.ow1)]
-        k = sum(r > 0 for r in right)
-        pad_end = right[n - k] * ic + (-(-L.augment // a.icp) * a.icp - L.augment) if k else 0
+        ic = fm.c
         r_lo = band.oh0 * g.sh - g.pt
-        rl = row_lines(g, n)
         nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
         for r in range(max(r_lo, 0), min(r_lo + nrows, fm.h)):
             v = r - r_lo
             b = v // g.sh
             addr = base + r * fm.rstride + x0 * ic
             if addr < 0:
-                raise ValueError(f"layer {i}: the augmented LOAD of row {r} starts {-addr} bytes before its "
-                                 f"region (no input margin)")
+                raise ValueError(f"layer {i}: the {kind} LOAD of row {r} starts {-addr} bytes before its region "
+                                 f"(no input margin)")
             self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line_base + (b // a.pp) * g.sh * rl
-                      + (v % g.sh) * rl, jump_read=sw * ic, jump_write=g.cg, pad_idx=max(k, 1),
-                      pad_start=max(0, -x0) * ic, pad_end=pad_end, channel=L.augment, length=n, reg_id=reg,
+                      + (v % g.sh) * rl, jump_read=step, jump_write=g.cg, pad_idx=pad_idx,
+                      pad_start=max(0, -x0) * ic, pad_end=pad_end, channel=channel, length=length, reg_id=reg,
                       ddr_addr=addr)
+
+    def _load_augmented(self, i: int, L: ConvLayer, g: Geometry, band: Band, vb: int, line_base: int) -> None:
+        """LOAD a band's input rows of an augmented conv (`augment.py`): per input row one LOAD of kw*IC bytes
+        for every output column of the band (DDR step sw*IC), the columns outside the map masked."""
+        a = self.arch
+        fm = L.inp
+        ic, sw, pl = fm.c, L.win.stride[1], L.win.pad[2]
+        n = band.ow1 - band.ow0
+        x0 = band.ow0 * sw - pl
+        right = [overflow(L, x)[1] for x in range(band.ow0, band.ow1)]
+        k = sum(r > 0 for r in right)
+        pad_end = right[n - k] * ic + (-(-L.augment // a.icp) * a.icp - L.augment) if k else 0
+        self._load_packed_rows(i, L, g, band, vb, line_base, row_lines(g, n), "augmented", x0, sw * ic,
+                               pad_idx=max(k, 1), pad_end=pad_end, channel=L.augment, length=n)
 
     def _save_output(self, i: int, L, g: Geometry, band: Band, vb: int, c_first: int, n_ch: int,
                      out_base: int | None = None) -> None:
@@ -374,7 +383,6 @@ class Emitter:
         a = self.arch
         fm = L.inp
         ic, sw, pl = fm.c, L.fold, L.win.pad[2]
-        reg, base = fm.addr()
         c_lo = band.ow0 * g.sw - g.pl
         ncols = in_cols(g, band.ow1 - band.ow0)
         q0, q1 = max(c_lo, 0), min(c_lo + ncols, g.w)
@@ -382,19 +390,9 @@ class Emitter:
         x0 = p0 * sw - pl
         over = max(0, (p1 - 1) * sw - pl + sw - fm.w)
         pad_end = over * ic + (-(-sw * ic // a.icp) * a.icp - sw * ic) if over else 0
-        r_lo = band.oh0 * g.sh - g.pt
-        rl = row_lines(g, band.ow1 - band.ow0)
-        nrows = (band.oh1 - band.oh0 - 1) * g.sh + g.kh
-        for r in range(max(r_lo, 0), min(r_lo + nrows, fm.h)):
-            v = r - r_lo
-            b = v // g.sh
-            addr = base + r * fm.rstride + x0 * ic
-            if addr < 0:
-                raise ValueError(f"layer {i}: the folded LOAD of row {r} starts {-addr} bytes before its region")
-            self.emit(i, "LOAD", bank_id=a.vb[vb] + b % a.pp, bank_addr=line_base + (b // a.pp) * g.sh * rl
-                      + (v % g.sh) * rl + (q0 - c_lo) * g.cg, jump_read=sw * ic, jump_write=g.cg, pad_idx=1,
-                      pad_start=max(0, -x0) * ic, pad_end=pad_end, channel=sw * ic, length=p1 - p0, reg_id=reg,
-                      ddr_addr=addr)
+        self._load_packed_rows(i, L, g, band, vb, line_base + (q0 - c_lo) * g.cg,
+                               row_lines(g, band.ow1 - band.ow0), "folded", x0, sw * ic,
+                               pad_idx=1, pad_end=pad_end, channel=sw * ic, length=p1 - p0)
 
     def _load_folded_weights(self, i: int, L: ConvLayer, wb: int, per_group: int, c_first: int, n_ch: int,
                              woff: int) -> None:

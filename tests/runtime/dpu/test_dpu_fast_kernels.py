@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
 from fixflow.dialects.fix import ops as Q
 from fixflow.ir.passes import PassManager
-from fixflow.ir.types import TensorType, f32
 from fixflow.passes.dpu.program import load_programs
 from fixflow.runtime.dpu import fastconv
 from fixflow.runtime.dpu.fast import F32_LIMIT, FastPlan
@@ -30,7 +28,7 @@ from fixflow.runtime.dpu.interpreter import DPUInterpreter, as_region
 from fixflow.runtime.dpu.machine import Machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "passes" / "dpu"))
-from _dpu_testlib import fix_reference
+from _dpu_testlib import fix_reference, module_with
 
 TARGET = "DPUCZDX8G_ISA1_B4096"
 
@@ -93,23 +91,6 @@ def _conv(x, w, b, kernel, stride, pad, act, fps, name):
     return [wc, bc, op]
 
 
-def _module(build, in_shape, fp_in=5):
-    m = ModuleOp.empty()
-    f = FuncOp.create_function("main", [TensorType(in_shape, f32)], [])
-    m.body.append(f)
-    x = Q.DataOp.build(f.args[0], result_types=[_ft(in_shape, fp_in)])
-    f.body.append(x)
-    ops = build(x.results[0])
-    for o in ops:
-        f.body.append(o)
-    fl = Q.FloatOp.build(ops[-1].results[0])
-    f.body.append(fl)
-    f.body.append(ReturnOp.build([fl.results[0]]))
-    f.update_function_type()
-    m.verify()
-    return m
-
-
 def _compile_and_check(m, xs):
     """Compile m whole for TARGET; run every input in fast mode (one by one and as one batch) and in
     reference mode; all must equal the fix-level integer execution. Returns the fast plan."""
@@ -164,7 +145,7 @@ def test_stem_relu_long_reduction_offset_and_residual(small_blocks, monkeypatch)
                                 result_types=[_ft((1, 28, 28, 16), 2)])
         return stem + main + proj + [add]
 
-    m = _module(build, (1, 56, 56, 3))
+    m = module_with((1, 56, 56, 3), 5, build)
     xs = [rng.uniform(-4, 4, (1, 56, 56, 3)).astype(np.float32) for _ in range(2)]
     xs.append(np.full((1, 56, 56, 3), 3.9, dtype=np.float32))          # saturated: partial sums at the bound
     plan = _compile_and_check(m, xs)
@@ -191,7 +172,7 @@ def test_inputs_not_known_nonnegative_keep_the_int8_bound():
     def build(x):
         return _conv(x, w, b, (3, 3), (1, 1), (1, 1, 1, 1), "NONE", (7, 6, -8), "conv")
 
-    m = _module(build, (1, 6, 6, c), fp_in=0)
+    m = module_with((1, 6, 6, c), 0, build)
     sign = np.where(w[0, 1, 1] > 0, 127.0, -128.0).astype(np.float32)
     xs = [np.broadcast_to(sign, (1, 6, 6, c)).copy(), rng.uniform(-128, 127, (1, 6, 6, c)).astype(np.float32)]
     plan = _compile_and_check(m, xs)
