@@ -33,10 +33,13 @@ import numpy as np
 
 from ..dialects.fix.numerics import (ConvFixPos, avgpool_multiplier, fix_pos_cap, fix_pos_diffs, legalize_conv,
                                       legalize_hsigmoid, legalize_hswish, legalize_passthrough)
+from ..dialects.graph import shapes as GS
+from ..dialects.graph.ops import resolve_reshape
 from ..ir.core import Operation, Value
 from ..ir.opdef import ConstantLike, Terminator
 from ..passes.fix.annotations import CONV_LIKE, GROUP_JOINERS, keep_float_reason, quant_points
 from ..passes.fix.legalize import RELU6_MIN_FIX_POS
+from ..passes.fix.quantize import CPU_ONLY
 from .errors import QuantizerError
 from .quant_files import FIX_POS_MIN
 
@@ -100,24 +103,74 @@ def _make_tqt():
     return TQTQuantizer
 
 
-def _avg_factor(op: Operation) -> float | None:
-    """The DPU's average-pool correction `mult / 2^shift * kh * kw` (as calibration applies it)."""
-    if op.name == "graph.avg_pool2d":
-        if op.divisor_override is not None or (any(op.padding) and not op.count_include_pad):
-            return None
-        kh, kw = op.kernel
-    elif op.name == "graph.adaptive_avg_pool2d":
-        if tuple(op.output_size) != (1, 1):
-            return None
-        _, _, kh, kw = op.input.type.shape
-    else:
-        return None
-    mult, shift = avgpool_multiplier(int(kh), int(kw))
-    return mult / 2.0 ** shift * kh * kw
-
-
 _LEAKY = 26 / 256
 _HSIG_MULT = 2731 / 2.0 ** 14   # the DPU's 1/6 in hard sigmoid and hard swish
+
+
+#: graph ops the trainable module computes (QatModule._torch_form)
+_TRAINABLE_OPS = frozenset({
+    "graph.conv2d", "graph.conv_transpose2d", "graph.linear", "graph.relu", "graph.relu6", "graph.leaky_relu",
+    "graph.prelu", "graph.identity", "graph.dropout", "graph.add", "graph.sub", "graph.mul", "graph.matmul",
+    "graph.concat", "graph.flatten", "graph.reshape", "graph.pad", "graph.upsample", "graph.transpose", "graph.slice",
+    "graph.expand", "graph.tile", "graph.roll", "graph.max_pool2d", "graph.avg_pool2d", "graph.adaptive_avg_pool2d",
+    "graph.mean", "graph.sum", "graph.amax", "graph.amin", "graph.hardsigmoid", "graph.hardswish", "graph.sigmoid",
+    "graph.tanh", "graph.silu", "graph.gelu", "graph.mish", "graph.softmax", "graph.layer_norm", "graph.group_norm",
+    "graph.normalize"})
+
+
+def _runs_in_float(op: Operation) -> bool:
+    """Does test mode run `op` as a float CPU op (left in float, no fixed-point form, or a form the quantize
+    pass keeps on the CPU)? Its QAT value is then fixflow's float kernel's."""
+    if keep_float_reason(op) is not None or op.name in CPU_ONLY:
+        return True
+    n = op.name
+    if n == "graph.mean":
+        r = op.input.type.rank
+        return r != 4 or sorted(a % r for a in op.axes) != [2, 3]
+    if n == "graph.max_pool2d":
+        return tuple(op.dilation) != (1, 1)
+    if n == "graph.avg_pool2d":
+        if op.divisor_override is not None or (not op.count_include_pad and any(op.padding)):
+            return True
+        _, _, h, w = op.input.type.shape
+        _, _, oh, ow = op.results[0].type.shape
+        (kh, kw), pt, pb, pl, pr = tuple(op.kernel), *op.padding
+        sh, sw = tuple(op.stride or op.kernel)
+        return (oh - 1) * sh + kh > h + pt + pb or (ow - 1) * sw + kw > w + pl + pr   # ceil_mode windows
+    return False
+
+
+def _check_trainable(ops: list[Operation], names: dict[Operation, str], model: str) -> None:
+    """Every op has a trainable form (else one message naming the first layer that has none)."""
+    for op in ops:
+        if op.name not in _TRAINABLE_OPS:
+            raise QatError(f"QAT: '{model}::{names.get(op, op.name)}' ({op.name}) has no trainable torch form in "
+                           "fixflow's QAT yet (PTQ with fast finetuning quantizes it: docs/fast-finetune.md)")
+        if op.name == "graph.adaptive_avg_pool2d":
+            _, _, h, w = op.input.type.shape
+            oh, ow = op.output_size
+            if (h % oh or w % ow) and not (oh % h == 0 and ow % w == 0):
+                raise QatError(f"QAT: '{model}::{names.get(op, op.name)}' pools a {h}x{w} map to {oh}x{ow} (uneven "
+                               "windows, a 1x1 convolution on the DPU), which fixflow's QAT does not train yet")
+
+
+def _check_shared_layers(ops: list[Operation], names: dict[Operation, str], model: str) -> None:
+    """A layer called more than once trains one weight (and bias) for all its calls, as the deployed model
+    has one; refused when the prepared graph gives its calls different tensors (a batch norm folded into
+    some of them, or equalized differently)."""
+    from ..ir.location import NameLoc
+    seen: dict[tuple[str, str], tuple[Value, Operation]] = {}
+    for op in ops:
+        if not isinstance(op, CONV_LIKE) or not isinstance(op.location, NameLoc):
+            continue
+        for role, v in (("weight", op.weight), ("bias", op.bias)):
+            key = (op.location.name, role)
+            first = seen.setdefault(key, (v, op))
+            if first[0] is not v:
+                raise QatError(f"QAT: '{model}::{op.location.name}' is called more than once ('{names.get(first[1])}'"
+                               f", '{names.get(op)}') and fixflow's prepared graph gives the calls different "
+                               f"{role}s (a batch norm folded into a call, or cross-layer equalization); the deployed "
+                               "model has one tensor per layer: give each call its own layer")
 
 
 def _make_module():
@@ -138,10 +191,14 @@ def _make_module():
             self._ret = block.terminator
             self.params = nn.ParameterDict()
             self.quant = nn.ModuleDict()
-            self._pkey: dict[tuple[Operation, str], str] = {}
+            self._pkey: dict[tuple[Operation, str], str] = {}     # (op, role) -> key in self.params
+            self._qkey: dict[tuple[Operation, str], str] = {}     # (op, role) -> key in self.quant
             self._points = set(quant_points(func))
             self._pt_key: dict[Value, str] = {}
             self._consts: dict[Value, Any] = {}
+            _check_trainable(self._ops, names, model)
+            _check_shared_layers(self._ops, names, model)
+            by_value: dict[Value, str] = {}
             for i, _ in enumerate(self._args):
                 self.quant[f"in{i}"] = TQT(bits.default_input, "std_round", f"{model}::input {i} (input)")
             for k, op in enumerate(self._ops):
@@ -150,19 +207,18 @@ def _make_module():
                     for role, v in (("weight", op.weight), ("bias", op.bias)):
                         if v is None:
                             continue
-                        users = [u for u in v.users]
-                        if len(users) != 1:
-                            raise QatError(f"QAT: the {role} of '{model}::{what}' is shared by {len(users)} layers; "
-                                           "fixflow trains one layer per parameter")
-                        key = f"p{k}_{role}"
-                        arr = np.asarray(v.op.attributes["value"].array, np.float32)
-                        self.params[key] = nn.Parameter(torch.from_numpy(arr.copy()))
+                        key = by_value.get(v)
+                        if key is None:                   # a layer called twice shares one trained tensor
+                            key = by_value[v] = f"p{k}_{role}"
+                            arr = np.asarray(v.op.attributes["value"].array, np.float32)
+                            self.params[key] = nn.Parameter(torch.from_numpy(arr.copy()))
                         self._pkey[(op, role)] = key
-                        if keep_float_reason(op) is None:
+                        if keep_float_reason(op) is None:  # each call site has its own fix position (as PTQ)
                             bw = bits.of_weights(op) if role == "weight" else bits.of_bias(op)
                             q = TQT(bw, "std_round", f"{model}::{what}.{role}")
                             q.init_from(self.params[key])
-                            self.quant[key] = q
+                            self.quant[f"p{k}_{role}"] = q
+                            self._qkey[(op, role)] = f"p{k}_{role}"
                 for r in op.results:
                     if r in self._points:
                         key = f"a{k}"
@@ -198,10 +254,10 @@ def _make_module():
                 if isinstance(op, CONV_LIKE):
                     i = self._value_key(op.operands[0])
                     o, chain = self._group_end(op.results[0])
-                    w, b = self._pkey.get((op, "weight")), self._pkey.get((op, "bias"))
-                    if None not in (i, o, w) and w in self.quant:
+                    w, b = self._qkey.get((op, "weight")), self._qkey.get((op, "bias"))
+                    if None not in (i, o, w):
                         relu6 = any(c.name == "graph.relu6" for c in chain)
-                        plan.append(("conv", name, i, w, b if b in self.quant else None, o, relu6))
+                        plan.append(("conv", name, i, w, b, o, relu6))
                 elif op.name in ("graph.hardsigmoid", "graph.hardswish"):
                     i = self._value_key(op.operands[0])
                     o, _ = self._group_end(op.results[0])
@@ -260,9 +316,24 @@ def _make_module():
                 raise QatError(f"QAT: the {role} of '{self._model}::{self._names.get(op, op.name)}' holds NaN or inf "
                                f"values after {self.train_steps} training steps (the loss or its gradients were not "
                                "finite: lower the learning rate, or check the loss)")
-            return self._q(key, p) if key in self.quant else p
+            qkey = self._qkey.get((op, role))
+            return self._q(qkey, p) if qkey is not None else p
 
         def _eval(self, op: Operation, a: list[Any]) -> Any:
+            """`op` on torch tensors: the DPU's arithmetic for what the DPU runs; for an op test mode runs in
+            float on the CPU, fixflow's float kernel's values (so the two agree bit for bit) with the gradient
+            of torch's form."""
+            y = self._torch_form(op, a)
+            if not _runs_in_float(op):
+                return y
+            ins = [t.detach().cpu().numpy() for t in a]
+            if isinstance(op, CONV_LIKE):
+                ins += [self._param(op, r).detach().cpu().numpy() for r in ("weight", "bias")
+                        if (op, r) in self._pkey]
+            ref = np.asarray(op.evaluate(ins)[0], np.float32)
+            return y + (torch.from_numpy(np.ascontiguousarray(ref)) - y).detach()
+
+        def _torch_form(self, op: Operation, a: list[Any]) -> Any:
             n = op.name
             if n == "graph.conv2d":
                 pt, pb, pl, pr = op.padding
@@ -272,10 +343,9 @@ def _make_module():
                                 tuple(op.dilation), op.groups)
             if n == "graph.conv_transpose2d":
                 pt, pb, pl, pr = op.padding
-                if (pt, pl) != (pb, pr):
-                    raise QatError(f"QAT: '{n}' with asymmetric padding is not supported")
-                return F.conv_transpose2d(a[0], self._param(op, "weight"), self._param(op, "bias"), tuple(op.stride),
-                                          (pt, pl), tuple(op.output_padding), op.groups, tuple(op.dilation))
+                y = F.conv_transpose2d(a[0], self._param(op, "weight"), self._param(op, "bias"), tuple(op.stride),
+                                       0, tuple(op.output_padding), op.groups, tuple(op.dilation))
+                return y[:, :, pt:y.shape[2] - pb, pl:y.shape[3] - pr]     # (asymmetric) padding crops the output
             if n == "graph.linear":
                 return F.linear(a[0], self._param(op, "weight"), self._param(op, "bias"))
             if n == "graph.relu":
@@ -283,22 +353,26 @@ def _make_module():
             if n == "graph.relu6":
                 return F.hardtanh(a[0], 0.0, 6.0)
             if n == "graph.leaky_relu":
-                return F.leaky_relu(a[0], _LEAKY if keep_float_reason(op) is None else op.alpha)
+                return F.leaky_relu(a[0], _LEAKY if not _runs_in_float(op) else op.alpha)
+            if n == "graph.prelu":
+                w = a[1].reshape(()) if a[1].numel() == 1 else a[1].reshape((1, -1) + (1,) * (a[0].dim() - 2))
+                return torch.where(a[0] > 0, a[0], a[0] * w)
             if n in ("graph.identity", "graph.dropout"):
                 return a[0]
             if n == "graph.add":
                 return self._eltwise_add(op, a)
+            if n == "graph.sub":
+                return a[0] - a[1]
             if n == "graph.mul":
                 return a[0] * a[1]
+            if n == "graph.matmul":
+                return torch.matmul(a[0], a[1])
             if n == "graph.concat":
                 return torch.cat(a, op.axis)
             if n == "graph.flatten":
                 return torch.flatten(a[0], op.start_dim, op.end_dim)
             if n == "graph.reshape":
-                shape = list(op.shape)
-                if shape and shape[0] == op.input.type.shape[0]:
-                    shape[0] = a[0].shape[0]
-                return a[0].reshape(shape)
+                return a[0].reshape(resolve_reshape(tuple(a[0].shape), op.shape))
             if n == "graph.pad":
                 pads = tuple(int(p) for p in op.pads)
                 if str(op.mode) == "constant":
@@ -308,31 +382,40 @@ def _make_module():
                 return F.interpolate(a[0], **op._kw())
             if n == "graph.transpose":
                 return a[0].permute(*op.perm)
+            if n == "graph.slice":
+                idx = [slice(None)] * a[0].dim()
+                steps = op.steps or (1,) * len(op.axes)
+                for ax, st, en, sp in zip(op.axes, op.starts, op.ends, steps):
+                    idx[ax % a[0].dim()] = slice(int(st), int(min(en, 2 ** 62)), int(sp))
+                return a[0][tuple(idx)]
+            if n == "graph.expand":
+                like = tuple(a[1].shape) if len(a) > 1 else None
+                return a[0].expand(GS.expand_shape(tuple(a[0].shape), like, op.shape))
+            if n == "graph.tile":
+                reps = tuple(int(r) for r in op.repeats)
+                return a[0].repeat((1,) * (a[0].dim() - len(reps)) + reps)
+            if n == "graph.roll":
+                return torch.roll(a[0], tuple(int(s) for s in op.shifts), tuple(int(d) for d in op.axes))
             if n == "graph.max_pool2d":
                 pt, pb, pl, pr = op.padding
                 x = a[0] if (pt, pl) == (pb, pr) else F.pad(a[0], (pl, pr, pt, pb), value=-math.inf)
                 pad = (pt, pl) if (pt, pl) == (pb, pr) else (0, 0)
                 return F.max_pool2d(x, tuple(op.kernel), tuple(op.stride or op.kernel), pad, tuple(op.dilation),
                                     op.ceil_mode)
-            if n in ("graph.avg_pool2d", "graph.adaptive_avg_pool2d"):
-                if n == "graph.avg_pool2d":
-                    pt, pb, pl, pr = op.padding
-                    if (pt, pl) != (pb, pr):
-                        raise QatError("QAT: avg pooling with asymmetric padding is not supported")
-                    y = F.avg_pool2d(a[0], tuple(op.kernel), tuple(op.stride or op.kernel), (pt, pl), op.ceil_mode,
-                                     op.count_include_pad, op.divisor_override)
-                else:
-                    y = F.adaptive_avg_pool2d(a[0], tuple(op.output_size))
-                f = _avg_factor(op) if keep_float_reason(op) is None else None
-                return y if f is None else y * f
-            if n == "graph.mean":
-                return torch.mean(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
+            if n in ("graph.avg_pool2d", "graph.adaptive_avg_pool2d", "graph.mean"):
+                return self._avg(op, a[0])
+            if n == "graph.sum":
+                return torch.sum(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
+            if n == "graph.amax":
+                return torch.amax(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
+            if n == "graph.amin":
+                return torch.amin(a[0], dim=tuple(op.axes), keepdim=op.keepdim)
             if n == "graph.hardsigmoid":
-                if keep_float_reason(op) is not None:
+                if _runs_in_float(op):
                     return F.hardsigmoid(a[0])
                 return torch.clamp(a[0] + 3.0, 0.0, 6.0) * _HSIG_MULT           # the DPU's relu6(x + 3) * 2731/2^14
             if n == "graph.hardswish":
-                if keep_float_reason(op) is not None:
+                if _runs_in_float(op):
                     return F.hardswish(a[0])
                 hs = torch.clamp(a[0] + 3.0, 0.0, 6.0) * _HSIG_MULT             # rounded to [8, 7], as the DPU
                 hs = hs + (torch.clamp(torch.floor(hs * 128.0 + 0.5), -128, 127) / 128.0 - hs).detach()
@@ -341,10 +424,51 @@ def _make_module():
                 return torch.sigmoid(a[0])
             if n == "graph.tanh":
                 return torch.tanh(a[0])
+            if n == "graph.silu":
+                return F.silu(a[0])
+            if n == "graph.gelu":
+                return F.gelu(a[0], approximate=str(op.approximate))
+            if n == "graph.mish":
+                return F.mish(a[0])
             if n == "graph.softmax":
                 return torch.softmax(a[0], op.axis)
+            if n == "graph.layer_norm":
+                return F.layer_norm(a[0], tuple(op.normalized_shape), a[1], a[2], float(op.eps))
+            if n == "graph.group_norm":
+                return F.group_norm(a[0], int(op.groups), a[1], a[2], float(op.eps))
+            if n == "graph.normalize":
+                return F.normalize(a[0], float(op.p), int(op.axis), float(op.eps))
             raise QatError(f"QAT: '{self._model}::{self._names.get(op, n)}' ({n}) has no trainable torch form in "
                            "fixflow's QAT yet")
+
+        def _avg(self, op: Operation, x: Any) -> Any:
+            """Average pooling / mean: in float as torch's (an op test mode runs on the CPU), else as the DPU's
+            pool: the window sum times `mult / 2^shift` (exact in float32 for fixed-point inputs)."""
+            n = op.name
+            if n == "graph.mean":
+                if _runs_in_float(op):
+                    return torch.mean(x, dim=tuple(op.axes), keepdim=op.keepdim)
+                kh, kw = x.shape[2:]
+                s = torch.sum(x, dim=(2, 3), keepdim=op.keepdim)
+            elif n == "graph.adaptive_avg_pool2d":
+                h, w = x.shape[2:]
+                oh, ow = op.output_size
+                if oh % h == 0 and ow % w == 0:      # every window one pixel (a nearest upsample on the DPU)
+                    return F.adaptive_avg_pool2d(x, (oh, ow))
+                kh, kw = h // oh, w // ow
+                s = F.avg_pool2d(x, (kh, kw), (kh, kw), 0, False, True, 1)
+            else:
+                pt, pb, pl, pr = op.padding
+                pad = (pt, pl)
+                if (pt, pl) != (pb, pr):
+                    x, pad = F.pad(x, (pl, pr, pt, pb)), (0, 0)
+                if _runs_in_float(op):
+                    return F.avg_pool2d(x, tuple(op.kernel), tuple(op.stride or op.kernel), pad, op.ceil_mode,
+                                        op.count_include_pad, op.divisor_override)
+                kh, kw = op.kernel
+                s = F.avg_pool2d(x, (kh, kw), tuple(op.stride or op.kernel), pad, op.ceil_mode, True, 1)
+            mult, shift = avgpool_multiplier(int(kh), int(kw))
+            return s * (mult / 2.0 ** shift)
 
         def _eltwise_add(self, op: Operation, a: list[Any]) -> Any:
             """The DPU's element-wise add: each input pre-scaled with a floor to 2^-(min fix_pos + 2)
@@ -364,24 +488,11 @@ def _make_module():
         def forward(self, *xs: Any) -> Any:
             if len(xs) != len(self._args):
                 raise QatError(f"QAT model: expected {len(self._args)} input(s), got {len(xs)}")
-            env: dict[Value, Any] = {}
-            for i, x in enumerate(xs):
-                if not bool(self.quant[f"in{i}"].initialized):
-                    self.quant[f"in{i}"].init_from(x)
-            self._fps = self.legal_fix_positions()   # (the first forward initializes the points as it goes)
-            for i, (arg, x) in enumerate(zip(self._args, xs)):
-                env[arg] = self._q(f"in{i}", x)
-            for op in self._ops:
-                a = [env[v] if v in env else self._const(v) for v in op.operands
-                     if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
-                y = self._eval(op, a)
-                r = op.results[0]
-                key = self._pt_key.get(r)
-                if key is not None and not bool(self.quant[key].initialized):
-                    self.quant[key].init_from(y)
-                    self._fps = self.legal_fix_positions()
-                env[r] = self._q(key, y) if key is not None else y
-            outs = [env[v] for v in self._ret.operands]
+            if not all(bool(q.initialized) for q in self.quant.values()):
+                with torch.no_grad():     # the first batch: the activation thresholds start on it (one pass),
+                    self._run(xs, initialize=True)
+            self._fps = self.legal_fix_positions()     # then every forward applies the DPU's rules alike
+            outs = self._run(xs)
             for o in outs:
                 if not bool(torch.isfinite(o).all()):
                     raise QatError(f"QAT model: the output holds NaN or inf values after {self.train_steps} training "
@@ -390,11 +501,34 @@ def _make_module():
                 self.train_steps += 1          # forwards in training mode (for the export-before-training check)
             return outs[0] if len(outs) == 1 else tuple(outs)
 
+        def _run(self, xs: tuple[Any, ...], initialize: bool = False) -> list[Any]:
+            """The graph on `xs`; with `initialize`, each quantizer not yet initialized starts on the values it
+            sees (and the rules are re-applied to what is initialized so far)."""
+            env: dict[Value, Any] = {}
+            if initialize:
+                for i, x in enumerate(xs):
+                    if not bool(self.quant[f"in{i}"].initialized):
+                        self.quant[f"in{i}"].init_from(x)
+                self._fps = self.legal_fix_positions()
+            for i, (arg, x) in enumerate(zip(self._args, xs)):
+                env[arg] = self._q(f"in{i}", x)
+            for op in self._ops:
+                a = [env[v] if v in env else self._const(v) for v in op.operands
+                     if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
+                y = self._eval(op, a)
+                r = op.results[0]
+                key = self._pt_key.get(r)
+                if initialize and key is not None and not bool(self.quant[key].initialized):
+                    self.quant[key].init_from(y)
+                    self._fps = self.legal_fix_positions()
+                env[r] = self._q(key, y) if key is not None else y
+            return [env[v] for v in self._ret.operands]
+
         # -- what training produced
         def fix_positions(self) -> dict[str, Any]:
             """Trained fix positions: "inputs" [fp], "params" {(op, role): fp}, "points" {value: fp}."""
             return {"inputs": [self.quant[f"in{i}"].fix_pos() for i in range(len(self._args))],
-                    "params": {k: self.quant[key].fix_pos() for k, key in self._pkey.items() if key in self.quant},
+                    "params": {k: self.quant[key].fix_pos() for k, key in self._qkey.items()},
                     "points": {v: self.quant[key].fix_pos() for v, key in self._pt_key.items()}}
 
         def trained_params(self) -> dict[tuple[Operation, str], np.ndarray]:
