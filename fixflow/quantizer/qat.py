@@ -129,6 +129,13 @@ def _runs_in_float(op: Operation) -> bool:
         return r != 4 or sorted(a % r for a in op.axes) != [2, 3]
     if n == "graph.max_pool2d":
         return tuple(op.dilation) != (1, 1)
+    if n == "graph.upsample":
+        (_, _, h, w), (_, _, oh, ow) = op.input.type.shape, op.results[0].type.shape
+        return str(op.mode) != "nearest" or bool(oh % h or ow % w)
+    if n == "graph.pad":
+        r = op.input.type.rank
+        pads = [int(p) for p in op.pads]
+        return r != 4 or len(pads) > 4 or min(pads, default=0) < 0
     if n == "graph.avg_pool2d":
         if op.divisor_override is not None or (not op.count_include_pad and any(op.padding)):
             return True
@@ -248,7 +255,7 @@ def _make_module():
             """legalize-fix's rules over the quantizer keys, in program order (passes/fix/legalize.py)."""
             plan: list[tuple[Any, ...]] = []
             for op in self._ops:
-                if keep_float_reason(op) is not None:
+                if keep_float_reason(op) is not None:     # as legalize-fix (passes/fix/legalize.py)
                     continue
                 name = self._names.get(op, op.name)
                 if isinstance(op, CONV_LIKE):
@@ -512,11 +519,15 @@ def _make_module():
                 self._fps = self.legal_fix_positions()
             for i, (arg, x) in enumerate(zip(self._args, xs)):
                 env[arg] = self._q(f"in{i}", x)
+            raw: dict[Value, Any] = {}     # float CPU ops' results before their quantization point
             for op in self._ops:
-                a = [env[v] if v in env else self._const(v) for v in op.operands
+                flt = _runs_in_float(op)     # a float op reads another float op's value unquantized (as test mode)
+                a = [raw[v] if flt and v in raw else env[v] if v in env else self._const(v) for v in op.operands
                      if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
                 y = self._eval(op, a)
                 r = op.results[0]
+                if flt:
+                    raw[r] = y
                 key = self._pt_key.get(r)
                 if initialize and key is not None and not bool(self.quant[key].initialized):
                     self.quant[key].init_from(y)
@@ -681,14 +692,20 @@ class QatProcessor:
             bn_path = bn_of.get(path)
             if bn_path is not None:
                 bn = model.get_submodule(bn_path)
-                eps = np.float32(bn.eps)
+                bn.eps = 0.0                      # gamma / sqrt(var + eps) == 1 exactly (any other eps rounds)
                 with torch.no_grad():
                     bn.running_mean.zero_()
                     bn.running_var.fill_(1.0)
-                    bn.weight.fill_(float(np.sqrt(np.float32(1.0) + eps)))   # gamma / sqrt(var + eps) == 1
-                    bn.bias.copy_(t)
+                    if bn.affine:
+                        bn.weight.fill_(1.0)
+                        bn.bias.copy_(t)
+                        if mod.bias is not None:
+                            mod.bias.zero_()
+                if not bn.affine:                 # no shift in the batch norm: the conv takes the bias
                     if mod.bias is not None:
-                        mod.bias.zero_()
+                        mod.bias.data.copy_(t)
+                    else:
+                        mod.bias = torch.nn.Parameter(t)
             elif mod.bias is not None:
                 mod.bias.data.copy_(t)
             else:
