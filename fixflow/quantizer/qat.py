@@ -31,8 +31,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..dialects.fix.numerics import (ConvFixPos, avgpool_multiplier, fix_pos_cap, fix_pos_diffs, legalize_conv,
-                                      legalize_hsigmoid, legalize_hswish, legalize_passthrough)
+from ..dialects.fix.numerics import (ConvFixPos, avgpool_multiplier, fix_pos_cap, fix_pos_diffs,
+                                      legalize_conv, legalize_hsigmoid, legalize_hswish, legalize_passthrough, quantize)
 from ..dialects.graph import shapes as GS
 from ..dialects.graph.ops import resolve_reshape
 from ..ir.core import Operation, Value
@@ -115,7 +115,7 @@ _TRAINABLE_OPS = frozenset({
     "graph.expand", "graph.tile", "graph.roll", "graph.max_pool2d", "graph.avg_pool2d", "graph.adaptive_avg_pool2d",
     "graph.mean", "graph.sum", "graph.amax", "graph.amin", "graph.hardsigmoid", "graph.hardswish", "graph.sigmoid",
     "graph.tanh", "graph.silu", "graph.gelu", "graph.mish", "graph.softmax", "graph.layer_norm", "graph.group_norm",
-    "graph.normalize"})
+    "graph.normalize", "graph.batch_norm"})
 
 
 def _runs_in_float(op: Operation) -> bool:
@@ -129,6 +129,9 @@ def _runs_in_float(op: Operation) -> bool:
         return r != 4 or sorted(a % r for a in op.axes) != [2, 3]
     if n == "graph.max_pool2d":
         return tuple(op.dilation) != (1, 1)
+    if n == "graph.batch_norm":     # one fold-bn left (not after a conv): a 1x1 depthwise conv on a feature map
+        return op.input.type.rank != 4 or any(getattr(v, "op", None) is None or ConstantLike not in v.op.TRAITS
+                                              for v in op.operands[1:])
     if n == "graph.upsample":
         (_, _, h, w), (_, _, oh, ow) = op.input.type.shape, op.results[0].type.shape
         return str(op.mode) != "nearest" or bool(oh % h or ow % w)
@@ -203,6 +206,7 @@ def _make_module():
             self._points = set(quant_points(func))
             self._pt_key: dict[Value, str] = {}
             self._consts: dict[Value, Any] = {}
+            self._bn: dict[Operation, tuple[Any, Any]] = {}
             _check_trainable(self._ops, names, model)
             _check_shared_layers(self._ops, names, model)
             by_value: dict[Value, str] = {}
@@ -366,6 +370,11 @@ def _make_module():
                 return torch.where(a[0] > 0, a[0], a[0] * w)
             if n in ("graph.identity", "graph.dropout"):
                 return a[0]
+            if n == "graph.batch_norm":
+                if _runs_in_float(op):
+                    return F.batch_norm(a[0], a[1], a[2], a[3], a[4], False, 0.0, float(op.eps))
+                scale, shift = self._bn_affine(op)
+                return a[0] * scale + shift
             if n == "graph.add":
                 return self._eltwise_add(op, a)
             if n == "graph.sub":
@@ -447,6 +456,21 @@ def _make_module():
                 return F.normalize(a[0], float(op.p), int(op.axis), float(op.eps))
             raise QatError(f"QAT: '{self._model}::{self._names.get(op, n)}' ({n}) has no trainable torch form in "
                            "fixflow's QAT yet")
+
+        def _bn_affine(self, op: Operation) -> tuple[Any, Any]:
+            """A batch norm fold-bn left alone, as the quantize pass lowers it: `x * s + t` with s and t fixed
+            (8-bit, each at its "diffs" fix position; not trained, as its statistics are not)."""
+            got = self._bn.get(op)
+            if got is None:
+                mean, var, gamma, beta = (np.asarray(v.op.attributes["value"].array, np.float64)
+                                          for v in op.operands[1:])
+                scale = gamma / np.sqrt(var + op.eps)
+                shift = beta - mean * scale
+                fw, fb = fix_pos_diffs(scale, 8, "std_round"), fix_pos_diffs(shift, 8, "std_round")
+                sq = (quantize(scale, 8, fw, "std_round") * 2.0 ** -fw).astype(np.float32).reshape(1, -1, 1, 1)
+                tq = (quantize(shift, 8, fb, "std_round") * 2.0 ** -fb).astype(np.float32).reshape(1, -1, 1, 1)
+                got = self._bn[op] = (torch.from_numpy(sq), torch.from_numpy(tq))
+            return got
 
         def _avg(self, op: Operation, x: Any) -> Any:
             """Average pooling / mean: in float as torch's (an op test mode runs on the CPU), else as the DPU's
@@ -671,9 +695,12 @@ class QatProcessor:
         from ..ir.location import NameLoc
         model = copy.deepcopy(self.model)
         raw = find_function(import_module(self.model, self.inputs, name=self.name))
+        kept_bn = {op.location.name for op in self._q.func.walk()           # batch norms fold-bn left alone
+                   if op.name == "graph.batch_norm" and isinstance(op.location, NameLoc)}
         bn_of: dict[str, str] = {}
         for op in raw.walk():
-            if op.name == "graph.batch_norm" and isinstance(getattr(op.input, "op", None), CONV_LIKE):
+            if op.name == "graph.batch_norm" and isinstance(getattr(op.input, "op", None), CONV_LIKE) \
+                    and isinstance(op.location, NameLoc) and op.location.name not in kept_bn:
                 conv = op.input.op
                 if isinstance(conv.location, NameLoc) and isinstance(op.location, NameLoc):
                     bn_of[conv.location.name] = op.location.name

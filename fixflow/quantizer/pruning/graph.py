@@ -38,6 +38,15 @@ _ELEMENTWISE = {operator.add, operator.iadd, operator.sub, operator.mul, operato
 _ELEMENTWISE_METHODS = {"add", "add_", "sub", "mul", "mul_"}
 _SHAPE_METHODS = {"size", "dim"}
 
+
+
+def _is_stochastic_depth(fn: Any) -> bool:
+    """torchvision.ops.stochastic_depth (EfficientNet, ConvNeXt...): drops whole samples in training, the
+    identity in eval; the channel layout of its input is kept."""
+    return getattr(fn, "__name__", "") == "stochastic_depth" and \
+        str(getattr(fn, "__module__", "")).startswith("torchvision.ops")
+
+
 # a tensor's channel layout: kind "c" (channels in dim 1) or "f" (flattened: channel c is features
 # [c*hw, (c+1)*hw) of its segment); segments are (space id, channels, hw)
 Layout = tuple[str, tuple[tuple[int, int, int], ...]]
@@ -49,7 +58,7 @@ class LayerUse:
 
     name: str
     module: nn.Module
-    role: str                              # "conv" | "dwconv" | "linear" | "bn"
+    role: str                              # "conv" | "convt" (ConvTranspose2d) | "dwconv" | "linear" | "bn"
     in_layout: Layout | None               # what it reads (None: not tracked)
     out_space: int | None = None           # the space it starts (convs)
     out_elems: int = 0                     # output elements per channel/feature per image (for MACs)
@@ -195,7 +204,7 @@ class PruningGraph:
             lay[node] = out
 
     def _module(self, node: fx.Node, name: str, mod: nn.Module, src: Layout | None, ncalls: int) -> Layout | None:
-        if isinstance(mod, (nn.Conv2d, nn.Linear, nn.BatchNorm2d)) and ncalls > 1:
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm2d)) and ncalls > 1:
             why = f"'{name}' is called more than once"
             self._fix(src, why)
             prev = self.layers.get(name)
@@ -224,6 +233,23 @@ class PruningGraph:
                 src = None
             out = self._new(node)
             self.layers[name] = LayerUse(name, mod, "conv", src, out[1][0][0] if out else None, per)
+            self.order.append(name)
+            return out
+        if isinstance(mod, nn.ConvTranspose2d):
+            in_shape = self._shape(node.args[0]) if isinstance(node.args[0], fx.Node) else None
+            per = 1
+            for d in (in_shape or (1, 1))[2:]:
+                per *= d                           # MACs per (input, output) channel pair: input positions x k
+            if mod.groups > 1:
+                self._fix(src, f"it feeds the grouped transposed conv '{name}'")
+                self.layers[name] = LayerUse(name, mod, "convt", None, None, per)
+                self.order.append(name)
+                return self._new(node, f"it comes from the grouped transposed conv '{name}'")
+            if src is not None and src[0] != "c":
+                self._fix(src, f"'{name}' reads a flattened tensor")
+                src = None
+            out = self._new(node)
+            self.layers[name] = LayerUse(name, mod, "convt", src, out[1][0][0] if out else None, per)
             self.order.append(name)
             return out
         if isinstance(mod, nn.BatchNorm2d):
@@ -289,7 +315,7 @@ class PruningGraph:
             return self._flatten(node, src, start)
         if fn in (torch.mean, torch.amax, torch.sum) and self._reduces_spatial(node):
             return src
-        if fn in _PASS_FUNCTIONS:
+        if fn in _PASS_FUNCTIONS or _is_stochastic_depth(fn):
             for i in ins[1:]:
                 self._fix(i, f"it is an extra operand of '{node.name}'")
             return src
@@ -340,7 +366,7 @@ class PruningGraph:
                                    f"{type(ex).__name__}")
             hit = [n for n in self.layers if n == name or n.startswith(name + ".")]
             if not hit and name not in all_names:
-                convs = [n for n, L in self.layers.items() if L.role == "conv"]
+                convs = [n for n, L in self.layers.items() if L.role in ("conv", "convt")]
                 raise PruningError(f"excludes[{i}]: '{name}' names no layer of {type(self.model).__name__} "
                                    f"(conv layers: {', '.join(convs) or 'none'})")
             for n in hit:
@@ -357,7 +383,7 @@ class PruningGraph:
             fixed_roots.setdefault(self.uf.find(space), why)
         for name in self.order:
             L = self.layers[name]
-            if L.role == "conv" and L.out_space is not None:
+            if L.role in ("conv", "convt") and L.out_space is not None:
                 r = self.uf.find(L.out_space)
                 g = by_root.get(r)
                 if g is None:
@@ -415,6 +441,15 @@ class PruningGraph:
             L = self.layers[name]
             m = L.module
             if L.role == "bn":
+                continue
+            if isinstance(m, nn.ConvTranspose2d):
+                kh, kw = m.kernel_size
+                in_idx = self.indices(L.in_layout, kept, m.in_channels)
+                cin = m.in_channels if in_idx is None else len(in_idx)
+                cout = m.out_channels
+                if L.out_space is not None:
+                    cout = counts.get(self.uf.find(L.out_space), cout)
+                total += L.out_elems * cin * (cout // m.groups) * kh * kw
                 continue
             if isinstance(m, nn.Conv2d):
                 kh, kw = m.kernel_size

@@ -30,7 +30,8 @@ def channel_importance(graph: PruningGraph, group_name: str, criterion: str = "l
     mods = dict(graph.model.named_modules())
     total = torch.zeros(g.size, dtype=torch.float64)
     for name in g.producers:
-        w = mods[name].weight.detach().double().flatten(1)
+        w = mods[name].weight.detach().double()
+        w = (w.transpose(0, 1) if isinstance(mods[name], nn.ConvTranspose2d) else w).flatten(1)   # per output
         norms = w.abs().sum(1) if criterion == "l1" else w.pow(2).sum(1).sqrt()
         mean = norms.mean()
         total += norms / mean if mean > 0 else norms
@@ -95,6 +96,26 @@ def _conv(old: nn.Conv2d, out_idx: list[int] | None, in_idx: list[int] | None, d
     return new
 
 
+def _convt(old: nn.ConvTranspose2d, out_idx: list[int] | None, in_idx: list[int] | None) -> nn.ConvTranspose2d:
+    """A ConvTranspose2d (groups 1) keeping output channels `out_idx` and input channels `in_idx`; its weight is
+    (in, out, kh, kw)."""
+    w = old.weight.detach()
+    b = old.bias.detach() if old.bias is not None else None
+    if out_idx is not None:
+        w = w[:, _idx(out_idx)]
+        b = b[_idx(out_idx)] if b is not None else None
+    if in_idx is not None:
+        w = w[_idx(in_idx)]
+    new = nn.ConvTranspose2d(w.shape[0], w.shape[1], old.kernel_size, old.stride, old.padding, old.output_padding,
+                             1, b is not None, old.dilation, old.padding_mode, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if b is not None:
+            new.bias.copy_(b)
+    new.train(old.training)
+    return new
+
+
 def _bn(old: nn.BatchNorm2d, idx: list[int]) -> nn.BatchNorm2d:
     new = nn.BatchNorm2d(len(idx), old.eps, old.momentum, old.affine, old.track_running_stats,
                          device=old.weight.device if old.affine else None)
@@ -136,7 +157,7 @@ def _plan(graph: PruningGraph, kept: dict[int, list[int]]) -> dict[str, tuple[li
             idx = graph.indices(L.in_layout, kept, m.in_channels)
             if idx is not None:
                 plan[name] = (idx, idx)
-        elif L.role == "conv":
+        elif L.role in ("conv", "convt"):
             out = kept.get(graph.uf.find(L.out_space)) if L.out_space is not None else None
             inp = graph.indices(L.in_layout, kept, m.in_channels)
             if out is not None or inp is not None:
@@ -159,6 +180,8 @@ def slim_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
             new: nn.Module = _bn(old, out)
         elif L.role in ("conv", "dwconv"):
             new = _conv(old, out, inp, L.role == "dwconv")
+        elif L.role == "convt":
+            new = _convt(old, out, inp)
         else:
             new = _linear(old, inp)
         _set(model, name, new)
@@ -181,8 +204,12 @@ def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
     for name, (out, inp) in _plan(graph, kept).items():
         L = graph.layers[name]
         m = model.get_submodule(name)
-        rows = _keep_mask(out, L.module.weight.shape[0])
-        cols = _keep_mask(inp, L.module.weight.shape[1]) if L.role in ("conv", "linear") else None
+        w_shape = L.module.weight.shape
+        if L.role == "convt":                   # weight (in, out, kh, kw)
+            rows, cols = _keep_mask(out, w_shape[1]), _keep_mask(inp, w_shape[0])
+        else:
+            rows = _keep_mask(out, w_shape[0])
+            cols = _keep_mask(inp, w_shape[1]) if L.role in ("conv", "linear") else None
         for pname, p in m.named_parameters(recurse=False):
             if pname == "bias" or L.role == "bn":
                 mask = rows.clone() if L.role != "linear" else torch.ones_like(p, dtype=torch.bool)
@@ -190,6 +217,8 @@ def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
                 mask = rows.view(-1, 1, 1, 1).expand_as(p).clone()
             elif L.role == "conv":
                 mask = (rows.view(-1, 1, 1, 1) & cols.view(1, -1, 1, 1)).expand_as(p).clone()
+            elif L.role == "convt":
+                mask = (cols.view(-1, 1, 1, 1) & rows.view(1, -1, 1, 1)).expand_as(p).clone()
             else:
                 mask = cols.view(1, -1).expand_as(p).clone()
             masks[f"{name}.{pname}"] = mask
@@ -207,17 +236,23 @@ def resize(model: nn.Module, shapes: Mapping[str, Any]) -> nn.Module:
     for name, mod in list(model.named_modules()):
         key = f"{name}.weight" if name else "weight"
         shape = shapes.get(key)
-        if shape is None or not isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+        if shape is None or not isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear)):
             continue
         shape = tuple(int(d) for d in shape)
         if shape == tuple(mod.weight.shape):
             continue
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, nn.ConvTranspose2d):
+            if len(shape) != 4 or shape[2:] != tuple(mod.kernel_size) or mod.groups != 1:
+                raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
+            new: nn.Module = nn.ConvTranspose2d(shape[0], shape[1], mod.kernel_size, mod.stride, mod.padding,
+                                                mod.output_padding, 1, mod.bias is not None, mod.dilation,
+                                                mod.padding_mode)
+        elif isinstance(mod, nn.Conv2d):
             dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
             if len(shape) != 4 or shape[2:] != tuple(mod.kernel_size):
                 raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
             groups = shape[0] if dw else mod.groups
-            new: nn.Module = nn.Conv2d(shape[1] * groups, shape[0], mod.kernel_size, mod.stride, mod.padding,
+            new = nn.Conv2d(shape[1] * groups, shape[0], mod.kernel_size, mod.stride, mod.padding,
                                        mod.dilation, groups, mod.bias is not None, mod.padding_mode)
         elif isinstance(mod, nn.BatchNorm2d):
             if len(shape) != 1:
