@@ -31,7 +31,7 @@ def _load_model(spec: str, weights: str | None, random_weights: bool = False) ->
             raise ToolError(f"--model {spec} without --weights would quantize the random initial weights of {what}: "
                             "give --weights FILE (" + ("a state dict .pt/.pth, a checkpoint holding one, a whole "
                                                        "saved model, or an .npz" if file_class is not None else
-                                                       "an .npz of its parameters") +
+                                                       "an .npz or a state dict of its parameters") +
                             "), or --random-weights to quantize them on purpose")
         if weights and random_weights:
             raise ToolError("--random-weights and --weights contradict each other: give one of them")
@@ -39,7 +39,7 @@ def _load_model(spec: str, weights: str | None, random_weights: bool = False) ->
             print(f"[fixflow] WARNING: --random-weights: quantizing the random initial weights of {what} "
                   "(the accuracy means nothing)", file=sys.stderr)
         if file_class is None:
-            return load_dsl_model(spec, weights), None   # graph IR: the Quantizer takes it as it takes a torch model
+            return load_dsl_model(spec, weights, pruned=True), None   # graph IR: the Quantizer takes it as it takes a torch model
         return load_torch_model(*file_class, weights), None
     check_model_spec(spec)
     from fixflow.zoo import get_model
@@ -98,8 +98,8 @@ def _main(argv: Sequence[str] | None) -> int:
     p = ArgumentParser(prog="fixflow-quantize", description="Post-training quantization for the DPU (calib / test)")
     p.add_argument("--model", required=True, help="zoo model name, file.py:Class or a DSL network (.ffn)")
     p.add_argument("--weights", help="weights for --model: a state dict (.pt/.pth), a checkpoint holding one, a "
-                                     "whole saved model, or an .npz; for a zoo model also a pruned (slim) state "
-                                     "dict of fixflow-prune (the layers are resized to it)")
+                                     "whole saved model, or an .npz; for a zoo model or a DSL network also a pruned "
+                                     "(slim) state dict of fixflow-prune (the layers are resized to it)")
     p.add_argument("--random-weights", action="store_true",
                    help="quantize a file.py:Class model with its random initial weights, on purpose")
     p.add_argument("--data", default="digits", help="'digits' (or another named data set), a .npy or .npz of inputs "

@@ -106,7 +106,7 @@ def _safe_globals_for(weights: str, model: Any) -> list:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(weights)
     except Exception as e:  # noqa: BLE001 - not a zip checkpoint either
         raise ToolError(f"cannot read weights '{weights}': {_plain(str(e)) or type(e).__name__}") from None
-    user_mod = sys.modules.get(type(model).__module__)
+    user_mod = sys.modules.get(type(model).__module__) if model is not None else None
     allowed, refused = [], []
     for name in names:
         mod_name, _, attr = name.rpartition(".")
@@ -201,6 +201,28 @@ def load_state_dict(model: Any, weights: str, *, pruned: bool = False) -> None:
             raise ToolError(f"cannot read weights '{weights}': {type(e).__name__}: {_plain(str(e))} (expected an .npz "
                             "of the model's parameters, saved with np.savez(path, **arrays))") from None
         return
+    expected = set(model.state_dict())
+    state = _strip_prefixes(read_torch_state_dict(weights, model), expected)
+    if pruned:
+        _note_resized(model, resize_to_pruned(model, {k: tuple(v.shape) for k, v in state.items()}, weights), weights)
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        parts = ([f"missing {few(missing)}"] if missing else []) + ([f"unexpected {few(unexpected)}"] if unexpected else [])
+        raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {'; '.join(parts)} "
+                        "(are they the weights of this class?)")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {_plain(str(e))}") from None
+
+
+def read_torch_state_dict(weights: str, model: Any = None) -> dict:
+    """The state dict in the PyTorch file `weights`: a state dict, a training checkpoint holding one, or a
+    whole pickled model (of `model`'s own class or torch.nn classes, loaded without running code)."""
+    import torch
     if not os.path.isfile(weights):
         raise ToolError(f"cannot read '{weights}': no such file")
     try:
@@ -218,22 +240,7 @@ def load_state_dict(model: Any, weights: str, *, pruned: bool = False) -> None:
             raise ToolError(f"cannot read weights '{weights}': {type(e2).__name__}: "
                             f"{_plain(str(e2).splitlines()[0]) if str(e2) else ''}; save a state dict instead: "
                             "torch.save(model.state_dict(), 'weights.pt')") from None
-    expected = set(model.state_dict())
-    state = _strip_prefixes(_state_dict_of(obj, weights, model), expected)
-    if pruned:
-        _note_resized(model, resize_to_pruned(model, {k: tuple(v.shape) for k, v in state.items()}, weights), weights)
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        def few(keys: list[str]) -> str:
-            return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        parts = ([f"missing {few(missing)}"] if missing else []) + ([f"unexpected {few(unexpected)}"] if unexpected else [])
-        raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {'; '.join(parts)} "
-                        "(are they the weights of this class?)")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ToolError(f"weights '{weights}' do not match {type(model).__name__}: {_plain(str(e))}") from None
+    return _state_dict_of(obj, weights, model)
 
 
 def _note_resized(model: Any, resized: bool, weights: str) -> None:
@@ -263,20 +270,55 @@ def load_torch_model(path: str, cls_name: str, weights: str | None = None) -> An
     return model.eval()
 
 
-def load_dsl_model(path: str, weights: str | None = None) -> Any:
+def load_dsl_model(path: str, weights: str | None = None, *, pruned: bool = False) -> Any:
     """A network written in the fixflow DSL (`.ffn`), as graph-dialect IR; `weights` an `.npz` of its
-    parameters (seeded-random parameters otherwise, as the DSL defines)."""
+    parameters or a PyTorch state dict whose names are the statements' (seeded-random parameters otherwise,
+    as the DSL defines). With `pruned`, conv2d statements take their output channels from a narrower weights
+    entry (a slim state dict of fixflow-prune; a note names them)."""
     from fixflow.frontends.dsl import import_dsl
     from .common import read_text
     arrays = None
     if weights:
-        from fixflow.frontends.dsl.weights import load_npz
-        try:
-            arrays = load_npz(weights)
-        except (OSError, ValueError) as e:
-            raise ToolError(f"cannot read weights '{weights}': {e}") from None
-    return import_dsl(read_text(path), path, arrays, weights_name=weights)
+        arrays = _dsl_arrays(weights)
+    resized: list[str] | None = [] if pruned and arrays else None
+    module = import_dsl(read_text(path), path, arrays, weights_name=weights, resized=resized)
+    if resized:
+        print(f"[fixflow] {path}: {', '.join(resized)} resized to the pruned shapes of '{weights}' (conv2d's out "
+              "taken from the weights)", file=sys.stderr)
+    return module
+
+
+def _dsl_arrays(weights: str) -> dict:
+    """The arrays of a DSL network's weights file: an `.npz`, or a PyTorch state dict / checkpoint (a
+    file of another kind is read as PyTorch's when it is a zip or pickle, as `.pt` files are)."""
+    import numpy as np
+    if not os.path.isfile(weights):
+        raise ToolError(f"cannot read '{weights}': no such file")
+    if not weights.endswith(".npz") and _is_torch_file(weights):
+        state = read_torch_state_dict(weights)
+        return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
+    from fixflow.frontends.dsl.weights import load_npz
+    try:
+        return load_npz(weights)
+    except (OSError, ValueError) as e:
+        raise ToolError(f"cannot read weights '{weights}': {e}") from None
+
+
+def _is_torch_file(path: str) -> bool:
+    """A file torch.save wrote: a zip holding `<name>/data.pkl`, or a legacy pickle; an `.npz` is neither."""
+    import zipfile
+    if path.lower().endswith(WEIGHT_SUFFIXES):
+        return True
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return any(n.endswith("/data.pkl") for n in z.namelist())
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x80"   # pickle protocol 2+
+    except OSError:
+        return False
 
 
 __all__ = ["split_model_spec", "check_model_spec", "module_classes", "load_python_file", "load_state_dict",
+           "read_torch_state_dict",
            "load_torch_model", "load_dsl_model", "user_location", "WEIGHT_SUFFIXES"]

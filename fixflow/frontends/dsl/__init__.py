@@ -27,15 +27,19 @@ __all__ = ["import_dsl", "import_dsl_file", "export_weights", "parse_program", "
 
 
 def import_dsl(text: str, filename: str = "<dsl>", weights: Mapping[str, np.ndarray] | None = None,
-               seed: int | None = None, weights_name: str | None = None):
+               seed: int | None = None, weights_name: str | None = None, resized: list[str] | None = None):
     """Parse DSL `text` and build a verified `builtin.module` of graph ops.
 
     `weights` maps `<stmt>.<role>` keys (see docs/dsl.md) to arrays; parameters not in it are drawn from a
     generator seeded by `seed` (which overrides the nets' `with seed=` option; default 0). Every weights
     entry must be used. Raises `DslError` for any problem in the program.
+
+    With `resized` (a list), the weights may be a channel-pruned model's: a `conv2d` whose weights entry has
+    fewer output channels than its `out` takes them from the entry (a depthwise one, groups = out, follows its
+    input), and its statement name is appended to `resized`; every other shape still has to match.
     """
     from .lower import import_program
-    return import_program(text, filename, weights, seed, weights_name)
+    return import_program(text, filename, weights, seed, weights_name, resized)
 
 
 def import_dsl_file(path: str | Path, weights_npz: str | Path | None = None, seed: int | None = None):

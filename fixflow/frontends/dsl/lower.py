@@ -216,13 +216,14 @@ def _check_options(net: Net, filename: str) -> None:
 
 
 def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarray] | None,
-                  seed: int | None = None, weights_name: str | None = None):
-    """Lower parsed nets to a verified `builtin.module` (one `func.func` per net)."""
+                  seed: int | None = None, weights_name: str | None = None, resized: list[str] | None = None):
+    """Lower parsed nets to a verified `builtin.module` (one `func.func` per net); `resized` as for
+    `import_dsl`."""
     from ...dialects.builtin import FuncOp, ModuleOp, ReturnOp
     from .ops import lower_statement
 
     module = ModuleOp.empty(FileLineColLoc(filename, 1, 1))
-    store = WeightStore(weights)
+    store = WeightStore(weights, resized)
     seen: dict[str, Pos] = {}
     multi = len(nets) > 1
     by_name = {net.name: net for net in reversed(nets)}
@@ -284,5 +285,5 @@ def lower_program(nets: list[Net], filename: str, weights: Mapping[str, np.ndarr
 
 
 def import_program(text: str, filename: str, weights: Mapping[str, np.ndarray] | None, seed: int | None,
-                   weights_name: str | None = None):
-    return lower_program(parse_program(text, filename), filename, weights, seed, weights_name)
+                   weights_name: str | None = None, resized: list[str] | None = None):
+    return lower_program(parse_program(text, filename), filename, weights, seed, weights_name, resized)

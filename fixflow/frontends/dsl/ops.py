@@ -371,8 +371,6 @@ def _conv_common(nb: NetBuilder, b: Bound, transpose: bool) -> Value:
     x = b.inputs[0]
     n, c, h, w = _nchw(nb, b)
     groups = b.groups
-    if groups < 1 or c % groups:
-        raise nb.error(f"groups={groups} must divide the {c} input channels", b.pos.get("groups"))
     ws = _weight_shape(nb, b)
     out, kernel = b.out, b.kernel
     if ws is not None:
@@ -381,6 +379,10 @@ def _conv_common(nb: NetBuilder, b: Bound, transpose: bool) -> Value:
         w_out = ws[1] * groups if transpose else ws[0]
         out = w_out if out is None else out
         kernel = (ws[2], ws[3]) if kernel is None else kernel
+    if ws is None and not transpose and nb.store.resized is not None and out is not None and kernel is not None:
+        out, groups = _pruned_out(nb, b, c, out, groups, kernel)
+    if groups < 1 or c % groups:
+        raise nb.error(f"groups={groups} must divide the {c} input channels", b.pos.get("groups"))
     if out is None:
         raise nb.error(f"missing parameter 'out' (the number of output channels): {OPS[b.stmt.op].signature()}",
                        b.stmt.op_pos)
@@ -408,6 +410,21 @@ def _conv_common(nb: NetBuilder, b: Bound, transpose: bool) -> Value:
                        output_padding=b.output_pad, dilation=b.dilation, groups=groups)
     return nb.emit("graph.conv2d", x, weight, bias, stride=b.stride, padding=pad, dilation=b.dilation,
                    groups=groups)
+
+
+def _pruned_out(nb: NetBuilder, b: Bound, c: int, out: int, groups: int,
+                kernel: tuple[int, int]) -> tuple[int, int]:
+    """(out, groups) of a conv2d whose weights entry is a channel-pruned layer's: fewer output channels
+    than `out`, the same kernel; a depthwise conv (groups = out, one input channel per group) keeps
+    groups = its (pruned) input channels. Otherwise (out, groups) unchanged."""
+    ws = nb.store.peek_shape(nb.owner, nb.qual(b.stmt.target), "weight")
+    if ws is None or len(ws) != 4 or tuple(ws[2:]) != tuple(kernel) or not 1 <= ws[0] <= out:
+        return out, groups
+    new_groups = c if groups > 1 and groups == out and ws[1] == 1 else groups
+    if (ws[0], new_groups) == (out, groups):
+        return out, groups
+    nb.store.resized.append(nb.qual(b.stmt.target))
+    return ws[0], new_groups
 
 
 @op("conv2d", "2-D convolution (torch.nn.Conv2d); in channels come from the input", params=_CONV_PARAMS)

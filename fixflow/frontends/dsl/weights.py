@@ -93,13 +93,23 @@ def _check_finite(key: str, arr: np.ndarray) -> None:
 class WeightStore:
     """Looks up parameters in a weights mapping and remembers which keys were used."""
 
-    def __init__(self, weights: Mapping[str, np.ndarray] | None):
+    def __init__(self, weights: Mapping[str, np.ndarray] | None, resized: list[str] | None = None):
         self.weights = dict(weights or {})
         self.used: set[str] = set()
+        #: when a list: conv2d statements take their output channels from a narrower weights entry (a
+        #: channel-pruned model's), and their names are appended here
+        self.resized = resized
 
     def candidates(self, net: str, stmt: str, role: str) -> list[str]:
         suffixes = (role,) + ALIASES.get(role, ())
         return [f"{net}.{stmt}.{s}" for s in suffixes] + [f"{stmt}.{s}" for s in suffixes]
+
+    def peek_shape(self, net: str, stmt: str, role: str) -> tuple[int, ...] | None:
+        """The shape of the weights entry for this parameter, if any (without marking it used)."""
+        for key in self.candidates(net, stmt, role):
+            if key in self.weights:
+                return tuple(np.shape(self.weights[key]))
+        return None
 
     def lookup(self, net: str, stmt: str, role: str) -> tuple[str, np.ndarray] | None:
         """The (key, array) given for this parameter, if any."""
