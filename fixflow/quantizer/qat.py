@@ -764,7 +764,13 @@ class QatProcessor:
                 r.fp_b[op] = by_name_param[(n, "bias")]
         r.fixed_inputs = list(fps["inputs"])
         self._check_same_weights(q, src_names, dst_names, trained)
-        q.quant_model(*self.inputs)       # one frozen forward: nothing is chosen, the state is recorded
+        import warnings
+        from .input_checks import QuantizerWarning
+        log, q._inputs.log = q._inputs.log, None
+        with warnings.catch_warnings():   # the example inputs are no calibration data: their checks do not apply
+            warnings.filterwarnings("ignore", message="calibration input", category=QuantizerWarning)
+            q.quant_model(*self.inputs)   # one frozen forward: nothing is chosen, the state is recorded
+        q._inputs.log = log
         q.export_quant_config()
 
     def _check_same_weights(self, q: Any, src: dict[str, Operation], dst: dict[Operation, str], trained: Any) -> None:

@@ -40,6 +40,21 @@ _SHAPE_METHODS = {"size", "dim"}
 
 
 
+def _keeps_dims01(index: Any) -> bool:
+    """An index `x[:, :, ...]` selecting in dims >= 2 only (slices and integers)."""
+    if not isinstance(index, tuple) or len(index) < 2 or index[:2] != (slice(None), slice(None)):
+        return False
+    return all(isinstance(i, (int, slice)) and not isinstance(i, bool) for i in index[2:]) and \
+        all(not isinstance(getattr(i, a, None), fx.Node) for i in index[2:] if isinstance(i, slice)
+            for a in ("start", "stop", "step"))
+
+
+def _pads_spatial(node: fx.Node) -> bool:
+    """F.pad of at most the last two dims (H, W) of a feature map."""
+    pads = node.kwargs.get("pad", node.args[1] if len(node.args) > 1 else None)
+    return isinstance(pads, (tuple, list)) and len(pads) <= 4 and all(isinstance(p, int) for p in pads)
+
+
 def _is_stochastic_depth(fn: Any) -> bool:
     """torchvision.ops.stochastic_depth (EfficientNet, ConvNeXt...): drops whole samples in training, the
     identity in eval; the channel layout of its input is kept."""
@@ -58,7 +73,7 @@ class LayerUse:
 
     name: str
     module: nn.Module
-    role: str                              # "conv" | "convt" (ConvTranspose2d) | "dwconv" | "linear" | "bn"
+    role: str                              # "conv" | "convt" | "dwconv" | "linear" | "bn" | "prelu"
     in_layout: Layout | None               # what it reads (None: not tracked)
     out_space: int | None = None           # the space it starts (convs)
     out_elems: int = 0                     # output elements per channel/feature per image (for MACs)
@@ -271,6 +286,15 @@ class PruningGraph:
             return self._new(node, f"it is the output of the dense layer '{name}'")
         if isinstance(mod, nn.Flatten):
             return self._flatten(node, src, mod.start_dim)
+        if isinstance(mod, nn.PReLU) and mod.num_parameters > 1:     # a slope per channel: sliced as a batch norm
+            if ncalls > 1:
+                self._fix(src, f"'{name}' is called more than once")
+            elif src is not None and src[0] == "c":
+                self.layers[name] = LayerUse(name, mod, "prelu", src)
+                self.order.append(name)
+            else:
+                self._fix(src, f"it feeds '{name}' in an unexpected layout")
+            return src
         if isinstance(mod, _PASS_MODULES):
             return src
         self._fix(src, f"it feeds '{name}' ({type(mod).__name__}), which pruning does not know")
@@ -321,6 +345,10 @@ class PruningGraph:
             return src
         if fn is getattr or (fn is operator.getitem and not any(i is not None for i in ins)):
             return None
+        if fn is operator.getitem and src is not None and src[0] == "c" and _keeps_dims01(node.args[1]):
+            return src                             # x[:, :, h0:h1, w0:w1]: every channel kept
+        if fn is nn.functional.pad and src is not None and src[0] == "c" and _pads_spatial(node):
+            return src
         for i in ins:
             self._fix(i, f"it feeds '{node.name}' ({getattr(fn, '__name__', fn)}), which pruning does not know")
         return self._new(node, f"it comes from '{node.name}'")
@@ -373,7 +401,7 @@ class PruningGraph:
                 L = self.layers[n]
                 if L.out_space is not None:
                     self.fixed.setdefault(L.out_space, f"'{n}' is excluded")
-                if L.role in ("dwconv", "bn"):
+                if L.role in ("dwconv", "bn", "prelu"):
                     self._fix(L.in_layout, f"'{n}' is excluded")
 
     def _groups(self) -> dict[str, ChannelGroup]:
@@ -395,7 +423,7 @@ class PruningGraph:
                 g = by_root.get(self.uf.find(space))
                 if g is None:
                     continue
-                bucket = g.followers if L.role in ("bn", "dwconv") else g.consumers
+                bucket = g.followers if L.role in ("bn", "dwconv", "prelu") else g.consumers
                 if name not in bucket:
                     bucket.append(name)
         return {g.name: g for g in by_root.values()}
@@ -440,7 +468,7 @@ class PruningGraph:
         for name in self.order:
             L = self.layers[name]
             m = L.module
-            if L.role == "bn":
+            if L.role in ("bn", "prelu"):
                 continue
             if isinstance(m, nn.ConvTranspose2d):
                 kh, kw = m.kernel_size

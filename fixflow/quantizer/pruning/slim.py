@@ -116,6 +116,14 @@ def _convt(old: nn.ConvTranspose2d, out_idx: list[int] | None, in_idx: list[int]
     return new
 
 
+def _prelu(old: nn.PReLU, idx: list[int]) -> nn.PReLU:
+    new = nn.PReLU(len(idx), device=old.weight.device, dtype=old.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(old.weight.detach()[_idx(idx)])
+    new.train(old.training)
+    return new
+
+
 def _bn(old: nn.BatchNorm2d, idx: list[int]) -> nn.BatchNorm2d:
     new = nn.BatchNorm2d(len(idx), old.eps, old.momentum, old.affine, old.track_running_stats,
                          device=old.weight.device if old.affine else None)
@@ -149,7 +157,11 @@ def _plan(graph: PruningGraph, kept: dict[int, list[int]]) -> dict[str, tuple[li
     for name in graph.order:
         L = graph.layers[name]
         m = L.module
-        if L.role == "bn":
+        if L.role == "prelu":
+            idx = graph.indices(L.in_layout, kept, m.num_parameters)
+            if idx is not None:
+                plan[name] = (idx, None)
+        elif L.role == "bn":
             idx = graph.indices(L.in_layout, kept, m.num_features)
             if idx is not None:
                 plan[name] = (idx, None)
@@ -171,13 +183,15 @@ def _plan(graph: PruningGraph, kept: dict[int, list[int]]) -> dict[str, tuple[li
 
 def slim_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
     """A deep copy of ``graph.model`` whose layers hold only the kept channels (same class, smaller
-    Conv2d / BatchNorm2d / Linear modules, real smaller tensors)."""
+    Conv2d / ConvTranspose2d / BatchNorm2d / Linear / PReLU modules, real smaller tensors)."""
     model = copy.deepcopy(graph.model)
     for name, (out, inp) in _plan(graph, kept).items():
         L = graph.layers[name]
         old = model.get_submodule(name)
-        if L.role == "bn":
-            new: nn.Module = _bn(old, out)
+        if L.role == "prelu":
+            new: nn.Module = _prelu(old, out)
+        elif L.role == "bn":
+            new = _bn(old, out)
         elif L.role in ("conv", "dwconv"):
             new = _conv(old, out, inp, L.role == "dwconv")
         elif L.role == "convt":
@@ -203,6 +217,8 @@ def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
     masks: dict[str, torch.Tensor] = {}
     for name, (out, inp) in _plan(graph, kept).items():
         L = graph.layers[name]
+        if L.role == "prelu":
+            continue                            # its removed channels are 0, and prelu(0) = 0
         m = model.get_submodule(name)
         w_shape = L.module.weight.shape
         if L.role == "convt":                   # weight (in, out, kh, kw)
@@ -230,13 +246,13 @@ def sparse_model(graph: PruningGraph, kept: dict[int, list[int]]) -> nn.Module:
 
 
 def resize(model: nn.Module, shapes: Mapping[str, Any]) -> nn.Module:
-    """Replace the Conv2d / BatchNorm2d / Linear layers of ``model`` whose ``<layer>.weight`` has another
+    """Replace the Conv2d / ConvTranspose2d / BatchNorm2d / Linear / PReLU layers of ``model`` whose ``<layer>.weight`` has another
     shape in ``shapes`` (name -> shape) by fresh layers of that size (a depthwise conv stays depthwise);
     returns ``model``. The weights are then to be loaded."""
     for name, mod in list(model.named_modules()):
         key = f"{name}.weight" if name else "weight"
         shape = shapes.get(key)
-        if shape is None or not isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear)):
+        if shape is None or not isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Linear, nn.PReLU)):
             continue
         shape = tuple(int(d) for d in shape)
         if shape == tuple(mod.weight.shape):
@@ -254,6 +270,10 @@ def resize(model: nn.Module, shapes: Mapping[str, Any]) -> nn.Module:
             groups = shape[0] if dw else mod.groups
             new = nn.Conv2d(shape[1] * groups, shape[0], mod.kernel_size, mod.stride, mod.padding,
                                        mod.dilation, groups, mod.bias is not None, mod.padding_mode)
+        elif isinstance(mod, nn.PReLU):
+            if len(shape) != 1 or mod.num_parameters == 1:
+                raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
+            new = nn.PReLU(shape[0])
         elif isinstance(mod, nn.BatchNorm2d):
             if len(shape) != 1:
                 raise PruningError(f"'{key}' has shape {shape}, which no pruning of '{name}' ({mod}) gives")
@@ -269,7 +289,7 @@ def resize(model: nn.Module, shapes: Mapping[str, Any]) -> nn.Module:
 
 
 def load_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> nn.Module:
-    """Resize the Conv2d / BatchNorm2d / Linear layers of ``model`` (the unpruned architecture) to the
+    """Resize the Conv2d / ConvTranspose2d / BatchNorm2d / Linear / PReLU layers of ``model`` (the unpruned architecture) to the
     shapes in ``state_dict`` (a slim model's) and load it; returns ``model``. A depthwise conv stays
     depthwise."""
     try:
