@@ -53,7 +53,10 @@ def layer_ops(func: Operation, model: str, ov: LayerOverride, names: dict[Operat
     if not hit:
         known = sorted({f"{model}::{n}" for n in names.values()})
         bare = sorted({n for n in names.values()})
-        near = [f"{model}::{n}" for n in difflib.get_close_matches(wanted[-1].split("::")[-1], bare, n=3, cutoff=0.6)]
+        word = wanted[-1].split("::")[-1]
+        close = difflib.get_close_matches(word, bare, n=3, cutoff=0.6)   # equally close ones: in name order
+        close.sort(key=lambda n: (-difflib.SequenceMatcher(None, word, n).ratio(), n))
+        near = [f"{model}::{n}" for n in close]
         hint = f"; did you mean {', '.join(near)}?" if near else f" (its layers: {', '.join(known[:8])}" + (
             ", ...)" if len(known) > 8 else ")")
         raise QuantizerError(f"quant config: '{ov.where}.layer_name' {ov.layer_name!r} names no layer of {model}"
