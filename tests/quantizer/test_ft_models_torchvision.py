@@ -1,5 +1,6 @@
 """Fast finetuning on architectures fixflow did not write: torchvision's ResNet-18, MobileNetV2, SqueezeNet 1.1,
-ShuffleNetV2 x0.5, MnasNet 0.5 and EfficientNet-B0 (seeded random weights, 64x64 inputs, nothing downloaded).
+ShuffleNetV2 x0.5, MnasNet 0.5, EfficientNet-B0 and
+MobileNetV3-Small (seeded random weights, 64x64 inputs, nothing downloaded).
 
 For each: `fast_finetune` in calib mode, `load_ft_param` in test mode; test mode computes what calib mode computes
 after finetuning, the `_int.xmodel` (GraphRunner) and the compiled xmodel on the DPU interpreter compute exactly
@@ -61,10 +62,11 @@ def _finetune_compile_run(name: str, tmp_path, config=None, epochs: int = 1):
     return model, yt, rep, yc, yi, yd, xt
 
 
-def _check(name, tmp_path):
+def _check(name, tmp_path, calib_exact=True):
     from fixflow.passes.fix.annotations import conv_like_ops
     model, yt, rep, yc, yi, yd, xt = _finetune_compile_run(name, tmp_path)
-    np.testing.assert_array_equal(yt, yc)     # test mode == calib mode after finetuning
+    if calib_exact:
+        np.testing.assert_array_equal(yt, yc)     # test mode == calib mode after finetuning
     np.testing.assert_array_equal(yi, yt)     # the _int.xmodel
     np.testing.assert_array_equal(yd, yt)     # the compiled model on the DPU interpreter
     assert rep.samples == 16 and rep.layers
@@ -86,6 +88,13 @@ def test_squeezenet_finetunes_and_runs_bit_exact_on_the_dpu(tmp_path):
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "shufflenet_v2_x0_5", "mnasnet0_5", "efficientnet_b0"])
 def test_torchvision_model_finetunes_and_runs_bit_exact_on_the_dpu(name, tmp_path):
     _check(name, tmp_path)
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_small_finetunes_and_runs_bit_exact_on_the_dpu(tmp_path):
+    """Hard swish and SE hard sigmoids: test mode, the _int.xmodel and the DPU agree. (Calib mode after finetuning
+    does not model the DPU's hard swish yet: test_ft_models_handwritten.py, the strict xfail on hardswish.)"""
+    _check("mobilenet_v3_small", tmp_path, calib_exact=False)
 
 
 @pytest.mark.slow
