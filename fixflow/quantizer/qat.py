@@ -26,6 +26,7 @@ import copy
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -118,6 +119,14 @@ _TRAINABLE_OPS = frozenset({
     "graph.normalize", "graph.batch_norm"})
 
 
+#: DPU ops that read a constant operand as a fixed-point feature map (the quantize pass's const_operand)
+_FIX_CONST_READERS = frozenset({"graph.add", "graph.mul", "graph.concat"})
+
+
+def _is_const(v: Value) -> bool:
+    return getattr(v, "op", None) is not None and ConstantLike in v.op.TRAITS
+
+
 def _runs_in_float(op: Operation) -> bool:
     """Does test mode run `op` as a float CPU op (left in float, no fixed-point form, or a form the quantize
     pass keeps on the CPU)? Its QAT value is then fixflow's float kernel's."""
@@ -207,6 +216,7 @@ def _make_module():
             self._pt_key: dict[Value, str] = {}
             self._consts: dict[Value, Any] = {}
             self._bn: dict[Operation, tuple[Any, Any]] = {}
+            self._const_fix: dict[Value, tuple[Any, int]] = {}
             _check_trainable(self._ops, names, model)
             _check_shared_layers(self._ops, names, model)
             by_value: dict[Value, str] = {}
@@ -503,18 +513,34 @@ def _make_module():
 
         def _eltwise_add(self, op: Operation, a: list[Any]) -> Any:
             """The DPU's element-wise add: each input pre-scaled with a floor to 2^-(min fix_pos + 2)
-            (exact unless an input has a finer position; straight-through)."""
-            keys = [self._value_key(v) if isinstance(v, Value) else None for v in op.operands]
-            if keep_float_reason(op) is not None or any(k is None or k not in self._fps for k in keys):
+            (exact unless an input has a finer position; straight-through). A constant operand is an input at
+            its own fix position."""
+            fps: list[int | None] = []
+            for v in op.operands:
+                k = self._value_key(v)
+                fps.append(self._fps.get(k) if k is not None else
+                           self._const_q(v)[1] if _is_const(v) else None)
+            if keep_float_reason(op) is not None or any(f is None for f in fps):
                 return a[0] + a[1]
-            e = min(self._fps[k] for k in keys) + 2
+            e = min(fps) + 2
             out = None
-            for x, k in zip(a, keys):
-                if self._fps[k] > e:
+            for x, f in zip(a, fps):
+                if f > e:
                     s = 2.0 ** e
                     x = x + (torch.floor(x * s) / s - x).detach()
                 out = x if out is None else out + x
             return out
+
+        def _const_q(self, v: Value) -> tuple[Any, int]:
+            """A constant read as a feature map by an op the DPU runs (an add's or multiply's operand): 8-bit,
+            std_round, at its "diffs" fix position, as the quantize pass writes it."""
+            got = self._const_fix.get(v)
+            if got is None:
+                arr = np.asarray(v.op.attributes["value"].array, np.float64)
+                fp = fix_pos_diffs(arr, 8, "std_round")
+                q = (quantize(arr, 8, fp, "std_round") * 2.0 ** -fp).astype(np.float32)
+                got = self._const_fix[v] = (torch.from_numpy(np.ascontiguousarray(q)), fp)
+            return got
 
         def forward(self, *xs: Any) -> Any:
             if len(xs) != len(self._args):
@@ -546,7 +572,8 @@ def _make_module():
             raw: dict[Value, Any] = {}     # float CPU ops' results before their quantization point
             for op in self._ops:
                 flt = _runs_in_float(op)     # a float op reads another float op's value unquantized (as test mode)
-                a = [raw[v] if flt and v in raw else env[v] if v in env else self._const(v) for v in op.operands
+                a = [raw[v] if flt and v in raw else env[v] if v in env else self._const(v) if flt or
+                     op.name not in _FIX_CONST_READERS else self._const_q(v)[0] for v in op.operands
                      if not (isinstance(op, CONV_LIKE) and v is not op.operands[0])]
                 y = self._eval(op, a)
                 r = op.results[0]
@@ -764,7 +791,6 @@ class QatProcessor:
                 r.fp_b[op] = by_name_param[(n, "bias")]
         r.fixed_inputs = list(fps["inputs"])
         self._check_same_weights(q, src_names, dst_names, trained)
-        import warnings
         from .input_checks import QuantizerWarning
         log, q._inputs.log = q._inputs.log, None
         with warnings.catch_warnings():   # the example inputs are no calibration data: their checks do not apply

@@ -215,3 +215,21 @@ class NormAfterAct(nn.Module):
 
 
 MODELS["NormAfterAct"] = NormAfterAct
+
+
+class ConstOperands(nn.Module):
+    """Constants the DPU reads as feature maps (`x * 0.3 + 0.7`, a learned per-channel scale) and two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.c, self.d = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3)
+        self.scale = nn.Parameter(torch.rand(1, 8, 1, 1) + 0.3)
+        self.fc, self.aux = nn.Linear(8, 10), nn.Linear(8, 3)
+
+    def forward(self, x):
+        y = F.relu(self.c(x)) * 0.3 + 0.7
+        h = (self.d(y) * self.scale).mean((2, 3))
+        return self.fc(h), self.aux(h)
+
+
+MODELS["ConstOperands"] = ConstOperands

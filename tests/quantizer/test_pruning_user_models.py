@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from _qat_pruning_models import MODELS, SHAPE, build, images  # noqa: E402
+from _qat_pruning_models import SHAPE, build, images  # noqa: E402
 from fixflow.quantizer.pruning import PruningError, get_pruning_runner, load_state_dict  # noqa: E402
 
 #: what each hand-written model must prune to (MACs after / before at removal_ratio 0.3, at most)
@@ -145,7 +145,7 @@ def test_pruned_hand_written_model_compiles_and_runs(tmp_path):
     from fixflow.runtime import GraphRunner
     from fixflow.tools.compile import main as compile_main
     model = build("ResidualConcat")
-    runner, slim, x = _prune(model, SHAPE, tmp_path)
+    _, slim, x = _prune(model, SHAPE, tmp_path)
     path, y = _quantize(slim, SHAPE, x, tmp_path / "q")
     assert compile_main(["-x", str(path), "-a", "DPUCZDX8G_ISA1_B4096", "-o", str(tmp_path / "c"),
                          "--no-progress"]) == 0

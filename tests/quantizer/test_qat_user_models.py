@@ -31,6 +31,7 @@ def _train(qm, shape, steps, lr=3e-3, seed=1):
         x = torch.randn((8,) + tuple(shape[1:]), generator=g)
         y = torch.randint(0, 10, (8,), generator=g)
         out = qm(x)
+        out = out[0] if isinstance(out, tuple) else out
         loss = F.cross_entropy(out, y) if out.dim() == 2 and out.shape[1] >= 10 else out.pow(2).mean()
         opt.zero_grad()
         loss.backward()
@@ -49,13 +50,20 @@ def _qat_round_trip(model, shape, tmp_path, steps=3, config=None, export=True):
     assert (tmp_path / "quant_info.json").exists()
     x = torch.randn((6,) + tuple(shape[1:]), generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        trained = qm(x).numpy()
-    deployed = np.asarray(qat.quantizer().quant_model(x))
+        trained = _numpy(qm(x))
+    deployed = _numpy(qat.quantizer().quant_model(x))
     if export:
         path = qat.export_xmodel(tmp_path)
         assert path.name.endswith("_int.xmodel")
-        np.testing.assert_array_equal(GraphRunner.from_xmodel(path).run([x.numpy()])[0], deployed)
+        ran = GraphRunner.from_xmodel(path).run([x.numpy()])
+        np.testing.assert_array_equal(np.concatenate([r.ravel() for r in ran]), deployed)
     return qat, qm, trained, deployed
+
+
+def _numpy(out) -> np.ndarray:
+    """A model's output (one tensor or several) as one flat array."""
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return np.concatenate([np.asarray(o.detach() if hasattr(o, "detach") else o).ravel() for o in outs])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -69,7 +77,7 @@ def test_qat_layers_left_in_float_match_test_mode(tmp_path):
     config = {"tensor_quantize_config": {"weights": {"bit_width": 4}},
               "layer_quantize_config": [{"layer_name": "block.0.0", "quantizable_data_type": []},
                                         {"layer_name": "fc", "quantizable_data_type": []}]}
-    qat, _, trained, deployed = _qat_round_trip(build("ResidualConcat"), SHAPE, tmp_path, config=config)
+    _, _, trained, deployed = _qat_round_trip(build("ResidualConcat"), SHAPE, tmp_path, config=config)
     np.testing.assert_array_equal(trained, deployed)
     info = json.loads((tmp_path / "quant_info.json").read_text())
     assert set(info["float_layers"]) == {"ResidualConcat::block.0.0", "ResidualConcat::fc"}
@@ -118,8 +126,8 @@ def test_first_forward_applies_the_rules_and_equals_test_mode(name, mode, tmp_pa
     qm.train(mode == "train")
     x = images(8, seed=3)
     with torch.no_grad():
-        first = qm(x).numpy()
-        second = qm(x).numpy()
+        first = _numpy(qm(x))
+        second = _numpy(qm(x))
     np.testing.assert_array_equal(first, second)
     raw = {k: q.fix_pos() for k, q in qm.quant.items()}
     legal = qm.legal_fix_positions()
@@ -128,7 +136,7 @@ def test_first_forward_applies_the_rules_and_equals_test_mode(name, mode, tmp_pa
     qm.train_steps = 1                   # deploy the untrained thresholds (skips the export-before-training check)
     monkeypatch.setattr(qat, "_check_trained", lambda trained: None)
     qat.to_deployable(qm, tmp_path)
-    np.testing.assert_array_equal(first, np.asarray(qat.quantizer().quant_model(x)))
+    np.testing.assert_array_equal(first, _numpy(qat.quantizer().quant_model(x)))
 
 
 # ---- torchvision architectures (seeded random weights, 64x64)
@@ -173,11 +181,21 @@ class _UnevenPool(nn.Module):
 
 
 @pytest.mark.parametrize("model, message", [
-    (_SharedWithNorms, r"QAT: '_SharedWithNorms::c' is called more than once \('c#1', 'c#2'\) and fixflow's prepared "
-                       r"graph gives the calls different weights \(a batch norm folded into a call"),
+    (_SharedWithNorms, (r"QAT: '_SharedWithNorms::c' is called more than once \('c#1', 'c#2'\) and fixflow's "
+                        r"prepared graph gives the calls different weights \(a batch norm folded into a call")),
     (_UnevenPool, r"QAT: '_UnevenPool::adaptive_avg_pool2d' pools a 14x14 map to 3x3 \(uneven windows"),
 ])
 def test_unsupported_model_is_one_message_at_wrap_time(model, message):
     qat = QatProcessor(model().eval(), (torch.zeros(1, 3, 16, 16),), log=None)
     with pytest.raises(QatError, match=message):
         qat.trainable_model()
+
+
+@pytest.mark.xfail(strict=True, reason="passes/fix/quantize.py (_reshape_to) folds the flatten's NHWC->NCHW order "
+                                       "into the next linear's weight columns also when that linear is left in "
+                                       "float (a CPU op cloned with the original weights): test mode is wrong there, "
+                                       "PTQ as well as QAT")
+def test_qat_float_dense_after_flatten_of_a_feature_map(tmp_path):
+    config = {"layer_quantize_config": [{"layer_name": "fc1", "quantizable_data_type": []}]}
+    _, _, trained, deployed = _qat_round_trip(build("DenseMiddle"), SHAPE, tmp_path, config=config, export=False)
+    np.testing.assert_array_equal(trained, deployed)
