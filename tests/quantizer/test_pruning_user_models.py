@@ -224,3 +224,17 @@ def test_per_channel_prelu_follows_its_conv_and_spatial_slices_and_pads_keep_cha
     groups = {g.name: g for g in get_pruning_runner(build("OddOps"), torch.zeros(SHAPE), log=None).groups()}
     assert groups["c3"].prunable and groups["c4"].prunable and groups["c4"].consumers == ["fc"]
     assert "chunk" in groups["c1.0"].fixed      # a channel split is not followed: kept whole, with the reason
+
+
+
+def test_removal_ratio_does_not_overshoot_on_ties(tmp_path):
+    """A score that never moves (every drop 0: all tolerances tie) used to prune every group at its largest
+    ratio; groups now step back while the target holds: the MACs land under the target, well above what
+    every group at its largest ratio gives."""
+    runner = get_pruning_runner(build("ResidualConcat"), torch.zeros(SHAPE), output_dir=tmp_path, log=None,
+                                progress=False)
+    runner.ana(lambda m: 1.0, ratios=(0.3, 0.6, 0.9))
+    runner.prune(removal_ratio=0.3)
+    after, before = runner.last_spec.macs_after, runner.last_spec.macs_before
+    runner.prune(channel_ratio=0.9)                    # every group at the largest analysed ratio
+    assert runner.last_spec.macs_after < 0.5 * before < after <= int(before * 0.7)

@@ -176,23 +176,46 @@ class PruningRunner:
     def _allocate(self, graph: PruningGraph, groups: list[ChannelGroup], s: Sensitivity, channel_divisible: int,
                   target: int | None = None, threshold: float | None = None) -> dict[str, int]:
         """Per-group channel counts: each group at the largest analysed ratio whose score drop is within a
-        common tolerance t; t is ``threshold`` x baseline, or the smallest one whose MACs fit ``target``."""
-        def counts_at(t: float) -> dict[str, int]:
-            out = {}
-            for g in groups:
-                ok = [i for i in range(len(s.ratios)) if s.drop(g.name, i) <= t + 1e-12]
-                out[g.name] = kept_count(g.size, s.ratios[max(ok)], channel_divisible) if ok else g.size
-            return out
+        common tolerance t; t is ``threshold`` x baseline, or the smallest one whose MACs fit ``target``. With a
+        target, groups then step back to smaller ratios (within t) while the MACs still fit, the most sensitive
+        first, so the result does not overshoot the target by whole grid steps (ties in the analysis, a model
+        whose score hardly moves, would otherwise prune every group at its largest ratio)."""
+        def ok_indices(g: ChannelGroup, t: float) -> list[int]:
+            return [i for i in range(len(s.ratios)) if s.drop(g.name, i) <= t + 1e-12]
+
+        def count(g: ChannelGroup, i: int) -> int:
+            return kept_count(g.size, s.ratios[i], channel_divisible) if i >= 0 else g.size
+
+        def at(t: float) -> dict[str, int]:
+            return {g.name: max(ok_indices(g, t), default=-1) for g in groups}
 
         if threshold is not None:
-            return counts_at(threshold * abs(s.baseline))
+            return {g.name: count(g, i) for g, i in zip(groups, at(threshold * abs(s.baseline)).values())}
         assert target is not None
         drops = sorted({s.drop(g.name, i) for g in groups for i in range(len(s.ratios))})
         for t in drops:
-            c = counts_at(t)
-            if self._macs(graph, c) <= target:
-                return c
+            idx = at(t)
+            counts = {g.name: count(g, idx[g.name]) for g in groups}
+            if self._macs(graph, counts) <= target:
+                return self._back_off(graph, groups, s, idx, counts, t, target, count, ok_indices)
         raise AssertionError("unreachable: the largest drop prunes every group at its largest ratio")
+
+    def _back_off(self, graph: PruningGraph, groups: list[ChannelGroup], s: Sensitivity, idx: dict[str, int],
+                  counts: dict[str, int], t: float, target: int, count: Callable[[ChannelGroup, int], int],
+                  ok_indices: Callable[[ChannelGroup, float], list[int]]) -> dict[str, int]:
+        """Step groups back to their next smaller ratio within tolerance `t` (or unpruned) while the MACs fit
+        `target`: passes over the groups, the largest score drop first, until none can step back."""
+        changed = True
+        while changed:
+            changed = False
+            pruned = [g for g in groups if idx[g.name] >= 0]
+            for g in sorted(pruned, key=lambda g: (-s.drop(g.name, idx[g.name]), -idx[g.name], g.name)):
+                i = idx[g.name]
+                j = max((k for k in ok_indices(g, t) if k < i), default=-1)
+                trial = {**counts, g.name: count(g, j)}
+                if trial[g.name] == counts[g.name] or self._macs(graph, trial) <= target:
+                    idx[g.name], counts, changed = j, trial, True
+        return counts
 
     @staticmethod
     def _macs(graph: PruningGraph, counts: dict[str, int]) -> int:
