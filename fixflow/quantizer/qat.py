@@ -545,6 +545,14 @@ def _make_module():
         def forward(self, *xs: Any) -> Any:
             if len(xs) != len(self._args):
                 raise QatError(f"QAT model: expected {len(self._args)} input(s), got {len(xs)}")
+            for i, (arg, x) in enumerate(zip(self._args, xs)):
+                want = tuple(arg.type.shape)
+                got = tuple(getattr(x, "shape", ()))
+                if not isinstance(x, torch.Tensor) or len(got) != len(want) or got[1:] != want[1:]:
+                    what = f"has shape {got}" if isinstance(x, torch.Tensor) else \
+                        f"is a {type(x).__name__}, not a torch tensor"
+                    raise QatError(f"QAT model: input {i} {what}; the model was wrapped with example input of shape "
+                                   f"{want} (any batch size, the other dimensions as the example's)")
             if not all(bool(q.initialized) for q in self.quant.values()):
                 with torch.no_grad():     # the first batch: the activation thresholds start on it (one pass),
                     self._run(xs, initialize=True)

@@ -199,3 +199,13 @@ def test_qat_float_dense_after_flatten_of_a_feature_map(tmp_path):
     config = {"layer_quantize_config": [{"layer_name": "fc1", "quantizable_data_type": []}]}
     _, _, trained, deployed = _qat_round_trip(build("DenseMiddle"), SHAPE, tmp_path, config=config, export=False)
     np.testing.assert_array_equal(trained, deployed)
+
+
+def test_input_of_another_shape_is_one_message():
+    qm = QatProcessor(build("GroupedDepthwise"), (torch.zeros(SHAPE),), log=None).trainable_model()
+    assert qm(images(3)).shape == (3, 10)                   # another batch size is fine
+    with pytest.raises(QatError, match=r"QAT model: input 0 has shape \(2, 3, 20, 20\); the model was wrapped with "
+                                       r"example input of shape \(1, 3, 16, 16\) \(any batch size"):
+        qm(torch.zeros(2, 3, 20, 20))
+    with pytest.raises(QatError, match="QAT model: input 0 is a ndarray, not a torch tensor"):
+        qm(np.zeros(SHAPE, np.float32))
