@@ -149,9 +149,11 @@ def _cli(*args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow   # two finetunes of 10 epochs in subprocesses: ~25 s CPU
 def test_fixflow_quantize_fast_finetune_on_a_model_file_from_the_shell(tmp_path):
-    """`fixflow-quantize --model file.py:Class --fast-finetune` in calib then test mode; the test-mode files are
-    the finetuned model (checked against the Python API on the same batches)."""
+    """`fixflow-quantize --model file.py:Class --fast-finetune` in calib then test mode: the files are the finetuned
+    model (the test-mode xmodel computes what test mode computes from the CLI's quant_info.json and
+    fast_finetune.npz), and they differ from plain calibration's."""
     rng = np.random.default_rng(0)
     x = rng.random((32, 3, 16, 16)).astype(np.float32)
     np.savez(tmp_path / "data.npz", x=x, y=rng.integers(0, 10, 32))
@@ -165,15 +167,15 @@ def test_fixflow_quantize_fast_finetune_on_a_model_file_from_the_shell(tmp_path)
     assert "Finetuned parameters in use" in r.stdout + r.stderr and "Traceback" not in r.stderr
     from fixflow.runtime import GraphRunner
     y_cli = GraphRunner.from_xmodel(tmp_path / "q" / "Mixed_int.xmodel").run([x])[0]
-    # the same finetune through the Python API on the same two batches gives the same model
-    model = Mixed().eval()
-    q = Quantizer(model, (torch.from_numpy(x[:1]),), mode="calib", output_dir=tmp_path / "api", log=None,
-                  progress=False)
-    q.fast_finetune(lambda bs: [q.quant_model(b) for b in bs], ([torch.from_numpy(x[:16]), torch.from_numpy(x[16:])],))
-    q.export_quant_config()
-    qt = Quantizer(model, (torch.from_numpy(x[:1]),), mode="test", output_dir=tmp_path / "api", log=None,
+    qt = Quantizer(Mixed().eval(), (torch.from_numpy(x[:1]),), mode="test", output_dir=tmp_path / "q", log=None,
                    progress=False)
+    assert qt.load_ft_param() is None
     np.testing.assert_array_equal(y_cli, np.asarray(qt.quant_model(torch.from_numpy(x))))
+    plain = common[:-3] + ["--output-dir", str(tmp_path / "plain")]
+    assert _cli(*plain, "--mode", "calib", cwd=tmp_path).returncode == 0
+    assert _cli(*plain, "--mode", "test", cwd=tmp_path).returncode == 0
+    y_plain = GraphRunner.from_xmodel(tmp_path / "plain" / "Mixed_int.xmodel").run([x])[0]
+    assert not np.array_equal(y_plain, y_cli)
 
 
 def test_grouped_conv_finetunes_and_matches_its_int_xmodel(tmp_path):
@@ -283,3 +285,14 @@ def test_two_linear_layers_keep_the_output_shape(tmp_path):
     _, qt, _ = _finetune(TwoLinears().eval(), tmp_path / "q", epochs=1)
     yt = np.asarray(qt.quant_model(XT))
     assert _compile_run(qt.export_xmodel(), tmp_path, XT.numpy()).shape == yt.shape
+
+
+@pytest.mark.xfail(strict=True, reason="fast_finetune.py: _Evaluator.quant_op looks a conv-like layer left in float up "
+                                       "in self.params (only tuned layers are there) and raises KeyError (a traceback); "
+                                       "it should evaluate the op on its own float constants (op.evaluate(args), args "
+                                       "already hold them), as docs/fast-finetune.md promises")
+def test_fast_finetune_with_a_layer_left_in_float(tmp_path):
+    cfg = {"layer_quantize_config": [{"layer_type": "torch.nn.Linear", "layer_name": None, "quantizable_data_type": []}]}
+    q, qt, rep = _finetune(TwoLinears().eval(), tmp_path / "q", config=cfg, epochs=1)
+    assert [r.name for r in rep.layers] == ["a"]
+    np.testing.assert_array_equal(np.asarray(q.quant_model(XT)), np.asarray(qt.quant_model(XT)))
