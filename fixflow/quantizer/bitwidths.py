@@ -19,7 +19,7 @@ from .config import LAYER_TYPES, LayerOverride, QuantConfig
 from .errors import QuantizerError
 
 __all__ = ["resolve_bit_widths", "layer_ops", "float_layers", "apply_bit_config", "check_quant_info_bits",
-           "expected_bits"]
+           "expected_bits", "unwritable_float_ops"]
 
 _VAI_SEGMENT = re.compile(r"\[([^\]]+)\]")
 
@@ -100,6 +100,24 @@ def float_layers(func: Operation, model: str, names: dict[Operation, str]) -> di
     return out
 
 
+def unwritable_float_ops(func: Operation) -> dict[Operation, str]:
+    """Layers left in float whose float form the `_int.xmodel` cannot hold -> the graph op kind that stops it:
+    the layer itself, or the ReLU6 that stays in float after a conv-like layer left in float."""
+    from ..backends.xmodel.fix_xmodel import XIR_FLOAT_OPS
+    writable = set(XIR_FLOAT_OPS) | {"graph.conv2d", "graph.linear", "graph.pad"}
+    out = {}
+    for op in func.regions[0].blocks[0].ops:
+        if KEEP_FLOAT not in op.attributes:
+            continue
+        kinds = [op.name]
+        if isinstance(op, CONV_LIKE) and op.results[0].users:
+            kinds += [u.name for u in op.results[0].users if u.name == "graph.relu6"]
+        bad = [k for k in kinds if k not in writable]
+        if bad:
+            out[op] = bad[0]
+    return out
+
+
 def apply_bit_config(q: Any) -> BitWidths:
     """The Quantizer's hook: resolve `q.config` on its prepared graph, log the layers left in float."""
     from .api import call_site_names
@@ -107,6 +125,10 @@ def apply_bit_config(q: Any) -> BitWidths:
     bits = resolve_bit_widths(q.func, q.name, q.config, names)
     for name, why in float_layers(q.func, q.name, names).items():
         q._log(f"[fixflow] note: '{name}' stays in float and will run on the CPU: {why}")
+    for op, kind in unwritable_float_ops(q.func).items():
+        q._log(f"[fixflow] warning: '{q.name}::{names[op]}' left in float: test mode runs it, but the _int.xmodel "
+               f"cannot hold a float {kind} yet, so export_xmodel() will refuse the model; quantize this layer to "
+               "deploy it")
     c = q.config
     widths = (c.weights_bit_width, c.activation_bit_width, c.bias_bit_width, c.input_bit_width)
     if len(set(widths)) > 1 or any(o.bits for o in c.layers):

@@ -130,9 +130,14 @@ def test_both_calls_of_a_reused_module_are_left_in_float(tmp_path):
 
 
 def test_a_float_layer_the_xmodel_cannot_hold_is_one_message(tmp_path):
-    """A ConvTranspose2d left in float runs in test mode, but XIR has no float transposed convolution: export_xmodel
-    (and fixflow-quantize --mode test) say so in one line naming the layer."""
+    """A ConvTranspose2d left in float runs in test mode, but the _int.xmodel cannot hold it: the Quantizer warns when
+    it reads the config, and export_xmodel (fixflow-quantize --mode test) says so in one line naming the layer."""
     cfg = {"layer_quantize_config": [_float(name="up")]}
+    logs: list[str] = []
+    Quantizer(Mixed().eval(), (X[:1],), mode="calib", output_dir=tmp_path / "w", log=logs.append, progress=False,
+              config=cfg)
+    assert any("[fixflow] warning: 'Mixed::up' left in float: test mode runs it, but the _int.xmodel cannot hold a "
+               "float graph.conv_transpose2d yet, so export_xmodel() will refuse the model" in line for line in logs)
     _, qt = _calib_test(Mixed, tmp_path / "q", cfg)
     qt.quant_model(XT)
     with pytest.raises(FixflowError) as e:
@@ -235,3 +240,11 @@ def test_a_float_linear_after_flatten_reads_torch_order(tmp_path, layer):
         np.testing.assert_array_equal(GraphRunner.from_xmodel(xmodel).run([XT.numpy()])[0], yt)
         np.testing.assert_allclose(_compile_run(xmodel, out, XT.numpy()).reshape(yt.shape), yt, rtol=1e-5, atol=1e-6)
     assert errs[False] < 2 * errs[True] + 0.01, errs
+
+
+def test_the_warning_names_the_relu6_a_float_conv_leaves_behind_and_not_a_writable_layer(tmp_path):
+    from fixflow.quantizer.bitwidths import unwritable_float_ops
+    for cls, expected in ((ConvRelu6, {"c": "graph.relu6"}), (PlainConvs, {})):
+        q = Quantizer(cls().eval(), (X[:1],), mode="calib", output_dir=tmp_path, log=None, progress=False,
+                      config={"layer_quantize_config": [_float(name="c")]})
+        assert {op.results[0].name_hint: k for op, k in unwritable_float_ops(q.func).items()} == expected
