@@ -296,6 +296,9 @@ def _dsl_arrays(weights: str) -> dict:
         raise ToolError(f"cannot read '{weights}': no such file")
     if not weights.endswith(".npz") and _is_torch_file(weights):
         state = read_torch_state_dict(weights)
+        for prefix in ("module.", "_orig_mod."):   # DDP and torch.compile wrappers
+            if state and all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix):]: v for k, v in state.items()}
         return {k: v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v) for k, v in state.items()}
     from fixflow.frontends.dsl.weights import load_npz
     try:

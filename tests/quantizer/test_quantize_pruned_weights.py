@@ -172,3 +172,15 @@ def test_dsl_resize_only_narrows_conv_outputs():
     k5 = {**w, "a.weight": rng.normal(size=(4, 4, 5, 5))}
     with pytest.raises(DslError, match=r"'a.weight' has shape \[4, 4, 5, 5\] but \[8, 4, 3, 3\]"):
         import_dsl(src, "n.ffn", k5, resized=[])
+
+
+def test_dsl_weights_from_a_ddp_checkpoint(pruned_dsl, tmp_path, capsys):
+    """A training checkpoint holding a DDP state dict ({'state_dict': {'module.conv1.weight': ...}}) loads into the
+    DSL network too (the .pth was once read as an .npz: 'weights not used by any statement: CNN_pruned/data.pkl')."""
+    from pathlib import Path
+    state = torch.load(pruned_dsl / "pr" / "CNN_pruned.pth", weights_only=True)
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}}, tmp_path / "ckpt.pth")
+    ffn = str(Path(__file__).resolve().parents[2] / "examples" / "cnn.ffn")
+    assert quantize(["--model", ffn, "--weights", str(tmp_path / "ckpt.pth"), "--data", "digits", "--mode", "calib",
+                     "--calib-batches", "1", "--output-dir", str(tmp_path / "q")]) == 0
+    assert "conv1, conv2, conv3 resized to the pruned shapes" in capsys.readouterr().err
