@@ -184,7 +184,6 @@ def load_state_dict(model: Any, weights: str, *, pruned: bool = False) -> None:
     the user's own class (`torch.save(model, f)`, loaded without running code), DDP `module.` keys.
     With `pruned`, layers whose weights have other shapes are first resized to them (a slim state dict
     of fixflow-prune; a note says so). What cannot be loaded is one `ToolError` naming the fix."""
-    import torch
     if weights.endswith(".npz"):
         from fixflow.ir.diagnostics import FixflowError
         from fixflow.zoo.checkpoint import load_npz, read_npz

@@ -101,7 +101,7 @@ def test_mobilenet_v3_small_finetunes_and_runs_bit_exact_on_the_dpu(tmp_path):
 def test_w4a8_finetune_on_mobilenet_v2_runs_bit_exact_on_the_dpu(tmp_path):
     """4-bit weights (depthwise included) after fast finetuning: still whole on the DPU, and exact."""
     cfg = {"tensor_quantize_config": {"weights": {"bit_width": 4}}}
-    model, yt, rep, yc, yi, yd, _ = _finetune_compile_run("mobilenet_v2", tmp_path, config=cfg)
+    _, yt, _, yc, yi, yd, _ = _finetune_compile_run("mobilenet_v2", tmp_path, config=cfg)
     np.testing.assert_array_equal(yt, yc)
     np.testing.assert_array_equal(yi, yt)
     np.testing.assert_array_equal(yd, yt)
