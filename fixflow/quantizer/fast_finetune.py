@@ -43,12 +43,13 @@ import attrs
 import numpy as np
 import torch
 
+from ..dialects.fix.kernels import elew_shifts, hard_sigmoid_fix_sim, hard_swish_fix_sim
 from ..dialects.fix.numerics import fake_quantize, qrange
 from ..dialects.graph import ConstantOp, Conv2dOp, LinearOp
 from ..ir.attributes import DenseResourceElementsAttr
 from ..ir.core import Operation, Value
 from ..ir.opdef import ConstantLike, Terminator
-from ..passes.fix.annotations import CONV_LIKE, conv_like_ops, read_fix_attr
+from ..passes.fix.annotations import CONV_LIKE, conv_like_ops, point_of, read_fix_attr
 from .errors import QuantizerError
 
 if TYPE_CHECKING:
@@ -76,13 +77,15 @@ CHECK_EVERY_STEP = True
 
 @attrs.define
 class LayerReport:
-    """One tuned layer: its node name, the finetune-set loss before and after, epochs run, the best epoch."""
+    """One tuned layer: its node name, the finetune-set loss before and after, epochs run, the best epoch, and
+    the grid fill its output channels were rescaled to (None: not rescaled; see `_choose_fill`)."""
 
     name: str
     loss_before: float
     loss_after: float
     epochs: int
     best_epoch: int
+    fill: float | None = None
 
 
 @attrs.define
@@ -143,21 +146,63 @@ def _layer_chain(op: Operation) -> tuple[list[Operation], tuple[int, int] | None
     return acts, read_fix_attr(cur, "fix.out")
 
 
-class _Evaluator:
-    """Op-by-op float and fake-quant evaluation of an annotated graph, on sample chunks."""
+def _value_fmt(v: Value, input_fmts: dict[Value, tuple[int, int]]) -> tuple[int, int] | None:
+    """The fix format of a quantization point read by an op (a network input's from fix.inputs)."""
+    if v in input_fmts:
+        return input_fmts[v]
+    if v.op is None or ConstantLike in v.op.TRAITS or point_of(v.op) is not v:
+        return None
+    return read_fix_attr(v.op, "fix.out")
 
-    def __init__(self, params: dict[Operation, tuple[np.ndarray, np.ndarray]], chunk: int):
+
+class _Evaluator:
+    """Op-by-op float and fake-quant evaluation of an annotated graph, on sample chunks. The quantized side
+    computes what test mode (and the DPU) computes: adds floor their inputs to the ELEW pre-scale, hard
+    sigmoid / hard swish use the DPU's 2731/2^14 and round the hard sigmoid as it does."""
+
+    def __init__(self, params: dict[Operation, tuple[np.ndarray, np.ndarray]], chunk: int,
+                 func: Operation | None = None):
         self.params = params          # conv-like op -> (weight, bias) in force (quantized side)
         self.chunk = chunk
+        self.input_fmts: dict[Value, tuple[int, int]] = {}
+        if func is not None:
+            fmts = func.attributes["fix.inputs"]
+            for arg, f in zip(func.regions[0].blocks[0].args, fmts):
+                self.input_fmts[arg] = (int(f[0]), int(f[1]))
+
+    def _dpu_form(self, op: Operation, args: list[np.ndarray]) -> np.ndarray | None:
+        """The op as the DPU computes it, when that differs from its float form (None: it does not)."""
+        if op.name not in ("graph.add", "graph.hardswish", "graph.hardsigmoid"):
+            return None
+        fmts = [_value_fmt(v, self.input_fmts) for v in op.operands]
+        point = point_of(op)
+        out = read_fix_attr(point.op, "fix.out") if point is not None and point.op is not None else None
+        if out is None or any(f is None for f in fmts):
+            return None
+        if op.name == "graph.add":
+            reads, _ = elew_shifts([f[1] for f in fmts], out[1], "ADD")
+            y = np.zeros(np.broadcast_shapes(*(a.shape for a in args)), np.float64)
+            for a, (_, fp), r in zip(args, fmts, reads):
+                scale = 2.0 ** (fp + 2 - r)
+                y = y + np.floor(a * scale) / scale
+            return y.astype(np.float32)
+        if point is not op.results[0]:
+            return None
+        kernel = hard_swish_fix_sim if op.name == "graph.hardswish" else hard_sigmoid_fix_sim
+        return kernel(args[0], fp_in=fmts[0][1], fp_out=out[1], bit_width=out[0], bw_in=fmts[0][0])
 
     def quant_op(self, op: Operation, args: list[np.ndarray]) -> np.ndarray:
-        if isinstance(op, CONV_LIKE) and not tunable(op):
+        if isinstance(op, CONV_LIKE) and op not in self.params:   # a layer left in float
+            y = op.evaluate(args)[0]
+        elif isinstance(op, CONV_LIKE) and not tunable(op):
             y = op.evaluate([args[0], *self.params[op]])[0]
         elif isinstance(op, CONV_LIKE):
             w, b = self.params[op]
             wq = fake_quantize(w, *_fmt(op, "fix.weight"), "std_round")
             bq = fake_quantize(b, *_fmt(op, "fix.bias"), "std_round")
             y = _layer_np(op, args[0], wq, bq)
+        elif (dpu := self._dpu_form(op, args)) is not None:
+            y = dpu
         else:
             y = op.evaluate(args)[0]
             if op.name in ("graph.avg_pool2d", "graph.adaptive_avg_pool2d"):
@@ -347,6 +392,136 @@ def _tune_layer(op: Operation, name: str, xq: np.ndarray, target: np.ndarray, w0
     return best[0], best[1], LayerReport(name, start, best_loss, epochs, best_epoch)
 
 
+
+# --------------------------------------------------------------------- channel rescaling (grid fill)
+#: ops between two layers that commute with a positive per-channel scale
+_SCALE_PATH = ("graph.relu", "graph.leaky_relu", "graph.max_pool2d", "graph.avg_pool2d", "graph.adaptive_avg_pool2d",
+               *_SAME_VALUES)
+#: the fills tried: the scaled channel's largest finetune-set value at this fraction of its tightest grid
+FILLS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
+#: the largest scale a channel gets
+MAX_SCALE = 16.0
+
+
+@attrs.define
+class _Pair:
+    """A layer whose output channels reach exactly one other layer through scale-commuting ops."""
+
+    producer: Operation
+    consumer: Operation
+    path: list[Operation]     # producer ... consumer's group end
+    columns: int              # consumer input columns per producer channel (a flatten of C x H x W: H * W)
+
+
+def _scale_pair(op: Operation) -> _Pair | None:
+    """The pair `op` starts, or None (an output read twice, an op that does not commute with scaling, ...)."""
+    if not isinstance(op, (Conv2dOp, LinearOp)):
+        return None
+    path, cur, columns = [op], op, 1
+    while True:
+        users = list(cur.results[0].users)
+        if len(users) != 1:
+            return None
+        nxt = users[0]
+        if isinstance(nxt, (Conv2dOp, LinearOp)) and tunable(nxt):
+            break
+        if nxt.name not in _SCALE_PATH or nxt.operands[0] is not cur.results[0]:
+            return None
+        if nxt.name == "graph.flatten":
+            shape = cur.results[0].type.shape
+            if len(shape) != 4 or int(nxt.start_dim) != 1:
+                return None
+            columns = int(shape[2]) * int(shape[3])
+        elif nxt.name in ("graph.reshape",):
+            return None
+        path.append(nxt)
+        cur = nxt
+    consumer = nxt
+    channels = int(op.results[0].type.shape[1])
+    if consumer.operands[0] is not cur.results[0]:
+        return None
+    in_cols = int(consumer.weight.type.shape[1]) * (int(consumer.groups) if isinstance(consumer, Conv2dOp) else 1)
+    if in_cols != channels * columns:
+        return None
+    path.append(consumer)
+    acts, _ = _layer_chain(consumer)
+    path.extend(acts)
+    while read_fix_attr(path[-1], "fix.out") is None:   # the consumer's group ends after same-value ops
+        users = list(path[-1].results[0].users)
+        if len(users) != 1 or users[0].name not in _SAME_VALUES:
+            break
+        path.append(users[0])
+    return _Pair(op, consumer, path, columns)
+
+
+def _scaled(pair: _Pair, wp: np.ndarray, bp: np.ndarray, wc: np.ndarray, s: np.ndarray):
+    """The producer's rows times s and the consumer's matching input columns divided by s (the same float
+    function: relu/max/average pools commute with a positive scale)."""
+    wp = wp * s.reshape((-1,) + (1,) * (wp.ndim - 1))
+    if isinstance(pair.consumer, LinearOp):
+        wc = wc / np.repeat(s, pair.columns)[None, :]
+    else:
+        g, cin_g = int(pair.consumer.groups), wc.shape[1]
+        wc = (wc.reshape((g, wc.shape[0] // g) + wc.shape[1:]) / s.reshape(g, 1, cin_g, 1, 1)).reshape(wc.shape)
+    return wp.astype(np.float32), (bp * s).astype(np.float32), wc.astype(np.float32)
+
+
+def _choose_fill(pair: _Pair, xq: np.ndarray, xf: np.ndarray, ev: _Evaluator,
+                 params: dict[Operation, tuple[np.ndarray, np.ndarray]],
+                 float_params: dict[Operation, tuple[np.ndarray, np.ndarray]]) -> float | None:
+    """Rescale the pair's channels in `params` and `float_params` (in place) to the fill whose quantized
+    path output is nearest the float one on the finetune set; None (nothing changed) when no fill beats
+    the unscaled channels."""
+    p, c = pair.producer, pair.consumer
+    n, channels = xq.shape[0], int(p.results[0].type.shape[1])
+    before = pair.path[:pair.path.index(c)]
+
+    def run(x: np.ndarray, fn: Callable[[Operation, list[np.ndarray]], np.ndarray]) -> tuple[np.ndarray, list]:
+        """The path on x; with, per quantization point before the consumer, the fraction of its grid each
+        producer channel reaches."""
+        used = []
+        for o in pair.path:
+            x = ev.chunked(lambda a, o=o: fn(o, a), [x], [True], n, o)
+            fmt = read_fix_attr(o, "fix.out")
+            if o in before and fmt is not None:
+                m = np.abs(x).max(axis=(0, 2, 3)) if x.ndim == 4 else np.abs(x).max(axis=0)
+                used.append(m.reshape(channels, -1).max(1) / (qrange(fmt[0])[1] * math.ldexp(1.0, -fmt[1])))
+        return x, used
+
+    fparams = {p: float_params[p], c: float_params[c]}
+    target, used = run(xf, lambda o, a: ev.float_op(o, a, fparams.get(o)))
+    target = target.astype(np.float64)
+    wp, bp = params[p]
+    wf, bf = _fmt(p, "fix.weight"), _fmt(p, "fix.bias")
+    grid_w, grid_b = qrange(wf[0])[1] * math.ldexp(1.0, -wf[1]), qrange(bf[0])[1] * math.ldexp(1.0, -bf[1])
+    row = np.abs(wp).reshape(wp.shape[0], -1).max(1)
+    tight = np.maximum.reduce([*used, row / grid_w, np.abs(bp) / grid_b])   # fraction of the tightest grid used
+    headroom = 1.0 / np.maximum(tight, 1e-12)
+
+    def error(wpc: np.ndarray, bpc: np.ndarray, wcc: np.ndarray) -> float:
+        saved = ev.params[p], ev.params[c]
+        ev.params[p], ev.params[c] = (wpc, bpc), (wcc, params[c][1])
+        try:
+            y, _ = run(xq, ev.quant_op)
+        finally:
+            ev.params[p], ev.params[c] = saved
+        return float(np.mean((y - target) ** 2))
+
+    best_fill, best = None, error(wp, bp, params[c][0])
+    for fill in FILLS:
+        s = np.clip(fill * headroom, 1.0, MAX_SCALE)
+        e = error(*_scaled(pair, wp, bp, params[c][0], s))
+        if e < best:
+            best_fill, best = fill, e
+    if best_fill is None:
+        return None
+    s = np.clip(best_fill * headroom, 1.0, MAX_SCALE)
+    wpn, bpn, wcn = _scaled(pair, wp, bp, params[c][0], s)
+    params[p], params[c] = (wpn, bpn), (wcn, params[c][1])
+    fwp, fbp, fwc = _scaled(pair, *float_params[p], float_params[c][0], s)
+    float_params[p], float_params[c] = (fwp, fbp), (fwc, float_params[c][1])
+    return best_fill
+
 # ----------------------------------------------------------------------------------- the driver
 def _collect(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[Any]) -> list[np.ndarray]:
     """Run the user's function once; every quant_model call is recorded (and calibrates when no
@@ -385,7 +560,7 @@ def _collect(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[Any]) 
 
 
 def fast_finetune(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[Any] = (), *, epochs: int = 10,
-                  batch_size: int = 32, lr: float = 0.001, seed: int = 0,
+                  batch_size: int = 32, lr: float = 0.001, seed: int = 0, rescale: bool = True,
                   progress: bool | None = None) -> FastFinetuneReport:
     """`Quantizer.fast_finetune`: see the module docstring."""
     if q.mode != "calib":
@@ -414,7 +589,7 @@ def fast_finetune(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[A
 
     params = {op: (_array(op.weight), _array(op.bias)) for op in conv_like_ops(q.func)}
     report = _run(q, inputs, float_params, params, epochs=epochs, batch_size=batch_size, lr=float(lr), seed=seed,
-                  progress=show)
+                  progress=show, rescale=bool(rescale))
     install_params(q.func, {op: p for op, p in params.items() if tunable(op)})
     q._ft = _State(params, corrections, report)
     q.quant_model._fn = lambda xs: forward_annotated(q.func, params, xs)
@@ -425,7 +600,7 @@ def fast_finetune(q: Quantizer, run_fn: Callable[..., Any], run_args: Sequence[A
 
 
 def _run(q: Quantizer, inputs: list[np.ndarray], float_params, params, *, epochs: int, batch_size: int, lr: float,
-         seed: int, progress: bool) -> FastFinetuneReport:
+         seed: int, progress: bool, rescale: bool) -> FastFinetuneReport:
     """Stream the finetune set through the graph op by op (the frontier), tuning each conv-like op."""
     func = q.func
     block = func.regions[0].blocks[0]
@@ -434,7 +609,7 @@ def _run(q: Quantizer, inputs: list[np.ndarray], float_params, params, *, epochs
     for i, op in enumerate(ops):
         for v in op.operands:
             last[v] = i
-    ev = _Evaluator(params, batch_size)
+    ev = _Evaluator(params, batch_size, func)
     n = inputs[0].shape[0]
     env_q: dict[Value, np.ndarray] = {}
     env_f: dict[Value, np.ndarray] = {}
@@ -463,6 +638,8 @@ def _run(q: Quantizer, inputs: list[np.ndarray], float_params, params, *, epochs
         batched = [bt for _, bt in aq]
         if isinstance(op, CONV_LIKE) and tunable(op):
             k = convs.index(op)
+            pair = _scale_pair(op) if rescale else None
+            fill = _choose_fill(pair, aq[0][0], af[0][0], ev, params, float_params) if pair is not None else None
             fp = float_params[op]
             target = _float_target(op, af[0][0], fp, batch_size)
             peak = max(peak, _bytes(env_q, env_f) + target.nbytes)
@@ -471,6 +648,7 @@ def _run(q: Quantizer, inputs: list[np.ndarray], float_params, params, *, epochs
                                       desc=f"Fast finetune {k + 1}/{len(convs)} {names[op]}")
             del target
             params[op] = (wq, bq)
+            rep.fill = fill
             layers.append(rep)
             yq = ev.chunked(lambda a, op=op: ev.quant_op(op, a), [aq[0][0]], [True], n, op)
             yf = ev.chunked(lambda a, op=op, fp=fp: ev.float_op(op, a, fp), [af[0][0]], [True], n, op)
@@ -513,7 +691,7 @@ def forward_annotated(func: Operation, params: dict[Operation, tuple[np.ndarray,
                       inputs: list[np.ndarray]) -> list[np.ndarray]:
     """The frozen fake-quant forward of an annotated graph with the given conv-like parameters."""
     from ..ir.interpreter import run_function
-    ev = _Evaluator(params, 1 << 30)
+    ev = _Evaluator(params, 1 << 30, func)
     fmt_in = func.attributes["fix.inputs"]
     xs = [fake_quantize(np.asarray(x, np.float32), int(fmt_in[i][0]), int(fmt_in[i][1]), "std_round")
           for i, x in enumerate(inputs)]

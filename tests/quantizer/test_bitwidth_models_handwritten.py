@@ -216,12 +216,7 @@ class FlattenLinear(nn.Module):
 
 
 @pytest.mark.parametrize("layer", [
-    pytest.param("fc", marks=pytest.mark.xfail(strict=True, reason=(
-        "passes/fix/quantize.py _reshape_to: the flatten's NHWC order is folded into the next linear's weights "
-        "(dense_perm) also when that linear is left in float, whose CPU op keeps the torch-ordered weights (14% "
-        "error here); the fix: add `and keep_float_reason(u) is None` to the `fold` condition (then the flatten "
-        "transposes to NCHW first); tested: test mode 0.7% error, _int.xmodel and DPU run exact; "
-        "test_qat_user_models.py::test_qat_float_dense_after_flatten_of_a_feature_map xfails on the same bug"))),
+    "fc",
     "fc2"])
 def test_a_float_linear_after_flatten_reads_torch_order(tmp_path, layer):
     """The float layer computes with its own (torch-ordered) weights: test mode tracks the float model as closely as

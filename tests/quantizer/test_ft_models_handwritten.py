@@ -228,11 +228,6 @@ def test_relu6_residual_test_mode_matches_the_dpu(tmp_path):
     np.testing.assert_array_equal(_compile_run(xmodel, tmp_path, XT.numpy()), yt)
 
 
-@pytest.mark.xfail(strict=True, reason="fast_finetune.py: _Evaluator.quant_op evaluates graph.add as a float add then "
-                                       "rounds; the DPU (fix.eltwise, eltwise_fix_sim) first floors each input to "
-                                       "2^-(min(input fix positions) + 2), so calib mode after finetuning (and the "
-                                       "quantized frontier the later layers are tuned on) differs from test mode when "
-                                       "an add's input positions differ by more than 2")
 def test_calib_mode_after_finetune_equals_test_mode_across_a_residual_add(tmp_path):
     q, qt, _ = _finetune(Relu6Residual().eval(), tmp_path / "q", epochs=1)
     np.testing.assert_array_equal(np.asarray(q.quant_model(XT)), np.asarray(qt.quant_model(XT)))
@@ -249,10 +244,6 @@ class HardswishNet(nn.Module):
         return self.o(F.hardswish(self.a(x)))
 
 
-@pytest.mark.xfail(strict=True, reason="fast_finetune.py: _Evaluator.quant_op evaluates graph.hardswish as x * relu6(x + "
-                                       "3) / 6; the DPU (fix.hard_swish, hard_swish_fix_sim) multiplies by 2731/2^14 "
-                                       "and rounds the hard sigmoid to fix position 7 first (as qat.py's forward does), "
-                                       "so calib mode after finetuning differs from test mode")
 def test_calib_mode_after_finetune_equals_test_mode_across_hardswish(tmp_path):
     q, qt, _ = _finetune(HardswishNet().eval(), tmp_path / "q", epochs=1)
     np.testing.assert_array_equal(np.asarray(q.quant_model(XT)), np.asarray(qt.quant_model(XT)))
@@ -287,10 +278,6 @@ def test_two_linear_layers_keep_the_output_shape(tmp_path):
     assert _compile_run(qt.export_xmodel(), tmp_path, XT.numpy()).shape == yt.shape
 
 
-@pytest.mark.xfail(strict=True, reason="fast_finetune.py: _Evaluator.quant_op looks a conv-like layer left in float up "
-                                       "in self.params (only tuned layers are there) and raises KeyError (a traceback); "
-                                       "it should evaluate the op on its own float constants (op.evaluate(args), args "
-                                       "already hold them), as docs/fast-finetune.md promises")
 def test_fast_finetune_with_a_layer_left_in_float(tmp_path):
     cfg = {"layer_quantize_config": [{"layer_type": "torch.nn.Linear", "layer_name": None, "quantizable_data_type": []}]}
     q, qt, rep = _finetune(TwoLinears().eval(), tmp_path / "q", config=cfg, epochs=1)

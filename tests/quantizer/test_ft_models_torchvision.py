@@ -92,9 +92,8 @@ def test_torchvision_model_finetunes_and_runs_bit_exact_on_the_dpu(name, tmp_pat
 
 @pytest.mark.slow
 def test_mobilenet_v3_small_finetunes_and_runs_bit_exact_on_the_dpu(tmp_path):
-    """Hard swish and SE hard sigmoids: test mode, the _int.xmodel and the DPU agree. (Calib mode after finetuning
-    does not model the DPU's hard swish yet: test_ft_models_handwritten.py, the strict xfail on hardswish.)"""
-    _check("mobilenet_v3_small", tmp_path, calib_exact=False)
+    """Hard swish and SE hard sigmoids: calib mode after finetuning, test mode, the _int.xmodel and the DPU agree."""
+    _check("mobilenet_v3_small", tmp_path)
 
 
 @pytest.mark.slow

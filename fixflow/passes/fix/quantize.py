@@ -733,7 +733,7 @@ def _reshape_to(L: _Lowering, op: Operation, out_shape: tuple[int, ...]) -> None
         users = op.results[0].users
         fold = (len(out_shape) == 2 and batch_kept and
                 all(u.name == "graph.linear" and u.input is op.results[0] and _const_array(u.weight) is not None
-                    for u in users) and users)
+                    and keep_float_reason(u) is None for u in users) and users)
         if c == 1 or (h == 1 and w == 1):
             pass  # NHWC and NCHW orders agree
         elif fold:
