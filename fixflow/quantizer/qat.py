@@ -40,7 +40,7 @@ from ..ir.core import Operation, Value
 from ..ir.opdef import ConstantLike, Terminator
 from ..passes.fix.annotations import CONV_LIKE, GROUP_JOINERS, keep_float_reason, quant_points
 from ..passes.fix.legalize import RELU6_MIN_FIX_POS
-from ..passes.fix.quantize import CPU_ONLY
+from ..passes.fix.quantize import _ADAPTIVE_CONV_LIMIT, CPU_ONLY, adaptive_pool_matrix
 from .errors import QuantizerError
 from .quant_files import FIX_POS_MIN
 
@@ -138,6 +138,9 @@ def _runs_in_float(op: Operation) -> bool:
         return r != 4 or sorted(a % r for a in op.axes) != [2, 3]
     if n == "graph.max_pool2d":
         return tuple(op.dilation) != (1, 1)
+    if n == "graph.adaptive_avg_pool2d":
+        (_, _, h, w), (oh, ow) = op.input.type.shape, tuple(op.output_size)
+        return _uneven(h, w, oh, ow) and h * w * oh * ow > _ADAPTIVE_CONV_LIMIT
     if n == "graph.batch_norm":     # one fold-bn left (not after a conv): a 1x1 depthwise conv on a feature map
         return op.input.type.rank != 4 or any(getattr(v, "op", None) is None or ConstantLike not in v.op.TRAITS
                                               for v in op.operands[1:])
@@ -159,18 +162,17 @@ def _runs_in_float(op: Operation) -> bool:
     return False
 
 
+def _uneven(h: int, w: int, oh: int, ow: int) -> bool:
+    """An adaptive average pool the quantize pass writes as a 1x1 conv of its pooling matrix."""
+    return bool(h % oh or w % ow) and not (oh % h == 0 and ow % w == 0)
+
+
 def _check_trainable(ops: list[Operation], names: dict[Operation, str], model: str) -> None:
     """Every op has a trainable form (else one message naming the first layer that has none)."""
     for op in ops:
         if op.name not in _TRAINABLE_OPS:
             raise QatError(f"QAT: '{model}::{names.get(op, op.name)}' ({op.name}) has no trainable torch form in "
                            "fixflow's QAT yet (PTQ with fast finetuning quantizes it: docs/fast-finetune.md)")
-        if op.name == "graph.adaptive_avg_pool2d":
-            _, _, h, w = op.input.type.shape
-            oh, ow = op.output_size
-            if (h % oh or w % ow) and not (oh % h == 0 and ow % w == 0):
-                raise QatError(f"QAT: '{model}::{names.get(op, op.name)}' pools a {h}x{w} map to {oh}x{ow} (uneven "
-                               "windows, a 1x1 convolution on the DPU), which fixflow's QAT does not train yet")
 
 
 def _check_shared_layers(ops: list[Operation], names: dict[Operation, str], model: str) -> None:
@@ -217,6 +219,7 @@ def _make_module():
             self._consts: dict[Value, Any] = {}
             self._bn: dict[Operation, tuple[Any, Any]] = {}
             self._const_fix: dict[Value, tuple[Any, int]] = {}
+            self._pool: dict[Operation, Any] = {}
             _check_trainable(self._ops, names, model)
             _check_shared_layers(self._ops, names, model)
             by_value: dict[Value, str] = {}
@@ -482,6 +485,19 @@ def _make_module():
                 got = self._bn[op] = (torch.from_numpy(sq), torch.from_numpy(tq))
             return got
 
+        def _pool_matrix(self, op: Operation) -> Any:
+            """An uneven adaptive average pool as the DPU runs it: a 1x1 conv whose (OH*OW, H*W) weights are the
+            pooling matrix, 8-bit std_round at fix position floor(log2(127 / max)) (passes/fix/quantize.py)."""
+            got = self._pool.get(op)
+            if got is None:
+                _, _, h, w = op.input.type.shape
+                oh, ow = op.output_size
+                m = np.kron(adaptive_pool_matrix(h, oh), adaptive_pool_matrix(w, ow))
+                fp = int(np.floor(np.log2(127.0 / m.max())))
+                got = self._pool[op] = torch.from_numpy((quantize(m, 8, fp, "std_round") * 2.0 ** -fp)
+                                                        .astype(np.float32))
+            return got
+
         def _avg(self, op: Operation, x: Any) -> Any:
             """Average pooling / mean: in float as torch's (an op test mode runs on the CPU), else as the DPU's
             pool: the window sum times `mult / 2^shift` (exact in float32 for fixed-point inputs)."""
@@ -496,6 +512,11 @@ def _make_module():
                 oh, ow = op.output_size
                 if oh % h == 0 and ow % w == 0:      # every window one pixel (a nearest upsample on the DPU)
                     return F.adaptive_avg_pool2d(x, (oh, ow))
+                if _uneven(h, w, oh, ow):
+                    if _runs_in_float(op):
+                        return F.adaptive_avg_pool2d(x, (oh, ow))
+                    return torch.einsum("ncp,op->nco", x.flatten(2), self._pool_matrix(op)).reshape(
+                        x.shape[0], x.shape[1], oh, ow)
                 kh, kw = h // oh, w // ow
                 s = F.avg_pool2d(x, (kh, kw), (kh, kw), 0, False, True, 1)
             else:

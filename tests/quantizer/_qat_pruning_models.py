@@ -233,3 +233,21 @@ class ConstOperands(nn.Module):
 
 
 MODELS["ConstOperands"] = ConstOperands
+
+
+class VggHead(nn.Module):
+    """VGG's classifier on a small map: AdaptiveAvgPool2d((3, 3)) of a 4x4 map (uneven windows: a 1x1 conv of
+    the pooling matrix on the DPU), flatten, Linear, ReLU, Dropout, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(_cbr(3, 8, 3, stride=2), nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1),
+                                      nn.ReLU(inplace=True))
+        self.avgpool = nn.AdaptiveAvgPool2d((3, 3))
+        self.classifier = nn.Sequential(nn.Linear(16 * 9, 32), nn.ReLU(True), nn.Dropout(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+MODELS["VggHead"] = VggHead

@@ -24,7 +24,7 @@ from fixflow.quantizer.pruning import PruningError, get_pruning_runner, load_sta
 
 #: what each hand-written model must prune to (MACs after / before at removal_ratio 0.3, at most)
 PRUNABLE = ["DenseMiddle", "EncoderDecoder", "GroupedDepthwise", "NormAfterAct", "OddOps", "ResidualConcat",
-            "ReusedActivation"]
+            "ReusedActivation", "VggHead"]
 
 
 def masked_reference(model: nn.Module, groups, kept: dict[str, list[int]]) -> nn.Module:

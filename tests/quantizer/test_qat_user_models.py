@@ -182,6 +182,7 @@ def test_unsupported_model_is_one_message_at_wrap_time(model, message):
 
 
 def test_qat_float_dense_after_flatten_of_a_feature_map(tmp_path):
+    """A dense layer left in float reading a flattened feature map (the quantize pass keeps torch's order)."""
     config = {"layer_quantize_config": [{"layer_name": "fc1", "quantizable_data_type": []}]}
     _, _, trained, deployed = _qat_round_trip(build("DenseMiddle"), SHAPE, tmp_path, config=config, export=False)
     np.testing.assert_array_equal(trained, deployed)
