@@ -187,10 +187,6 @@ def test_grouped_conv_finetunes_and_matches_its_int_xmodel(tmp_path):
     np.testing.assert_array_equal(GraphRunner.from_xmodel(qt.export_xmodel()).run([XT.numpy()])[0], yt)
 
 
-@pytest.mark.xfail(strict=True, reason="compiler: a grouped (not depthwise) conv's per-group strided_slice ops go to "
-                                       "the CPU and the compiled graph's ops are written out of order ('ops are not "
-                                       "in topological order: strided_slice_2_upload_0 uses strided_slice_2 which "
-                                       "comes later'); fixflow/backends/xmodel/dpu_emit.py, not the quantizer")
 def test_grouped_conv_compiles(tmp_path):
     _, qt, _ = _finetune(Grouped().eval(), tmp_path / "q", epochs=1)
     yt = np.asarray(qt.quant_model(XT))
@@ -268,10 +264,6 @@ def test_two_linear_layers_compute_what_test_mode_computes(tmp_path):
     np.testing.assert_array_equal(yd.reshape(yt.shape), yt)
 
 
-@pytest.mark.xfail(strict=True, reason="compiler/runtime: with two Linear layers in a row the compiled xmodel declares "
-                                       "'fc2_float' (fix2float) [1, 5] but reads a [1, 1, 1, 5] download of the "
-                                       "dense's conv form, and fixflow-run returns (N, 1, 1, 5) where test mode and "
-                                       "the _int.xmodel give (N, 5)")
 def test_two_linear_layers_keep_the_output_shape(tmp_path):
     _, qt, _ = _finetune(TwoLinears().eval(), tmp_path / "q", epochs=1)
     yt = np.asarray(qt.quant_model(XT))

@@ -337,8 +337,8 @@ class _Emitter:
                 host[0].op_names += [c.name for c in group] + [x.name]
                 host[0].workload += wl
                 _on_chip(host[1].output)
-                self.ref[op.results[0]] = x.name
                 child_of[op] = (host[0], x)
+                self._dense_view(op, x, reg, addr, ops, children, child_name)
                 continue
             kind = "code"
             if op.name == "fix.reshape" or (op.name == "fix.concat" and all(
@@ -346,17 +346,7 @@ class _Emitter:
                 kind = "skip"          # no code: the same bytes, or every input written into its slice
             children.append(SuperLayer(child_name(x.name), [c.name for c in group] + [x.name], kind, workload=wl))
             child_of[op] = (children[-1], x)
-            if op.name == "fix.dense" and not self._dense_readers_only(op.results[0]):
-                h = self.xop[op]                          # the [1, N] view under the dense's own name
-                view = XOp(h.name, "reshape-fix", {"device": "DPU", "shape": XAttr("int32_vec", h.output.shape)},
-                           {"input": [x.name]}, output=XTensor(h.output.name, h.output.shape, h.output.data_type,
-                                                               dict(h.output.attrs)))
-                self._in_ddr(view.output, reg, addr)
-                ops.append(view)
-                children.append(SuperLayer(child_name(view.name), [view.name], "skip"))
-                self.ref[op.results[0]] = view.name
-            else:
-                self.ref[op.results[0]] = x.name
+            self._dense_view(op, x, reg, addr, ops, children, child_name)
 
         # downloads: one per value read outside the subgraph
         outs: list[Value] = []
@@ -408,6 +398,23 @@ class _Emitter:
                          attrs={"mc_code_preload": XAttr("bytes", b""), "debug_mode": "null",
                                 "if_prefetch": False})
         return sg, ops
+
+    def _dense_view(self, op: Operation, x: XOp, reg: int, addr: int, ops: list[XOp], children: list[SuperLayer],
+                    child_name) -> None:
+        """Sets what readers of `op`'s result refer to: `x`, or for a dense read by anything but another DPU
+        dense (a CPU op, a download) the [1, N] `reshape-fix` view of its conv form under the dense's own
+        name, also when the dense shares its super-layer with the layer before it (an on-chip chain)."""
+        if op.name != "fix.dense" or self._dense_readers_only(op.results[0]):
+            self.ref[op.results[0]] = x.name
+            return
+        h = self.xop[op]
+        view = XOp(h.name, "reshape-fix", {"device": "DPU", "shape": XAttr("int32_vec", h.output.shape)},
+                   {"input": [x.name]}, output=XTensor(h.output.name, h.output.shape, h.output.data_type,
+                                                       dict(h.output.attrs)))
+        self._in_ddr(view.output, reg, addr)
+        ops.append(view)
+        children.append(SuperLayer(child_name(view.name), [view.name], "skip"))
+        self.ref[op.results[0]] = view.name
 
     def _const_bytes(self) -> dict[str, bytes]:
         """Per DPU subgraph, its REG_0 bytes as the compiler lays them out from the annotations."""
@@ -461,7 +468,7 @@ class _Emitter:
                 order.append(s)
             members[s].append(op)
         subgraphs = []
-        for s in order:
+        for s in self._subgraph_order(order, members):
             ops = members[s]
             devices = {self.device[o] for o in ops}
             if len(devices) != 1:
@@ -494,6 +501,28 @@ class _Emitter:
         except XModelError as e:
             raise EmitError(f"internal inconsistency in the emitted xmodel: {e.message}") from None
         return m
+
+    def _subgraph_order(self, order: list[str], members: dict[str, list[Operation]]) -> list[str]:
+        """The subgraphs in an order where each comes after those it reads (first appearance among the
+        ready ones): a DPU subgraph may hold layers on both sides of a CPU op (the per-group slices of a
+        grouped conv), so the order of first appearance alone can put a reader before its producer."""
+        deps: dict[str, set[str]] = {s: set() for s in order}
+        for s in order:
+            for op in members[s]:
+                for v in op.operands:
+                    p = getattr(v, "op", None)
+                    if p is not None and not _is_const(p) and p in self.subgraph and self.subgraph[p] != s:
+                        deps[s].add(self.subgraph[p])
+        done: list[str] = []
+        left = list(order)
+        while left:
+            ready = next((s for s in left if deps[s] <= set(done)), None)
+            if ready is None:
+                raise EmitError(f"subgraphs {', '.join(left)} read each other's results (a cycle): the "
+                                "partition cannot run them in any order")
+            done.append(ready)
+            left.remove(ready)
+        return done
 
     def _cpu_ref(self, name: str, op: Operation) -> str:
         """A host op's argument: through the download when it reads a DPU output."""
