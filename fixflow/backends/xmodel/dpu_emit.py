@@ -37,6 +37,7 @@ import math
 
 from ...dialects.dpu.ops import ProgramOp
 from ...ir.core import Operation, Value
+from ...ir.location import NameLoc
 from ...target import Target, get_target
 from ..mc import encode, write_ac
 from .compiled import (
@@ -47,7 +48,7 @@ from .compiled import (
     Region,
     SuperLayer,
 )
-from .fix_xmodel import _Exporter, _the_function
+from .fix_xmodel import _KEEP, _Exporter, _tensor, _the_function
 from .model import XAttr, XModelError, XOp, XTensor
 
 __all__ = ["EmitError", "compile_log", "emit_compiled", "op_workload"]
@@ -114,6 +115,16 @@ def _int_attr(a) -> int:
     return int(getattr(a, "value", a))
 
 
+def _float_transpose(ex: _Exporter, op: Operation) -> None:
+    """A float (CPU) graph.transpose as XIR's float `transpose` with its `order` (the reader's form of the
+    transposes around a conv left in float)."""
+    out = op.results[0]
+    name = ex.name(out, "transpose")
+    attrs = {k: op.attributes[k].value for k in _KEEP if k in op.attributes}
+    attrs["order"] = [int(p) for p in op.perm]
+    ex.ops.append(XOp(name, "transpose", attrs, {"input": [ex.ref(op.input, op)]}, output=_tensor(name, out.type)))
+
+
 class _Emitter:
     def __init__(self, module: Operation, name: str | None, ac_code: bool, target: Target | None):
         self.module = module
@@ -128,6 +139,7 @@ class _Emitter:
         self.body = [op for op in self.func.regions[0].blocks[0].ops if op.name != "func.return"]
         self.ret = self.func.regions[0].blocks[0].terminator
         self.xop: dict[Operation, XOp] = {}
+        self.extra: dict[Operation, list[XOp]] = {}  # XOps written before an op's own (a float conv's transpose)
         self.ops: list[XOp] = []                   # the graph's ops, in order
         self.ref: dict[Value, str] = {}            # the op name a reader of a value refers to
         self.xname: dict[Value, str] = {}          # the op name the _int.xmodel exporter gave it
@@ -172,8 +184,14 @@ class _Emitter:
     def _export(self) -> None:
         ex = _Exporter(self.func)
         for op in self.body:
+            first = len(ex.ops)
             try:
-                ex.export(op)
+                if op.name == "graph.transpose":
+                    _float_transpose(ex, op)
+                else:
+                    if op.name == "graph.conv2d" and not op.results[0].name_hint and isinstance(op.location, NameLoc):
+                        ex.name(op.results[0], "conv2d", op.location.name)   # read back: named after its XIR op
+                    ex.export(op)
             except XModelError as e:
                 if self.device.get(op) == "CPU":
                     reason = op.attributes.get("dpu.reason")
@@ -181,8 +199,11 @@ class _Emitter:
                     raise EmitError(f"op {self._name(op)!r} ({op.name}) cannot run on the DPU{why}, and not on "
                                     f"the CPU either: {e.message}") from None
                 raise EmitError(e.message) from None
+            # a float conv is written as XIR's NHWC conv2d between transposes: all in its (CPU) subgraph
+            self.extra[op] = ex.ops[first:-1]
+            for x in ex.ops[first:]:
+                x.attrs["device"] = XAttr("string", self.device[op])
             x = ex.ops[-1]
-            x.attrs["device"] = XAttr("string", self.device[op])
             self.xop[op] = x
             self.ref[op.results[0]] = x.name
             self.xname[op.results[0]] = x.name
@@ -481,9 +502,9 @@ class _Emitter:
             else:
                 xs = []
                 for o in ops:
-                    x = self.xop[o]
-                    x.inputs = {k: [self._cpu_ref(n, o) for n in ns] for k, ns in x.inputs.items()}
-                    xs.append(x)
+                    for x in [*self.extra.get(o, []), self.xop[o]]:
+                        x.inputs = {k: [self._cpu_ref(n, o) for n in ns] for k, ns in x.inputs.items()}
+                        xs.append(x)
                 self.ops += xs
                 subgraphs.append(HostSubgraph(s, "USER" if dev == "USER" else "CPU", [x.name for x in xs]))
         dpus = [s for s in subgraphs if isinstance(s, DpuSubgraph)]

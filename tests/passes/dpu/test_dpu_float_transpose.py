@@ -1,0 +1,66 @@
+"""A conv left in float between quantized convs: the compiler places the float conv and the transposes around it
+(the _int.xmodel's NHWC conv2d, read back as transpose / graph.conv2d / transpose) on the CPU and writes them as
+XIR's float `transpose` (with `order`) and float `conv2d`; the compiled model runs as test mode computes it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from fixflow.quantizer import Quantizer
+
+G = torch.Generator().manual_seed(3)
+X = torch.rand((16, 3, 12, 12), generator=G)
+XT = torch.rand((4, 3, 12, 12), generator=G)
+CFG = {"layer_quantize_config": [{"layer_type": None, "layer_name": "mid", "quantizable_data_type": []}]}
+
+
+class Sandwich(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 6, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(6, 5, 1)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.mid(torch.relu(self.a(x)))))
+
+
+def _quantized(tmp_path):
+    out = tmp_path / "q"
+    q = Quantizer(Sandwich().eval(), (X[:1],), mode="calib", output_dir=out, log=None, progress=False, config=CFG)
+    q.quant_model(X)
+    q.export_quant_config()
+    return Quantizer(Sandwich().eval(), (X[:1],), mode="test", output_dir=out, log=None, progress=False, config=CFG)
+
+
+def test_a_conv_left_in_float_compiles_to_xir_float_transposes_and_runs_as_test_mode(tmp_path):
+    from fixflow.backends.xmodel import read_xmodel
+    from fixflow.tools import compile as compile_tool
+    from fixflow.tools import run as run_tool
+    qt = _quantized(tmp_path)
+    yt = np.asarray(qt.quant_model(XT))
+    xmodel = qt.export_xmodel()
+    assert compile_tool.main(["-x", str(xmodel), "-a", "kv260", "-o", str(tmp_path / "c"), "-n", "net"]) == 0
+    g = read_xmodel(tmp_path / "c" / "net.xmodel")
+    conv = next(o for o in g.ops if o.type == "conv2d")
+    assert conv.name == "mid" and conv.attr("device") == "CPU" and conv.output.data_type == "FLOAT32"
+    assert len(conv.output.shape) == 4 and conv.output.shape[-1] == 6        # XIR's conv2d: NHWC
+    transposes = [o for o in g.ops if o.type == "transpose"]
+    assert transposes and all(o.attr("device") == "CPU" and o.output.data_type == "FLOAT32" for o in transposes)
+    assert {tuple(o.attr("order")) for o in transposes} == {(0, 2, 3, 1), (0, 3, 1, 2)}
+    for t in transposes:                           # each output's shape is its input's permuted by `order`
+        src = next(o for o in g.ops if o.name == t.inputs["input"][0])
+        assert list(t.output.shape) == [src.output.shape[p] for p in t.attr("order")]
+    np.save(tmp_path / "x.npy", XT.numpy())
+    assert run_tool.main([str(tmp_path / "c" / "net.xmodel"), "--input", str(tmp_path / "x.npy"), "--no-progress",
+                          "-o", str(tmp_path / "dpu.npz")]) == 0
+    with np.load(tmp_path / "dpu.npz") as z:
+        yd = z[z.files[0]]
+    # the quantized convs are exact; the float conv's sums may be ordered otherwise than test mode's, and the
+    # requantization after it can then round one step apart at a tie: compare to a step of the output grid
+    step = float(np.min(np.diff(np.unique(yt))))
+    assert yd.shape == yt.shape and np.max(np.abs(yd - yt)) <= step + 1e-6
+    assert np.mean(yd == yt) > 0.99
