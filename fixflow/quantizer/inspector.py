@@ -335,7 +335,7 @@ class Inspector:
             if src is not None:
                 _locate(info, src)
                 info.user_ops = user.get(src, [])
-                fr = src.attributes.get("fix.reason")
+                fr = _fix_reason(src)
                 if fr is not None and info.reason and "float op" in info.reason:
                     info.reason = f"{fr.value}: {info.reason}"
             ops.append(info)
@@ -498,7 +498,7 @@ def _path(op: Operation) -> str:
 def _roundtrip(fix_module: Operation, notes: list[str]):
     """The module the compiler sees after `export_xmodel` (the fix module written as an XIR graph and read
     back), its op names, and the original op of each name (for locations)."""
-    from ..backends.xmodel.fix_xmodel import module_to_xgraph, xgraph_to_module
+    from ..backends.xmodel.fix_xmodel import _Exporter, module_to_xgraph, xgraph_to_module
     from ..backends.xmodel.model import XModelError
     func = _func(fix_module)
     body = [op for op in func.regions[0].blocks[0].ops if op.name != "func.return"]
@@ -509,7 +509,13 @@ def _roundtrip(fix_module: Operation, notes: list[str]):
         module = fix_module.clone()
         names = _names(module)
         return module, names, {n: o for n, o in zip(names.values(), body)} if len(names) == len(body) else None
-    orig = {x.name: op for x, op in zip(g.ops, body)} if len(g.ops) == len(body) else {}
+    # every XIR op an op is written as (a conv left in float: its NHWC conv2d and the transposes around it)
+    orig: dict[str, Operation] = {}
+    ex = _Exporter(func)
+    for op in body:
+        first = len(ex.ops)
+        ex.export(op)
+        orig.update((x.name, op) for x in ex.ops[first:])
     module = xgraph_to_module(g)
     return module, _names(module), orig
 
@@ -526,8 +532,11 @@ def _names(module: Operation) -> dict[Operation, str]:
     except XModelError:
         pass
     res, used = {}, set()
+    from ..backends.xmodel.dpu_emit import read_back_float_nhwc_names
+    own = read_back_float_nhwc_names(body)
     for op in body:
-        base = (op.results[0].name_hint if op.results and op.results[0].name_hint else op.name.split(".")[-1])
+        base = own.get(op) or (op.results[0].name_hint if op.results and op.results[0].name_hint
+                               else op.name.split(".")[-1])
         n, i = base, 1
         while n in used:
             i += 1
@@ -535,6 +544,17 @@ def _names(module: Operation) -> dict[Operation, str]:
         used.add(n)
         res[op] = n
     return res
+
+
+def _fix_reason(op: Operation):
+    """The quantizer's `fix.reason` of `op`; for a layer left in float read back from an _int.xmodel's NHWC op (a
+    float conv2d, ...), the one that op carried (the reader puts it on the transpose back to NHWC, located at the
+    same XIR op)."""
+    fr = op.attributes.get("fix.reason")
+    if fr is None and op.name.startswith("graph.") and op.results and isinstance(op.location, NameLoc):
+        fr = next((u.attributes["fix.reason"] for u in op.results[0].users
+                   if u.name == "graph.transpose" and u.location == op.location and "fix.reason" in u.attributes), None)
+    return fr
 
 
 def _locate(info: OpInfo, op: Operation) -> None:

@@ -185,10 +185,6 @@ def test_conv_left_in_float_compiles(tmp_path):
     np.testing.assert_allclose(_compile_run(qt.export_xmodel(), tmp_path, XT.numpy()), yt, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="inspector: a conv left in float is read back from the _int.xmodel as "
-                                       "transposes around an op named 'conv2d', so its row names neither the layer nor "
-                                       "the config's reason ('graph.conv2d' is a float op (CPU fallback)); a float "
-                                       "Linear's row has both")
 def test_inspector_names_a_conv_left_in_float_and_why(tmp_path):
     from fixflow.quantizer.inspector import Inspector
     r = Inspector("DPUCZDX8G_ISA1_B4096").inspect(PlainConvs().eval(), (X[:1],),

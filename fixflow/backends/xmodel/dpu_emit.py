@@ -51,7 +51,7 @@ from .compiled import (
 from .fix_xmodel import _KEEP, _Exporter, _tensor, _the_function
 from .model import XAttr, XModelError, XOp, XTensor
 
-__all__ = ["EmitError", "compile_log", "emit_compiled", "op_workload"]
+__all__ = ["EmitError", "compile_log", "emit_compiled", "op_workload", "read_back_float_nhwc_names"]
 
 _DENSE_SUFFIX = "(TransferMatMulToConv2d)"
 _CONV_EXTRA = {"hsigmoid_in": -128, "shift_hsigmoid": -128, "shift_hswish": -128}
@@ -125,6 +125,25 @@ def _float_transpose(ex: _Exporter, op: Operation) -> None:
     ex.ops.append(XOp(name, "transpose", attrs, {"input": [ex.ref(op.input, op)]}, output=_tensor(name, out.type)))
 
 
+def read_back_float_nhwc_names(body: list[Operation]) -> dict[Operation, str]:
+    """Names for a layer left in float that the _int.xmodel holds as an NHWC XIR op `L` (a float conv2d, ...)
+    as the reader gives it back: graph.transpose -> the NCHW graph op -> graph.transpose, all located at `L`,
+    only the last named `L`. The graph op is named `L` (its layer), the transposes `L_to_nchw` / `L_to_nhwc`
+    (the emission's and the inspector's names)."""
+    res: dict[Operation, str] = {}
+    for op in body:
+        loc = op.location
+        if (not op.name.startswith("graph.") or op.name == "graph.transpose" or not op.results or not op.operands
+                or op.results[0].name_hint or not isinstance(loc, NameLoc)):
+            continue
+        t_in = getattr(op.operands[0], "op", None)
+        t_out = [u for u in op.results[0].users if u.name == "graph.transpose" and u.location == loc]
+        if t_in is None or t_in.name != "graph.transpose" or t_in.location != loc or len(t_out) != 1:
+            continue
+        res[op], res[t_in], res[t_out[0]] = loc.name, f"{loc.name}_to_nchw", f"{loc.name}_to_nhwc"
+    return res
+
+
 class _Emitter:
     def __init__(self, module: Operation, name: str | None, ac_code: bool, target: Target | None):
         self.module = module
@@ -183,14 +202,15 @@ class _Emitter:
     # -- ops -----------------------------------------------------------------------------------------
     def _export(self) -> None:
         ex = _Exporter(self.func)
+        own = read_back_float_nhwc_names(self.body)
         for op in self.body:
             first = len(ex.ops)
             try:
+                if op in own:
+                    ex.name(op.results[0], "", own[op])
                 if op.name == "graph.transpose":
                     _float_transpose(ex, op)
                 else:
-                    if op.name == "graph.conv2d" and not op.results[0].name_hint and isinstance(op.location, NameLoc):
-                        ex.name(op.results[0], "conv2d", op.location.name)   # read back: named after its XIR op
                     ex.export(op)
             except XModelError as e:
                 if self.device.get(op) == "CPU":

@@ -51,6 +51,8 @@ def test_a_conv_left_in_float_compiles_to_xir_float_transposes_and_runs_as_test_
     transposes = [o for o in g.ops if o.type == "transpose"]
     assert transposes and all(o.attr("device") == "CPU" and o.output.data_type == "FLOAT32" for o in transposes)
     assert {tuple(o.attr("order")) for o in transposes} == {(0, 2, 3, 1), (0, 3, 1, 2)}
+    # the _int.xmodel's transposes keep their names; the reader's, around its NCHW graph.conv2d, are named after it
+    assert {"mid_nhwc", "mid_nchw", "mid_to_nchw", "mid_to_nhwc"} <= {o.name for o in transposes}
     for t in transposes:                           # each output's shape is its input's permuted by `order`
         src = next(o for o in g.ops if o.name == t.inputs["input"][0])
         assert list(t.output.shape) == [src.output.shape[p] for p in t.attr("order")]
@@ -64,3 +66,25 @@ def test_a_conv_left_in_float_compiles_to_xir_float_transposes_and_runs_as_test_
     step = float(np.min(np.diff(np.unique(yt))))
     assert yd.shape == yt.shape and np.max(np.abs(yd - yt)) <= step + 1e-6
     assert np.mean(yd == yt) > 0.99
+
+
+def _rows(r):
+    return {o.name: o for o in r.ops}
+
+
+def test_the_inspector_names_the_float_conv_and_why_from_the_model_and_from_the_int_xmodel(tmp_path):
+    """The read-back float conv's row is the layer ('mid', kind graph.conv2d, CPU) with the config's reason, whether
+    the inspector quantizes the model itself or reads the _int.xmodel; the reader's transposes around it are named
+    after it, and the quantized convs stay on the DPU."""
+    from fixflow.quantizer.inspector import Inspector
+    why = "left in float by the quant config (layer_quantize_config[0]: layer 'Sandwich::mid')"
+    insp = Inspector("DPUCZDX8G_ISA1_B4096")
+    from_model = insp.inspect(Sandwich().eval(), (X[:4],), config=CFG)
+    from_file = insp.inspect(_quantized(tmp_path).export_xmodel())
+    for r in (from_model, from_file):
+        rows = _rows(r)
+        conv = next(o for o in r.ops if o.kind == "graph.conv2d")
+        assert conv.name == "mid" and conv.device == "CPU" and why in conv.reason, conv
+        assert rows["mid_to_nchw"].kind == rows["mid_to_nhwc"].kind == "graph.transpose"
+        assert conv.inputs[0] == "mid_to_nchw" and rows["mid_to_nhwc"].inputs == ["mid"]
+        assert [o.device for o in r.ops if o.kind == "fix.conv2d"] == ["DPU", "DPU"] and r.compile_error is None
