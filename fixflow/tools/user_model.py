@@ -162,8 +162,9 @@ def _strip_prefixes(state: dict, expected: set[str]) -> dict:
 
 
 def resize_to_pruned(model: Any, shapes: dict[str, tuple[int, ...]], weights: str) -> bool:
-    """When `shapes` (state-dict key -> shape) gives some Conv2d / BatchNorm2d / Linear weight of `model` another
-    shape (a slim state dict of fixflow-prune), resize those layers to it; True when something was resized."""
+    """When `shapes` (state-dict key -> shape) gives some layer weight of `model` another shape (a slim state dict
+    of fixflow-prune), resize those layers to it (the layer types fixflow-prune slims: convs, transposed convs,
+    batch norms, linears, per-channel PReLU); True when something was resized."""
     own = model.state_dict()
     diff = {k: s for k, s in shapes.items()
             if k.endswith("weight") and k in own and tuple(own[k].shape) != tuple(s)}

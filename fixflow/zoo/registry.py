@@ -228,10 +228,12 @@ def sample_inputs(name: str, n: int = 8, *, seed: int = 0, split: str = "train")
 
 
 def count_macs(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
-    """MACs per Conv2d / Linear module (qualified name -> count) for one forward at ``input_shape``.
+    """MACs per Conv2d / ConvTranspose2d / Linear module (qualified name -> count) for one forward at
+    ``input_shape``.
 
-    Conv: output elements x (in_channels / groups) x kh x kw; Linear: output elements x in_features.
-    Works on real or ``meta``-device models.
+    Conv: output elements x (in_channels / groups) x kh x kw; transposed conv: input elements x
+    (out_channels / groups) x kh x kw (every input pixel meets every kernel tap once); Linear: output
+    elements x in_features. Works on real or ``meta``-device models.
     """
     import torch
     from torch import nn
@@ -240,7 +242,11 @@ def count_macs(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     handles = []
 
     def hook(name: str):
-        def fn(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        def fn(mod: nn.Module, inp: Any, out: torch.Tensor) -> None:
+            if isinstance(mod, nn.ConvTranspose2d):
+                kh, kw = mod.kernel_size
+                counts[name] = counts.get(name, 0) + inp[0].numel() * (mod.out_channels // mod.groups) * kh * kw
+                return
             if isinstance(mod, nn.Conv2d):
                 kh, kw = mod.kernel_size
                 per_out = (mod.in_channels // mod.groups) * kh * kw
@@ -251,7 +257,7 @@ def count_macs(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
         return fn
 
     for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             handles.append(mod.register_forward_hook(hook(name)))
     device = next(model.parameters()).device
     try:

@@ -74,6 +74,14 @@ def test_count_macs_by_hand():
     assert macs == {"0": 10 * 10 * 8 * 3 * 9, "2": 5 * 5 * 8 * 9, "3": 5 * 5 * 4 * 8, "5": 100 * 7}
 
 
+def test_count_macs_of_a_transposed_conv_counts_every_tap():
+    net = nn.Sequential(nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1), nn.ReLU(),
+                        nn.ConvTranspose2d(6, 6, 2, stride=2, groups=3))
+    macs = registry.count_macs(net, (1, 4, 5, 5))
+    # the products a direct transposed conv computes: every input pixel x every tap x the group's outputs
+    assert macs == {"0": 5 * 5 * 4 * 6 * 9, "2": 10 * 10 * 6 * 2 * 4}
+
+
 def test_count_macs_meta_equals_real(models):
     real = registry.count_macs(models["tiny_mobilenet"], (1, 1, 28, 28))
     assert 2 * sum(real.values()) / 1e9 == pytest.approx(registry.gops("tiny_mobilenet"), rel=1e-12)
