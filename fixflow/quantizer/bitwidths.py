@@ -103,16 +103,15 @@ def float_layers(func: Operation, model: str, names: dict[Operation, str]) -> di
 def unwritable_float_ops(func: Operation) -> dict[Operation, str]:
     """Layers left in float whose float form the `_int.xmodel` cannot hold -> the graph op kind that stops it:
     the layer itself, or the ReLU6 that stays in float after a conv-like layer left in float."""
-    from ..backends.xmodel.fix_xmodel import XIR_FLOAT_OPS
-    writable = set(XIR_FLOAT_OPS) | {"graph.conv2d", "graph.linear", "graph.pad"}
+    from ..backends.xmodel.fix_xmodel import float_op_refusal
     out = {}
     for op in func.regions[0].blocks[0].ops:
         if KEEP_FLOAT not in op.attributes:
             continue
-        kinds = [op.name]
+        ops = [op]
         if isinstance(op, CONV_LIKE) and op.results[0].users:
-            kinds += [u.name for u in op.results[0].users if u.name == "graph.relu6"]
-        bad = [k for k in kinds if k not in writable]
+            ops += [u for u in op.results[0].users if u.name == "graph.relu6"]
+        bad = [o.name for o in ops if float_op_refusal(o) is not None]
         if bad:
             out[op] = bad[0]
     return out

@@ -129,21 +129,44 @@ def test_both_calls_of_a_reused_module_are_left_in_float(tmp_path):
     np.testing.assert_array_equal(GraphRunner.from_xmodel(qt.export_xmodel()).run([XT.numpy()])[0], yt)
 
 
+class MixedGroupedUp(Mixed):
+    """Mixed with a grouped transposed conv (the _int.xmodel writes a float one only with groups = 1)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2, groups=2)
+
+
 def test_a_float_layer_the_xmodel_cannot_hold_is_one_message(tmp_path):
-    """A ConvTranspose2d left in float runs in test mode, but the _int.xmodel cannot hold it: the Quantizer warns when
-    it reads the config, and export_xmodel (fixflow-quantize --mode test) says so in one line naming the layer."""
+    """A grouped ConvTranspose2d left in float runs in test mode, but the _int.xmodel cannot hold it: the Quantizer
+    warns when it reads the config, and export_xmodel (fixflow-quantize --mode test) says so in one line naming the
+    layer."""
     cfg = {"layer_quantize_config": [_float(name="up")]}
     logs: list[str] = []
-    Quantizer(Mixed().eval(), (X[:1],), mode="calib", output_dir=tmp_path / "w", log=logs.append, progress=False,
-              config=cfg)
-    assert any("[fixflow] warning: 'Mixed::up' left in float: test mode runs it, but the _int.xmodel cannot hold a "
-               "float graph.conv_transpose2d yet, so export_xmodel() will refuse the model" in line for line in logs)
-    _, qt = _calib_test(Mixed, tmp_path / "q", cfg)
+    Quantizer(MixedGroupedUp().eval(), (X[:1],), mode="calib", output_dir=tmp_path / "w", log=logs.append,
+              progress=False, config=cfg)
+    assert any("[fixflow] warning: 'MixedGroupedUp::up' left in float: test mode runs it, but the _int.xmodel cannot "
+               "hold a float graph.conv_transpose2d yet, so export_xmodel() will refuse the model" in line
+               for line in logs)
+    _, qt = _calib_test(MixedGroupedUp, tmp_path / "q", cfg)
     qt.quant_model(XT)
     with pytest.raises(FixflowError) as e:
         qt.export_xmodel()
     msg = str(e.value)
-    assert "\n" not in msg and "'up' (graph.conv_transpose2d)" in msg and "no XIR built-in op type" in msg
+    assert "\n" not in msg and "'up' (graph.conv_transpose2d)" in msg and "a grouped or dilated transposed conv" in msg
+
+
+def test_a_transposed_conv_left_in_float_exports_and_runs_as_test_mode(tmp_path):
+    from fixflow.runtime import GraphRunner
+    cfg = {"layer_quantize_config": [_float(name="up")]}
+    logs: list[str] = []
+    Quantizer(Mixed().eval(), (X[:1],), mode="calib", output_dir=tmp_path / "w", log=logs.append, progress=False,
+              config=cfg)
+    assert not any("left in float: test mode runs it" in line for line in logs)
+    _, qt = _calib_test(Mixed, tmp_path / "q", cfg)
+    yt = np.asarray(qt.quant_model(XT))
+    np.testing.assert_array_equal(GraphRunner.from_xmodel(qt.export_xmodel()).run([XT.numpy()])[0], yt)
 
 
 def test_a_layer_override_naming_no_layer_names_the_near_ones(tmp_path):
@@ -171,9 +194,6 @@ class PlainConvs(ConvRelu6):
         return self.d(self.c(x))
 
 
-@pytest.mark.xfail(strict=True, reason="backends/xmodel/fix_xmodel.py: the ReLU6 after a conv left in float stays a "
-                                       "float graph.relu6, which XIR_FLOAT_OPS cannot write (XIR has a float 'relu6'); "
-                                       "the message names 'relu6', not the layer the config left in float")
 def test_conv_relu6_left_in_float_exports(tmp_path):
     _, qt = _calib_test(ConvRelu6, tmp_path / "q", {"layer_quantize_config": [_float(name="c")]})
     qt.export_xmodel()
@@ -231,7 +251,7 @@ def test_a_float_linear_after_flatten_reads_torch_order(tmp_path, layer):
 
 def test_the_warning_names_the_relu6_a_float_conv_leaves_behind_and_not_a_writable_layer(tmp_path):
     from fixflow.quantizer.bitwidths import unwritable_float_ops
-    for cls, expected in ((ConvRelu6, {"c": "graph.relu6"}), (PlainConvs, {})):
+    for cls, expected in ((ConvRelu6, {}), (PlainConvs, {})):   # XIR's float relu6 is written since then
         q = Quantizer(cls().eval(), (X[:1],), mode="calib", output_dir=tmp_path, log=None, progress=False,
                       config={"layer_quantize_config": [_float(name="c")]})
         assert {op.results[0].name_hint: k for op, k in unwritable_float_ops(q.func).items()} == expected

@@ -24,6 +24,8 @@ named after it; feature maps NHWC; `kernel` / `stride` / `dilation` width first,
 | graph.conv2d (a layer left in float) | transpose `<c>_nhwc`, conv2d `<c>` (NHWC, `const` weights OHWI), transpose `<c>_nchw` | XIR's float conv is NHWC; read back as graph transposes around graph.conv2d |
 | graph.pad (CPU: not an H/W pad of an NCHW map) | pad (`paddings` per dimension, `mode` CONSTANT / REFLECT / SYMMETRIC, `constant_values`) | the graph's `mode` is not written (XIR's values differ) |
 | graph.leaky_relu / mean (CPU) | leaky-relu (`alpha`) / reduction_mean (`axis`, `keep_dims`) | |
+| graph.relu / relu6 / hardswish / hardsigmoid (a layer left in float) | relu / relu6 / hard-swish / hard-sigmoid | element-wise: the NCHW map as it is |
+| graph.max_pool2d / avg_pool2d / adaptive_avg_pool2d / upsample / conv_transpose2d (left in float) | transpose `<op>_nhwc`, maxpool2d / avgpool2d / resize / transposed-conv2d `<op>` (NHWC), transpose `<op>_nchw` | as a float conv (:data:`NHWC_FLOAT_OPS`); an adaptive pool needs even windows; transposed-conv2d weights OHWI spatially flipped |
 
 A fix.reshape whose 0 / -1 (a batch-following dimension) is past the first dimension keeps that shape in
 `__fixflow_shape` beside XIR's static `shape`; the reader uses it, or else infers only the first dimension.
@@ -85,6 +87,11 @@ XIR_FLOAT_OPS: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = {
     "graph.matmul": ("matmul", {"lhs": "input", "rhs": "input"}, {"transpose_a": False, "transpose_b": False}),
     # issue 15's CPU ops; a callable gives an XIR attribute from the op (the graph's own attributes are kept too)
     "graph.leaky_relu": ("leaky-relu", {}, {"alpha": lambda op: XAttr("float", float(op.alpha))}),
+    # activations of layers left in float (element-wise: the NCHW map is written as it is)
+    "graph.relu": ("relu", {}, {}),
+    "graph.relu6": ("relu6", {}, {}),
+    "graph.hardsigmoid": ("hard-sigmoid", {}, {}),
+    "graph.hardswish": ("hard-swish", {}, {}),
     "graph.gelu": ("gelu", {}, {}),
     "graph.mish": ("mish", {}, {}),
     "graph.layer_norm": ("layernorm", {"weight": "weights"},
@@ -120,6 +127,99 @@ def _xir_float_pad(op: Operation, where: str) -> dict[str, Any]:
     mode = {"constant": "CONSTANT", "reflect": "REFLECT", "replicate": "SYMMETRIC"}[op.mode]
     return {"paddings": XAttr("int32_vec", flat), "mode": mode,
             "constant_values": XAttr("float_vec", [float(op.value)] * len(flat))}
+
+
+#: float (CPU) graph ops on NCHW maps whose XIR op is NHWC: written between transposes `<op>_nhwc` / `<op>_nchw`
+NHWC_FLOAT_OPS = {"graph.conv2d": "conv2d", "graph.max_pool2d": "maxpool2d", "graph.avg_pool2d": "avgpool2d",
+                  "graph.adaptive_avg_pool2d": "avgpool2d", "graph.upsample": "resize",
+                  "graph.conv_transpose2d": "transposed-conv2d"}
+#: the output size of an adaptive average pool written as XIR's avgpool2d (read back as the adaptive pool)
+ADAPTIVE_SIZE = "__fixflow_adaptive_output_size"
+#: true on a resize whose graph op gives only the output size: its `scale` is out / in (XIR's shape inference
+#: needs it), not a factor torch computes with
+RESIZE_BY_SIZE = "__fixflow_resize_by_size"
+
+
+def _xir_float_pool(op: Operation, where: str) -> dict[str, Any]:
+    """XIR's float maxpool2d / avgpool2d attributes of a graph pool (an adaptive pool only with even windows)."""
+    if op.name == "graph.adaptive_avg_pool2d":
+        (h, w), (oh, ow) = op.input.type.shape[2:], op.output.type.shape[2:]
+        if h % oh or w % ow:
+            raise XModelError(f"{where}: an adaptive average pool from {h}x{w} to {oh}x{ow} has uneven windows, "
+                              "which XIR's avgpool2d cannot hold (only even windows: H and W multiples of the "
+                              "output size)")
+        k = (h // oh, w // ow)
+        return {"kernel": _wh(k), "stride": _wh(k), "pad": XAttr("int32_vec", [0, 0, 0, 0]), "pad_mode": "FLOOR",
+                "global": (oh, ow) == (1, 1), "count_include_pad": True, "count_include_invalid": True,
+                ADAPTIVE_SIZE: XAttr("int32_vec", [int(oh), int(ow)])}
+    if op.name == "graph.max_pool2d" and tuple(op.dilation) != (1, 1):
+        raise XModelError(f"{where}: a dilated max pool has no XIR maxpool2d form (XIR's has no dilation)")
+    if op.name == "graph.avg_pool2d" and op.divisor_override is not None:
+        raise XModelError(f"{where}: an average pool with divisor_override has no XIR avgpool2d form")
+    attrs: dict[str, Any] = {"kernel": _wh(op.kernel), "stride": _wh(op.stride or op.kernel),
+                             "pad": XAttr("int32_vec", _lrtb(op.padding)),
+                             "pad_mode": "CEIL" if op.ceil_mode else "FLOOR", "global": False}
+    if op.name == "graph.avg_pool2d":   # a ceil-mode window past the padded input does not count that part
+        attrs.update(count_include_pad=bool(op.count_include_pad), count_include_invalid=not op.ceil_mode)
+    return attrs
+
+
+def _xir_float_tconv(op: Operation, where: str) -> dict[str, Any]:
+    """XIR's float transposed-conv2d attributes of a graph.conv_transpose2d (groups 1, dilation 1)."""
+    if int(op.groups) != 1 or tuple(op.dilation) != (1, 1):
+        raise XModelError(f"{where}: a grouped or dilated transposed conv left in float has no XIR "
+                          "transposed-conv2d form written (only groups = 1, dilation = 1)")
+    t, b, l, r = (int(v) for v in op.padding)
+    oph, opw = (int(v) for v in op.output_padding)
+    # XIR pads the stride-dilated input by kernel - 1 - pad: pad = torch's, less the output padding
+    return {"kernel": _wh(op.weight.type.shape[2:]), "stride": _wh(op.stride), "dilation": [1, 1],
+            "pad": XAttr("int32_vec", [l, r - opw, t, b - oph]), "pad_mode": "FLOOR"}
+
+
+def _xir_float_conv(op: Operation, where: str) -> dict[str, Any]:
+    return {"kernel": _wh(op.weight.type.shape[2:]), "stride": _wh(op.stride), "dilation": _wh(op.dilation),
+            "pad": XAttr("int32_vec", _lrtb(op.padding)), "pad_mode": "FLOOR", "group": int(op.groups)}
+
+
+def float_op_refusal(op: Operation) -> str | None:
+    """Why the `_int.xmodel` writer refuses the float (CPU) graph op `op`, or None when it writes it (its kind
+    has an XIR float form and its attributes fit it)."""
+    if op.name in XIR_FLOAT_OPS or op.name in ("graph.linear", "graph.pad"):
+        return None
+    if op.name not in NHWC_FLOAT_OPS:
+        return f"no XIR built-in op type for a float {op.name}"
+    try:
+        _NHWC_ATTRS[op.name](op, f"'{op.name}'")
+    except XModelError as e:
+        return e.message
+    return None
+
+
+def _xir_resize(op: Operation, where: str) -> dict[str, Any]:
+    """XIR's float resize of a graph.upsample: nearest = NEAREST, bilinear = BILINEAR with half-pixel centers
+    unless align_corners; `scale` (w, h) only when the graph op has a scale factor (torch then uses it)."""
+    attrs: dict[str, Any] = {"mode": op.mode.upper(), "align_corners": bool(op.align_corners),
+                             "half_pixel_centers": op.mode == "bilinear" and not op.align_corners}
+    if op.scale_factor is not None:
+        sh, sw = (float(v) for v in op.scale_factor)
+    else:   # XIR infers the output as int(in * scale) in float32: the smallest float32 scale that gives `out`
+        (h, w), (oh, ow) = op.input.type.shape[2:], op.output.type.shape[2:]
+        sh, sw = _size_scale(h, oh), _size_scale(w, ow)
+        attrs[RESIZE_BY_SIZE] = True
+    attrs["scale"] = XAttr("float_vec", [sw, sh])
+    return attrs
+
+
+_NHWC_ATTRS = {"graph.conv2d": _xir_float_conv, "graph.max_pool2d": _xir_float_pool,
+               "graph.avg_pool2d": _xir_float_pool, "graph.adaptive_avg_pool2d": _xir_float_pool,
+               "graph.upsample": _xir_resize, "graph.conv_transpose2d": _xir_float_tconv}
+
+
+def _size_scale(n: int, out: int) -> float:
+    s = np.float32(out / n)
+    while int(np.float32(n) * s) < out:
+        s = np.nextafter(s, np.float32(np.inf))
+    return float(s)
 
 
 def _l2_epsilon(op: Operation) -> float:
@@ -310,8 +410,11 @@ class _Exporter:
         elif op.name == "graph.constant":
             arr = np.asarray(op.attributes["value"].array, dtype=np.float32)
             typ = "const"
-            if self._float_conv_weight(op, where):   # XIR's float conv2d takes OHWI weights
+            if self._float_conv_weight(op, where, "graph.conv2d"):   # XIR's float conv2d takes OHWI weights
                 arr = np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+                otype = TensorType(arr.shape, out.type.element_type)
+            elif self._float_conv_weight(op, where, "graph.conv_transpose2d"):   # IOHW -> OHWI, spatially flipped
+                arr = np.ascontiguousarray(arr.transpose(1, 2, 3, 0)[:, ::-1, ::-1, :])
                 otype = TensorType(arr.shape, out.type.element_type)
             if arr.ndim == 0:   # XIR needs a non-empty shape: a scalar is written as [1] (it broadcasts alike)
                 arr = arr.reshape(1)
@@ -327,8 +430,8 @@ class _Exporter:
             typ = "pad"
             inputs = {"input": [self.ref(op.input, op)]}
             attrs.update(_xir_float_pad(op, where))
-        elif op.name == "graph.conv2d":
-            self._float_conv(op, name, attrs)
+        elif op.name in NHWC_FLOAT_OPS:
+            self._float_nhwc(op, name, attrs, where)
             return
         elif op.name in XIR_FLOAT_OPS:
             typ, args, fixed = XIR_FLOAT_OPS[op.name]
@@ -345,35 +448,41 @@ class _Exporter:
             raise XModelError(f"{where}: no XIR equivalent")
         self.ops.append(XOp(name, typ, attrs, inputs, output=_tensor(name, otype, rmode)))
 
-    def _float_conv_weight(self, op: Operation, where: str) -> bool:
-        """Is this float constant the weight of a float (CPU) graph.conv2d? (then it is written OHWI)"""
+    def _float_conv_weight(self, op: Operation, where: str, kind: str) -> bool:
+        """Is this float constant the weight of a float (CPU) `kind` (graph.conv2d or graph.conv_transpose2d)?
+        (then it is written OHWI, and a transposed conv's spatially flipped)"""
         users = op.results[0].users
-        conv = [u.name == "graph.conv2d" and u.operands[1] is op.results[0] and
+        conv = [u.name == kind and u.operands[1] is op.results[0] and
                 all(v is not op.results[0] for i, v in enumerate(u.operands) if i != 1) for u in users]
         if any(conv) and not all(conv):
-            raise XModelError(f"{where}: a float conv2d's weight is also read by another op (XIR's conv2d takes "
-                              "OHWI weights: the constant cannot be written for both)")
+            raise XModelError(f"{where}: the weight of a float {kind} is also read by another op (XIR's float "
+                              "convolutions take OHWI weights: the constant cannot be written for both)")
         return bool(users) and all(conv)
 
-    def _float_conv(self, op: Operation, name: str, attrs: dict[str, Any]) -> None:
-        """A conv left in float: XIR's float conv2d is NHWC with OHWI weights, so the NCHW graph value is
-        transposed to NHWC (`<name>_nhwc`), convolved (`<name>`, NHWC) and transposed back (`<name>_nchw`,
-        the value its users read)."""
+    def _float_nhwc(self, op: Operation, name: str, attrs: dict[str, Any], where: str) -> None:
+        """A float op on an NCHW map whose XIR op is NHWC (a conv left in float: OHWI weights; pools; resize):
+        the map is transposed to NHWC (`<name>_nhwc`), the XIR op (`<name>`, NHWC) runs, and its result is
+        transposed back (`<name>_nchw`, the value its users read)."""
         out = op.results[0]
+        x = op.input
+        if x.type.rank != 4 or out.type.rank != 4:
+            raise XModelError(f"{where}: XIR's {NHWC_FLOAT_OPS[op.name]} takes a rank-4 feature map, got "
+                              f"{list(x.type.shape)}")
         base = self.names.pop(out)
         to_nhwc, back = self._fresh(f"{base}_nhwc"), self._fresh(f"{base}_nchw")
-        x = op.input
         n, c, h, w = x.type.shape
         et = x.type.element_type
         self.ops.append(XOp(to_nhwc, "transpose", {"order": [0, 2, 3, 1]}, {"input": [self.ref(x, op)]},
                             output=_tensor(to_nhwc, TensorType((n, h, w, c), et))))
-        inputs = {"input": [to_nhwc], "weights": [self.ref(op.weight, op)]}
-        if op.bias is not None:
-            inputs["bias"] = [self.ref(op.bias, op)]
+        inputs = {"input": [to_nhwc]}
+        if op.name in ("graph.conv2d", "graph.conv_transpose2d"):
+            inputs["weights"] = [self.ref(op.weight, op)]
+            if op.bias is not None:
+                inputs["bias"] = [self.ref(op.bias, op)]
+        attrs.update(_NHWC_ATTRS[op.name](op, where))
         on, oc, oh, ow = out.type.shape
-        attrs.update(kernel=_wh(op.weight.type.shape[2:]), stride=_wh(op.stride), dilation=_wh(op.dilation),
-                     pad=XAttr("int32_vec", _lrtb(op.padding)), pad_mode="FLOOR", group=int(op.groups))
-        self.ops.append(XOp(name, "conv2d", attrs, inputs, output=_tensor(name, TensorType((on, oh, ow, oc), et))))
+        self.ops.append(XOp(name, NHWC_FLOAT_OPS[op.name], attrs, inputs,
+                            output=_tensor(name, TensorType((on, oh, ow, oc), et))))
         self.ops.append(XOp(back, "transpose", {"order": [0, 3, 1, 2]}, {"input": [name]},
                             output=_tensor(back, out.type)))
         self.names[out] = back
@@ -568,6 +677,11 @@ class _Importer:
                     raise XModelError(f"op {xop.name!r}: the weights of a float conv2d must be rank 4 (OHWI), "
                                       f"got shape {list(arr.shape)}")
                 arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))   # XIR's OHWI -> the graph's OIHW
+            elif any(c.type == "transposed-conv2d" and c.inputs.get("weights") == [xop.name] for c in consumers):
+                if arr.ndim != 4:
+                    raise XModelError(f"op {xop.name!r}: the weights of a float transposed-conv2d must be rank 4 "
+                                      f"(OHWI), got shape {list(arr.shape)}")
+                arr = np.ascontiguousarray(arr[:, ::-1, ::-1, :].transpose(3, 0, 1, 2))   # flipped OHWI -> IOHW
             self.add(xop, ConstantOp.from_array(arr, key=xop.name, location=NameLoc(xop.name, UNKNOWN_LOC)))
         elif t in ("conv2d-fix", "depthwise-conv2d-fix", "transposed-conv2d-fix"):
             cls = {"conv2d-fix": Q.Conv2dOp, "depthwise-conv2d-fix": Q.DepthwiseConv2dOp,
@@ -628,6 +742,8 @@ class _Importer:
             self.add(xop, self.float_pad(xop))
         elif t == "conv2d":
             self.float_conv(xop)
+        elif t in ("maxpool2d", "avgpool2d", "resize", "transposed-conv2d"):
+            self.float_nhwc(xop)
         elif t == "strided_slice-fix":
             self.add(xop, self.build(Q.StridedSliceOp, xop, self.val(xop, "input"), begin=_ints(xop, "begin"),
                                      end=_ints(xop, "end"), strides=_ints(xop, "strides")))
@@ -703,6 +819,79 @@ class _Importer:
             raise XModelError(f"op {xop.name!r} (conv2d): attribute 'kernel' {_ints(xop, 'kernel', 2)} contradicts "
                               f"the weights' shape {list(wgt.type.shape)} (OHWI)")
         self.add(xop, TransposeOp.build(conv.results[0], perm=[0, 2, 3, 1], result_types=[_fix_type_of(xop)],
+                                        location=loc))
+
+    def float_nhwc(self, xop: XOp) -> None:
+        """XIR's float maxpool2d / avgpool2d / resize (NHWC) -> graph.transpose to NCHW, the graph op,
+        graph.transpose back to NHWC."""
+        from ...dialects.graph import (AdaptiveAvgPool2dOp, AvgPool2dOp, ConvTranspose2dOp, MaxPool2dOp,
+                                       TransposeOp, UpsampleOp)
+        x = self.val(xop, "input")
+        if x.type.rank != 4 or Q.fixed_type(x.type) is not None:
+            raise XModelError(f"op {xop.name!r} ({xop.type}): the input must be a float NHWC feature map")
+        loc = NameLoc(xop.name, UNKNOWN_LOC)
+        n, h, w, c = x.type.shape
+        on, oh, ow, oc = xop.output.shape
+        nchw = TensorType((on, oc, oh, ow), f32)
+        t = xop.type
+        try:
+            tr = TransposeOp.build(x, perm=[0, 3, 1, 2], result_types=[TensorType((n, c, h, w), f32)], location=loc)
+            self.builder.insert(tr)
+            y = tr.results[0]
+            if t == "transposed-conv2d":
+                if _hw(_ints(xop, "dilation", 2, [1, 1])) != (1, 1):
+                    raise XModelError(f"op {xop.name!r} (transposed-conv2d): only dilation 1 is supported by the "
+                                      "reader")
+                wgt = self.val(xop, "weights")
+                if _hw(_ints(xop, "kernel", 2)) != tuple(wgt.type.shape[2:]):
+                    raise XModelError(f"op {xop.name!r} (transposed-conv2d): attribute 'kernel' "
+                                      f"{_ints(xop, 'kernel', 2)} contradicts the weights' shape")
+                l, r, tp, b = _ints(xop, "pad", 4, [0, 0, 0, 0])
+                if min(l, tp) < 0:
+                    raise XModelError(f"op {xop.name!r} (transposed-conv2d): attribute 'pad' must have non-negative "
+                                      f"left and top, got {[l, r, tp, b]}")
+                out_pad = (max(0, tp - b), max(0, l - r))
+                op = ConvTranspose2dOp.build(y, wgt, self.opt(xop, "bias"), stride=_hw(_ints(xop, "stride", 2)),
+                                             padding=(tp, b + out_pad[0], l, r + out_pad[1]),
+                                             output_padding=out_pad, result_types=[nchw], location=loc)
+            elif t == "resize":
+                mode = str(_need(xop, "mode"))
+                if mode not in ("NEAREST", "BILINEAR"):
+                    raise XModelError(f"op {xop.name!r} (resize): mode {mode!r} is not supported by the reader "
+                                      "(NEAREST, BILINEAR)")
+                align = bool(xop.attr("align_corners", False))
+                if bool(xop.attr("half_pixel_centers", False)) != (mode == "BILINEAR" and not align):
+                    raise XModelError(f"op {xop.name!r} (resize): half_pixel_centers must be true exactly for a "
+                                      "BILINEAR resize without align_corners (the forms torch has)")
+                kw: dict[str, Any] = {"mode": mode.lower(), "size": (oh, ow), "align_corners": align}
+                scale = [] if xop.attr(RESIZE_BY_SIZE, False) is True else xop.attr("scale", [])
+                if scale:
+                    if len(scale) != 2:
+                        raise XModelError(f"op {xop.name!r} (resize): attribute 'scale' must be (w, h), got {scale!r}")
+                    kw["scale_factor"] = (float(scale[1]), float(scale[0]))
+                op = UpsampleOp.build(y, result_types=[nchw], location=loc, **kw)
+            elif xop.has_attr(ADAPTIVE_SIZE):
+                op = AdaptiveAvgPool2dOp.build(y, output_size=_ints(xop, ADAPTIVE_SIZE, 2), result_types=[nchw],
+                                               location=loc)
+            else:
+                glob = bool(xop.attr("global", False))
+                kernel = (h, w) if glob else _hw(_ints(xop, "kernel", 2))
+                stride = (h, w) if glob else _hw(_ints(xop, "stride", 2))
+                pad = (0, 0, 0, 0) if glob else _tblr(_ints(xop, "pad", 4, [0, 0, 0, 0]))
+                pm = str(_need(xop, "pad_mode"))
+                if pm not in ("FLOOR", "CEIL"):
+                    raise XModelError(f"op {xop.name!r} ({t}): pad_mode {pm!r} is not supported by the reader "
+                                      "(FLOOR, CEIL)")
+                kw = {"kernel": kernel, "stride": stride, "padding": pad, "ceil_mode": pm == "CEIL"}
+                if t == "avgpool2d":
+                    kw["count_include_pad"] = bool(xop.attr("count_include_pad", True))
+                op = (MaxPool2dOp if t == "maxpool2d" else AvgPool2dOp).build(y, result_types=[nchw], location=loc,
+                                                                               **kw)
+            self.builder.insert(op)
+            op.verify()
+        except (ValueError, TypeError, KeyError) as e:
+            raise XModelError(f"op {xop.name!r} ({t}): {e}") from None
+        self.add(xop, TransposeOp.build(op.results[0], perm=[0, 2, 3, 1], result_types=[_fix_type_of(xop)],
                                         location=loc))
 
     def linear_op(self, xop: XOp) -> Operation:

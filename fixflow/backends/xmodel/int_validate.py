@@ -34,6 +34,8 @@ ARGUMENTS: dict[str, dict[str, int | None]] = {
     "hard-sigmoid-fix": _ONE, "hard-swish-fix": _ONE, "fix": _ONE, "fix2float": _ONE, "strided_slice-fix": _ONE,
     "eltwise-fix": {"input": None}, "concat-fix": {"input": None},
     "conv2d": _CONV, "pad": _ONE,   # float (CPU) ops: a conv left in float, Swin's window padding
+    "maxpool2d": _ONE, "avgpool2d": _ONE, "resize": _ONE,   # float pools and upsampling (NHWC)
+    "transposed-conv2d": _CONV,
 }
 
 
@@ -125,7 +127,7 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
     if xop.type == "reshape-fix":
         _same_shape(xop, "shape", t.shape, batch_free=True)
     _enum(xop, "layout", _LAYOUTS)
-    _enum(xop, "pad_mode", _XIR_PAD_MODES, _PAD_MODES)
+    _enum(xop, "pad_mode", _XIR_PAD_MODES, ("FLOOR", "CEIL") if xop.type in ("maxpool2d", "avgpool2d") else _PAD_MODES)
     if xop.type == "pad-fix":
         _enum(xop, "mode", _TENSOR_PAD_MODES)
     if xop.type == "pad":
@@ -164,7 +166,8 @@ def check_xop(xop: XOp, arguments: dict[str, int | None] | None = None) -> None:
             v = xop.attr(key)
             if not isinstance(v, (list, tuple)) or any(not _is_int(d) or d < 1 for d in v):
                 raise _err(xop, f"attribute {key!r} must be positive integers, got {v!r}")
-    if xop.has_attr("pad") and xop.type not in ("pad-fix", "pad", "transposed-conv2d-fix"):
+    if xop.has_attr("pad") and xop.type not in ("pad-fix", "pad", "transposed-conv2d-fix",
+                                                                      "transposed-conv2d"):
         v = xop.attr("pad")
         if not isinstance(v, (list, tuple)) or any(not _is_int(d) or d < 0 for d in v):
             raise _err(xop, f"attribute 'pad' must be non-negative integers, got {v!r}")

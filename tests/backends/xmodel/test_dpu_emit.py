@@ -250,18 +250,18 @@ def test_errors_name_the_missing_step(digits_fix):
 
 def test_op_neither_dpu_nor_cpu_can_run():
     """A float op the partition leaves on the CPU, for which XIR has no CPU op type: one clear error."""
-    from fixflow.dialects.graph.ops import ReluOp
+    from fixflow.dialects.graph.ops import RollOp   # (graph.relu was the example before XIR's float relu was written)
 
     def build(x, rng):
         c = conv_ops(x, rng, 8, (3, 3), pad=(1, 1, 1, 1), name="c1")
         fl = Q.FloatOp.build(c[-1].results[0])
-        r = ReluOp.build(fl.results[0])
+        r = RollOp.build(fl.results[0], shifts=[1], axes=[1])
         r.results[0].name_hint = "r"
         back = Q.FixFixOp.build(r.results[0], result_types=[FT((1, 6, 6, 8), 8, 4)])
         return c + [fl, r, back], [back.results[0]]
     m = _module(build)
     compile_module(m, "DPUCZDX8G_ISA1_B4096")
-    with pytest.raises(EmitError, match=r"op 'r' \(graph.relu\) cannot run on the DPU \(.*\), and not on the CPU"):
+    with pytest.raises(EmitError, match=r"op 'r' \(graph.roll\) cannot run on the DPU \(.*\), and not on the CPU"):
         emit_compiled(m)
 
 
