@@ -234,3 +234,30 @@ def test_compiled_with_the_float_layer_on_the_cpu_equals_test_mode(tmp_path, mak
                           "-o", str(tmp_path / "dpu.npz")]) == 0
     with np.load(tmp_path / "dpu.npz") as z:
         np.testing.assert_array_equal(z[z.files[0]], np.asarray(q.quant_model(x)))
+
+
+def test_written_pool_and_resize_mean_torchs_under_xirs_definition(tmp_path):
+    """Independent of fixflow's reader, on a non-square pool: XIR's maxpool2d (output[oh, ow] = max over
+    input[stride_h * oh + kh, stride_w * ow + kw] of the padded map, kernel / stride width first, pad left,
+    right, top, bottom) and NEAREST resize (h_idx = floor(oh * in / out)) from the written attributes give torch's."""
+    import numpy as np
+    x = torch.randn(2, 8, 7, 9, generator=torch.Generator().manual_seed(3))
+    pool = nn.MaxPool2d((3, 2), (2, 1), (1, 0), ceil_mode=True)
+    path, _ = _export(Around(pool), SHAPE, tmp_path / "p", _float_layer("f"))
+    op = next(o for o in read_xmodel(path).ops if o.type == "maxpool2d")
+    (kw, kh), (sw, sh), (pl, pr, pt, pb) = op.attr("kernel"), op.attr("stride"), op.attr("pad")
+    ref = pool(x).numpy()
+    oh, ow = ref.shape[2:]
+    xp = np.full((2, 8, max(7 + pt + pb, (oh - 1) * sh + kh), max(9 + pl + pr, (ow - 1) * sw + kw)), -np.inf)
+    xp[:, :, pt:pt + 7, pl:pl + 9] = x.numpy()
+    got = np.max([xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] for i in range(kh)
+                  for j in range(kw)], axis=0)
+    np.testing.assert_array_equal(got, ref)
+    up = nn.Upsample(size=(12, 20))
+    path, _ = _export(Around(up), SHAPE, tmp_path / "u", _float_layer("f"))
+    op = next(o for o in read_xmodel(path).ops if o.type == "resize")
+    assert (op.attr("mode"), op.attr("align_corners"), op.attr("half_pixel_centers")) == ("NEAREST", False, False)
+    sw_, sh_ = op.attr("scale")
+    assert (int(np.float32(8) * np.float32(sh_)), int(np.float32(8) * np.float32(sw_))) == (12, 20)
+    hi, wi = np.floor(np.arange(12) * 7 / 12).astype(int), np.floor(np.arange(20) * 9 / 20).astype(int)
+    np.testing.assert_array_equal(x.numpy()[:, :, hi][:, :, :, wi], up(x).numpy())
