@@ -158,7 +158,9 @@ class _Emitter:
         self.body = [op for op in self.func.regions[0].blocks[0].ops if op.name != "func.return"]
         self.ret = self.func.regions[0].blocks[0].terminator
         self.xop: dict[Operation, XOp] = {}
-        self.extra: dict[Operation, list[XOp]] = {}  # XOps written before an op's own (a float conv's transpose)
+        self.emitted: dict[Operation, list[XOp]] = {}  # a CPU op's XOps when not just its own (a float conv's)
+        self.sources: dict[Operation, list[Operation]] = {}  # the ops a folded XOp stands for
+        self.skip: set[Operation] = set()
         self.ops: list[XOp] = []                   # the graph's ops, in order
         self.ref: dict[Value, str] = {}            # the op name a reader of a value refers to
         self.xname: dict[Value, str] = {}          # the op name the _int.xmodel exporter gave it
@@ -203,7 +205,15 @@ class _Emitter:
     def _export(self) -> None:
         ex = _Exporter(self.func)
         own = read_back_float_nhwc_names(self.body)
+        folds = self._folds(own)
+        t_ins = {t_in: mid for mid, (t_in, _) in folds.items()}
         for op in self.body:
+            if op in self.skip:           # a folded transpose back to NHWC: its NHWC op stands for it
+                continue
+            if op in t_ins:               # folded: the NHWC op reads the transpose's input itself
+                ex.names[op.results[0]] = ex.ref(op.input, op)
+                self.emitted[op] = []
+                continue
             first = len(ex.ops)
             try:
                 if op in own:
@@ -219,15 +229,51 @@ class _Emitter:
                     raise EmitError(f"op {self._name(op)!r} ({op.name}) cannot run on the DPU{why}, and not on "
                                     f"the CPU either: {e.message}") from None
                 raise EmitError(e.message) from None
-            # a float conv is written as XIR's NHWC conv2d between transposes: all in its (CPU) subgraph
-            self.extra[op] = ex.ops[first:-1]
-            for x in ex.ops[first:]:
+            new = ex.ops[first:]
+            for x in new:
                 x.attrs["device"] = XAttr("string", self.device[op])
-            x = ex.ops[-1]
+            if op in folds and len(new) == 3 and new[0].type == new[2].type == "transpose":
+                # the reader's transpose / NCHW graph op / transpose is the _int.xmodel's one NHWC XIR op again:
+                # its own transposes are dropped and the one back to NHWC (the next op) stands for its result
+                t_in, t_out = folds[op]
+                x = new[1]
+                x.inputs["input"] = new[0].inputs["input"]
+                del ex.ops[first:]
+                ex.ops.append(x)
+                ex.used -= {new[0].name, new[2].name}   # the _int.xmodel's transposes keep their names
+                ex.names[t_out.results[0]] = x.name
+                self.emitted[op], self.emitted[t_out] = [], [x]
+                self.sources[t_out] = [t_in, op, t_out]
+                for o in (op, t_out):
+                    self.xop[o] = x
+                    self.ref[o.results[0]] = self.xname[o.results[0]] = x.name
+                self.skip.add(t_out)
+                continue
+            # a float NHWC op (a conv left in float) is written between transposes: all in its (CPU) subgraph
+            self.emitted[op] = new
+            x = new[-1]
             self.xop[op] = x
             self.ref[op.results[0]] = x.name
             self.xname[op.results[0]] = x.name
         self.out_names = [ex.names[v] for v in self.ret.operands]
+
+    def _folds(self, own: dict[Operation, str]) -> dict[Operation, tuple[Operation, Operation]]:
+        """The read-back float NHWC ops whose transposes (`read_back_float_nhwc_names`) the emission folds away:
+        {graph op: (transpose in, transpose out)}, all three in one CPU subgraph, the transpose in read only by
+        the op and the op only by the transpose out."""
+        res = {}
+        for op, n in own.items():
+            if n.endswith(("_to_nchw", "_to_nhwc")):
+                continue
+            t_in = op.operands[0].op
+            users = list(op.results[0].users)
+            trio = (t_in, op, *users)
+            if (len(users) == 1 and len(list(t_in.results[0].users)) == 1
+                    and [int(p) for p in t_in.perm] == [0, 3, 1, 2] and [int(p) for p in users[0].perm] == [0, 2, 3, 1]
+                    and all(self.device.get(o) == "CPU" for o in trio)
+                    and len({self.subgraph.get(o) for o in trio}) == 1):
+                res[op] = (t_in, users[0])
+        return res
 
     def _ddr(self, op: Operation, subgraph: str | None = None) -> tuple[int, int]:
         """(reg, address) of `op`'s result; in DPU subgraph `subgraph` when it is an input there."""
@@ -522,8 +568,9 @@ class _Emitter:
             else:
                 xs = []
                 for o in ops:
-                    for x in [*self.extra.get(o, []), self.xop[o]]:
-                        x.inputs = {k: [self._cpu_ref(n, o) for n in ns] for k, ns in x.inputs.items()}
+                    for x in (self.emitted[o] if o in self.emitted else [self.xop[o]]):
+                        x.inputs = {k: [self._cpu_ref(n, *self.sources.get(o, [o])) for n in ns]
+                                    for k, ns in x.inputs.items()}
                         xs.append(x)
                 self.ops += xs
                 subgraphs.append(HostSubgraph(s, "USER" if dev == "USER" else "CPU", [x.name for x in xs]))
@@ -565,11 +612,12 @@ class _Emitter:
             left.remove(ready)
         return done
 
-    def _cpu_ref(self, name: str, op: Operation) -> str:
+    def _cpu_ref(self, name: str, *ops: Operation) -> str:
         """A host op's argument: through the download when it reads a DPU output."""
-        for v in op.operands:
-            if self.xname.get(v) == name:
-                return self.ref.get(v, name)
+        for op in ops:
+            for v in op.operands:
+                if self.xname.get(v) == name:
+                    return self.ref.get(v, name)
         return name
 
 

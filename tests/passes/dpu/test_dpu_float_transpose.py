@@ -1,6 +1,7 @@
 """A conv left in float between quantized convs: the compiler places the float conv and the transposes around it
 (the _int.xmodel's NHWC conv2d, read back as transpose / graph.conv2d / transpose) on the CPU and writes them as
-XIR's float `transpose` (with `order`) and float `conv2d`; the compiled model runs as test mode computes it."""
+XIR's float `transpose` (with `order`) and float NHWC `conv2d`, as the _int.xmodel has them; the compiled model runs
+as test mode computes it. The inspector's row of the float conv names the layer and the config's reason."""
 
 from __future__ import annotations
 
@@ -50,9 +51,11 @@ def test_a_conv_left_in_float_compiles_to_xir_float_transposes_and_runs_as_test_
     assert len(conv.output.shape) == 4 and conv.output.shape[-1] == 6        # XIR's conv2d: NHWC
     transposes = [o for o in g.ops if o.type == "transpose"]
     assert transposes and all(o.attr("device") == "CPU" and o.output.data_type == "FLOAT32" for o in transposes)
-    assert {tuple(o.attr("order")) for o in transposes} == {(0, 2, 3, 1), (0, 3, 1, 2)}
-    # the _int.xmodel's transposes keep their names; the reader's, around its NCHW graph.conv2d, are named after it
-    assert {"mid_nhwc", "mid_nchw", "mid_to_nchw", "mid_to_nhwc"} <= {o.name for o in transposes}
+    # as in the _int.xmodel: NCHW -> NHWC, the NHWC conv, NHWC -> NCHW (the reader's transposes around its NCHW
+    # graph.conv2d are folded away)
+    assert [(o.name, tuple(o.attr("order"))) for o in transposes] == [("mid_nhwc", (0, 2, 3, 1)),
+                                                                        ("mid_nchw", (0, 3, 1, 2))]
+    assert conv.inputs["input"] == ["mid_nhwc"] and transposes[1].inputs["input"] == ["mid"]
     for t in transposes:                           # each output's shape is its input's permuted by `order`
         src = next(o for o in g.ops if o.name == t.inputs["input"][0])
         assert list(t.output.shape) == [src.output.shape[p] for p in t.attr("order")]
