@@ -72,6 +72,14 @@ OP_NETS = {
                      "  return t",
     "standalone_leaky_mean": "c = conv2d(x, out=4, kernel=1)\n  l = leaky_relu(x, alpha=0.2)\n"
                              "  m = mean(c, axes=[1], keepdim=true)\n  return l, m",
+    # ops named fl_* are left in float (as layer_quantize_config does): XIR's float ops
+    "float_layers": "c = conv2d(x, out=4, kernel=3, pad=1)\n  fl_r = relu(c)\n  fl_r6 = relu6(fl_r)\n"
+                    "  fl_hs = hardswish(fl_r6)\n  fl_hg = hardsigmoid(fl_hs)\n"
+                    "  fl_m = max_pool2d(fl_hg, kernel=3, stride=2, pad=1, ceil_mode=true)\n"
+                    "  fl_a = avg_pool2d(fl_m, kernel=2)\n  fl_g = adaptive_avg_pool2d(c, size=2)\n"
+                    "  fl_u = upsample(fl_a, scale=2)\n"
+                    "  fl_t = conv_transpose2d(fl_u, out=3, kernel=3, stride=2, pad=1, output_pad=1)\n"
+                    "  return fl_t, fl_g",
 }
 
 
@@ -84,6 +92,11 @@ def op_net_int_xmodel(key: str, tmp: Path) -> Path:
     from fixflow.passes.fix.quantize import quantize_module
 
     m = import_dsl(f"net {key}(x: f32[1, 4, 8, 8]) with seed=3 {{\n  {OP_NETS[key]}\n}}")
+    from fixflow.ir.attributes import StringAttr
+    from fixflow.passes.fix.annotations import KEEP_FLOAT
+    for op in m.walk():
+        if op.results and (op.results[0].name_hint or "").startswith("fl_"):
+            op.attributes[KEEP_FLOAT] = StringAttr("left in float by the op net")
     fold_batch_norm(m)
     x = np.random.default_rng(0).standard_normal((3, 4, 8, 8)).astype(np.float32)
     calibrate_module(m, [[x]])

@@ -27,6 +27,8 @@ _FIX = ({"input": REQ}, {"fix_point": ("int32", None), "bit_width": ("int32", No
                          "round_mode": ("string", None), "if_signed": ("bool", None)}, {})
 _ACT = ({"input": REQ}, {}, {})
 _REDUCE = ({"input": REQ}, {"axis": ("int32_vec", None), "keep_dims": ("bool", None)}, {})
+_POOL = ({"input": REQ}, {"kernel": ("int32_vec", 2), "stride": ("int32_vec", 2), "pad_mode": ("string", None)},
+         {"pad": ("int32_vec", 4), "global": ("bool", None)})
 
 #: type -> (arguments and their occurrence, required attributes (kind, length), optional attributes)
 XIR_BUILT_IN: dict[str, tuple[dict, dict, dict]] = {
@@ -76,6 +78,17 @@ XIR_BUILT_IN: dict[str, tuple[dict, dict, dict]] = {
     "l2_normalize": ({"input": REQ}, {}, {"axis": ("int32_vec", None), "epsilon": ("double", None)}),
     "strided_slice-fix": ({"input": REQ}, {"begin": ("int32_vec", None), "end": ("int32_vec", None),
                                            "strides": ("int32_vec", None)}, {}),
+    # layers left in float (ActivationOpDefGenerator, Pool2dOpDefGenerator, ResizeOpDefGenerator, ConvOpDefGenerator)
+    "relu": _ACT,
+    "relu6": _ACT,
+    "hard-sigmoid": _ACT,
+    "hard-swish": _ACT,
+    "maxpool2d": _POOL,
+    "avgpool2d": (_POOL[0], _POOL[1], {**_POOL[2], "count_include_pad": ("bool", None),
+                                       "count_include_invalid": ("bool", None)}),
+    "resize": ({"input": REQ, "size": OPT}, {"mode": ("string", None)},
+               {"align_corners": ("bool", None), "half_pixel_centers": ("bool", None), "scale": ("float_vec", None)}),
+    "transposed-conv2d": (_CONV[0], {**_CONV[1], "pad_mode": ("string", None)}, _CONV[2]),
 }
 
 
