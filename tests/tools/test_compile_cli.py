@@ -161,7 +161,7 @@ def test_layer_neither_engine_nor_cpu_can_run(tmp_path, capsys):
     """A fix-level .mlir whose float op is not DPU work and has no XIR CPU op type: one line naming it."""
     from fixflow.dialects.builtin import FuncOp, ModuleOp, ReturnOp
     from fixflow.dialects.fix import ops as Q
-    from fixflow.dialects.graph.ops import ReluOp
+    from fixflow.dialects.graph.ops import RollOp   # (graph.relu before XIR's float relu was written)
     from fixflow.ir import print_module
     from fixflow.ir.types import TensorType, f32
     m = ModuleOp.empty()
@@ -171,7 +171,7 @@ def test_layer_neither_engine_nor_cpu_can_run(tmp_path, capsys):
     p = Q.PoolOp.build(x.results[0], type="MAX", kernel=(2, 2), stride=(2, 2), pad=(0, 0, 0, 0),
                        result_types=[Q.fix_tensor((1, 2, 2, 8), 8, 5)])
     fl = Q.FloatOp.build(p.results[0])
-    r = ReluOp.build(fl.results[0])
+    r = RollOp.build(fl.results[0], shifts=[1], axes=[1])
     r.results[0].name_hint = "act"
     for op in (x, p, fl, r):
         f.body.append(op)
@@ -180,7 +180,7 @@ def test_layer_neither_engine_nor_cpu_can_run(tmp_path, capsys):
     src = tmp_path / "net_fix.mlir"
     src.write_text(print_module(m))
     msg = _error(capsys, "-x", src, "-a", "kv260", "-o", tmp_path / "o")
-    assert re.search(r"op 'act' \(graph.relu\) cannot run on the DPU \(.+\), and not on the CPU either", msg), msg
+    assert re.search(r"op 'act' \(graph.roll\) cannot run on the DPU \(.+\), and not on the CPU either", msg), msg
 
 
 @pytest.mark.skipif(shutil.which("fixflow-compile") is None, reason="console script not installed")
