@@ -343,6 +343,13 @@ class Inspector:
             info.super_layer = layer_of.get(info.name)
             if info.super_layer is None and info.device == "DPU" and op.name == "fix.reshape":
                 info.super_layer = _reader_layer(op, names, layer_of)   # a flatten folded into a dense
+        if compiled is not None:   # the reader's transposes around a float NHWC op, folded away by the emission
+            written = {x.name for x in compiled.ops}
+            gone = {o.name: o.inputs[0] for o in ops if o.kind == "graph.transpose" and o.inputs
+                    and o.name.endswith(("_to_nchw", "_to_nhwc")) and o.name not in written}
+            ops = [o for o in ops if o.name not in gone]
+            for o in ops:
+                o.inputs = [_through(n, gone) for n in o.inputs]
         if compiled is None:
             seen: dict[str, dict[str, Any]] = {}
             for o in ops:
@@ -544,6 +551,12 @@ def _names(module: Operation) -> dict[Operation, str]:
         used.add(n)
         res[op] = n
     return res
+
+
+def _through(name: str, gone: dict[str, str]) -> str:
+    while name in gone:
+        name = gone[name]
+    return name
 
 
 def _fix_reason(op: Operation):
