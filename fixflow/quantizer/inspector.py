@@ -505,7 +505,11 @@ def _path(op: Operation) -> str:
 def _roundtrip(fix_module: Operation, notes: list[str]):
     """The module the compiler sees after `export_xmodel` (the fix module written as an XIR graph and read
     back), its op names, and the original op of each name (for locations)."""
-    from ..backends.xmodel.fix_xmodel import _Exporter, module_to_xgraph, xgraph_to_module
+    from ..backends.xmodel.fix_xmodel import (
+        _Exporter,
+        module_to_xgraph,
+        xgraph_to_module,
+    )
     from ..backends.xmodel.model import XModelError
     func = _func(fix_module)
     body = [op for op in func.regions[0].blocks[0].ops if op.name != "func.return"]

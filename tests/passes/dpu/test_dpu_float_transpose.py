@@ -93,3 +93,29 @@ def test_the_inspector_names_the_float_conv_and_why_from_the_model_and_from_the_
         assert conv.inputs[0] == "mid_nhwc" and rows["mid_nchw"].inputs == ["mid"]
         assert rows["mid_nhwc"].kind == rows["mid_nchw"].kind == "graph.transpose"
         assert [o.device for o in r.ops if o.kind == "fix.conv2d"] == ["DPU", "DPU"] and r.compile_error is None
+
+
+def test_a_float_conv_compiled_from_the_fix_module_is_written_between_its_transposes(tmp_path):
+    """Compiled straight from the quantizer's fix module (no _int.xmodel round trip), the float graph.conv2d is one op
+    written as three XIR ops (transpose, NHWC conv2d, transpose), all in its CPU subgraph; the written model runs as
+    test mode computes it."""
+    from _dpu_testlib import compile_module
+
+    from fixflow.backends.xmodel.dpu_emit import emit_compiled
+    from fixflow.backends.xmodel.vaic import write_compiler_outputs
+    from fixflow.runtime import GraphRunner
+    qt = _quantized(tmp_path)
+    yt = np.asarray(qt.quant_model(XT))
+    m = qt.fix_module.clone()
+    compile_module(m, "DPUCZDX8G_ISA1_B4096")
+    cm = emit_compiled(m, "net")
+    cpu = next(s for s in cm.subgraphs if s.device == "CPU" and "mid" in s.op_names)
+    names = [n for n in cpu.op_names if cm.op(n).type in ("transpose", "conv2d")]
+    assert names == ["mid_nhwc", "mid", "mid_nchw"]
+    assert [cm.op(n).type for n in names] == ["transpose", "conv2d", "transpose"]
+    assert cm.op("mid").inputs["input"] == ["mid_nhwc"] and cm.op("mid_nchw").inputs["input"] == ["mid"]
+    write_compiler_outputs(cm, tmp_path / "c", "net")
+    yd = GraphRunner.from_xmodel(tmp_path / "c" / "net.xmodel").run([XT.numpy()])[0]
+    step = float(np.min(np.diff(np.unique(yt))))
+    assert yd.shape == yt.shape and np.max(np.abs(yd - yt)) <= step + 1e-6
+    assert np.mean(yd == yt) > 0.99
