@@ -114,6 +114,12 @@ def _main(argv: Sequence[str] | None) -> int:
     p.add_argument("--fast-finetune", action="store_true",
                    help="calib: fast finetuning (AdaQuant) on the calibration batches, written to fast_finetune.npz; "
                         "test: check the finetuned parameters are used (load_ft_param)")
+    ft = p.add_argument_group("fast finetune options (with --fast-finetune --mode calib)")
+    ft.add_argument("--ft-epochs", type=int, default=10, help="passes over the finetune set per layer (10)")
+    ft.add_argument("--ft-lr", type=float, default=0.001, help="Adam's rate as a fraction of std(W) (0.001)")
+    ft.add_argument("--ft-seed", type=int, default=0, help="minibatch order (0)")
+    ft.add_argument("--ft-no-rescale", action="store_true",
+                    help="gradient steps only: no channel rescaling between layers (docs/fast-finetune.md)")
     args = p.parse_args(argv_list(argv))
     if args.calib_batches < 1 or args.batch_size < 1:
         raise ToolError("--calib-batches and --batch-size must be >= 1")
@@ -130,7 +136,9 @@ def _main(argv: Sequence[str] | None) -> int:
         n = min(len(xcal), args.calib_batches * args.batch_size)
         batches = [torch.from_numpy(xcal[i:i + args.batch_size]) for i in range(0, n, args.batch_size)]
         if args.fast_finetune:   # calibrates on the batches, then finetunes on them
-            q.fast_finetune(lambda bs: [q.quant_model(b) for b in bs], (batches,))
+            q.fast_finetune(lambda bs: [q.quant_model(b) for b in bs], (batches,), epochs=args.ft_epochs,
+                            batch_size=args.batch_size, lr=args.ft_lr, seed=args.ft_seed,
+                            rescale=not args.ft_no_rescale)
         else:
             for b in batches:
                 q.quant_model(b)

@@ -314,6 +314,32 @@ def test_fixflow_quantize_fast_finetune(tmp_path, capsys):
     assert (out / "DigitsCNN_int.xmodel").exists()
 
 
+def test_fixflow_quantize_fast_finetune_options(tmp_path, capsys):
+    """--ft-epochs/--ft-lr/--ft-seed/--ft-no-rescale reach fast_finetune: the files equal the API's with the same
+    options, and a bad value is one message."""
+    import subprocess
+    import sys
+    from fixflow import zoo
+    from fixflow.tools import quantize as tool
+    out = tmp_path / "cli"
+    opts = ["--ft-epochs", "1", "--ft-lr", "0.003", "--ft-seed", "2", "--ft-no-rescale"]
+    assert tool.main(["--model", "digits_cnn", "--data", "digits", "--calib-batches", "2", "--batch-size", "16",
+                      "--output-dir", str(out), "--fast-finetune", "--mode", "calib", *opts]) == 0
+    model = zoo.get_model("digits_cnn")
+    xtr, _ = zoo.load_data("digits_cnn", "train")
+    q = Quantizer(model, (torch.from_numpy(xtr[:1]),), mode="calib", output_dir=tmp_path / "api", log=None,
+                  progress=False)
+    q.fast_finetune(_feed(q), ([xtr[:16], xtr[16:32]],), epochs=1, batch_size=16, lr=0.003, seed=2, rescale=False)
+    q.export_quant_config()
+    with np.load(out / FT_FILE) as a, np.load(tmp_path / "api" / FT_FILE) as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            np.testing.assert_array_equal(a[k], b[k])
+    r = subprocess.run([sys.executable, "-m", "fixflow.tools.quantize", "--model", "digits_cnn", "--fast-finetune",
+                        "--ft-epochs", "0", "--output-dir", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "epochs must be an integer >= 1" in r.stderr
+
+
 @pytest.mark.slow   # quantizes, finetunes, compiles and runs digits_cnn on the DPU interpreter
 def test_finetuned_model_compiles_and_runs_bit_exact(tmp_path, capsys):
     from fixflow import zoo
