@@ -71,6 +71,16 @@ def _idx(ix: list[int]) -> torch.Tensor:
     return torch.tensor(ix, dtype=torch.long)
 
 
+def _filled(new: nn.Module, old: nn.Module, w: torch.Tensor, b: torch.Tensor | None) -> nn.Module:
+    """`new` with weight `w` and bias `b`, in `old`'s train/eval mode."""
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if b is not None:
+            new.bias.copy_(b)
+    new.train(old.training)
+    return new
+
+
 def _conv(old: nn.Conv2d, out_idx: list[int] | None, in_idx: list[int] | None, depthwise: bool) -> nn.Conv2d:
     w = old.weight.detach()
     b = old.bias.detach() if old.bias is not None else None
@@ -88,12 +98,7 @@ def _conv(old: nn.Conv2d, out_idx: list[int] | None, in_idx: list[int] | None, d
         cout, cin, groups = w.shape[0], w.shape[1] * old.groups, old.groups
     new = nn.Conv2d(cin, cout, old.kernel_size, old.stride, old.padding, old.dilation, groups, b is not None,
                     old.padding_mode, device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if b is not None:
-            new.bias.copy_(b)
-    new.train(old.training)
-    return new
+    return _filled(new, old, w, b)
 
 
 def _convt(old: nn.ConvTranspose2d, out_idx: list[int] | None, in_idx: list[int] | None) -> nn.ConvTranspose2d:
@@ -108,12 +113,7 @@ def _convt(old: nn.ConvTranspose2d, out_idx: list[int] | None, in_idx: list[int]
         w = w[_idx(in_idx)]
     new = nn.ConvTranspose2d(w.shape[0], w.shape[1], old.kernel_size, old.stride, old.padding, old.output_padding,
                              1, b is not None, old.dilation, old.padding_mode, device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if b is not None:
-            new.bias.copy_(b)
-    new.train(old.training)
-    return new
+    return _filled(new, old, w, b)
 
 
 def _prelu(old: nn.PReLU, idx: list[int]) -> nn.PReLU:
@@ -143,12 +143,7 @@ def _bn(old: nn.BatchNorm2d, idx: list[int]) -> nn.BatchNorm2d:
 def _linear(old: nn.Linear, in_idx: list[int]) -> nn.Linear:
     w = old.weight.detach()[:, _idx(in_idx)]
     new = nn.Linear(len(in_idx), old.out_features, old.bias is not None, device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if old.bias is not None:
-            new.bias.copy_(old.bias.detach())
-    new.train(old.training)
-    return new
+    return _filled(new, old, w, old.bias.detach() if old.bias is not None else None)
 
 
 def _plan(graph: PruningGraph, kept: dict[int, list[int]]) -> dict[str, tuple[list[int] | None, list[int] | None]]:
