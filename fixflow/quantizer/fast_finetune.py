@@ -396,7 +396,7 @@ def _tune_layer(op: Operation, name: str, xq: np.ndarray, target: np.ndarray, w0
 # --------------------------------------------------------------------- channel rescaling (grid fill)
 #: ops between two layers that commute with a positive per-channel scale
 _SCALE_PATH = ("graph.relu", "graph.leaky_relu", "graph.max_pool2d", "graph.avg_pool2d", "graph.adaptive_avg_pool2d",
-               *_SAME_VALUES)
+               "graph.flatten", "graph.identity", "graph.dropout")   # not reshape: it may move channels
 #: the fills tried: the scaled channel's largest finetune-set value at this fraction of its tightest grid
 FILLS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0)
 #: the largest scale a channel gets
@@ -432,8 +432,6 @@ def _scale_pair(op: Operation) -> _Pair | None:
             if len(shape) != 4 or int(nxt.start_dim) != 1:
                 return None
             columns = int(shape[2]) * int(shape[3])
-        elif nxt.name in ("graph.reshape",):
-            return None
         path.append(nxt)
         cur = nxt
     consumer = nxt

@@ -139,3 +139,13 @@ def relative_error(got: np.ndarray, want: np.ndarray) -> float:
     """max |got - want| / max |want| (the error relative to the output's scale)."""
     scale = float(np.max(np.abs(want))) or 1.0
     return float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) / scale
+
+
+def needs_torchvision() -> Any:
+    """A `pytestmark` that skips a module when torchvision (or Pillow) is missing."""
+    import pytest
+    try:
+        have = bool(architectures())
+    except ImportError:  # torchvision or Pillow missing: scripts/setup.sh installs them
+        have = False
+    return pytest.mark.skipif(not have, reason="torchvision is not installed (scripts/setup.sh installs it)")

@@ -12,13 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _lib.torchvision_lib import architectures, build  # noqa: E402
+from _lib.torchvision_lib import build, needs_torchvision  # noqa: E402
 
-try:
-    HAVE = bool(architectures())
-except ImportError:  # torchvision or Pillow missing: scripts/setup.sh installs them
-    HAVE = False
-pytestmark = pytest.mark.skipif(not HAVE, reason="torchvision is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_torchvision()
 
 G = torch.Generator().manual_seed(7)
 X = torch.rand((16, 3, 64, 64), generator=G)

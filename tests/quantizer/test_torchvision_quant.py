@@ -16,13 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from _lib.torchvision_lib import architectures, build, quant_input_shape  # noqa: E402
+from _lib.torchvision_lib import build, quant_input_shape, needs_torchvision  # noqa: E402
 
-try:
-    HAVE = bool(architectures())
-except ImportError:  # torchvision or Pillow missing: scripts/setup.sh installs them
-    HAVE = False
-pytestmark = pytest.mark.skipif(not HAVE, reason="torchvision is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_torchvision()
 
 #: architecture -> the float ops expected on the CPU (a subset of what the lowering reports)
 CASES = {
